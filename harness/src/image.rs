@@ -1,0 +1,457 @@
+//! Crafted images: recipes (`images/*.yaml`) and the deterministic OCI archive builder.
+//!
+//! A recipe plants `/etc/passwd` and `/etc/group` lines and sets the image's `USER`; the payload is
+//! always the static busybox of the host (Debian's `busybox-static`) with applet links for the
+//! probe. The same recipe and busybox give the same bytes and digests on every build: every tar
+//! header is fixed (mtime 0, owner 0:0), JSON keys are sorted, and no timestamp is recorded.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::json;
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+use crate::etc::{self, GroupEntry, PasswdEntry};
+use crate::input::{self, InputError};
+
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Applets linked to busybox in every crafted image: what the probe script runs.
+pub const APPLETS: &[&str] = &["sh", "id", "cat", "sleep"];
+
+/// Name of the pause image sgpc builds and pins as the sandbox image.
+pub const PAUSE_IMAGE: &str = "pause";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    name: String,
+    #[serde(default)]
+    description: String,
+    user: Option<String>,
+    passwd: Option<Vec<Spanned<RawLine>>>,
+    group: Option<Vec<Spanned<RawLine>>>,
+}
+
+/// A planted line: plain text, or `{line: ..., malformed: true}` for edge-case images.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawLine {
+    Plain(String),
+    Marked { line: String, malformed: bool },
+}
+
+/// A validated image recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: String,
+    pub description: String,
+    pub source: PathBuf,
+    /// The image config's `User`, as written (`1000`, `alice`, `1000:3000`); `None` is root.
+    pub user: Option<String>,
+    /// `/etc/passwd` lines as planted; `None` means the image has no such file.
+    pub passwd_lines: Option<Vec<String>>,
+    pub group_lines: Option<Vec<String>>,
+    /// The well-formed entries, as a runtime reads them (malformed lines skipped).
+    pub passwd: Option<Vec<PasswdEntry>>,
+    pub group: Option<Vec<GroupEntry>>,
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> Result<Recipe, InputError> {
+        let raw: RawRecipe = input::read_yaml(path)?;
+        if !is_image_name(&raw.name) {
+            return Err(InputError::new(
+                path,
+                None,
+                Some("name"),
+                format!("{:?} is not a valid image name: use lower-case letters, digits and '-'", raw.name),
+            ));
+        }
+        let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
+        let (group_lines, group) = parse_lines(path, "group", raw.group, etc::parse_group)?;
+        Ok(Recipe {
+            name: raw.name,
+            description: raw.description,
+            source: path.to_path_buf(),
+            user: raw.user,
+            passwd_lines,
+            group_lines,
+            passwd,
+            group,
+        })
+    }
+
+    /// Loads every recipe of a directory; image names must be unique.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Recipe>, InputError> {
+        let mut recipes: Vec<Recipe> = Vec::new();
+        for path in input::yaml_files(dir)? {
+            let recipe = Recipe::load(&path)?;
+            if let Some(other) = recipes.iter().find(|r| r.name == recipe.name) {
+                return Err(InputError::new(
+                    &path,
+                    None,
+                    Some("name"),
+                    format!("image {:?} is already defined in {}", recipe.name, other.source.display()),
+                ));
+            }
+            recipes.push(recipe);
+        }
+        Ok(recipes)
+    }
+}
+
+fn is_image_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+type ParsedLines<T> = (Option<Vec<String>>, Option<Vec<T>>);
+
+fn parse_lines<T, E: std::fmt::Display>(
+    path: &Path,
+    field: &str,
+    raw: Option<Vec<Spanned<RawLine>>>,
+    parse: fn(&str) -> Result<T, E>,
+) -> Result<ParsedLines<T>, InputError> {
+    let Some(raw) = raw else { return Ok((None, None)) };
+    let mut lines = Vec::new();
+    let mut entries = Vec::new();
+    for (index, spanned) in raw.into_iter().enumerate() {
+        let line_no = Some(spanned.referenced.line());
+        let field = format!("{field}[{index}]");
+        let (text, marked_malformed) = match spanned.value {
+            RawLine::Plain(text) => (text, false),
+            RawLine::Marked { line, malformed } => (line, malformed),
+        };
+        if text.contains('\n') {
+            return Err(InputError::new(path, line_no, Some(&field), "a planted line must not contain a newline"));
+        }
+        match (parse(&text), marked_malformed) {
+            (Ok(entry), false) => entries.push(entry),
+            (Err(e), false) => {
+                return Err(InputError::new(
+                    path,
+                    line_no,
+                    Some(&field),
+                    format!("{text:?}: {e} (mark it `malformed: true` if that is intended)"),
+                ))
+            }
+            (Ok(_), true) => {
+                return Err(InputError::new(
+                    path,
+                    line_no,
+                    Some(&field),
+                    format!("{text:?} is marked malformed but parses as a valid line"),
+                ))
+            }
+            (Err(_), true) => {}
+        }
+        lines.push(text);
+    }
+    Ok((Some(lines), Some(entries)))
+}
+
+/// A file in an image layer.
+#[derive(Debug, Clone)]
+pub enum LayerEntry {
+    Dir { path: String },
+    File { path: String, mode: u32, data: Vec<u8> },
+    Symlink { path: String, target: String },
+}
+
+/// What goes into an image, before it is serialised.
+#[derive(Debug, Clone)]
+pub struct ImageContent {
+    pub name: String,
+    pub entries: Vec<LayerEntry>,
+    pub user: Option<String>,
+    pub entrypoint: Vec<String>,
+}
+
+/// Where the image payload binaries come from on the host.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub busybox: PathBuf,
+    pub catatonit: PathBuf,
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload { busybox: PathBuf::from("/bin/busybox"), catatonit: PathBuf::from("/usr/bin/catatonit") }
+    }
+}
+
+fn read_binary(path: &Path, package: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!("cannot read {} ({e}); install Debian's `{package}` or run `make setup`", path.display())
+    })
+}
+
+impl ImageContent {
+    /// The crafted image of a recipe: busybox, applet links, planted `/etc` files.
+    pub fn from_recipe(recipe: &Recipe, payload: &Payload) -> anyhow::Result<ImageContent> {
+        let mut entries = vec![
+            LayerEntry::Dir { path: "bin".into() },
+            LayerEntry::File { path: "bin/busybox".into(), mode: 0o755, data: read_binary(&payload.busybox, "busybox-static")? },
+        ];
+        for applet in APPLETS {
+            entries.push(LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+        }
+        entries.push(LayerEntry::Dir { path: "etc".into() });
+        for (name, lines) in [("passwd", &recipe.passwd_lines), ("group", &recipe.group_lines)] {
+            if let Some(lines) = lines {
+                let data = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+                entries.push(LayerEntry::File { path: format!("etc/{name}"), mode: 0o644, data });
+            }
+        }
+        entries.push(LayerEntry::Dir { path: "tmp".into() });
+        Ok(ImageContent {
+            name: recipe.name.clone(),
+            entries,
+            user: recipe.user.clone(),
+            entrypoint: vec!["/bin/sh".into()],
+        })
+    }
+
+    /// The sandbox ("pause") image: catatonit in pause mode.
+    pub fn pause(payload: &Payload) -> anyhow::Result<ImageContent> {
+        Ok(ImageContent {
+            name: PAUSE_IMAGE.into(),
+            entries: vec![LayerEntry::File {
+                path: "catatonit".into(),
+                mode: 0o755,
+                data: read_binary(&payload.catatonit, "catatonit")?,
+            }],
+            user: None,
+            entrypoint: vec!["/catatonit".into(), "-P".into()],
+        })
+    }
+}
+
+/// A content-addressed blob.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub media_type: &'static str,
+    pub digest: String,
+    pub data: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &'static str, data: Vec<u8>) -> Blob {
+        Blob { media_type, digest: sha256_digest(&data), data }
+    }
+
+    fn descriptor(&self) -> serde_json::Value {
+        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.data.len()})
+    }
+
+    fn archive_path(&self) -> String {
+        format!("blobs/sha256/{}", self.digest.trim_start_matches("sha256:"))
+    }
+}
+
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// A built image: its blobs, ready to be pushed or written as an OCI archive.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub name: String,
+    pub layer: Blob,
+    pub config: Blob,
+    pub manifest: Blob,
+}
+
+impl BuiltImage {
+    /// The tag sgpc uses for this image: a prefix of its manifest digest, so that a changed
+    /// recipe never reuses a stale image in a long-lived runtime.
+    pub fn tag(&self) -> String {
+        self.manifest.digest.trim_start_matches("sha256:")[..12].to_string()
+    }
+
+    /// Writes an archive that `ctr images import`, `skopeo`, `docker load` and
+    /// `kind load image-archive` accept: an OCI layout plus a docker `manifest.json`.
+    pub fn write_archive(&self, path: &Path, repository: &str) -> anyhow::Result<()> {
+        let reference = format!("{repository}/{}:{}", self.name, self.tag());
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [{
+                "mediaType": MEDIA_MANIFEST,
+                "digest": self.manifest.digest,
+                "size": self.manifest.data.len(),
+                "annotations": {
+                    "io.containerd.image.name": reference,
+                    "org.opencontainers.image.ref.name": self.tag(),
+                },
+            }],
+        });
+        let docker_manifest = json!([{
+            "Config": self.config.archive_path(),
+            "RepoTags": [reference],
+            "Layers": [self.layer.archive_path()],
+        }]);
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+            ("index.json".into(), serde_json::to_vec(&index)?),
+            ("manifest.json".into(), serde_json::to_vec(&docker_manifest)?),
+        ];
+        for blob in [&self.layer, &self.config, &self.manifest] {
+            files.push((blob.archive_path(), blob.data.clone()));
+        }
+        let mut entries = vec![
+            LayerEntry::Dir { path: "blobs".into() },
+            LayerEntry::Dir { path: "blobs/sha256".into() },
+        ];
+        entries.extend(files.into_iter().map(|(path, data)| LayerEntry::File { path, mode: 0o644, data }));
+        let tar = write_tar(&entries)?;
+        let mut file = std::fs::File::create(path)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        file.write_all(&tar)?;
+        Ok(())
+    }
+}
+
+fn oci_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Serialises an image into its layer, config and manifest blobs.
+pub fn build(content: &ImageContent) -> anyhow::Result<BuiltImage> {
+    let tar = write_tar(&content.entries)?;
+    let diff_id = sha256_digest(&tar);
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar)?;
+    let layer = Blob::new(MEDIA_LAYER, gz.finish()?);
+
+    let mut image_config = BTreeMap::new();
+    image_config.insert("Env", json!(["PATH=/bin:/usr/bin:/sbin:/usr/sbin"]));
+    image_config.insert("Entrypoint", json!(content.entrypoint));
+    if let Some(user) = &content.user {
+        image_config.insert("User", json!(user));
+    }
+    let config = json!({
+        "architecture": oci_architecture(),
+        "os": "linux",
+        "config": image_config,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let config = Blob::new(MEDIA_CONFIG, serde_json::to_vec(&config)?);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor()],
+    });
+    let manifest = Blob::new(MEDIA_MANIFEST, serde_json::to_vec(&manifest)?);
+    Ok(BuiltImage { name: content.name.clone(), layer, config, manifest })
+}
+
+fn write_tar(entries: &[LayerEntry]) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        match entry {
+            LayerEntry::Dir { path } => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_data(&mut header, format!("{path}/"), std::io::empty())?;
+            }
+            LayerEntry::File { path, mode, data } => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                header.set_size(data.len() as u64);
+                builder.append_data(&mut header, path, data.as_slice())?;
+            }
+            LayerEntry::Symlink { path, target } => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target)?;
+            }
+        }
+    }
+    Ok(builder.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe_from(text: &str) -> Result<Recipe, InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        Recipe::load(&path)
+    }
+
+    #[test]
+    fn recipe_lines_are_parsed() {
+        let r = recipe_from(
+            "name: t\nuser: \"1000\"\npasswd:\n  - \"alice:x:1000:1000::/:/bin/sh\"\ngroup:\n  - \"g:x:50000:alice\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.passwd.unwrap()[0].uid, 1000);
+        assert_eq!(r.group.unwrap()[0].members, vec!["alice"]);
+    }
+
+    #[test]
+    fn malformed_line_names_file_line_and_field() {
+        let err = recipe_from("name: t\ngroup:\n  - \"g:x:1:\"\n  - \"broken\"\n").unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert_eq!(err.field.as_deref(), Some("group[1]"));
+        assert!(err.to_string().contains("r.yaml:4: field `group[1]`"), "{err}");
+    }
+
+    #[test]
+    fn marked_malformed_line_is_planted_but_not_parsed() {
+        let r = recipe_from("name: t\ngroup:\n  - {line: \"broken\", malformed: true}\n").unwrap();
+        assert_eq!(r.group_lines.unwrap(), vec!["broken"]);
+        assert!(r.group.unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let err = recipe_from("name: t\nusr: root\n").unwrap_err();
+        assert!(err.to_string().contains("usr"), "{err}");
+    }
+
+    #[test]
+    fn built_image_is_deterministic_and_well_formed() {
+        let content = ImageContent {
+            name: "t".into(),
+            entries: vec![
+                LayerEntry::Dir { path: "etc".into() },
+                LayerEntry::File { path: "etc/group".into(), mode: 0o644, data: b"g:x:1:\n".to_vec() },
+            ],
+            user: Some("1000".into()),
+            entrypoint: vec!["/bin/sh".into()],
+        };
+        let a = build(&content).unwrap();
+        let b = build(&content).unwrap();
+        assert_eq!(a.manifest.digest, b.manifest.digest);
+        let manifest: serde_json::Value = serde_json::from_slice(&a.manifest.data).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], a.layer.digest);
+        assert_eq!(manifest["config"]["digest"], a.config.digest);
+        let config: serde_json::Value = serde_json::from_slice(&a.config.data).unwrap();
+        assert_eq!(config["config"]["User"], "1000");
+    }
+}

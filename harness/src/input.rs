@@ -1,0 +1,76 @@
+//! Reading sgpc's own input files (scenarios and image recipes).
+//!
+//! Every problem with an input file becomes an [`InputError`] that names the file, the line where
+//! known, the field, and what was expected, in the form `file:line: field: message`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A problem with one of sgpc's input files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub path: PathBuf,
+    pub line: Option<u64>,
+    /// Dotted path of the offending field (`pod.securityContext.runAsUser`), when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(path: &Path, line: Option<u64>, field: Option<&str>, message: impl Into<String>) -> Self {
+        InputError {
+            path: path.to_path_buf(),
+            line,
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Reads and deserializes a YAML file, mapping parse errors to [`InputError`].
+pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, InputError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))?;
+    parse_yaml(path, &text)
+}
+
+/// Deserializes YAML text that came from `path`.
+pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, InputError> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let e = e.without_snippet();
+        let line = e.location().map(|l| l.line() as u64);
+        InputError::new(path, line, None, e.to_string())
+    })
+}
+
+/// Lists the `*.yaml` files of a directory, sorted by name so that runs are reproducible.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| InputError::new(dir, None, None, format!("cannot list directory: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| InputError::new(dir, None, None, e.to_string()))?.path();
+        if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

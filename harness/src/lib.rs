@@ -1,0 +1,12 @@
+//! sgpc: an end-to-end conformance harness for Kubernetes' `supplementalGroupsPolicy` (KEP-3619).
+//!
+//! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime
+//! ([`provision`]), drives it through a [`target`], judges each case ([`verdict`]) and hands the
+//! finished run to the [`report`]ers.
+
+pub mod etc;
+pub mod identity;
+pub mod image;
+pub mod input;
+pub mod oracle;
+pub mod scenario;

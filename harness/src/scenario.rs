@@ -1,0 +1,368 @@
+//! Scenarios (`scenarios/*.yaml`): one conformance case written in Pod terms, with the identity
+//! expected under each policy.
+//!
+//! Loading is two-staged: raw serde structs that mirror the file (unknown fields rejected), then
+//! validated types with ids checked to be in 0..=4294967295 and images resolved.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::identity::{GroupSet, Identity};
+use crate::image::Recipe;
+use crate::input::{self, InputError};
+
+/// The value of `spec.securityContext.supplementalGroupsPolicy` a case runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Field left unset: the API server and runtimes treat it as `Merge`.
+    Default,
+    Merge,
+    Strict,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::Default, Policy::Merge, Policy::Strict];
+
+    /// The label used in case ids and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Policy::Default => "default",
+            Policy::Merge => "merge",
+            Policy::Strict => "strict",
+        }
+    }
+
+    /// The value written into the Pod, as the API spells it.
+    pub fn api_value(self) -> Option<&'static str> {
+        match self {
+            Policy::Default => None,
+            Policy::Merge => Some("Merge"),
+            Policy::Strict => Some("Strict"),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+type RawId = Spanned<i64>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawScenario {
+    name: String,
+    summary: String,
+    image: Spanned<String>,
+    #[serde(default)]
+    pod: RawPod,
+    #[serde(default)]
+    container: RawContainer,
+    #[serde(default)]
+    volumes: Vec<RawVolume>,
+    expect: RawExpect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPod {
+    #[serde(default)]
+    security_context: RawPodSecurityContext,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPodSecurityContext {
+    run_as_user: Option<RawId>,
+    run_as_group: Option<RawId>,
+    #[serde(default)]
+    supplemental_groups: Vec<RawId>,
+    fs_group: Option<RawId>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawContainer {
+    #[serde(default)]
+    security_context: RawContainerSecurityContext,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawContainerSecurityContext {
+    run_as_user: Option<RawId>,
+    run_as_group: Option<RawId>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawVolume {
+    name: String,
+    mount_path: String,
+    protected_dir: RawProtectedDir,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawProtectedDir {
+    gid: RawId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    merge: RawExpectation,
+    strict: RawExpectation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectation {
+    uid: RawId,
+    gid: RawId,
+    groups: Vec<RawId>,
+    #[serde(default)]
+    access: BTreeMap<String, Access>,
+}
+
+/// Whether a process may read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Allowed,
+    Denied,
+}
+
+/// Pod-level security context fields that decide the identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurity {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
+    pub fs_group: Option<u32>,
+}
+
+/// Container-level overrides (Kubernetes has no container-level supplemental groups).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecurity {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+}
+
+/// A host directory owned `root:<gid>`, mode 0070, holding a file `token` owned `root:<gid>`,
+/// mode 0040: readable only through membership of `gid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub mount_path: String,
+    pub gid: u32,
+}
+
+impl Volume {
+    pub const TOKEN_FILE: &'static str = "token";
+
+    pub fn token_path(&self) -> String {
+        format!("{}/{}", self.mount_path.trim_end_matches('/'), Self::TOKEN_FILE)
+    }
+}
+
+/// What one policy must give: the identity and, per probed file, the access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    pub identity: Identity,
+    pub access: BTreeMap<String, Access>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub summary: String,
+    pub source: PathBuf,
+    pub image: String,
+    pub pod: PodSecurity,
+    pub container: ContainerSecurity,
+    pub volumes: Vec<Volume>,
+    pub expect_merge: Expectation,
+    pub expect_strict: Expectation,
+}
+
+impl Scenario {
+    /// The written expectation for a policy (unset behaves as `Merge`).
+    pub fn expectation(&self, policy: Policy) -> &Expectation {
+        match policy {
+            Policy::Default | Policy::Merge => &self.expect_merge,
+            Policy::Strict => &self.expect_strict,
+        }
+    }
+
+    /// Files the probe tries to read: every volume's token.
+    pub fn probed_files(&self) -> Vec<String> {
+        self.volumes.iter().map(Volume::token_path).collect()
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, InputError> {
+        let raw: RawScenario = input::read_yaml(path)?;
+        Validator { path }.scenario(raw)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, line: Option<u64>, field: &str, message: impl Into<String>) -> InputError {
+        InputError::new(self.path, line, Some(field), message)
+    }
+
+    fn id(&self, field: &str, raw: &RawId) -> Result<u32, InputError> {
+        u32::try_from(raw.value).map_err(|_| {
+            self.error(Some(raw.referenced.line()), field, format!("{} is not an id: expected 0..=4294967295", raw.value))
+        })
+    }
+
+    fn opt_id(&self, field: &str, raw: &Option<RawId>) -> Result<Option<u32>, InputError> {
+        raw.as_ref().map(|r| self.id(field, r)).transpose()
+    }
+
+    fn ids(&self, field: &str, raw: &[RawId]) -> Result<Vec<u32>, InputError> {
+        raw.iter().enumerate().map(|(i, r)| self.id(&format!("{field}[{i}]"), r)).collect()
+    }
+
+    fn scenario(&self, raw: RawScenario) -> Result<Scenario, InputError> {
+        if !is_scenario_name(&raw.name) {
+            return Err(self.error(None, "name", format!("{:?}: use lower-case letters, digits and '-'", raw.name)));
+        }
+        let psc = &raw.pod.security_context;
+        let pod = PodSecurity {
+            run_as_user: self.opt_id("pod.securityContext.runAsUser", &psc.run_as_user)?,
+            run_as_group: self.opt_id("pod.securityContext.runAsGroup", &psc.run_as_group)?,
+            supplemental_groups: self.ids("pod.securityContext.supplementalGroups", &psc.supplemental_groups)?,
+            fs_group: self.opt_id("pod.securityContext.fsGroup", &psc.fs_group)?,
+        };
+        let csc = &raw.container.security_context;
+        let container = ContainerSecurity {
+            run_as_user: self.opt_id("container.securityContext.runAsUser", &csc.run_as_user)?,
+            run_as_group: self.opt_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
+        };
+        let volumes = raw
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| self.volume(i, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let probed: Vec<String> = volumes.iter().map(Volume::token_path).collect();
+        Ok(Scenario {
+            expect_merge: self.expectation("expect.merge", &raw.expect.merge, &probed)?,
+            expect_strict: self.expectation("expect.strict", &raw.expect.strict, &probed)?,
+            name: raw.name,
+            summary: raw.summary,
+            source: self.path.to_path_buf(),
+            image: raw.image.value,
+            pod,
+            container,
+            volumes,
+        })
+    }
+
+    fn volume(&self, index: usize, raw: &RawVolume) -> Result<Volume, InputError> {
+        let field = format!("volumes[{index}]");
+        if !raw.mount_path.starts_with('/') || raw.mount_path.contains(char::is_whitespace) {
+            return Err(self.error(None, &format!("{field}.mountPath"), format!("{:?}: expected an absolute path without spaces", raw.mount_path)));
+        }
+        Ok(Volume {
+            name: raw.name.clone(),
+            mount_path: raw.mount_path.clone(),
+            gid: self.id(&format!("{field}.protectedDir.gid"), &raw.protected_dir.gid)?,
+        })
+    }
+
+    fn expectation(&self, field: &str, raw: &RawExpectation, probed: &[String]) -> Result<Expectation, InputError> {
+        let gid = self.id(&format!("{field}.gid"), &raw.gid)?;
+        let groups: GroupSet = self.ids(&format!("{field}.groups"), &raw.groups)?.into_iter().collect();
+        if !groups.contains(gid) {
+            return Err(self.error(Some(raw.gid.referenced.line()), &format!("{field}.groups"), format!("must contain the primary gid {gid} (the KEP lists it among the supplemental groups)")));
+        }
+        for path in raw.access.keys() {
+            if !probed.contains(path) {
+                return Err(self.error(None, &format!("{field}.access"), format!("{path:?} is not a probed file; expected one of {probed:?}")));
+            }
+        }
+        if let Some(missing) = probed.iter().find(|p| !raw.access.contains_key(*p)) {
+            return Err(self.error(None, &format!("{field}.access"), format!("no expected access for the probed file {missing:?}")));
+        }
+        Ok(Expectation { identity: Identity { uid: self.id(&format!("{field}.uid"), &raw.uid)?, gid, groups }, access: raw.access.clone() })
+    }
+}
+
+fn is_scenario_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// All scenarios and the image recipes they use, checked against each other.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub scenarios: Vec<Scenario>,
+    pub images: Vec<Recipe>,
+}
+
+impl Catalogue {
+    pub fn load(scenario_dir: &Path, image_dir: &Path) -> Result<Catalogue, InputError> {
+        let images = Recipe::load_dir(image_dir)?;
+        let mut scenarios: Vec<Scenario> = Vec::new();
+        for path in input::yaml_files(scenario_dir)? {
+            let scenario = Scenario::load(&path)?;
+            if let Some(other) = scenarios.iter().find(|s| s.name == scenario.name) {
+                return Err(InputError::new(&path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
+            }
+            if !images.iter().any(|r| r.name == scenario.image) {
+                let known: Vec<&str> = images.iter().map(|r| r.name.as_str()).collect();
+                return Err(InputError::new(&path, None, Some("image"), format!("no image recipe named {:?} in {}; known: {known:?}", scenario.image, image_dir.display())));
+            }
+            scenarios.push(scenario);
+        }
+        if scenarios.is_empty() {
+            return Err(InputError::new(scenario_dir, None, None, "no scenario files (*.yaml) found"));
+        }
+        Ok(Catalogue { scenarios, images })
+    }
+
+    pub fn recipe(&self, name: &str) -> Option<&Recipe> {
+        self.images.iter().find(|r| r.name == name)
+    }
+
+    /// Every (scenario, policy) pair, in file order then policy order.
+    pub fn cases(&self) -> Vec<CaseId> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| Policy::ALL.map(|policy| CaseId { scenario: s.name.clone(), policy }))
+            .collect()
+    }
+
+    pub fn scenario(&self, name: &str) -> Option<&Scenario> {
+        self.scenarios.iter().find(|s| s.name == name)
+    }
+}
+
+/// Names one case: a scenario under one policy. Displays as `scenario/policy`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct CaseId {
+    pub scenario: String,
+    pub policy: Policy,
+}
+
+impl fmt::Display for CaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.scenario, self.policy)
+    }
+}
