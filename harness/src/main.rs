@@ -1,0 +1,270 @@
+//! `sgpc`: parse the command line, call the library, map the outcome to an exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sgpc::image::{self, ImageContent, Payload};
+use sgpc::report::{json, junit, terminal};
+use sgpc::run::{self, exit_code, Event, RunReport, Session, SessionConfig, TargetChoice};
+use sgpc::scenario::Catalogue;
+use sgpc::target::Timeouts;
+
+/// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with the crafted images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// List the cases (scenario/policy) of the catalogue.
+    List {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Only cases whose id (scenario/policy) matches this regular expression.
+        #[arg(long)]
+        filter: Option<regex::Regex>,
+    },
+    /// Run the catalogue against a runtime.
+    Run(RunArgs),
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build every image recipe (and the pause image) into OCI archives.
+    Build {
+        #[arg(long, default_value = "images")]
+        images: PathBuf,
+        /// Directory for the `<name>.oci.tar` archives.
+        #[arg(long, default_value = "target/sgpc/images")]
+        out: PathBuf,
+        /// Static busybox to put in the images.
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// Directory of scenario files.
+    #[arg(long, default_value = "scenarios")]
+    scenarios: PathBuf,
+    /// Directory of image recipes.
+    #[arg(long, default_value = "images")]
+    images: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// An existing CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
+    #[arg(long, conflicts_with = "containerd", required_unless_present = "containerd")]
+    cri: Option<String>,
+    /// A directory holding containerd 2.x binaries to start privately.
+    #[arg(long)]
+    containerd: Option<PathBuf>,
+    /// The runc binary containerd uses.
+    #[arg(long, default_value = "/usr/sbin/runc")]
+    runc: PathBuf,
+    /// The registry binary (Debian's docker-registry).
+    #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
+    registry: PathBuf,
+    /// Static busybox to put in the images.
+    #[arg(long, default_value = "/bin/busybox")]
+    busybox: PathBuf,
+    /// Only cases whose id (scenario/policy) matches this regular expression.
+    #[arg(long)]
+    filter: Option<regex::Regex>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Write a JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Cases in flight at once.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Seconds one CRI call may take.
+    #[arg(long, default_value_t = 30)]
+    rpc_timeout: u64,
+    /// Seconds one image pull may take.
+    #[arg(long, default_value_t = 120)]
+    pull_timeout: u64,
+    /// Seconds the first process may take to print its probe output.
+    #[arg(long, default_value_t = 30)]
+    probe_timeout: u64,
+    /// Print notes for passing cases too.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("SGPC_LOG")).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let code = match run_command(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code::ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Images { command: ImagesCommand::Build { images, out, busybox } } => build_images(&images, &out, &busybox),
+        Command::List { input, filter } => {
+            let catalogue = Catalogue::load(&input.scenarios, &input.images)?;
+            for case in run::select_cases(&catalogue, filter.as_ref()) {
+                let summary = catalogue.scenario(&case.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
+                println!("{case:<32} {summary}");
+            }
+            Ok(exit_code::PASS)
+        }
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run_catalogue(args))
+        }
+    }
+}
+
+fn build_images(dir: &Path, out: &Path, busybox: &Path) -> anyhow::Result<i32> {
+    let payload = Payload { busybox: busybox.to_path_buf(), ..Payload::default() };
+    let recipes = image::Recipe::load_dir(dir)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut contents = vec![ImageContent::pause(&payload)?];
+    for recipe in &recipes {
+        contents.push(ImageContent::from_recipe(recipe, &payload)?);
+    }
+    for content in contents {
+        let built = image::build(&content)?;
+        let path = out.join(format!("{}.oci.tar", built.name));
+        built.write_archive(&path, "sgpc.local/sgpc")?;
+        println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
+    }
+    Ok(exit_code::PASS)
+}
+
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let cases = run::select_cases(&catalogue, args.filter.as_ref());
+    if cases.is_empty() {
+        anyhow::bail!("no case matches the filter; `sgpc list` shows the case ids");
+    }
+    let target = match (&args.cri, &args.containerd) {
+        (Some(endpoint), _) => TargetChoice::Cri { endpoint: endpoint.clone() },
+        (None, Some(dir)) => TargetChoice::Containerd { bin_dir: dir.clone() },
+        (None, None) => anyhow::bail!("give --cri ENDPOINT or --containerd DIR"),
+    };
+    let mut config = SessionConfig::new(target);
+    config.timeouts = Timeouts {
+        rpc: Duration::from_secs(args.rpc_timeout),
+        pull: Duration::from_secs(args.pull_timeout),
+        probe: Duration::from_secs(args.probe_timeout),
+    };
+    config.payload.busybox = args.busybox.clone();
+    config.registry_binary = args.registry.clone();
+    config.runc = args.runc.clone();
+
+    let stdout = std::io::stdout();
+    let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
+    let mut report = RunReport {
+        schema_version: 1,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        provisioned: None,
+        runtime: None,
+        images: Vec::new(),
+        cases: Vec::new(),
+        setup_error: None,
+        duration: Duration::ZERO,
+    };
+
+    let session = tokio::select! {
+        s = Session::start(&config, &catalogue, &cases) => Some(s),
+        signal = shutdown_signal() => { report.setup_error = Some(format!("interrupted by {signal} during set-up")); None }
+    };
+    match session {
+        None => {}
+        Some(Err(e)) => report.setup_error = Some(format!("{e:#}")),
+        Some(Ok(session)) => {
+            report.runtime = Some(session.runtime.clone());
+            report.provisioned = session.provisioned.clone();
+            report.images = session.images.values().cloned().collect();
+            let mut finished = Vec::new();
+            let mut on_event = |event: Event<'_>| {
+                let mut out = stdout.lock();
+                let _ = match event {
+                    Event::Started { total, runtime } => terminal::write_header(&mut out, style, runtime, total),
+                    Event::CaseFinished { result, done, total } => {
+                        finished.push(result.id.clone());
+                        terminal::write_case(&mut out, style, result, done, total)
+                    }
+                };
+                let _ = out.flush();
+            };
+            tokio::select! {
+                results = run::run_cases(&session, &cases, args.jobs, &mut on_event) => report.cases = results,
+                signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
+            }
+            if let Err(e) = session.teardown().await {
+                report.setup_error = Some(match report.setup_error.take() {
+                    Some(first) => format!("{first}; {e:#}"),
+                    None => format!("{e:#}"),
+                });
+            }
+        }
+    }
+    // Cases that never finished (set-up failed or the run was interrupted) are ERROR.
+    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
+    for case in &cases {
+        if !report.cases.iter().any(|r| r.id == *case) {
+            let summary = catalogue.scenario(&case.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
+            report.cases.push(run::error_result(case, summary, &reason));
+        }
+    }
+    report.cases.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    report.duration = started.elapsed();
+
+    terminal::write_summary(&mut stdout.lock(), style, &report)?;
+    if let Some(path) = &args.junit {
+        write_file(path, |out| junit::write(out, &report))?;
+    }
+    if let Some(path) = &args.json {
+        write_file(path, |out| json::write(out, &report))?;
+    }
+    Ok(report.exit_code())
+}
+
+fn write_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    write(&mut file).with_context(|| format!("writing {}", path.display()))?;
+    file.flush()?;
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! What sgpc reads from a running case, and the probe that prints it.
+//!
+//! The container's command is [`first_process_command`]: the shell that becomes PID 1 prints its
+//! case marker, `id`, its own `/proc/self/status` lines and the result of reading each probed file,
+//! then sleeps. An exec'd process runs the same probe ([`exec_command`]). Lines start with `sgpc-`
+//! so that they can be picked out of a CRI log.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::identity::Identity;
+use crate::scenario::Access;
+
+/// Where an identity was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Point {
+    /// `id` run by the container's first process, read from the CRI container log.
+    FirstProcessId,
+    /// `/proc/self/status` of the first process, read by itself from inside.
+    FirstProcessKernel,
+    /// `/proc/<pid>/status` of the first process, read on the host: the kernel's own view.
+    HostKernel,
+    /// `id` run in an `ExecSync`'d process.
+    ExecId,
+    /// `ContainerStatus.user.linux` as the runtime reports it.
+    CriStatus,
+}
+
+impl Point {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Point::FirstProcessId => "first process `id`",
+            Point::FirstProcessKernel => "first process /proc/self/status",
+            Point::HostKernel => "host /proc/<pid>/status",
+            Point::ExecId => "exec'd `id`",
+            Point::CriStatus => "CRI ContainerStatus.user",
+        }
+    }
+}
+
+/// Which process tried to read a probed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prober {
+    FirstProcess,
+    Exec,
+}
+
+/// One identity observation, with the raw group list in the order the source gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityObservation {
+    pub point: Point,
+    pub identity: Identity,
+    pub raw_groups: Vec<u32>,
+}
+
+/// The outcome of reading one probed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessObservation {
+    pub prober: Prober,
+    pub path: String,
+    pub access: Access,
+    /// The error `cat` printed, for a denied read.
+    pub detail: String,
+}
+
+/// Everything observed in one case.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observations {
+    pub identities: Vec<IdentityObservation>,
+    pub access: Vec<AccessObservation>,
+    /// `ContainerStatus.user` was absent.
+    pub status_user_missing: bool,
+}
+
+/// Why probe output could not be read: the case is an ERROR, not a FAIL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe output lacks the `{0}` line")]
+    Missing(&'static str),
+    #[error("probe output line {line:?} cannot be parsed: {why}")]
+    Unparsable { line: String, why: &'static str },
+    #[error("probe output belongs to case {found:?}, not {expected:?}")]
+    WrongCase { expected: String, found: String },
+}
+
+const END_MARKER: &str = "sgpc-end";
+
+/// The shell script of the probe. It reads `SGPC_CASE` and `SGPC_PROBE_FILES` from the
+/// environment, which the container config sets and exec'd processes inherit.
+const PROBE: &str = r#"echo "sgpc-case=$SGPC_CASE"
+echo "sgpc-id=$(id)"
+while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
+for f in $SGPC_PROBE_FILES; do
+  if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
+done
+echo sgpc-end"#;
+
+pub const CASE_ENV: &str = "SGPC_CASE";
+pub const PROBE_FILES_ENV: &str = "SGPC_PROBE_FILES";
+
+/// The first process: probe, then sleep until the harness removes the container.
+pub fn first_process_command() -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), format!("{PROBE}\nexec sleep 3600")]
+}
+
+pub fn exec_command() -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), PROBE.into()]
+}
+
+/// True once the probe has printed everything.
+pub fn probe_finished(output: &str) -> bool {
+    output.lines().any(|l| l.trim_end() == END_MARKER)
+}
+
+/// What one run of the probe printed, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutput {
+    pub id: (Identity, Vec<u32>),
+    pub kernel: (Identity, Vec<u32>),
+    pub access: BTreeMap<String, (Access, String)>,
+}
+
+/// Parses probe output and checks that it came from the case `case`.
+pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> {
+    let line = |prefix: &'static str| {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim_end)
+            .ok_or(ProbeError::Missing(prefix))
+    };
+    let found_case = line("sgpc-case=")?;
+    if found_case != case {
+        return Err(ProbeError::WrongCase { expected: case.to_string(), found: found_case.to_string() });
+    }
+    let id = parse_id_output(line("sgpc-id=")?)?;
+    let kernel = parse_status(line("sgpc-status-Uid:")?, line("sgpc-status-Gid:")?, line("sgpc-status-Groups:").unwrap_or(""))?;
+    let mut access = BTreeMap::new();
+    for rest in output.lines().filter_map(|l| l.strip_prefix("sgpc-access=")) {
+        let mut parts = rest.trim_end().splitn(3, ' ');
+        let (Some(path), Some(verdict)) = (parts.next(), parts.next()) else {
+            return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `<path> allowed|denied`" });
+        };
+        let outcome = match verdict {
+            "allowed" => Access::Allowed,
+            "denied" => Access::Denied,
+            _ => return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `allowed` or `denied`" }),
+        };
+        access.insert(path.to_string(), (outcome, parts.next().unwrap_or("").to_string()));
+    }
+    Ok(ProbeOutput { id, kernel, access })
+}
+
+fn number(text: &str, line: &str, why: &'static str) -> Result<u32, ProbeError> {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().map_err(|_| ProbeError::Unparsable { line: line.to_string(), why })
+}
+
+/// Parses busybox or coreutils `id` output: `uid=1000(name) gid=3000 groups=3000,4000(g)`.
+pub fn parse_id_output(text: &str) -> Result<(Identity, Vec<u32>), ProbeError> {
+    let field = |key: &str| text.split_whitespace().find_map(|w| w.strip_prefix(key));
+    let uid = number(field("uid=").ok_or(ProbeError::Missing("uid="))?, text, "bad uid")?;
+    let gid = number(field("gid=").ok_or(ProbeError::Missing("gid="))?, text, "bad gid")?;
+    // Group names never contain ',' in sgpc's images; a name in parentheses follows each id.
+    let groups = match text.split_once(" groups=") {
+        Some((_, list)) => list.split(',').map(|g| number(g, text, "bad group id")).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    Ok((Identity::observed(uid, gid, groups.iter().copied()), groups))
+}
+
+/// Parses the `Uid:`, `Gid:` and `Groups:` lines of `/proc/<pid>/status` (values after the key).
+/// The effective ids (second column) are the ones that grant access.
+pub fn parse_status(uid_line: &str, gid_line: &str, groups_line: &str) -> Result<(Identity, Vec<u32>), ProbeError> {
+    let effective = |line: &str, why| {
+        let column = line.split_whitespace().nth(1).ok_or(ProbeError::Unparsable { line: line.to_string(), why })?;
+        number(column, line, why)
+    };
+    let uid = effective(uid_line, "bad Uid line")?;
+    let gid = effective(gid_line, "bad Gid line")?;
+    let groups = groups_line
+        .split_whitespace()
+        .map(|g| number(g, groups_line, "bad Groups line"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Identity::observed(uid, gid, groups.iter().copied()), groups))
+}
+
+/// Parses a whole `/proc/<pid>/status` file.
+pub fn parse_proc_status(text: &str) -> Result<(Identity, Vec<u32>), ProbeError> {
+    let value = |key: &'static str| text.lines().find_map(|l| l.strip_prefix(key)).ok_or(ProbeError::Missing(key));
+    parse_status(value("Uid:")?, value("Gid:")?, value("Groups:").unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_output_with_names() {
+        let (identity, raw) = parse_id_output("uid=1000(alice) gid=3000 groups=3000,4000,50000(bypassed-group)").unwrap();
+        assert_eq!(identity.uid, 1000);
+        assert_eq!(identity.gid, 3000);
+        assert_eq!(raw, vec![3000, 4000, 50000]);
+    }
+
+    #[test]
+    fn id_output_without_groups_still_holds_the_primary_gid() {
+        let (identity, raw) = parse_id_output("uid=0(root) gid=0(root)").unwrap();
+        assert!(raw.is_empty());
+        assert!(identity.groups.contains(0));
+    }
+
+    #[test]
+    fn proc_status_uses_effective_ids() {
+        let text = "Name:\tsh\nUid:\t1000\t1001\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 \n";
+        let (identity, raw) = parse_proc_status(text).unwrap();
+        assert_eq!(identity.uid, 1001);
+        assert_eq!(raw, vec![3000, 4000]);
+    }
+
+    #[test]
+    fn probe_output_from_another_case_is_refused() {
+        let out = "sgpc-case=a/strict\nsgpc-id=uid=1 gid=1\nsgpc-status-Uid:\t1\t1\t1\t1\nsgpc-status-Gid:\t1\t1\t1\t1\nsgpc-end\n";
+        assert!(parse_probe(out, "a/strict").is_ok());
+        assert!(matches!(parse_probe(out, "b/strict"), Err(ProbeError::WrongCase { .. })));
+    }
+
+    #[test]
+    fn probe_access_lines() {
+        let out = "sgpc-case=c\nsgpc-id=uid=1 gid=1\nsgpc-status-Uid:\t1\t1\t1\t1\nsgpc-status-Gid:\t1\t1\t1\t1\nsgpc-status-Groups:\t\nsgpc-access=/p/token denied cat: can't open '/p/token': Permission denied\nsgpc-end\n";
+        let parsed = parse_probe(out, "c").unwrap();
+        let (access, detail) = &parsed.access["/p/token"];
+        assert_eq!(*access, Access::Denied);
+        assert!(detail.contains("Permission denied"));
+    }
+}

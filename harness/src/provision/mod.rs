@@ -1,0 +1,130 @@
+//! Provisioners: the processes a run starts (a registry, a containerd) and the removal of
+//! everything they leave: processes, mounts and directories.
+
+pub mod containerd;
+pub mod registry;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+/// Grace period between SIGTERM and SIGKILL for a process sgpc started.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE (runc needs it to set a negative oom_score_adj).
+pub fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// Starts a daemon with its output in `log`; killed if the handle is dropped.
+pub fn spawn_daemon(mut command: Command, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
+    command.spawn().with_context(|| format!("starting {:?}", command.as_std().get_program()))
+}
+
+/// The last lines of a daemon's log, for error messages.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// SIGTERM, then SIGKILL after the grace period; waits for the exit.
+pub async fn stop_child(child: &mut Child) -> anyhow::Result<()> {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
+            return Ok(());
+        }
+    }
+    child.kill().await.context("killing a daemon")?;
+    Ok(())
+}
+
+/// Pids of processes that belong to a directory: their command line names it, or their root
+/// (a container's rootfs) lies under it.
+pub fn processes_under(dir: &Path) -> Vec<u32> {
+    let dir_text = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap_or_default();
+            cmdline.contains(&dir_text) || root.starts_with(dir)
+        })
+        .collect()
+}
+
+/// Mount points at or below a directory, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    points
+}
+
+/// Kills leftover processes, unmounts leftover mounts and removes a run directory.
+/// Safe to call more than once; errors name what is left.
+pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
+    for pid in processes_under(dir) {
+        // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    for point in mounts_under(dir) {
+        let c_point = std::ffi::CString::new(point.clone())?;
+        // SAFETY: umount2(2) with a valid C string.
+        unsafe { libc::umount2(c_point.as_ptr(), libc::MNT_DETACH) };
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let left = mounts_under(dir);
+    if !left.is_empty() {
+        bail!("mounts left under {}: {left:?}", dir.display());
+    }
+    Ok(())
+}
+
+/// Polls `check` every 20 ms until it succeeds or `timeout` passes; the error names `what`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

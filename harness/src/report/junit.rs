@@ -1,0 +1,46 @@
+//! The JUnit XML reporter. `<failure>` means the runtime was judged and found wanting (FAIL, and
+//! UNSUPPORTED, which is never a pass); `<error>` means the case could not be run.
+
+use std::io::Write;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::run::RunReport;
+use crate::verdict::Verdict;
+
+pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
+    let runtime = report
+        .runtime
+        .as_ref()
+        .map(|r| format!("{} {}", r.runtime_name, r.runtime_version))
+        .unwrap_or_else(|| "unreachable runtime".into());
+    let mut suite = TestSuite::new(format!("sgpc on {runtime}"));
+    suite.set_time(report.duration);
+    for case in &report.cases {
+        let message = case.judgement.reasons.join("\n");
+        let status = match case.judgement.verdict {
+            Verdict::Pass => TestCaseStatus::success(),
+            Verdict::Fail | Verdict::Unsupported { .. } => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_type(case.judgement.verdict.to_string()).set_message(message);
+                s
+            }
+            Verdict::Error => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_type("ERROR").set_message(message);
+                s
+            }
+        };
+        let mut test = TestCase::new(case.id.to_string(), status);
+        test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);
+        if !case.judgement.notes.is_empty() {
+            test.set_system_out(case.judgement.notes.join("\n"));
+        }
+        suite.add_test_case(test);
+    }
+    let mut junit = Report::new("sgpc");
+    junit.add_test_suite(suite);
+    junit.serialize(&mut *out)?;
+    writeln!(out)?;
+    Ok(())
+}

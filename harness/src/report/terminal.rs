@@ -1,0 +1,96 @@
+//! The terminal reporter: a line per finished case while the run goes, then a summary.
+//!
+//! ```text
+//!    PASS [  0.182s] ( 3/36) kep-blog/strict
+//!    FAIL [  0.201s] ( 4/36) issue-112879/strict
+//!         groups via exec'd `id`: expected {1000 60000}, got {1000 50000 60000} (+50000 from image /etc/group)
+//! ```
+
+use std::io::{self, Write};
+
+use crate::run::{CaseResult, RunReport};
+use crate::target::cri::RuntimeInfo;
+use crate::verdict::Verdict;
+
+/// Formatting options; colour only when the caller decided the output is a terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    pub color: bool,
+    /// Print notes under passing cases too.
+    pub verbose: bool,
+}
+
+fn paint(style: Style, code: &str, text: &str) -> String {
+    if style.color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn verdict_color(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "1;32",
+        Verdict::Fail => "1;31",
+        Verdict::Unsupported { leak: true } => "1;35",
+        Verdict::Unsupported { leak: false } => "1;33",
+        Verdict::Error => "1;31;7",
+    }
+}
+
+pub fn write_header(out: &mut dyn Write, style: Style, runtime: &RuntimeInfo, total: usize) -> io::Result<()> {
+    let feature = if runtime.supplemental_groups_policy { "advertised" } else { "NOT advertised" };
+    writeln!(
+        out,
+        "{} {} {} (CRI {}) at {}; supplemental_groups_policy {feature}; {total} cases",
+        paint(style, "1", "Running"),
+        runtime.runtime_name,
+        runtime.runtime_version,
+        runtime.runtime_api_version,
+        runtime.endpoint
+    )
+}
+
+pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: usize, total: usize) -> io::Result<()> {
+    let label = format!("{:>16}", result.judgement.verdict.to_string());
+    let width = total.to_string().len();
+    writeln!(
+        out,
+        "{} [{:>8.3}s] ({done:>width$}/{total}) {}",
+        paint(style, verdict_color(result.judgement.verdict), &label),
+        result.duration.as_secs_f64(),
+        result.id
+    )?;
+    let indent = " ".repeat(18);
+    if result.judgement.verdict != Verdict::Pass {
+        for reason in &result.judgement.reasons {
+            writeln!(out, "{indent}{reason}")?;
+        }
+    }
+    if style.verbose || result.judgement.verdict != Verdict::Pass {
+        for note in &result.judgement.notes {
+            writeln!(out, "{indent}{}", paint(style, "2", &format!("note: {note}")))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> io::Result<()> {
+    if let Some(error) = &report.setup_error {
+        writeln!(out, "{} {error}", paint(style, verdict_color(Verdict::Error), "ERROR"))?;
+    }
+    let t = report.totals();
+    let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", r.runtime_name, r.runtime_version)).unwrap_or_default();
+    writeln!(
+        out,
+        "{} [{:>8.3}s] {} cases run{runtime}: {} passed, {} failed, {} unsupported ({} leak), {} errors",
+        paint(style, "1", "Summary"),
+        report.duration.as_secs_f64(),
+        report.cases.len(),
+        t.pass,
+        t.fail,
+        t.unsupported,
+        t.leak,
+        t.error
+    )
+}

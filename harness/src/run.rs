@@ -1,0 +1,402 @@
+//! The runner: a [`Session`] provisions a registry and a runtime, pushes and pulls the images,
+//! and runs cases; [`run_cases`] runs many concurrently and emits [`Event`]s; the result is a
+//! [`RunReport`] of plain data for the reporters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::image::{self, ImageContent, Payload};
+use crate::observation::Observations;
+use crate::oracle;
+use crate::provision::containerd::{Containerd, ContainerdOptions};
+use crate::provision::registry::{self, Registry};
+use crate::scenario::{Catalogue, CaseId, Expectation};
+use crate::target::cri::{CaseRequest, CriTarget, RuntimeInfo};
+use crate::target::Timeouts;
+use crate::verdict::{self, Judgement, Verdict};
+
+/// Named process exit codes of `sgpc run`.
+pub mod exit_code {
+    /// Every case passed.
+    pub const PASS: i32 = 0;
+    /// At least one case failed: the runtime does not conform.
+    pub const FAIL: i32 = 1;
+    /// No case failed but at least one could not be run (harness or infrastructure error, or bad input).
+    pub const ERROR: i32 = 2;
+    /// No failure or error, but some Strict cases are unsupported by the runtime.
+    pub const UNSUPPORTED: i32 = 3;
+}
+
+/// Which runtime a session drives.
+#[derive(Debug, Clone)]
+pub enum TargetChoice {
+    /// An existing CRI endpoint; sgpc starts nothing but its registry.
+    Cri { endpoint: String },
+    /// Start containerd from a directory of binaries.
+    Containerd { bin_dir: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub target: TargetChoice,
+    /// Where the run directory (`sgpc-XXXXXX`) is created.
+    pub work_root: PathBuf,
+    pub timeouts: Timeouts,
+    pub payload: Payload,
+    pub registry_binary: PathBuf,
+    pub runc: PathBuf,
+}
+
+impl SessionConfig {
+    pub fn new(target: TargetChoice) -> SessionConfig {
+        SessionConfig {
+            target,
+            work_root: std::env::temp_dir(),
+            timeouts: Timeouts::default(),
+            payload: Payload::default(),
+            registry_binary: PathBuf::from(registry::DEFAULT_BINARY),
+            runc: PathBuf::from("/usr/sbin/runc"),
+        }
+    }
+}
+
+/// An image as the run used it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRecord {
+    pub name: String,
+    pub reference: String,
+    pub manifest_digest: String,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: CaseId,
+    pub summary: String,
+    pub image: Option<ImageRecord>,
+    pub expected: Option<Expectation>,
+    pub observations: Option<Observations>,
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
+}
+
+/// A finished run: everything the reporters need, nothing they must compute from the clock.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub harness_version: String,
+    /// What sgpc started, e.g. `containerd 2.1.9 from /path`; `None` for an existing endpoint.
+    pub provisioned: Option<String>,
+    pub runtime: Option<RuntimeInfo>,
+    pub images: Vec<ImageRecord>,
+    pub cases: Vec<CaseResult>,
+    /// Why the run could not start (every case is then ERROR).
+    pub setup_error: Option<String>,
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+/// Counts of each verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub pass: usize,
+    pub fail: usize,
+    pub unsupported: usize,
+    pub leak: usize,
+    pub error: usize,
+}
+
+impl RunReport {
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for c in &self.cases {
+            match c.judgement.verdict {
+                Verdict::Pass => t.pass += 1,
+                Verdict::Fail => t.fail += 1,
+                Verdict::Unsupported { leak } => {
+                    t.unsupported += 1;
+                    t.leak += usize::from(leak);
+                }
+                Verdict::Error => t.error += 1,
+            }
+        }
+        t
+    }
+
+    /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
+    pub fn exit_code(&self) -> i32 {
+        let t = self.totals();
+        if t.fail > 0 {
+            exit_code::FAIL
+        } else if t.error > 0 || self.setup_error.is_some() || self.cases.is_empty() {
+            exit_code::ERROR
+        } else if t.unsupported > 0 {
+            exit_code::UNSUPPORTED
+        } else {
+            exit_code::PASS
+        }
+    }
+}
+
+/// What the runner tells reporters while it works.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started { total: usize, runtime: &'a RuntimeInfo },
+    CaseFinished { result: &'a CaseResult, done: usize, total: usize },
+}
+
+/// What a session started and must remove: the run directory, the registry, a containerd.
+/// Dropping it without [`Resources::teardown`] (after a panic) kills and removes synchronously.
+struct Resources {
+    dir: PathBuf,
+    registry: Option<Registry>,
+    containerd: Option<Containerd>,
+}
+
+impl Resources {
+    async fn teardown(mut self, target: Option<(&CriTarget, &str)>) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if let Some((target, run_id)) = target {
+            if let Err(e) = target.remove_run(run_id).await {
+                problems.push(format!("removing the run's sandboxes: {e:#}"));
+            }
+        }
+        if let Some(containerd) = self.containerd.take() {
+            if let Err(e) = containerd.stop().await {
+                problems.push(format!("stopping containerd: {e:#}"));
+            }
+        }
+        if let Some(registry) = self.registry.take() {
+            if let Err(e) = registry.stop().await {
+                problems.push(format!("stopping the registry: {e:#}"));
+            }
+        }
+        if let Err(e) = crate::provision::remove_tree(&self.dir) {
+            problems.push(format!("{e:#}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("cleanup incomplete: {}", problems.join("; "))
+        }
+    }
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            let _ = crate::provision::remove_tree(&self.dir);
+        }
+    }
+}
+
+/// A provisioned runtime ready to run cases. Call [`Session::teardown`] at the end.
+pub struct Session {
+    pub run_id: String,
+    pub runtime: RuntimeInfo,
+    pub provisioned: Option<String>,
+    pub images: BTreeMap<String, ImageRecord>,
+    catalogue: Catalogue,
+    target: CriTarget,
+    resources: Resources,
+}
+
+/// Builds the images named, plus the pause image (first).
+pub fn build_images(catalogue: &Catalogue, names: &[&str], payload: &Payload) -> anyhow::Result<Vec<image::BuiltImage>> {
+    let mut built = vec![image::build(&ImageContent::pause(payload)?)?];
+    for name in names {
+        let recipe = catalogue.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
+        built.push(image::build(&ImageContent::from_recipe(recipe, payload)?).with_context(|| format!("building image {name}"))?);
+    }
+    Ok(built)
+}
+
+/// What provisioning produced, before it becomes a session.
+struct Provisioned {
+    target: CriTarget,
+    runtime: RuntimeInfo,
+    provisioned: Option<String>,
+    images: BTreeMap<String, ImageRecord>,
+}
+
+impl Session {
+    /// Provisions everything the cases need. On failure, whatever was started is removed.
+    pub async fn start(config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Session> {
+        let dir = tempfile::Builder::new()
+            .prefix("sgpc-")
+            .tempdir_in(&config.work_root)
+            .with_context(|| format!("creating a run directory in {}", config.work_root.display()))?
+            .keep();
+        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut resources = Resources { dir, registry: None, containerd: None };
+        match provision(&mut resources, config, catalogue, cases).await {
+            Ok(p) => Ok(Session {
+                run_id,
+                runtime: p.runtime,
+                provisioned: p.provisioned,
+                images: p.images,
+                catalogue: catalogue.clone(),
+                target: p.target,
+                resources,
+            }),
+            Err(e) => match resources.teardown(None).await {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(e.context(format!("cleaning up after the failure failed too: {cleanup:#}"))),
+            },
+        }
+    }
+
+    /// The run directory: logs, fixtures, the runtime's and registry's data.
+    pub fn dir(&self) -> &Path {
+        &self.resources.dir
+    }
+
+    /// Runs one case and judges it. Runtime misbehaviour and harness failures become verdicts.
+    pub async fn run_case(&self, id: &CaseId) -> CaseResult {
+        let started = Instant::now();
+        let mut result = error_result(id, "", "not run");
+        result.judgement = self.observe_and_judge(id, &mut result).await;
+        result.duration = started.elapsed();
+        result
+    }
+
+    async fn observe_and_judge(&self, id: &CaseId, result: &mut CaseResult) -> Judgement {
+        let Some(scenario) = self.catalogue.scenario(&id.scenario) else {
+            return Judgement::error(format!("no scenario named {:?}", id.scenario));
+        };
+        result.summary = scenario.summary.clone();
+        result.expected = Some(scenario.expectation(id.policy).clone());
+        let Some(recipe) = self.catalogue.recipe(&scenario.image) else {
+            return Judgement::error(format!("no image recipe named {:?}", scenario.image));
+        };
+        let derivation = match oracle::derive(recipe, scenario, id.policy) {
+            Ok(d) => d,
+            Err(e) => return Judgement::error(format!("the KEP model cannot derive this case: {e}")),
+        };
+        let Some(image) = self.images.get(&scenario.image) else {
+            return Judgement::error(format!("image {:?} was not provisioned", scenario.image));
+        };
+        result.image = Some(image.clone());
+        let request = CaseRequest {
+            case: id.to_string(),
+            scenario,
+            policy: id.policy,
+            image_ref: image.reference.clone(),
+            case_dir: self.dir().join("cases").join(format!("{}-{}", id.scenario, id.policy)),
+            run_id: self.run_id.clone(),
+        };
+        let observations = match self.target.run_case(&request).await {
+            Ok(o) => o,
+            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+        };
+        let ctx = verdict::Context {
+            policy: id.policy,
+            expected: scenario.expectation(id.policy),
+            implicit_groups: &derivation.implicit_groups,
+            feature: self.runtime.supplemental_groups_policy,
+        };
+        let judgement = verdict::judge(&ctx, &observations);
+        result.observations = Some(observations);
+        judgement
+    }
+
+    /// The CRI target, for tests that inspect the runtime directly.
+    pub fn target(&self) -> &CriTarget {
+        &self.target
+    }
+
+    /// Pids of the daemons the session started.
+    pub fn daemon_pids(&self) -> Vec<u32> {
+        let registry = self.resources.registry.iter().filter_map(Registry::pid);
+        registry.chain(self.resources.containerd.iter().filter_map(Containerd::pid)).collect()
+    }
+
+    /// Removes every sandbox of the run, stops containerd and the registry, removes the run dir.
+    pub async fn teardown(self) -> anyhow::Result<()> {
+        self.resources.teardown(Some((&self.target, &self.run_id))).await
+    }
+}
+
+async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Provisioned> {
+    let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let built = build_images(catalogue, &names, &config.payload)?;
+
+    let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
+    let registry = resources.registry.insert(registry);
+    let mut pushed = Vec::new();
+    for image in &built {
+        let reference = registry.push(image).await.with_context(|| format!("pushing image {}", image.name))?;
+        pushed.push(ImageRecord { name: image.name.clone(), reference, manifest_digest: image.manifest.digest.clone() });
+    }
+
+    let mut provisioned = None;
+    let endpoint = match &config.target {
+        TargetChoice::Cri { endpoint } => endpoint.clone(),
+        TargetChoice::Containerd { bin_dir } => {
+            let opts = ContainerdOptions {
+                bin_dir: bin_dir.clone(),
+                runc: config.runc.clone(),
+                dir: resources.dir.join("containerd"),
+                registry_host: registry.host.clone(),
+                pause_image: pushed[0].reference.clone(),
+            };
+            let containerd = Containerd::start(&opts).await.context("starting containerd")?;
+            provisioned = Some(format!("containerd {} from {}", containerd.version, bin_dir.display()));
+            resources.containerd.insert(containerd).endpoint.clone()
+        }
+    };
+    let target = CriTarget::connect(&endpoint, config.timeouts).await?;
+    let runtime = target.info().await.context("asking the runtime for its version and status")?;
+    let mut images = BTreeMap::new();
+    for record in pushed {
+        target.pull(&record.reference).await.with_context(|| format!("pulling {}", record.reference))?;
+        images.insert(record.name.clone(), record);
+    }
+    Ok(Provisioned { target, runtime, provisioned, images })
+}
+
+/// Runs cases `jobs` at a time; `on_event` sees each result as it finishes. Results come back
+/// in the order of `cases`.
+pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_event: impl FnMut(Event<'_>)) -> Vec<CaseResult> {
+    on_event(Event::Started { total: cases.len(), runtime: &session.runtime });
+    let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
+    let mut stream = futures::stream::iter(cases).map(|id| session.run_case(id)).buffer_unordered(jobs.max(1));
+    while let Some(result) = stream.next().await {
+        results.push(result);
+        let done = results.len();
+        on_event(Event::CaseFinished { result: &results[done - 1], done, total: cases.len() });
+    }
+    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    results
+}
+
+/// A case that could not run, with the reason.
+pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
+    CaseResult {
+        id: id.clone(),
+        summary: summary.to_string(),
+        image: None,
+        expected: None,
+        observations: None,
+        judgement: Judgement::error(message),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Selects cases whose id (`scenario/policy`) matches `filter`.
+pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
+    catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
+}

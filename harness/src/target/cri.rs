@@ -1,0 +1,428 @@
+//! The CRI target: drives a runtime over its gRPC socket exactly as kubelet would.
+//!
+//! A scenario is translated the way kubelet translates a Pod: the policy goes on both the sandbox
+//! and the container security context; the CRI `supplemental_groups` list is `fsGroup` first,
+//! then `supplementalGroups`; `ImageSpec.user_specified_image` is set (CRI-O refuses a container
+//! without it); the PID namespace is per container (kubelet's default), so PID 1 of an exec'd
+//! process's view is the container's own first process.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::Timeouts;
+use crate::observation::{self, AccessObservation, IdentityObservation, Observations, Point, ProbeError, Prober};
+use crate::identity::Identity;
+use crate::scenario::{Policy, Scenario};
+
+/// Label put on every sandbox and container of a run; cleanup selects on it.
+pub const RUN_LABEL: &str = "sgpc.io/run";
+const CONTAINER_NAME: &str = "probe";
+const LOG_FILE: &str = "probe.log";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("cannot connect to the CRI endpoint {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("{step} failed: {message}")]
+    Rpc { step: &'static str, message: String },
+    #[error("{step} did not finish within {after:?}")]
+    Timeout { step: &'static str, after: Duration },
+    #[error("reading the probe output")]
+    Probe(#[from] ProbeError),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a runtime says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeInfo {
+    pub endpoint: String,
+    pub runtime_name: String,
+    pub runtime_version: String,
+    pub runtime_api_version: String,
+    /// `StatusResponse.features.supplemental_groups_policy`; `false` when `features` is absent.
+    pub supplemental_groups_policy: bool,
+}
+
+/// Everything the target needs to run one case: plain data prepared by the runner.
+#[derive(Debug, Clone)]
+pub struct CaseRequest<'a> {
+    /// The case id, printed by the probe so each case can check that output is its own.
+    pub case: String,
+    pub scenario: &'a Scenario,
+    pub policy: Policy,
+    pub image_ref: String,
+    /// A fresh directory for this case's logs and fixtures.
+    pub case_dir: PathBuf,
+    pub run_id: String,
+}
+
+/// A connected CRI runtime.
+#[derive(Clone)]
+pub struct CriTarget {
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+    endpoint: String,
+    timeouts: Timeouts,
+}
+
+/// Accepts `unix:///path`, `unix:/path` or a plain path.
+pub fn socket_path(endpoint: &str) -> PathBuf {
+    let path = endpoint.strip_prefix("unix://").or_else(|| endpoint.strip_prefix("unix:")).unwrap_or(endpoint);
+    PathBuf::from(path)
+}
+
+async fn bounded<T>(step: &'static str, after: Duration, call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, CriError> {
+    match tokio::time::timeout(after, call).await {
+        Err(_) => Err(CriError::Timeout { step, after }),
+        Ok(Err(status)) => Err(CriError::Rpc { step, message: format!("{}: {}", status.code(), status.message()) }),
+        Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+fn id_value(id: Option<u32>) -> Option<cri::Int64Value> {
+    id.map(|v| cri::Int64Value { value: i64::from(v) })
+}
+
+fn namespace_options() -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Node as i32,
+        pid: cri::NamespaceMode::Container as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// The CRI `supplemental_groups` list as kubelet builds it: fsGroup, then supplementalGroups.
+pub fn cri_supplemental_groups(scenario: &Scenario) -> Vec<i64> {
+    scenario.pod.fs_group.into_iter().chain(scenario.pod.supplemental_groups.iter().copied()).map(i64::from).collect()
+}
+
+fn cri_policy(policy: Policy) -> i32 {
+    match policy {
+        Policy::Default | Policy::Merge => cri::SupplementalGroupsPolicy::Merge as i32,
+        Policy::Strict => cri::SupplementalGroupsPolicy::Strict as i32,
+    }
+}
+
+/// The sandbox config kubelet would send for this case's Pod.
+pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
+    let pod = &req.scenario.pod;
+    let name = format!("{}-{}", req.scenario.name, req.policy);
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("{}-{name}", req.run_id),
+            namespace: "sgpc".into(),
+            attempt: 0,
+        }),
+        log_directory: req.case_dir.to_string_lossy().into_owned(),
+        labels: HashMap::from([(RUN_LABEL.to_string(), req.run_id.clone())]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options()),
+                run_as_user: id_value(pod.run_as_user),
+                run_as_group: id_value(pod.run_as_group),
+                supplemental_groups: cri_supplemental_groups(req.scenario),
+                supplemental_groups_policy: cri_policy(req.policy),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container config kubelet would send: container settings override the pod's.
+pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>) -> cri::ContainerConfig {
+    let scenario = req.scenario;
+    let env = |key: &str, value: String| cri::KeyValue { key: key.into(), value };
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata { name: CONTAINER_NAME.into(), attempt: 0 }),
+        image: Some(cri::ImageSpec {
+            image: req.image_ref.clone(),
+            user_specified_image: req.image_ref.clone(),
+            ..Default::default()
+        }),
+        command: observation::first_process_command(),
+        envs: vec![
+            env(observation::CASE_ENV, req.case.clone()),
+            env(observation::PROBE_FILES_ENV, scenario.probed_files().join(" ")),
+        ],
+        mounts,
+        labels: HashMap::from([(RUN_LABEL.to_string(), req.run_id.clone())]),
+        log_path: LOG_FILE.into(),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespace_options()),
+                run_as_user: id_value(scenario.container.run_as_user.or(scenario.pod.run_as_user)),
+                run_as_group: id_value(scenario.container.run_as_group.or(scenario.pod.run_as_group)),
+                supplemental_groups: cri_supplemental_groups(scenario),
+                supplemental_groups_policy: cri_policy(req.policy),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Joins a CRI log file (`<RFC3339Nano> <stream> <P|F> <content>` per line; `P` lines are
+/// partial and continue on the next line) back into the text the process wrote.
+pub fn parse_cri_log(log: &str) -> String {
+    let mut text = String::new();
+    for line in log.lines() {
+        let mut fields = line.splitn(4, ' ');
+        let (Some(_time), Some(_stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        text.push_str(fields.next().unwrap_or(""));
+        if tag != "P" {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> CriError {
+    move |source| CriError::Io { what, source }
+}
+
+/// Creates each volume's protected directory: `root:<gid>` 0070 holding `token`, `root:<gid>` 0040.
+fn prepare_volumes(req: &CaseRequest<'_>) -> Result<Vec<cri::Mount>, CriError> {
+    let mut mounts = Vec::new();
+    for volume in &req.scenario.volumes {
+        let dir = req.case_dir.join(format!("volume-{}", volume.name));
+        let token = dir.join(crate::scenario::Volume::TOKEN_FILE);
+        let what = format!("preparing the protected directory {}", dir.display());
+        std::fs::create_dir_all(&dir).map_err(io_error(what.clone()))?;
+        std::fs::write(&token, format!("secret of {}\n", req.case)).map_err(io_error(what.clone()))?;
+        for (path, mode) in [(&token, 0o040), (&dir, 0o070)] {
+            std::os::unix::fs::chown(path, Some(0), Some(volume.gid)).map_err(io_error(what.clone()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error(what.clone()))?;
+        }
+        mounts.push(cri::Mount {
+            container_path: volume.mount_path.clone(),
+            host_path: dir.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        });
+    }
+    Ok(mounts)
+}
+
+impl CriTarget {
+    /// Connects to a CRI endpoint; fails at once when nothing listens.
+    pub async fn connect(endpoint: &str, timeouts: Timeouts) -> Result<CriTarget, CriError> {
+        let path = socket_path(endpoint);
+        let channel = Endpoint::from_static("http://[::]:50051")
+            .connect_timeout(timeouts.rpc)
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .map_err(|source| CriError::Connect { endpoint: endpoint.to_string(), source })?;
+        Ok(CriTarget {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+            endpoint: endpoint.to_string(),
+            timeouts,
+        })
+    }
+
+    pub async fn info(&self) -> Result<RuntimeInfo, CriError> {
+        let rpc = self.timeouts.rpc;
+        let version = bounded("Version", rpc, self.runtime.clone().version(cri::VersionRequest::default())).await?;
+        let status = bounded("Status", rpc, self.runtime.clone().status(cri::StatusRequest { verbose: false })).await?;
+        Ok(RuntimeInfo {
+            endpoint: self.endpoint.clone(),
+            runtime_name: version.runtime_name,
+            runtime_version: version.runtime_version,
+            runtime_api_version: version.runtime_api_version,
+            supplemental_groups_policy: status.features.is_some_and(|f| f.supplemental_groups_policy),
+        })
+    }
+
+    /// Pulls an image with CRI `PullImage`; returns the runtime's image reference.
+    pub async fn pull(&self, image: &str) -> Result<String, CriError> {
+        let request = cri::PullImageRequest {
+            image: Some(cri::ImageSpec { image: image.into(), user_specified_image: image.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let response = bounded("PullImage", self.timeouts.pull, self.images.clone().pull_image(request)).await?;
+        Ok(response.image_ref)
+    }
+
+    /// Runs one case: sandbox, container, probes; removes the sandbox whatever happened.
+    pub async fn run_case(&self, req: &CaseRequest<'_>) -> Result<Observations, CriError> {
+        std::fs::create_dir_all(&req.case_dir).map_err(io_error(format!("creating {}", req.case_dir.display())))?;
+        let mounts = prepare_volumes(req)?;
+        let sandbox = sandbox_config(req);
+        let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() };
+        let pod_id = bounded("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
+        let observed = self.observe(req, &pod_id, sandbox, mounts).await;
+        let removed = self.remove_sandbox(&pod_id).await;
+        let observations = observed?;
+        removed?;
+        Ok(observations)
+    }
+
+    async fn observe(&self, req: &CaseRequest<'_>, pod_id: &str, sandbox: cri::PodSandboxConfig, mounts: Vec<cri::Mount>) -> Result<Observations, CriError> {
+        let rpc = self.timeouts.rpc;
+        let create = cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(container_config(req, mounts)),
+            sandbox_config: Some(sandbox),
+        };
+        let container_id = bounded("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
+        bounded("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
+
+        let first = self.wait_for_probe(&req.case_dir.join(LOG_FILE)).await?;
+        let first = observation::parse_probe(&first, &req.case)?;
+
+        let exec = cri::ExecSyncRequest {
+            container_id: container_id.clone(),
+            cmd: observation::exec_command(),
+            timeout: rpc.as_secs() as i64,
+        };
+        let exec = bounded("ExecSync", rpc + Duration::from_secs(1), self.runtime.clone().exec_sync(exec)).await?;
+        if exec.exit_code != 0 {
+            return Err(CriError::Rpc {
+                step: "ExecSync",
+                message: format!("probe exited {}: {}", exec.exit_code, String::from_utf8_lossy(&exec.stderr)),
+            });
+        }
+        let exec = observation::parse_probe(&String::from_utf8_lossy(&exec.stdout), &req.case)?;
+
+        let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id, verbose: true })).await?;
+
+        let mut obs = Observations::default();
+        let mut push = |point, (identity, raw_groups): (Identity, Vec<u32>)| obs.identities.push(IdentityObservation { point, identity, raw_groups });
+        push(Point::FirstProcessId, first.id);
+        push(Point::FirstProcessKernel, first.kernel);
+        push(Point::ExecId, exec.id);
+        if let Some(pid) = verbose_pid(&status.info) {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
+            push(Point::HostKernel, observation::parse_proc_status(&text)?);
+        }
+        match status.status.and_then(|s| s.user).and_then(|u| u.linux) {
+            Some(user) => {
+                let raw: Vec<u32> = user.supplemental_groups.iter().map(|&g| g as u32).collect();
+                push(Point::CriStatus, (Identity::observed(user.uid as u32, user.gid as u32, raw.iter().copied()), raw));
+            }
+            None => obs.status_user_missing = true,
+        }
+        for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
+            for (path, (access, detail)) in probe {
+                obs.access.push(AccessObservation { prober, path, access, detail });
+            }
+        }
+        Ok(obs)
+    }
+
+    async fn wait_for_probe(&self, log: &Path) -> Result<String, CriError> {
+        let wait = async {
+            loop {
+                if let Ok(raw) = tokio::fs::read_to_string(log).await {
+                    let text = parse_cri_log(&raw);
+                    if observation::probe_finished(&text) {
+                        return text;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(self.timeouts.probe, wait)
+            .await
+            .map_err(|_| CriError::Timeout { step: "waiting for the first process's probe output in the container log", after: self.timeouts.probe })
+    }
+
+    /// Stops and removes a sandbox and its containers. Stopping containers first with timeout 0
+    /// avoids waiting out a PID 1 that ignores SIGTERM.
+    pub async fn remove_sandbox(&self, pod_id: &str) -> Result<(), CriError> {
+        let rpc = self.timeouts.rpc;
+        let filter = cri::ContainerFilter { pod_sandbox_id: pod_id.into(), ..Default::default() };
+        let containers = bounded("ListContainers", rpc, self.runtime.clone().list_containers(cri::ListContainersRequest { filter: Some(filter) })).await?;
+        for c in containers.containers {
+            bounded("StopContainer", rpc, self.runtime.clone().stop_container(cri::StopContainerRequest { container_id: c.id, timeout: 0 })).await?;
+        }
+        bounded("StopPodSandbox", rpc, self.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
+        bounded("RemovePodSandbox", rpc, self.runtime.clone().remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
+        Ok(())
+    }
+
+    /// The sandboxes a run created that still exist.
+    pub async fn sandboxes_of_run(&self, run_id: &str) -> Result<Vec<String>, CriError> {
+        let filter = cri::PodSandboxFilter {
+            label_selector: HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())]),
+            ..Default::default()
+        };
+        let list = bounded("ListPodSandbox", self.timeouts.rpc, self.runtime.clone().list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) })).await?;
+        Ok(list.items.into_iter().map(|s| s.id).collect())
+    }
+
+    /// The containers a run created that still exist.
+    pub async fn containers_of_run(&self, run_id: &str) -> Result<Vec<String>, CriError> {
+        let filter = cri::ContainerFilter {
+            label_selector: HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())]),
+            ..Default::default()
+        };
+        let list = bounded("ListContainers", self.timeouts.rpc, self.runtime.clone().list_containers(cri::ListContainersRequest { filter: Some(filter) })).await?;
+        Ok(list.containers.into_iter().map(|c| c.id).collect())
+    }
+
+    /// Removes every sandbox a run left behind (after a cancelled or panicked case).
+    pub async fn remove_run(&self, run_id: &str) -> Result<(), CriError> {
+        for pod_id in self.sandboxes_of_run(run_id).await? {
+            self.remove_sandbox(&pod_id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The first process's pid from a verbose `ContainerStatus` (`info["info"]` is JSON with `pid`).
+fn verbose_pid(info: &HashMap<String, String>) -> Option<u32> {
+    let value: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+    value.get("pid")?.as_u64().and_then(|p| u32::try_from(p).ok()).filter(|&p| p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_log_joins_partial_lines() {
+        let log = "2024-01-01T00:00:00.000000000Z stdout P sgpc-\n2024-01-01T00:00:00.000000001Z stdout F end\n2024-01-01T00:00:00.1Z stderr F x y\n";
+        assert_eq!(parse_cri_log(log), "sgpc-end\nx y\n");
+    }
+
+    #[test]
+    fn socket_path_forms() {
+        assert_eq!(socket_path("unix:///run/c.sock"), PathBuf::from("/run/c.sock"));
+        assert_eq!(socket_path("/run/c.sock"), PathBuf::from("/run/c.sock"));
+    }
+
+    #[test]
+    fn verbose_pid_is_read_from_info_json() {
+        let info = HashMap::from([("info".to_string(), r#"{"pid": 4242, "sandboxID": "x"}"#.to_string())]);
+        assert_eq!(verbose_pid(&info), Some(4242));
+        assert_eq!(verbose_pid(&HashMap::new()), None);
+    }
+}
