@@ -243,7 +243,10 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     for case in &cases {
         if !report.cases.iter().any(|r| r.id == *case) {
             let summary = catalogue.scenario(&case.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
-            report.cases.push(run::error_result(case, summary, &reason));
+            let result = run::error_result(case, summary, &reason);
+            let done = report.cases.len() + 1;
+            terminal::write_case(&mut stdout.lock(), style, &result, done, cases.len())?;
+            report.cases.push(result);
         }
     }
     report.cases.sort_by_key(|r| cases.iter().position(|c| *c == r.id));

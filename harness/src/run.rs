@@ -328,7 +328,18 @@ impl Session {
     }
 }
 
+async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriTarget, RuntimeInfo)> {
+    let target = CriTarget::connect(endpoint, timeouts).await?;
+    let runtime = target.info().await.context("asking the runtime for its version and status")?;
+    Ok((target, runtime))
+}
+
 async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Provisioned> {
+    // An existing endpoint is checked first, so that an unreachable one fails before any work.
+    let existing = match &config.target {
+        TargetChoice::Cri { endpoint } => Some(connect(endpoint, config.timeouts).await?),
+        TargetChoice::Containerd { .. } => None,
+    };
     let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -343,9 +354,10 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     }
 
     let mut provisioned = None;
-    let endpoint = match &config.target {
-        TargetChoice::Cri { endpoint } => endpoint.clone(),
-        TargetChoice::Containerd { bin_dir } => {
+    let (target, runtime) = match (existing, &config.target) {
+        (Some(connected), _) => connected,
+        (None, TargetChoice::Cri { endpoint }) => connect(endpoint, config.timeouts).await?,
+        (None, TargetChoice::Containerd { bin_dir }) => {
             let opts = ContainerdOptions {
                 bin_dir: bin_dir.clone(),
                 runc: config.runc.clone(),
@@ -355,11 +367,10 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             };
             let containerd = Containerd::start(&opts).await.context("starting containerd")?;
             provisioned = Some(format!("containerd {} from {}", containerd.version, bin_dir.display()));
-            resources.containerd.insert(containerd).endpoint.clone()
+            let endpoint = resources.containerd.insert(containerd).endpoint.clone();
+            connect(&endpoint, config.timeouts).await?
         }
     };
-    let target = CriTarget::connect(&endpoint, config.timeouts).await?;
-    let runtime = target.info().await.context("asking the runtime for its version and status")?;
     let mut images = BTreeMap::new();
     for record in pushed {
         target.pull(&record.reference).await.with_context(|| format!("pulling {}", record.reference))?;

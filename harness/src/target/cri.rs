@@ -31,12 +31,8 @@ const LOG_FILE: &str = "probe.log";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
-    #[error("cannot connect to the CRI endpoint {endpoint}")]
-    Connect {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("cannot connect to the CRI endpoint {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
     #[error("{step} failed: {message}")]
     Rpc { step: &'static str, message: String },
     #[error("{step} did not finish within {after:?}")]
@@ -82,6 +78,11 @@ pub struct CriTarget {
     images: ImageServiceClient<Channel>,
     endpoint: String,
     timeouts: Timeouts,
+}
+
+/// The innermost error of a chain: for a failed connect, the socket's own error.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source()).last().map(ToString::to_string).unwrap_or_default()
 }
 
 /// Accepts `unix:///path`, `unix:/path` or a plain path.
@@ -238,7 +239,7 @@ impl CriTarget {
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             }))
             .await
-            .map_err(|source| CriError::Connect { endpoint: endpoint.to_string(), source })?;
+            .map_err(|e| CriError::Connect { endpoint: endpoint.to_string(), reason: root_cause(&e) })?;
         Ok(CriTarget {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),

@@ -1,0 +1,63 @@
+//! Crafted images are byte-reproducible and load in standard tools.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+fn build_into(out: &Path, extra_env: &[(&str, &str)]) -> String {
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["images", "build", "--out"])
+        .arg(out)
+        .envs(extra_env.iter().copied())
+        .output()
+        .expect("sgpc runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn archives_are_byte_identical_across_builds() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let listing_a = build_into(a.path(), &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let listing_b = build_into(b.path(), &[("TZ", "Pacific/Kiritimati"), ("SOURCE_DATE_EPOCH", "1")]);
+    let digests = |listing: &str| listing.lines().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
+    assert_eq!(digests(&listing_a), digests(&listing_b));
+    let recipes = std::fs::read_dir(support::repo_root().join("images")).unwrap().count();
+    let mut archives = 0;
+    for entry in std::fs::read_dir(a.path()).unwrap() {
+        let name = entry.unwrap().file_name();
+        let first = std::fs::read(a.path().join(&name)).unwrap();
+        let second = std::fs::read(b.path().join(&name)).unwrap();
+        assert!(first == second, "{name:?} differs between builds");
+        archives += 1;
+    }
+    assert_eq!(archives, recipes + 1, "one archive per recipe plus the pause image");
+}
+
+fn skopeo_inspect(source: &str) -> serde_json::Value {
+    let output = Command::new("skopeo").args(["inspect", "--raw", source]).output().expect("skopeo runs (make setup installs it)");
+    assert!(output.status.success(), "skopeo refused {source}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn archives_load_as_oci_and_docker_archives() {
+    let out = tempfile::tempdir().unwrap();
+    let listing = build_into(out.path(), &[]);
+    let line = listing.lines().find(|l| l.starts_with("kep-blog ")).expect("kep-blog is built");
+    let digest = line.split_whitespace().nth(1).unwrap();
+    let archive = out.path().join("kep-blog.oci.tar");
+
+    let oci = skopeo_inspect(&format!("oci-archive:{}", archive.display()));
+    assert_eq!(oci["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    let docker = skopeo_inspect(&format!("docker-archive:{}", archive.display()));
+    assert_eq!(docker["layers"].as_array().map(Vec::len), Some(1));
+
+    let config = Command::new("skopeo").args(["inspect", "--config"]).arg(format!("oci-archive:{}", archive.display())).output().unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["config"]["User"], "1000", "the recipe's USER");
+    assert!(digest.starts_with("sha256:"));
+}
