@@ -13,7 +13,10 @@ use serde::Serialize;
 
 use crate::identity::GroupSet;
 use crate::observation::{Observations, Point};
-use crate::scenario::{Expectation, Policy};
+use crate::scenario::{Access, Expectation, Policy};
+
+/// How `cat` reports EACCES.
+const PERMISSION_DENIED: &str = "Permission denied";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -128,6 +131,10 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     if obs.access.len() != 2 * expected_files {
         return Judgement::error(format!("expected {} file access probes, got {}", 2 * expected_files, obs.access.len()));
     }
+    // A read that failed for another reason than permissions (a missing mount) proves nothing.
+    if let Some(odd) = obs.access.iter().find(|a| a.access == Access::Denied && !a.detail.contains(PERMISSION_DENIED)) {
+        return Judgement::error(format!("reading {} failed for a reason other than permissions: {}", odd.path, odd.detail));
+    }
 
     let mut reasons = mismatches(ctx, obs);
     let mut notes = order_notes(obs);
@@ -153,4 +160,133 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
         Verdict::Fail
     };
     Judgement { verdict, reasons, notes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::observation::{AccessObservation, IdentityObservation, Prober};
+    use std::collections::BTreeMap;
+
+    const ALL_POINTS: [Point; 5] = [Point::FirstProcessId, Point::FirstProcessKernel, Point::HostKernel, Point::ExecId, Point::CriStatus];
+
+    /// The KEP blog case: Strict must give {3000 4000}; the image adds 50000 under Merge.
+    fn strict_blog() -> (Expectation, GroupSet) {
+        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new() };
+        (expected, GroupSet::from_iter([50000]))
+    }
+
+    fn observed(groups: &[u32]) -> Observations {
+        let identities = ALL_POINTS
+            .iter()
+            .map(|&point| IdentityObservation { point, identity: Identity::observed(1000, 3000, groups.iter().copied()), raw_groups: groups.to_vec() })
+            .collect();
+        Observations { identities, access: Vec::new(), status_user_missing: false }
+    }
+
+    fn judge_strict(feature: bool, obs: &Observations) -> Judgement {
+        let (expected, implicit) = strict_blog();
+        judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature }, obs)
+    }
+
+    #[test]
+    fn correct_strict_is_pass() {
+        let j = judge_strict(true, &observed(&[3000, 4000]));
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert!(j.reasons.is_empty());
+    }
+
+    #[test]
+    fn leak_on_advertising_runtime_is_fail_and_names_the_image_group() {
+        let j = judge_strict(true, &observed(&[3000, 4000, 50000]));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn leak_without_feature_is_unsupported_leak_never_pass() {
+        let j = judge_strict(false, &observed(&[3000, 4000, 50000]));
+        assert_eq!(j.verdict, Verdict::Unsupported { leak: true });
+        assert!(j.reasons.iter().any(|r| r.starts_with("LEAK")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn strict_without_feature_but_no_leak_is_still_unsupported() {
+        let j = judge_strict(false, &observed(&[3000, 4000]));
+        assert_eq!(j.verdict, Verdict::Unsupported { leak: false });
+    }
+
+    #[test]
+    fn missing_status_user_on_advertising_runtime_is_fail() {
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities.retain(|o| o.point != Point::CriStatus);
+        obs.status_user_missing = true;
+        let j = judge_strict(true, &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons[0].contains("ContainerStatus.user is missing"));
+    }
+
+    #[test]
+    fn status_user_on_non_advertising_runtime_is_a_note() {
+        let (expected, implicit) = strict_blog();
+        let j = judge(&Context { policy: Policy::Merge, expected: &expected, implicit_groups: &implicit, feature: false }, &observed(&[3000, 4000]));
+        assert_eq!(j.verdict, Verdict::Pass);
+        assert!(j.notes.iter().any(|n| n.contains("does not advertise")), "{:?}", j.notes);
+    }
+
+    #[test]
+    fn group_order_is_a_note_not_a_failure() {
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities[4].raw_groups = vec![4000, 3000];
+        let j = judge_strict(true, &obs);
+        assert_eq!(j.verdict, Verdict::Pass);
+        assert!(j.notes.iter().any(|n| n.contains("unsorted")), "{:?}", j.notes);
+    }
+
+    #[test]
+    fn wrong_uid_is_fail() {
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities[3].identity.uid = 0;
+        let j = judge_strict(true, &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons[0].starts_with("uid via exec'd `id`: expected 1000, got 0"), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn missing_observation_is_error() {
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities.retain(|o| o.point != Point::ExecId);
+        assert_eq!(judge_strict(true, &obs).verdict, Verdict::Error);
+    }
+
+    fn with_access(access: Access, detail: &str) -> (Expectation, Observations) {
+        let (mut expected, _) = strict_blog();
+        expected.access.insert("/p/token".into(), Access::Denied);
+        let mut obs = observed(&[3000, 4000]);
+        for prober in [Prober::FirstProcess, Prober::Exec] {
+            obs.access.push(AccessObservation { prober, path: "/p/token".into(), access, detail: detail.into() });
+        }
+        (expected, obs)
+    }
+
+    #[test]
+    fn readable_protected_file_under_strict_is_fail() {
+        let (expected, obs) = with_access(Access::Allowed, "");
+        let implicit = GroupSet::from_iter([50000]);
+        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be Denied")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn denial_for_another_reason_is_error() {
+        let (expected, obs) = with_access(Access::Denied, "cat: can't open '/p/token': No such file or directory");
+        let implicit = GroupSet::default();
+        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        assert_eq!(j.verdict, Verdict::Error);
+        let (expected, obs) = with_access(Access::Denied, "cat: can't open '/p/token': Permission denied");
+        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        assert_eq!(j.verdict, Verdict::Pass);
+    }
 }

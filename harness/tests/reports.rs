@@ -1,0 +1,99 @@
+//! Every reporter renders every verdict, from one fixture; exit codes follow the verdicts.
+
+use std::time::Duration;
+
+use sgpc::report::{json, junit, terminal};
+use sgpc::run::{error_result, exit_code, CaseResult, RunReport};
+use sgpc::scenario::{CaseId, Policy};
+use sgpc::target::cri::RuntimeInfo;
+use sgpc::verdict::{Judgement, Verdict};
+
+fn case(scenario: &str, verdict: Verdict, reason: &str) -> CaseResult {
+    let mut result = error_result(&CaseId { scenario: scenario.into(), policy: Policy::Strict }, "a summary", reason);
+    result.judgement = Judgement { verdict, reasons: if reason.is_empty() { vec![] } else { vec![reason.into()] }, notes: vec!["a note".into()] };
+    result.duration = Duration::from_millis(180);
+    result
+}
+
+fn fixture(verdicts: &[Verdict]) -> RunReport {
+    RunReport {
+        schema_version: 1,
+        harness_version: "0.0.0".into(),
+        provisioned: None,
+        runtime: Some(RuntimeInfo {
+            endpoint: "unix:///run/test.sock".into(),
+            runtime_name: "containerd".into(),
+            runtime_version: "2.1.9".into(),
+            runtime_api_version: "v1".into(),
+            supplemental_groups_policy: true,
+        }),
+        images: vec![],
+        cases: verdicts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| case(&format!("case-{i}"), *v, if *v == Verdict::Pass { "" } else { "reason of case" }))
+            .collect(),
+        setup_error: None,
+        duration: Duration::from_secs(2),
+    }
+}
+
+const EVERY: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Unsupported { leak: true }, Verdict::Unsupported { leak: false }, Verdict::Error];
+
+#[test]
+fn terminal_lines_and_summary() {
+    let report = fixture(&EVERY);
+    let mut out = Vec::new();
+    let style = terminal::Style::default();
+    for (i, case) in report.cases.iter().enumerate() {
+        terminal::write_case(&mut out, style, case, i + 1, report.cases.len()).unwrap();
+    }
+    terminal::write_summary(&mut out, style, &report).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    for label in ["PASS", "FAIL", "UNSUPPORTED+LEAK", "UNSUPPORTED", "ERROR"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{label} ["))), "{label} missing in:\n{text}");
+    }
+    assert!(text.contains("(1/5) case-0/strict"), "{text}");
+    assert_eq!(text.matches("reason of case").count(), 4, "reasons under non-passing cases only:\n{text}");
+    assert!(text.contains("5 cases run on containerd 2.1.9: 1 passed, 1 failed, 2 unsupported (1 leak), 1 errors"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour unless asked");
+}
+
+#[test]
+fn junit_separates_failures_from_errors() {
+    let mut out = Vec::new();
+    junit::write(&mut out, &fixture(&EVERY)).unwrap();
+    let xml = String::from_utf8(out).unwrap();
+    assert!(xml.contains("tests=\"5\""), "{xml}");
+    assert!(xml.contains("failures=\"3\""), "FAIL and both UNSUPPORTED are failures: {xml}");
+    assert!(xml.contains("errors=\"1\""), "{xml}");
+    assert!(xml.contains("type=\"UNSUPPORTED+LEAK\""), "{xml}");
+    assert!(xml.contains("<error message=\"reason of case\" type=\"ERROR\""), "{xml}");
+}
+
+#[test]
+fn json_carries_verdicts_and_runtime() {
+    let mut out = Vec::new();
+    json::write(&mut out, &fixture(&EVERY)).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["runtime"]["supplemental_groups_policy"], true);
+    let kinds: Vec<(&str, Option<bool>)> = value["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["verdict"]["kind"].as_str().unwrap(), c["verdict"]["leak"].as_bool()))
+        .collect();
+    assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None)]);
+    assert_eq!(value["cases"][0]["id"]["policy"], "strict");
+    assert_eq!(value["cases"][0]["duration_ms"], 180.0);
+}
+
+#[test]
+fn exit_codes_rank_fail_then_error_then_unsupported() {
+    assert_eq!(fixture(&[Verdict::Pass]).exit_code(), exit_code::PASS);
+    assert_eq!(fixture(&EVERY).exit_code(), exit_code::FAIL);
+    assert_eq!(fixture(&[Verdict::Pass, Verdict::Error, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::ERROR);
+    assert_eq!(fixture(&[Verdict::Pass, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::UNSUPPORTED);
+    assert_eq!(fixture(&[]).exit_code(), exit_code::ERROR, "a run of nothing is not a pass");
+}
