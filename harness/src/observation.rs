@@ -101,9 +101,11 @@ echo sgpc-end"#;
 pub const CASE_ENV: &str = "SGPC_CASE";
 pub const PROBE_FILES_ENV: &str = "SGPC_PROBE_FILES";
 
-/// The first process: probe, then sleep until the harness removes the container.
+/// The first process: probe, then wait until the harness removes the container. PID 1 has no
+/// default signal handlers, so the trap makes it exit on SIGTERM instead of making the runtime
+/// wait out its grace period.
 pub fn first_process_command() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), format!("{PROBE}\nexec sleep 3600")]
+    vec!["/bin/sh".into(), "-c".into(), format!("{PROBE}\ntrap 'exit 0' TERM\nsleep 3600 &\nwait")]
 }
 
 pub fn exec_command() -> Vec<String> {

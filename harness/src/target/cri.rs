@@ -92,7 +92,10 @@ pub fn socket_path(endpoint: &str) -> PathBuf {
 }
 
 async fn bounded<T>(step: &'static str, after: Duration, call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, CriError> {
-    match tokio::time::timeout(after, call).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(after, call).await;
+    tracing::debug!(step, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "CRI call");
+    match outcome {
         Err(_) => Err(CriError::Timeout { step, after }),
         Ok(Err(status)) => Err(CriError::Rpc { step, message: format!("{}: {}", status.code(), status.message()) }),
         Ok(Ok(response)) => Ok(response.into_inner()),
@@ -295,7 +298,9 @@ impl CriTarget {
         let container_id = bounded("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
         bounded("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
 
+        let waited = std::time::Instant::now();
         let first = self.wait_for_probe(&req.case_dir.join(LOG_FILE)).await?;
+        tracing::debug!(elapsed_ms = waited.elapsed().as_secs_f64() * 1000.0, "probe output in the container log");
         let first = observation::parse_probe(&first, &req.case)?;
 
         let exec = cri::ExecSyncRequest {
@@ -355,15 +360,10 @@ impl CriTarget {
             .map_err(|_| CriError::Timeout { step: "waiting for the first process's probe output in the container log", after: self.timeouts.probe })
     }
 
-    /// Stops and removes a sandbox and its containers. Stopping containers first with timeout 0
-    /// avoids waiting out a PID 1 that ignores SIGTERM.
+    /// Stops and removes a sandbox; the runtime stops its containers (the probe's PID 1 exits on
+    /// SIGTERM, so no grace period is waited out).
     pub async fn remove_sandbox(&self, pod_id: &str) -> Result<(), CriError> {
         let rpc = self.timeouts.rpc;
-        let filter = cri::ContainerFilter { pod_sandbox_id: pod_id.into(), ..Default::default() };
-        let containers = bounded("ListContainers", rpc, self.runtime.clone().list_containers(cri::ListContainersRequest { filter: Some(filter) })).await?;
-        for c in containers.containers {
-            bounded("StopContainer", rpc, self.runtime.clone().stop_container(cri::StopContainerRequest { container_id: c.id, timeout: 0 })).await?;
-        }
         bounded("StopPodSandbox", rpc, self.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
         bounded("RemovePodSandbox", rpc, self.runtime.clone().remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
         Ok(())
