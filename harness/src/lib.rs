@@ -11,6 +11,7 @@ pub mod input;
 pub mod observation;
 pub mod oracle;
 pub mod provision;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sgpc::image::{self, ImageContent, Payload};
 use sgpc::report::{json, junit, terminal};
-use sgpc::run::{self, exit_code, Event, RunReport, Session, SessionConfig, TargetChoice};
+use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
 use sgpc::scenario::Catalogue;
 use sgpc::target::Timeouts;
 
@@ -107,6 +107,18 @@ struct RunArgs {
     /// Print notes for passing cases too.
     #[arg(long, short)]
     verbose: bool,
+    /// Where the run directory is created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    work_root: PathBuf,
+    /// Self-test: put sgpc-cri-proxy in front of the runtime and inject this fault (repeatable).
+    #[arg(long = "fault", value_enum)]
+    faults: Vec<sgpc::proxy::Fault>,
+    /// With --fault: pod-scoped faults apply to sandboxes (`<scenario>-<policy>`) matching this.
+    #[arg(long)]
+    fault_pods: Option<String>,
+    /// With --fault slow: how long a call is held, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    fault_delay_ms: u64,
 }
 
 fn main() {
@@ -189,6 +201,13 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     config.payload.busybox = args.busybox.clone();
     config.registry_binary = args.registry.clone();
     config.runc = args.runc.clone();
+    config.work_root = args.work_root.clone();
+    if !args.faults.is_empty() {
+        let mut proxy = ProxySettings::beside_current_exe(args.faults.clone());
+        proxy.pods = args.fault_pods.clone();
+        proxy.delay = Duration::from_millis(args.fault_delay_ms);
+        config.proxy = Some(proxy);
+    }
 
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };

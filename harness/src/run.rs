@@ -15,6 +15,7 @@ use crate::observation::Observations;
 use crate::oracle;
 use crate::provision::containerd::{Containerd, ContainerdOptions};
 use crate::provision::registry::{self, Registry};
+use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
 use crate::target::cri::{CaseRequest, CriTarget, RuntimeInfo};
 use crate::target::Timeouts;
@@ -50,6 +51,28 @@ pub struct SessionConfig {
     pub payload: Payload,
     pub registry_binary: PathBuf,
     pub runc: PathBuf,
+    /// Put `sgpc-cri-proxy` between sgpc and the runtime, injecting faults.
+    pub proxy: Option<ProxySettings>,
+}
+
+/// How to start the fault-injecting proxy.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub binary: PathBuf,
+    pub faults: Vec<Fault>,
+    /// Sandbox names (`<scenario>-<policy>`) the pod-scoped faults apply to.
+    pub pods: Option<String>,
+    pub delay: Duration,
+}
+
+impl ProxySettings {
+    /// The proxy binary installed next to the running executable (or its parent, for tests).
+    pub fn beside_current_exe(faults: Vec<Fault>) -> ProxySettings {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let candidates = exe.ancestors().skip(1).take(2).map(|d| d.join("sgpc-cri-proxy"));
+        let binary = candidates.clone().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("sgpc-cri-proxy"));
+        ProxySettings { binary, faults, pods: None, delay: Duration::from_secs(60) }
+    }
 }
 
 impl SessionConfig {
@@ -61,6 +84,7 @@ impl SessionConfig {
             payload: Payload::default(),
             registry_binary: PathBuf::from(registry::DEFAULT_BINARY),
             runc: PathBuf::from("/usr/sbin/runc"),
+            proxy: None,
         }
     }
 }
@@ -162,14 +186,23 @@ struct Resources {
     dir: PathBuf,
     registry: Option<Registry>,
     containerd: Option<Containerd>,
+    proxy: Option<tokio::process::Child>,
 }
 
 impl Resources {
     async fn teardown(mut self, target: Option<(&CriTarget, &str)>) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        if let Some((target, run_id)) = target {
+        // A containerd of ours that died took its sandboxes' state with it; what is left of
+        // them (shims, container processes, mounts) lives under the run directory.
+        let runtime_died = self.containerd.as_mut().is_some_and(Containerd::has_exited);
+        if let (Some((target, run_id)), false) = (target, runtime_died) {
             if let Err(e) = target.remove_run(run_id).await {
                 problems.push(format!("removing the run's sandboxes: {e:#}"));
+            }
+        }
+        if let Some(mut proxy) = self.proxy.take() {
+            if let Err(e) = crate::provision::stop_child(&mut proxy).await {
+                problems.push(format!("stopping the proxy: {e:#}"));
             }
         }
         if let Some(containerd) = self.containerd.take() {
@@ -239,7 +272,7 @@ impl Session {
             .with_context(|| format!("creating a run directory in {}", config.work_root.display()))?
             .keep();
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut resources = Resources { dir, registry: None, containerd: None };
+        let mut resources = Resources { dir, registry: None, containerd: None, proxy: None };
         match provision(&mut resources, config, catalogue, cases).await {
             Ok(p) => Ok(Session {
                 run_id,
@@ -334,6 +367,31 @@ async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriTarge
     Ok((target, runtime))
 }
 
+/// Starts `sgpc-cri-proxy` in front of `upstream`; returns it and its endpoint.
+async fn start_proxy(settings: &ProxySettings, upstream: &str, runtime_pid: Option<u32>, dir: &Path) -> anyhow::Result<(tokio::process::Child, String)> {
+    let socket = dir.join("proxy.sock");
+    let mut command = tokio::process::Command::new(&settings.binary);
+    command.arg("--listen").arg(&socket).arg("--upstream").arg(crate::target::cri::socket_path(upstream));
+    command.arg("--delay-ms").arg(settings.delay.as_millis().to_string());
+    for fault in &settings.faults {
+        command.arg("--fault").arg(clap::ValueEnum::to_possible_value(fault).map(|v| v.get_name().to_string()).unwrap_or_default());
+    }
+    if let Some(pods) = &settings.pods {
+        command.arg("--pods").arg(pods);
+    }
+    if let Some(pid) = runtime_pid {
+        command.arg("--runtime-pid").arg(pid.to_string());
+    }
+    let log = dir.join("proxy.log");
+    let mut child = crate::provision::spawn_daemon(command, &log).with_context(|| format!("starting {}", settings.binary.display()))?;
+    let ready = crate::provision::wait_until("the proxy to listen", Duration::from_secs(10), || async { tokio::net::UnixStream::connect(&socket).await.is_ok() }).await;
+    if let Err(e) = ready {
+        let _ = child.kill().await;
+        return Err(e.context(format!("proxy log:\n{}", crate::provision::log_tail(&log))));
+    }
+    Ok((child, format!("unix://{}", socket.display())))
+}
+
 async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Provisioned> {
     // An existing endpoint is checked first, so that an unreachable one fails before any work.
     let existing = match &config.target {
@@ -371,6 +429,15 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             connect(&endpoint, config.timeouts).await?
         }
     };
+    let (target, runtime) = match &config.proxy {
+        None => (target, runtime),
+        Some(settings) => {
+            let runtime_pid = resources.containerd.as_ref().and_then(Containerd::pid);
+            let (proxy, endpoint) = start_proxy(settings, &runtime.endpoint, runtime_pid, &resources.dir).await?;
+            resources.proxy = Some(proxy);
+            connect(&endpoint, config.timeouts).await?
+        }
+    };
     let mut images = BTreeMap::new();
     for record in pushed {
         target.pull(&record.reference).await.with_context(|| format!("pulling {}", record.reference))?;
@@ -384,7 +451,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
 pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_event: impl FnMut(Event<'_>)) -> Vec<CaseResult> {
     on_event(Event::Started { total: cases.len(), runtime: &session.runtime });
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let mut stream = futures::stream::iter(cases).map(|id| session.run_case(id)).buffer_unordered(jobs.max(1));
+    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, session.run_case(id))).buffer_unordered(jobs.max(1));
     while let Some(result) = stream.next().await {
         results.push(result);
         let done = results.len();
@@ -392,6 +459,21 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
+}
+
+/// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
+pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = CaseResult>) -> CaseResult {
+    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(case)).await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            error_result(id, "", &format!("the case panicked: {message}"))
+        }
+    }
 }
 
 /// A case that could not run, with the reason.

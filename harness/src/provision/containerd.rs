@@ -149,6 +149,11 @@ impl Containerd {
         self.child.id()
     }
 
+    /// Whether the process has exited (it was killed, or crashed).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Stops containerd and removes everything under its directory (shims, mounts, files).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         stop_child(&mut self.child).await?;

@@ -1,0 +1,127 @@
+//! Mutation tests: the catalogue through `sgpc-cri-proxy`, one fault at a time, against real
+//! containerd. Each fault must give exactly the verdicts its description implies, computed here
+//! from the scenarios' written expectations, with a reason that names the fault in KEP terms.
+//! Prints `mutants caught: N/N`; any survivor fails the test.
+
+mod support;
+
+use std::time::Duration;
+
+use sgpc::proxy::Fault;
+use sgpc::run::{run_cases, CaseResult, ProxySettings, Session};
+use sgpc::scenario::{Catalogue, CaseId, Policy};
+use sgpc::verdict::Verdict;
+
+/// What a fault must do to one case.
+#[derive(Debug)]
+enum Expect {
+    Pass,
+    PassWithNote(&'static str),
+    Fail(&'static str),
+    Unsupported(&'static str),
+    Error(&'static str),
+}
+
+struct Mutant {
+    fault: Fault,
+    pods: Option<&'static str>,
+    jobs: usize,
+    expect: Box<dyn Fn(&Catalogue, &CaseId, usize) -> Expect>,
+}
+
+fn strict_differs(catalogue: &Catalogue, case: &CaseId) -> bool {
+    let s = catalogue.scenario(&case.scenario).unwrap();
+    case.policy == Policy::Strict && s.expect_merge != s.expect_strict
+}
+
+fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
+    let kill_at = catalogue.cases().iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
+    vec![
+        Mutant {
+            fault: Fault::StrictToMerge,
+            pods: None,
+            jobs: 4,
+            expect: Box::new(|cat, case, _| if strict_differs(cat, case) { Expect::Fail("from image /etc/group") } else { Expect::Pass }),
+        },
+        Mutant {
+            fault: Fault::HideFeature,
+            pods: None,
+            jobs: 4,
+            expect: Box::new(|_, case, _| if case.policy == Policy::Strict { Expect::Unsupported("does not advertise features.supplemental_groups_policy") } else { Expect::Pass }),
+        },
+        Mutant { fault: Fault::DropStatusUser, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("ContainerStatus.user is missing")) },
+        Mutant { fault: Fault::WrongStatusGid, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("primary gid via CRI ContainerStatus.user")) },
+        Mutant { fault: Fault::ExtraStatusGroup, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")) },
+        Mutant {
+            fault: Fault::ReorderStatusGroups,
+            pods: None,
+            jobs: 4,
+            expect: Box::new(|_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
+        },
+        Mutant {
+            fault: Fault::Slow,
+            pods: Some("^kep-blog-strict$"),
+            jobs: 4,
+            expect: Box::new(|_, case, _| if case.to_string() == "kep-blog/strict" { Expect::Error("RunPodSandbox did not finish within") } else { Expect::Pass }),
+        },
+        Mutant {
+            fault: Fault::CloseConnection,
+            pods: Some("^kep-blog-merge$"),
+            jobs: 1,
+            expect: Box::new(|_, case, _| if case.to_string() == "kep-blog/merge" { Expect::Error("CreateContainer failed") } else { Expect::Pass }),
+        },
+        Mutant {
+            fault: Fault::KillRuntime,
+            pods: Some("^kep-blog-strict$"),
+            jobs: 1,
+            expect: Box::new(move |_, _, index| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass }),
+        },
+    ]
+}
+
+/// Why a case does not meet its expectation, if it does not.
+fn mismatch(result: &CaseResult, expect: &Expect) -> Option<String> {
+    let j = &result.judgement;
+    let has_reason = |needle: &str| j.reasons.iter().any(|r| r.contains(needle));
+    let ok = match expect {
+        Expect::Pass => j.verdict == Verdict::Pass,
+        Expect::PassWithNote(note) => j.verdict == Verdict::Pass && j.notes.iter().any(|n| n.contains(note)),
+        Expect::Fail(reason) => j.verdict == Verdict::Fail && has_reason(reason),
+        Expect::Unsupported(reason) => j.verdict == Verdict::Unsupported { leak: false } && has_reason(reason),
+        Expect::Error(reason) => j.verdict == Verdict::Error && has_reason(reason),
+    };
+    (!ok).then(|| format!("{}: expected {expect:?}, got {} {:?} notes {:?}", result.id, j.verdict, j.reasons, j.notes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_caught() {
+    let catalogue = support::catalogue();
+    let cases = catalogue.cases();
+    let mutants = mutants(&catalogue);
+    let mut survivors = Vec::new();
+    for mutant in &mutants {
+        let mut config = support::containerd_config();
+        let mut proxy = ProxySettings::beside_current_exe(vec![mutant.fault]);
+        proxy.pods = mutant.pods.map(str::to_string);
+        proxy.delay = Duration::from_secs(6);
+        config.proxy = Some(proxy);
+        config.timeouts.rpc = Duration::from_secs(3);
+        let work_root = tempfile::tempdir().unwrap();
+        config.work_root = work_root.path().to_path_buf();
+
+        let session = Session::start(&config, &catalogue, &cases).await.expect("session with proxy starts");
+        let results = run_cases(&session, &cases, mutant.jobs, |_| {}).await;
+        session.teardown().await.expect("teardown succeeds, even after the runtime died");
+        assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "{:?}: the run directory is gone", mutant.fault);
+        assert!(sgpc::provision::processes_under(work_root.path()).is_empty(), "{:?}: processes left", mutant.fault);
+
+        let wrong: Vec<String> = results.iter().enumerate().filter_map(|(i, r)| mismatch(r, &(mutant.expect)(&catalogue, &r.id, i))).collect();
+        let affected = results.iter().filter(|r| r.judgement.verdict != Verdict::Pass).count();
+        println!("{:?}: {} of {} cases not PASS; {}", mutant.fault, affected, results.len(), if wrong.is_empty() { "caught" } else { "SURVIVED" });
+        if !wrong.is_empty() {
+            survivors.push(format!("{:?}:\n  {}", mutant.fault, wrong.join("\n  ")));
+        }
+    }
+    println!("mutants caught: {}/{}", mutants.len() - survivors.len(), mutants.len());
+    assert!(survivors.is_empty(), "surviving mutants:\n{}", survivors.join("\n"));
+}
