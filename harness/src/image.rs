@@ -65,7 +65,13 @@ pub struct Recipe {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe, InputError> {
-        let raw: RawRecipe = input::read_yaml(path)?;
+        let text = std::fs::read_to_string(path).map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))?;
+        Recipe::parse(path, &text)
+    }
+
+    /// Parses recipe text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Recipe, InputError> {
+        let raw: RawRecipe = input::parse_yaml(path, text)?;
         if !is_image_name(&raw.name) {
             return Err(InputError::new(
                 path,

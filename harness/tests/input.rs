@@ -65,3 +65,32 @@ fn duplicate_scenario_names_are_rejected() {
     let err = Catalogue::load(dir.path(), &images).unwrap_err();
     assert!(err.to_string().contains("already defined"), "{err}");
 }
+
+#[test]
+fn policy_in_lower_case_is_rejected_as_the_api_server_would() {
+    let text = GOOD.replace("runAsUser: 1000,", "supplementalGroupsPolicy: strict, runAsUser: 1000,");
+    let err = load(&text).unwrap_err();
+    assert!(err.to_string().contains("strict"), "{err}");
+    assert!(err.to_string().contains("Strict"), "the message names the expected spelling: {err}");
+    assert_eq!(err.line, Some(5), "{err}");
+}
+
+#[test]
+fn pinned_policy_limits_the_cases() {
+    let text = GOOD.replace("runAsUser: 1000,", "supplementalGroupsPolicy: Strict, runAsUser: 1000,");
+    let s = load(&text).unwrap();
+    assert_eq!(s.policies, vec![sgpc::scenario::Policy::Strict]);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let err = load(&GOOD.replace("runAsUser: 1000", "runAsUser: \"thousand\"")).unwrap_err();
+    assert_eq!(err.line, Some(5), "{err}");
+    assert!(err.to_string().contains("case.yaml:5"), "{err}");
+}
+
+#[test]
+fn malformed_yaml_names_the_line() {
+    let err = load("name: t\nsummary: [unclosed\n").unwrap_err();
+    assert!(err.line.is_some(), "{err}");
+}

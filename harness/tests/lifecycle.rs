@@ -78,3 +78,57 @@ async fn a_failed_start_removes_what_it_started() {
     assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "the run directory was removed");
     assert!(processes_under(work_root.path()).is_empty());
 }
+
+#[test]
+fn a_panic_while_a_session_runs_leaves_nothing() {
+    let work_root = tempfile::tempdir().unwrap();
+    let root = work_root.path().to_path_buf();
+    let outcome = std::thread::spawn(move || {
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        tokio.block_on(async {
+            let catalogue = support::catalogue();
+            let mut config = support::containerd_config();
+            config.work_root = root.clone();
+            let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+            let session = Session::start(&config, &catalogue, std::slice::from_ref(&case)).await.unwrap();
+            let sandbox_exists = async {
+                while session.target().sandboxes_of_run(&session.run_id).await.unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::select! {
+                _ = session.run_case(&case) => {}
+                _ = sandbox_exists => {}
+            }
+            assert!(!processes_under(&root).is_empty());
+            panic!("a bug in the middle of a case");
+        })
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread panicked");
+    assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "the run directory is gone");
+    assert!(processes_under(work_root.path()).is_empty(), "no process is left");
+    assert!(mounts_under(work_root.path()).is_empty(), "no mount is left");
+}
+
+#[tokio::test]
+async fn a_panicking_case_is_an_error_not_the_end_of_the_run() {
+    let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let result = sgpc::run::run_isolated(&id, async { panic!("boom") }).await;
+    assert_eq!(result.judgement.verdict, Verdict::Error);
+    assert!(result.judgement.reasons[0].contains("the case panicked: boom"), "{:?}", result.judgement);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_cases_in_flight_keep_their_observations_apart() {
+    // Each probe prints its case id and a case refuses output that is not its own, so a mix-up
+    // would be an ERROR; 36 cases with 12 in flight must all pass.
+    let catalogue = support::catalogue();
+    let cases = catalogue.cases();
+    let session = Session::start(&support::containerd_config(), &catalogue, &cases).await.unwrap();
+    let results = sgpc::run::run_cases(&session, &cases, 12, |_| {}).await;
+    session.teardown().await.unwrap();
+    let not_passed: Vec<String> = results.iter().filter(|r| r.judgement.verdict != Verdict::Pass).map(|r| format!("{}: {:?}", r.id, r.judgement)).collect();
+    assert!(not_passed.is_empty(), "{not_passed:#?}");
+    assert_eq!(results.len(), cases.len());
+}

@@ -1,0 +1,67 @@
+//! Property tests: the input loaders and the /etc parsers never panic, whatever the input.
+//! Bounded (256 cases each) so that CI time stays small.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use sgpc::etc::{parse_group, parse_passwd};
+use sgpc::image::Recipe;
+use sgpc::observation::{parse_id_output, parse_probe};
+use sgpc::scenario::Scenario;
+
+const SCENARIO: &str = include_str!("../../scenarios/protected-file-access.yaml");
+const RECIPE: &str = include_str!("../../images/many-groups.yaml");
+
+/// A valid file with bytes replaced at random positions: mostly near-valid YAML.
+fn mutated(base: &'static str) -> impl Strategy<Value = String> {
+    proptest::collection::vec((0..base.len(), any::<u8>()), 1..8).prop_map(move |edits| {
+        let mut bytes = base.as_bytes().to_vec();
+        for (at, byte) in edits {
+            bytes[at] = byte;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn etc_parsers_never_panic(line in "\\PC{0,80}") {
+        let _ = parse_passwd(&line);
+        let _ = parse_group(&line);
+    }
+
+    #[test]
+    fn etc_parsers_never_panic_on_colon_heavy_lines(line in "[a-z0-9:,-]{0,40}") {
+        let _ = parse_passwd(&line);
+        let _ = parse_group(&line);
+    }
+
+    #[test]
+    fn scenario_loader_never_panics(text in mutated(SCENARIO)) {
+        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text);
+    }
+
+    #[test]
+    fn scenario_loader_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text);
+    }
+
+    #[test]
+    fn recipe_loader_never_panics(text in mutated(RECIPE)) {
+        let _ = Recipe::parse(Path::new("fuzz.yaml"), &text);
+    }
+
+    #[test]
+    fn probe_parsers_never_panic(text in "[a-z=()0-9, :\\t\\n-]{0,200}") {
+        let _ = parse_id_output(&text);
+        let _ = parse_probe(&text, "case/strict");
+    }
+}
+
+#[test]
+fn the_unmutated_inputs_parse() {
+    assert!(Scenario::parse(Path::new("s.yaml"), SCENARIO).is_ok());
+    assert!(Recipe::parse(Path::new("r.yaml"), RECIPE).is_ok());
+}
