@@ -196,7 +196,7 @@ impl Resources {
         // them (shims, container processes, mounts) lives under the run directory.
         let runtime_died = self.containerd.as_mut().is_some_and(Containerd::has_exited);
         if let (Some((target, run_id)), false) = (target, runtime_died) {
-            if let Err(e) = target.remove_run(run_id).await {
+            if let Err(e) = remove_and_verify(target, run_id).await {
                 problems.push(format!("removing the run's sandboxes: {e:#}"));
             }
         }
@@ -224,6 +224,15 @@ impl Resources {
             anyhow::bail!("cleanup incomplete: {}", problems.join("; "))
         }
     }
+}
+
+/// Removes every sandbox of the run, then checks the runtime's own lists are empty of it.
+async fn remove_and_verify(target: &CriTarget, run_id: &str) -> anyhow::Result<()> {
+    target.remove_run(run_id).await?;
+    let sandboxes = target.sandboxes_of_run(run_id).await?;
+    let containers = target.containers_of_run(run_id).await?;
+    anyhow::ensure!(sandboxes.is_empty() && containers.is_empty(), "still listed by the runtime: sandboxes {sandboxes:?}, containers {containers:?}");
+    Ok(())
 }
 
 impl Drop for Resources {

@@ -48,6 +48,7 @@ fn interrupt_mid_run(signal: i32, name: &str) {
     seen.push_str(&rest);
     assert_eq!(status.code(), Some(exit_code::ERROR), "{seen}");
     assert!(seen.contains(&format!("interrupted by {name}")), "{seen}");
+    assert!(!seen.contains("cleanup incomplete"), "teardown found the runtime's lists empty of the run: {seen}");
     assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "the run directory is gone");
     assert!(processes_under(work_root.path()).is_empty(), "no process of the run is left");
     assert!(mounts_under(work_root.path()).is_empty(), "no mount of the run is left");
