@@ -53,6 +53,7 @@ impl Floor {
             image_ref,
             case_dir: self.dir.join(format!("floor-{n}-{}-{}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
+            runtime_handler: String::new(),
         };
         std::fs::create_dir_all(&req.case_dir).expect("case dir");
         let mut c = self.client.clone();

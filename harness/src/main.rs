@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sgpc::image::{self, ImageContent, Payload};
+use sgpc::provision::containerd::OciRuntime;
 use sgpc::report::{json, junit, terminal};
 use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
 use sgpc::scenario::Catalogue;
@@ -74,9 +75,13 @@ struct RunArgs {
     /// A directory holding containerd 2.x binaries to start privately.
     #[arg(long)]
     containerd: Option<PathBuf>,
-    /// The runc binary containerd uses.
-    #[arg(long, default_value = "/usr/sbin/runc")]
-    runc: PathBuf,
+    /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
+    /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
+    #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
+    oci_runtimes: Vec<OciRuntime>,
+    /// The CRI runtime handler the cases ask for (default: the runtime's default handler).
+    #[arg(long, default_value = "")]
+    runtime_handler: String,
     /// The registry binary (Debian's docker-registry).
     #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
     registry: PathBuf,
@@ -200,7 +205,10 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     };
     config.payload.busybox = args.busybox.clone();
     config.registry_binary = args.registry.clone();
-    config.runc = args.runc.clone();
+    if !args.oci_runtimes.is_empty() {
+        config.oci_runtimes = args.oci_runtimes.clone();
+    }
+    config.runtime_handler = args.runtime_handler.clone();
     config.work_root = args.work_root.clone();
     if !args.faults.is_empty() {
         let mut proxy = ProxySettings::beside_current_exe(args.faults.clone());
@@ -279,6 +287,14 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         write_file(path, |out| json::write(out, &report))?;
     }
     Ok(report.exit_code())
+}
+
+fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {
+    let (handler, binary) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected NAME=PATH, e.g. youki=/root/.cargo/bin/youki"))?;
+    if handler.is_empty() || !handler.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("{handler:?}: a runtime handler name is letters, digits, '-' and '_'"));
+    }
+    Ok(OciRuntime { handler: handler.to_string(), binary: PathBuf::from(binary) })
 }
 
 fn write_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::image::{self, ImageContent, Payload};
 use crate::observation::Observations;
 use crate::oracle;
-use crate::provision::containerd::{Containerd, ContainerdOptions};
+use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
@@ -50,7 +50,10 @@ pub struct SessionConfig {
     pub timeouts: Timeouts,
     pub payload: Payload,
     pub registry_binary: PathBuf,
-    pub runc: PathBuf,
+    /// OCI runtimes for a containerd sgpc starts, each a runtime handler; the first is the default.
+    pub oci_runtimes: Vec<OciRuntime>,
+    /// The CRI runtime handler cases ask for; empty means the runtime's default.
+    pub runtime_handler: String,
     /// Put `sgpc-cri-proxy` between sgpc and the runtime, injecting faults.
     pub proxy: Option<ProxySettings>,
 }
@@ -83,7 +86,8 @@ impl SessionConfig {
             timeouts: Timeouts::default(),
             payload: Payload::default(),
             registry_binary: PathBuf::from(registry::DEFAULT_BINARY),
-            runc: PathBuf::from("/usr/sbin/runc"),
+            oci_runtimes: vec![OciRuntime::runc()],
+            runtime_handler: String::new(),
             proxy: None,
         }
     }
@@ -246,6 +250,7 @@ impl Drop for Resources {
 /// A provisioned runtime ready to run cases. Call [`Session::teardown`] at the end.
 pub struct Session {
     pub run_id: String,
+    pub runtime_handler: String,
     pub runtime: RuntimeInfo,
     pub provisioned: Option<String>,
     pub images: BTreeMap<String, ImageRecord>,
@@ -285,6 +290,7 @@ impl Session {
         match provision(&mut resources, config, catalogue, cases).await {
             Ok(p) => Ok(Session {
                 run_id,
+                runtime_handler: config.runtime_handler.clone(),
                 runtime: p.runtime,
                 provisioned: p.provisioned,
                 images: p.images,
@@ -337,6 +343,7 @@ impl Session {
             image_ref: image.reference.clone(),
             case_dir: self.dir().join("cases").join(format!("{}-{}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
+            runtime_handler: self.runtime_handler.clone(),
         };
         let observations = match self.target.run_case(&request).await {
             Ok(o) => o,
@@ -427,7 +434,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         (None, TargetChoice::Containerd { bin_dir }) => {
             let opts = ContainerdOptions {
                 bin_dir: bin_dir.clone(),
-                runc: config.runc.clone(),
+                oci_runtimes: config.oci_runtimes.clone(),
                 dir: resources.dir.join("containerd"),
                 registry_host: registry.host.clone(),
                 pause_image: pushed[0].reference.clone(),

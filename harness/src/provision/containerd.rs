@@ -11,12 +11,26 @@ use super::{log_tail, spawn_daemon, stop_child, wait_until};
 use crate::target::cri::CriTarget;
 use crate::target::Timeouts;
 
+/// An OCI runtime binary, offered to the CRI as runtime handler `handler`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciRuntime {
+    pub handler: String,
+    pub binary: PathBuf,
+}
+
+impl OciRuntime {
+    pub fn runc() -> OciRuntime {
+        OciRuntime { handler: "runc".into(), binary: PathBuf::from("/usr/sbin/runc") }
+    }
+}
+
 /// What a containerd needs to be started.
 #[derive(Debug, Clone)]
 pub struct ContainerdOptions {
     /// Directory holding `containerd` and `containerd-shim-runc-v2`.
     pub bin_dir: PathBuf,
-    pub runc: PathBuf,
+    /// OCI runtimes, each a CRI runtime handler; the first is the default.
+    pub oci_runtimes: Vec<OciRuntime>,
     /// Private directory for root, state, socket, config and logs.
     pub dir: PathBuf,
     /// `host:port` of the plain-HTTP registry the runtime pulls from.
@@ -42,8 +56,10 @@ fn check_binaries(opts: &ContainerdOptions) -> anyhow::Result<()> {
             bail!("{} is missing: --containerd must name a directory holding {}", path.display(), BINARIES.join(" and "));
         }
     }
-    if !opts.runc.is_file() {
-        bail!("OCI runtime {} is missing; install Debian's `runc` or run `make setup`", opts.runc.display());
+    for runtime in &opts.oci_runtimes {
+        if !runtime.binary.is_file() {
+            bail!("OCI runtime {} ({}) is missing; `make setup` installs runc and youki", runtime.handler, runtime.binary.display());
+        }
     }
     Ok(())
 }
@@ -55,8 +71,40 @@ pub async fn binary_version(bin_dir: &Path) -> anyhow::Result<String> {
     text.split_whitespace().nth(2).map(str::to_string).with_context(|| format!("unexpected `containerd --version` output: {text:?}"))
 }
 
-/// The config (version 3, containerd 2.x) for a private instance.
-pub fn config_v3(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
+/// The CRI plugin table under which runtimes are configured, per config version.
+fn runtimes_table(config_version: u8) -> &'static str {
+    if config_version >= 3 {
+        r#"plugins."io.containerd.cri.v1.runtime".containerd.runtimes"#
+    } else {
+        r#"plugins."io.containerd.grpc.v1.cri".containerd.runtimes"#
+    }
+}
+
+/// One `[...runtimes.<handler>]` table per OCI runtime; each is a CRI runtime handler.
+fn runtime_tables(config_version: u8, oci_runtimes: &[OciRuntime]) -> String {
+    let table = runtimes_table(config_version);
+    oci_runtimes
+        .iter()
+        .map(|r| {
+            format!(
+                "    [{table}.{name}]\n      runtime_type = \"io.containerd.runc.v2\"\n      [{table}.{name}.options]\n        BinaryName = \"{binary}\"\n        SystemdCgroup = false\n",
+                name = r.handler,
+                binary = r.binary.display()
+            )
+        })
+        .collect()
+}
+
+/// The config for a private instance: version 3 for containerd 2.x, version 2 for 1.6 and 1.7.
+pub fn config(major: u32, opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
+    if major >= 2 {
+        config_v3(opts, restrict_oom_score_adj)
+    } else {
+        config_v2(opts, restrict_oom_score_adj)
+    }
+}
+
+fn config_v3(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
     let dir = opts.dir.display();
     format!(
         r#"version = 3
@@ -91,19 +139,60 @@ temp = "{dir}/tmp"
   enable_selinux = false
   restrict_oom_score_adj = {restrict_oom_score_adj}
   [plugins."io.containerd.cri.v1.runtime".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = "{runc}"
-        SystemdCgroup = false
-  [plugins."io.containerd.cri.v1.runtime".cni]
+    default_runtime_name = "{default}"
+{runtimes}  [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{dir}/cni"
 "#,
         pause = opts.pause_image,
-        runc = opts.runc.display(),
+        default = opts.oci_runtimes.first().map(|r| r.handler.as_str()).unwrap_or("runc"),
+        runtimes = runtime_tables(3, &opts.oci_runtimes),
     )
+}
+
+fn config_v2(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
+    let dir = opts.dir.display();
+    format!(
+        r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+
+[grpc]
+  address = "{dir}/containerd.sock"
+
+[ttrpc]
+  address = "{dir}/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  enable_selinux = false
+  restrict_oom_score_adj = {restrict_oom_score_adj}
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{default}"
+{runtimes}  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{dir}/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{dir}/certs.d"
+"#,
+        pause = opts.pause_image,
+        default = opts.oci_runtimes.first().map(|r| r.handler.as_str()).unwrap_or("runc"),
+        runtimes = runtime_tables(2, &opts.oci_runtimes),
+    )
+}
+
+/// The major version of a containerd version string (`1.7.24~ds1`, `2.1.9+unknown`).
+pub fn major_version(version: &str) -> Option<u32> {
+    version.split('.').next()?.parse().ok()
 }
 
 /// `certs.d/<host>/hosts.toml` telling containerd that the registry speaks plain HTTP.
@@ -115,14 +204,15 @@ impl Containerd {
     pub async fn start(opts: &ContainerdOptions) -> anyhow::Result<Containerd> {
         check_binaries(opts)?;
         let version = binary_version(&opts.bin_dir).await?;
-        if !version.starts_with("2.") {
-            bail!("containerd {version} in {} is not a 2.x release; this provisioner writes config version 3", opts.bin_dir.display());
-        }
+        let major = match major_version(&version) {
+            Some(major @ 1..=2) => major,
+            _ => bail!("containerd {version} in {}: only 1.x (config version 2) and 2.x (config version 3) are supported", opts.bin_dir.display()),
+        };
         let certs = opts.dir.join("certs.d").join(&opts.registry_host);
         std::fs::create_dir_all(&certs)?;
         std::fs::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
         let config = opts.dir.join("config.toml");
-        std::fs::write(&config, config_v3(opts, !super::has_cap_sys_resource()))?;
+        std::fs::write(&config, self::config(major, opts, !super::has_cap_sys_resource()))?;
 
         let log = opts.dir.join("containerd.log");
         let path = format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default());

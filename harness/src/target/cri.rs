@@ -69,6 +69,8 @@ pub struct CaseRequest<'a> {
     /// A fresh directory for this case's logs and fixtures.
     pub case_dir: PathBuf,
     pub run_id: String,
+    /// The CRI runtime handler (an OCI runtime of the runtime's config); empty for the default.
+    pub runtime_handler: String,
 }
 
 /// A connected CRI runtime.
@@ -279,7 +281,7 @@ impl CriTarget {
         std::fs::create_dir_all(&req.case_dir).map_err(io_error(format!("creating {}", req.case_dir.display())))?;
         let mounts = prepare_volumes(req)?;
         let sandbox = sandbox_config(req);
-        let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() };
+        let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: req.runtime_handler.clone() };
         let pod_id = bounded("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
         let observed = self.observe(req, &pod_id, sandbox, mounts).await;
         let removed = self.remove_sandbox(&pod_id).await;
