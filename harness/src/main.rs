@@ -38,6 +38,16 @@ enum Command {
     },
     /// Run the catalogue against a runtime.
     Run(RunArgs),
+    /// Download a package from a Debian suite into the cache and unpack it (not installed).
+    Fetch {
+        /// Debian suite or codename, e.g. bookworm, trixie, sid.
+        #[arg(long)]
+        suite: String,
+        #[arg(long, default_value = "containerd")]
+        package: String,
+        #[arg(long, default_value = ".cache")]
+        cache: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -70,11 +80,14 @@ struct RunArgs {
     #[command(flatten)]
     input: InputArgs,
     /// An existing CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
-    #[arg(long, conflicts_with = "containerd", required_unless_present = "containerd")]
+    #[arg(long, group = "runtime")]
     cri: Option<String>,
-    /// A directory holding containerd 2.x binaries to start privately.
-    #[arg(long)]
+    /// A directory holding containerd 1.x or 2.x binaries to start privately.
+    #[arg(long, group = "runtime")]
     containerd: Option<PathBuf>,
+    /// A directory holding crio, conmon, pinns and runc or crun, to start privately.
+    #[arg(long, group = "runtime")]
+    crio: Option<PathBuf>,
     /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
     /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
     #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
@@ -150,6 +163,11 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(exit_code::PASS)
         }
+        Command::Fetch { suite, package, cache } => {
+            let unpacked = sgpc::provision::debian::fetch(&cache, &suite, &package)?;
+            println!("{package} {} from {suite} in {}", unpacked.version, unpacked.root.display());
+            Ok(exit_code::PASS)
+        }
         Command::Run(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_catalogue(args))
@@ -192,10 +210,15 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     if cases.is_empty() {
         anyhow::bail!("no case matches the filter; `sgpc list` shows the case ids");
     }
-    let target = match (&args.cri, &args.containerd) {
-        (Some(endpoint), _) => TargetChoice::Cri { endpoint: endpoint.clone() },
-        (None, Some(dir)) => TargetChoice::Containerd { bin_dir: dir.clone() },
-        (None, None) => anyhow::bail!("give --cri ENDPOINT or --containerd DIR"),
+    let target = match (&args.cri, &args.containerd, &args.crio) {
+        (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
+        (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
+        (None, None, Some(dir)) => {
+            // Fail at once, before building anything, when the directory is incomplete.
+            sgpc::provision::crio::find_binaries(dir)?;
+            TargetChoice::Crio { bin_dir: dir.clone() }
+        }
+        (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR or --crio DIR"),
     };
     let mut config = SessionConfig::new(target);
     config.timeouts = Timeouts {

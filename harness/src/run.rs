@@ -14,6 +14,8 @@ use crate::image::{self, ImageContent, Payload};
 use crate::observation::Observations;
 use crate::oracle;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
+use crate::provision::crio::{Crio, CrioOptions};
+use crate::provision::RuntimeDaemon;
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
@@ -40,6 +42,8 @@ pub enum TargetChoice {
     Cri { endpoint: String },
     /// Start containerd from a directory of binaries.
     Containerd { bin_dir: PathBuf },
+    /// Start CRI-O from a directory holding crio, conmon, pinns and runc or crun.
+    Crio { bin_dir: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +193,7 @@ pub enum Event<'a> {
 struct Resources {
     dir: PathBuf,
     registry: Option<Registry>,
-    containerd: Option<Containerd>,
+    runtime: Option<RuntimeDaemon>,
     proxy: Option<tokio::process::Child>,
 }
 
@@ -198,7 +202,7 @@ impl Resources {
         let mut problems = Vec::new();
         // A containerd of ours that died took its sandboxes' state with it; what is left of
         // them (shims, container processes, mounts) lives under the run directory.
-        let runtime_died = self.containerd.as_mut().is_some_and(Containerd::has_exited);
+        let runtime_died = self.runtime.as_mut().is_some_and(RuntimeDaemon::has_exited);
         if let (Some((target, run_id)), false) = (target, runtime_died) {
             if let Err(e) = remove_and_verify(target, run_id).await {
                 problems.push(format!("removing the run's sandboxes: {e:#}"));
@@ -209,9 +213,9 @@ impl Resources {
                 problems.push(format!("stopping the proxy: {e:#}"));
             }
         }
-        if let Some(containerd) = self.containerd.take() {
-            if let Err(e) = containerd.stop().await {
-                problems.push(format!("stopping containerd: {e:#}"));
+        if let Some(runtime) = self.runtime.take() {
+            if let Err(e) = runtime.stop().await {
+                problems.push(format!("stopping the runtime: {e:#}"));
             }
         }
         if let Some(registry) = self.registry.take() {
@@ -286,7 +290,7 @@ impl Session {
             .with_context(|| format!("creating a run directory in {}", config.work_root.display()))?
             .keep();
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut resources = Resources { dir, registry: None, containerd: None, proxy: None };
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None };
         match provision(&mut resources, config, catalogue, cases).await {
             Ok(p) => Ok(Session {
                 run_id,
@@ -368,7 +372,7 @@ impl Session {
     /// Pids of the daemons the session started.
     pub fn daemon_pids(&self) -> Vec<u32> {
         let registry = self.resources.registry.iter().filter_map(Registry::pid);
-        registry.chain(self.resources.containerd.iter().filter_map(Containerd::pid)).collect()
+        registry.chain(self.resources.runtime.iter().filter_map(RuntimeDaemon::pid)).collect()
     }
 
     /// Removes every sandbox of the run, stops containerd and the registry, removes the run dir.
@@ -412,7 +416,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     // An existing endpoint is checked first, so that an unreachable one fails before any work.
     let existing = match &config.target {
         TargetChoice::Cri { endpoint } => Some(connect(endpoint, config.timeouts).await?),
-        TargetChoice::Containerd { .. } => None,
+        TargetChoice::Containerd { .. } | TargetChoice::Crio { .. } => None,
     };
     let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
     names.sort_unstable();
@@ -441,14 +445,26 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             };
             let containerd = Containerd::start(&opts).await.context("starting containerd")?;
             provisioned = Some(format!("containerd {} from {}", containerd.version, bin_dir.display()));
-            let endpoint = resources.containerd.insert(containerd).endpoint.clone();
+            let endpoint = resources.runtime.insert(RuntimeDaemon::Containerd(containerd)).endpoint().to_string();
+            connect(&endpoint, config.timeouts).await?
+        }
+        (None, TargetChoice::Crio { bin_dir }) => {
+            let opts = CrioOptions {
+                bin_dir: bin_dir.clone(),
+                dir: resources.dir.join("crio"),
+                registry_host: registry.host.clone(),
+                pause_image: pushed[0].reference.clone(),
+            };
+            let crio = Crio::start(&opts).await.context("starting CRI-O")?;
+            provisioned = Some(format!("CRI-O from {}", bin_dir.display()));
+            let endpoint = resources.runtime.insert(RuntimeDaemon::Crio(crio)).endpoint().to_string();
             connect(&endpoint, config.timeouts).await?
         }
     };
     let (target, runtime) = match &config.proxy {
         None => (target, runtime),
         Some(settings) => {
-            let runtime_pid = resources.containerd.as_ref().and_then(Containerd::pid);
+            let runtime_pid = resources.runtime.as_ref().and_then(RuntimeDaemon::pid);
             let (proxy, endpoint) = start_proxy(settings, &runtime.endpoint, runtime_pid, &resources.dir).await?;
             resources.proxy = Some(proxy);
             connect(&endpoint, config.timeouts).await?

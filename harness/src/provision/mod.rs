@@ -2,6 +2,8 @@
 //! everything they leave: processes, mounts and directories.
 
 pub mod containerd;
+pub mod crio;
+pub mod debian;
 pub mod registry;
 
 use std::path::Path;
@@ -127,4 +129,42 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A runtime daemon sgpc started.
+pub enum RuntimeDaemon {
+    Containerd(containerd::Containerd),
+    Crio(crio::Crio),
+}
+
+impl RuntimeDaemon {
+    pub fn endpoint(&self) -> &str {
+        match self {
+            RuntimeDaemon::Containerd(c) => &c.endpoint,
+            RuntimeDaemon::Crio(c) => &c.endpoint,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            RuntimeDaemon::Containerd(c) => c.pid(),
+            RuntimeDaemon::Crio(c) => c.pid(),
+        }
+    }
+
+    /// Whether the process has exited (it was killed, or crashed).
+    pub fn has_exited(&mut self) -> bool {
+        match self {
+            RuntimeDaemon::Containerd(c) => c.has_exited(),
+            RuntimeDaemon::Crio(c) => c.has_exited(),
+        }
+    }
+
+    /// Stops the daemon and removes everything under its directory.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            RuntimeDaemon::Containerd(c) => c.stop().await,
+            RuntimeDaemon::Crio(c) => c.stop().await,
+        }
+    }
 }

@@ -1,0 +1,218 @@
+//! A private CRI-O started from a directory of binaries (`crio`, `conmon`, `pinns`, and `runc`
+//! or `crun`), with its own root, runroot, socket and generated configuration.
+//!
+//! CRI-O cannot be installed on this project's machines (it is not in Debian 12), so this is
+//! exercised here by configuration tests only; it is written to work unchanged where the
+//! binaries exist.
+//!
+//! CRI-O has no `restrict_oom_score_adj`. It asks for a negative `oom_score_adj` for the infra
+//! container, which runc cannot set without CAP_SYS_RESOURCE. When the capability is missing,
+//! the OCI runtime is called through [`OOM_WRAPPER`], a shell wrapper that clamps a negative
+//! `process.oomScoreAdj` in the bundle's `config.json` to 0 and then execs the real runtime,
+//! which is what containerd's `restrict_oom_score_adj` does inside containerd.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+use super::{log_tail, spawn_daemon, stop_child, wait_until};
+use crate::target::cri::CriTarget;
+use crate::target::Timeouts;
+
+/// Binaries a CRI-O directory must hold, besides an OCI runtime.
+pub const BINARIES: &[&str] = &["crio", "conmon", "pinns"];
+/// OCI runtimes looked for in the directory, in order of preference.
+pub const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
+
+/// The wrapper script's name in the run directory.
+pub const OOM_WRAPPER: &str = "oci-runtime-oom-clamp";
+
+#[derive(Debug, Clone)]
+pub struct CrioOptions {
+    pub bin_dir: PathBuf,
+    pub dir: PathBuf,
+    pub registry_host: String,
+    pub pause_image: String,
+}
+
+/// The checked binaries of a CRI-O directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrioBinaries {
+    pub crio: PathBuf,
+    pub conmon: PathBuf,
+    pub pinns: PathBuf,
+    /// The OCI runtime's name (`runc` or `crun`) and path.
+    pub oci_runtime: (String, PathBuf),
+}
+
+/// Checks a directory for everything CRI-O needs; the error names what is missing.
+pub fn find_binaries(bin_dir: &Path) -> anyhow::Result<CrioBinaries> {
+    let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !bin_dir.join(b).is_file()).collect();
+    let runtime = OCI_RUNTIMES.iter().find(|r| bin_dir.join(r).is_file());
+    if !missing.is_empty() || runtime.is_none() {
+        let mut what: Vec<String> = missing.iter().map(|b| bin_dir.join(b).display().to_string()).collect();
+        if runtime.is_none() {
+            what.push(format!("an OCI runtime ({})", OCI_RUNTIMES.join(" or ")));
+        }
+        bail!("--crio {}: missing {}; the directory must hold crio, conmon, pinns and runc or crun", bin_dir.display(), what.join(", "));
+    }
+    let runtime = runtime.map(|r| r.to_string()).unwrap_or_default();
+    Ok(CrioBinaries {
+        crio: bin_dir.join("crio"),
+        conmon: bin_dir.join("conmon"),
+        pinns: bin_dir.join("pinns"),
+        oci_runtime: (runtime.clone(), bin_dir.join(&runtime)),
+    })
+}
+
+/// The OCI runtime wrapper that clamps a negative `oomScoreAdj` (see the module docs).
+pub fn oom_wrapper(runtime: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+# Written by sgpc. This host lacks CAP_SYS_RESOURCE, so the OCI runtime cannot lower
+# oom_score_adj; clamp a negative process.oomScoreAdj in the bundle to 0, then run it.
+bundle=""
+prev=""
+for arg in "$@"; do
+  case "$prev" in --bundle|-b) bundle="$arg" ;; esac
+  case "$arg" in --bundle=*) bundle="${{arg#--bundle=}}" ;; esac
+  prev="$arg"
+done
+if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+  sed -i 's/"oomScoreAdj": *-[0-9]*/"oomScoreAdj":0/' "$bundle/config.json"
+fi
+exec {runtime} "$@"
+"#,
+        runtime = runtime.display()
+    )
+}
+
+/// `crio.conf` for a private instance. `runtime_path` is the OCI runtime or its wrapper.
+pub fn config(opts: &CrioOptions, bins: &CrioBinaries, runtime_path: &Path) -> String {
+    let dir = opts.dir.display();
+    let (runtime, _) = &bins.oci_runtime;
+    format!(
+        r#"[crio]
+root = "{dir}/root"
+runroot = "{dir}/run"
+storage_driver = "overlay"
+log_dir = "{dir}/logs"
+version_file = "{dir}/version"
+version_file_persist = "{dir}/version-persist"
+clean_shutdown_file = "{dir}/clean.shutdown"
+
+[crio.api]
+listen = "{dir}/crio.sock"
+stream_address = "127.0.0.1"
+stream_port = "0"
+
+[crio.runtime]
+default_runtime = "{runtime}"
+cgroup_manager = "cgroupfs"
+conmon_cgroup = "pod"
+pinns_path = "{pinns}"
+namespaces_dir = "{dir}/ns"
+container_exits_dir = "{dir}/exits"
+container_attach_socket_dir = "{dir}/attach"
+
+[crio.runtime.runtimes.{runtime}]
+runtime_path = "{runtime_path}"
+runtime_type = "oci"
+runtime_root = "{dir}/{runtime}-root"
+monitor_path = "{conmon}"
+
+[crio.image]
+pause_image = "{pause}"
+signature_policy = "{dir}/policy.json"
+insecure_registries = ["{registry}"]
+
+[crio.network]
+network_dir = "{dir}/cni"
+plugin_dirs = ["/usr/lib/cni"]
+
+[crio.metrics]
+enable_metrics = false
+"#,
+        pinns = bins.pinns.display(),
+        conmon = bins.conmon.display(),
+        runtime_path = runtime_path.display(),
+        pause = opts.pause_image,
+        registry = opts.registry_host,
+    )
+}
+
+/// `registries.conf`: the local registry speaks plain HTTP.
+pub fn registries_conf(registry_host: &str) -> String {
+    format!("[[registry]]\nlocation = \"{registry_host}\"\ninsecure = true\n")
+}
+
+/// Accept every image: sgpc's images are unsigned and come from its own registry.
+pub const POLICY_JSON: &str = r#"{"default": [{"type": "insecureAcceptAnything"}]}"#;
+
+/// Writes every file CRI-O needs into `opts.dir`; returns the path of `crio.conf`.
+pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(opts.dir.join("cni"))?;
+    let runtime_path = if clamp_oom {
+        let wrapper = opts.dir.join(OOM_WRAPPER);
+        std::fs::write(&wrapper, oom_wrapper(&bins.oci_runtime.1))?;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+        wrapper
+    } else {
+        bins.oci_runtime.1.clone()
+    };
+    std::fs::write(opts.dir.join("policy.json"), POLICY_JSON)?;
+    std::fs::write(opts.dir.join("registries.conf"), registries_conf(&opts.registry_host))?;
+    let config = opts.dir.join("crio.conf");
+    std::fs::write(&config, self::config(opts, bins, &runtime_path))?;
+    Ok(config)
+}
+
+pub struct Crio {
+    pub endpoint: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Crio {
+    pub async fn start(opts: &CrioOptions) -> anyhow::Result<Crio> {
+        let bins = find_binaries(&opts.bin_dir)?;
+        let config = write_config(opts, &bins, !super::has_cap_sys_resource())?;
+        let mut command = Command::new(&bins.crio);
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("CONTAINERS_REGISTRIES_CONF", opts.dir.join("registries.conf"))
+            .env("PATH", format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default()));
+        let log = opts.dir.join("crio.log");
+        let mut child = spawn_daemon(command, &log).context("starting crio")?;
+        let endpoint = format!("unix://{}/crio.sock", opts.dir.display());
+        let ready = wait_until("CRI-O to answer CRI Version", Duration::from_secs(30), || async {
+            match CriTarget::connect(&endpoint, Timeouts::default()).await {
+                Ok(target) => target.info().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+        if let Err(e) = ready {
+            let _ = child.kill().await;
+            return Err(e.context(format!("crio log:\n{}", log_tail(&log))));
+        }
+        Ok(Crio { endpoint, child, dir: opts.dir.clone() })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        stop_child(&mut self.child).await?;
+        super::remove_tree(&self.dir)
+    }
+}
