@@ -8,6 +8,7 @@ pub mod etc;
 pub mod identity;
 pub mod image;
 pub mod input;
+pub mod matrix;
 pub mod observation;
 pub mod oracle;
 pub mod provision;

@@ -38,6 +38,8 @@ enum Command {
     },
     /// Run the catalogue against a runtime.
     Run(RunArgs),
+    /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
+    Matrix(MatrixArgs),
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
     Fetch {
         /// Debian suite or codename, e.g. bookworm, trixie, sid.
@@ -73,6 +75,30 @@ struct InputArgs {
     /// Directory of image recipes.
     #[arg(long, default_value = "images")]
     images: PathBuf,
+}
+
+#[derive(Args)]
+struct MatrixArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The matrix file.
+    #[arg(long, default_value = "matrix.yaml")]
+    file: PathBuf,
+    /// Directory for matrix.md, matrix.html and matrix.json.
+    #[arg(long, default_value = "target/sgpc/matrix")]
+    out: PathBuf,
+    /// Cache for Debian packages and releases.
+    #[arg(long, default_value = ".cache")]
+    cache: PathBuf,
+    /// Cases in flight at once, per runtime.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Only cases whose id (scenario/policy) matches this regular expression.
+    #[arg(long)]
+    filter: Option<regex::Regex>,
+    /// Where run directories are created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    work_root: PathBuf,
 }
 
 #[derive(Args)]
@@ -162,6 +188,10 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
                 println!("{case:<32} {summary}");
             }
             Ok(exit_code::PASS)
+        }
+        Command::Matrix(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run_matrix(args))
         }
         Command::Fetch { suite, package, cache } => {
             let unpacked = sgpc::provision::debian::fetch(&cache, &suite, &package)?;
@@ -309,6 +339,32 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.json {
         write_file(path, |out| json::write(out, &report))?;
     }
+    Ok(report.exit_code())
+}
+
+async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
+    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let entries = sgpc::matrix::load(&args.file, &catalogue)?;
+    let cases = run::select_cases(&catalogue, args.filter.as_ref());
+    let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
+    base.work_root = args.work_root.clone();
+    let config = sgpc::matrix::MatrixConfig { base, cache: args.cache.clone(), jobs: args.jobs };
+    println!("Running {} cases on {} runtimes: {}", cases.len(), entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
+    let report = tokio::select! {
+        report = sgpc::matrix::run_matrix(&entries, &catalogue, &cases, &config) => report,
+        signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime was stopped"),
+    };
+    for column in &report.columns {
+        println!("{:<24} {}", column.name, column.summary);
+        for deviation in &column.deviations {
+            println!("{:<24}   DEVIATION {deviation}", "");
+        }
+    }
+    use sgpc::report::matrix as m;
+    write_file(&args.out.join("matrix.md"), |out| m::write_markdown(out, &report))?;
+    write_file(&args.out.join("matrix.html"), |out| m::write_html(out, &report))?;
+    write_file(&args.out.join("matrix.json"), |out| m::write_json(out, &report))?;
+    println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
     Ok(report.exit_code())
 }
 

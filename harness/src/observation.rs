@@ -54,6 +54,9 @@ pub struct IdentityObservation {
     pub point: Point,
     pub identity: Identity,
     pub raw_groups: Vec<u32>,
+    /// What `id` printed, names included (empty for the other points).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub printed: String,
 }
 
 /// The outcome of reading one probed file.
@@ -121,6 +124,8 @@ pub fn probe_finished(output: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeOutput {
     pub id: (Identity, Vec<u32>),
+    /// The `id` line as printed.
+    pub id_printed: String,
     pub kernel: (Identity, Vec<u32>),
     pub access: BTreeMap<String, (Access, String)>,
 }
@@ -138,7 +143,8 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
     if found_case != case {
         return Err(ProbeError::WrongCase { expected: case.to_string(), found: found_case.to_string() });
     }
-    let id = parse_id_output(line("sgpc-id=")?)?;
+    let id_printed = line("sgpc-id=")?.to_string();
+    let id = parse_id_output(&id_printed)?;
     let kernel = parse_status(line("sgpc-status-Uid:")?, line("sgpc-status-Gid:")?, line("sgpc-status-Groups:").unwrap_or(""))?;
     let mut access = BTreeMap::new();
     for rest in output.lines().filter_map(|l| l.strip_prefix("sgpc-access=")) {
@@ -153,7 +159,7 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
         };
         access.insert(path.to_string(), (outcome, parts.next().unwrap_or("").to_string()));
     }
-    Ok(ProbeOutput { id, kernel, access })
+    Ok(ProbeOutput { id, id_printed, kernel, access })
 }
 
 fn number(text: &str, line: &str, why: &'static str) -> Result<u32, ProbeError> {

@@ -180,7 +180,7 @@ mod tests {
     fn observed(groups: &[u32]) -> Observations {
         let identities = ALL_POINTS
             .iter()
-            .map(|&point| IdentityObservation { point, identity: Identity::observed(1000, 3000, groups.iter().copied()), raw_groups: groups.to_vec() })
+            .map(|&point| IdentityObservation { point, identity: Identity::observed(1000, 3000, groups.iter().copied()), raw_groups: groups.to_vec(), printed: String::new() })
             .collect();
         Observations { identities, access: Vec::new(), status_user_missing: false }
     }

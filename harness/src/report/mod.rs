@@ -3,4 +3,5 @@
 
 pub mod json;
 pub mod junit;
+pub mod matrix;
 pub mod terminal;

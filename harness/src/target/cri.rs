@@ -322,18 +322,20 @@ impl CriTarget {
         let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id, verbose: true })).await?;
 
         let mut obs = Observations::default();
-        let mut push = |point, (identity, raw_groups): (Identity, Vec<u32>)| obs.identities.push(IdentityObservation { point, identity, raw_groups });
-        push(Point::FirstProcessId, first.id);
-        push(Point::FirstProcessKernel, first.kernel);
-        push(Point::ExecId, exec.id);
+        let mut push = |point, (identity, raw_groups): (Identity, Vec<u32>), printed: &str| {
+            obs.identities.push(IdentityObservation { point, identity, raw_groups, printed: printed.to_string() })
+        };
+        push(Point::FirstProcessId, first.id, &first.id_printed);
+        push(Point::FirstProcessKernel, first.kernel, "");
+        push(Point::ExecId, exec.id, &exec.id_printed);
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
-            push(Point::HostKernel, observation::parse_proc_status(&text)?);
+            push(Point::HostKernel, observation::parse_proc_status(&text)?, "");
         }
         match status.status.and_then(|s| s.user).and_then(|u| u.linux) {
             Some(user) => {
                 let raw: Vec<u32> = user.supplemental_groups.iter().map(|&g| g as u32).collect();
-                push(Point::CriStatus, (Identity::observed(user.uid as u32, user.gid as u32, raw.iter().copied()), raw));
+                push(Point::CriStatus, (Identity::observed(user.uid as u32, user.gid as u32, raw.iter().copied()), raw), "");
             }
             None => obs.status_user_missing = true,
         }

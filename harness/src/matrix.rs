@@ -1,0 +1,496 @@
+//! The runtime matrix: one catalogue against many runtime builds at once, one table that says
+//! which build is safe.
+//!
+//! `matrix.yaml` lists entries: a runtime source (containerd from a Debian suite, a directory or
+//! an upstream release; CRI-O from a directory; an existing CRI endpoint), the OCI runtime, and
+//! optionally the outcome the entry is expected to show, so that CI can pin "1.7 leaks under
+//! Strict" and fail on any change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::input::{self, InputError};
+use crate::oracle;
+use crate::provision::containerd::OciRuntime;
+use crate::provision::debian;
+use crate::run::{self, CaseResult, Session, SessionConfig, TargetChoice};
+use crate::scenario::{Catalogue, CaseId, Policy};
+use crate::target::cri::RuntimeInfo;
+use crate::verdict::Verdict;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    entries: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEntry {
+    name: String,
+    containerd: Option<RawContainerdSource>,
+    crio: Option<RawDir>,
+    cri: Option<String>,
+    oci_runtime: Option<RawOciRuntime>,
+    expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainerdSource {
+    debian: Option<String>,
+    dir: Option<PathBuf>,
+    release: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDir {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawOciRuntime {
+    Known(String),
+    Custom { name: String, path: PathBuf },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    outcome: Outcome,
+    #[serde(default)]
+    exceptions: BTreeMap<String, String>,
+}
+
+/// The outcome an entry is expected to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every case PASS.
+    Conformant,
+    /// No Strict support: default and Merge PASS; Strict UNSUPPORTED, with LEAK exactly where
+    /// the image's `/etc/group` adds groups that Strict must drop (from the KEP model).
+    NoStrict,
+}
+
+/// Where an entry's runtime comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    ContainerdDebian { suite: String },
+    ContainerdDir { dir: PathBuf },
+    ContainerdRelease { version: String },
+    CrioDir { dir: PathBuf },
+    Cri { endpoint: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    pub outcome: Outcome,
+    /// Case id -> verdict label (`PASS`, `FAIL`, `UNSUPPORTED`, `UNSUPPORTED+LEAK`, `ERROR`).
+    pub exceptions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub source: Source,
+    pub oci_runtime: OciRuntime,
+    pub expect: Option<Expected>,
+}
+
+const VERDICT_LABELS: [&str; 5] = ["PASS", "FAIL", "UNSUPPORTED", "UNSUPPORTED+LEAK", "ERROR"];
+
+/// Resolves an OCI runtime named in the matrix: `runc` and `youki` have default paths.
+fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
+    let binary = match name {
+        "runc" => PathBuf::from("/usr/sbin/runc"),
+        "youki" => std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?
+            .join("bin/youki"),
+        _ => return None,
+    };
+    Some(OciRuntime { handler: name.to_string(), binary })
+}
+
+/// Loads and checks a matrix file against the catalogue's case ids.
+pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError> {
+    let raw: RawMatrix = input::read_yaml(path)?;
+    let case_ids: Vec<String> = catalogue.cases().iter().map(ToString::to_string).collect();
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, e) in raw.entries.into_iter().enumerate() {
+        let field = |f: &str| format!("entries[{i}].{f}");
+        let err = |f: &str, m: String| InputError::new(path, None, Some(&field(f)), m);
+        if entries.iter().any(|x| x.name == e.name) {
+            return Err(err("name", format!("{:?} is used by another entry", e.name)));
+        }
+        let source = match (e.containerd, e.crio, e.cri) {
+            (Some(c), None, None) => match (c.debian, c.dir, c.release) {
+                (Some(suite), None, None) => Source::ContainerdDebian { suite },
+                (None, Some(dir), None) => Source::ContainerdDir { dir },
+                (None, None, Some(version)) => Source::ContainerdRelease { version },
+                _ => return Err(err("containerd", "give exactly one of `debian: SUITE`, `dir: PATH`, `release: VERSION`".into())),
+            },
+            (None, Some(crio), None) => Source::CrioDir { dir: crio.dir },
+            (None, None, Some(endpoint)) => Source::Cri { endpoint },
+            _ => return Err(err("name", format!("entry {:?}: give exactly one of `containerd`, `crio`, `cri`", e.name))),
+        };
+        let oci_runtime = match e.oci_runtime {
+            None => OciRuntime::runc(),
+            Some(RawOciRuntime::Known(name)) => known_oci_runtime(&name)
+                .ok_or_else(|| err("ociRuntime", format!("{name:?} is not a known runtime (runc, youki); write {{name: NAME, path: PATH}}")))?,
+            Some(RawOciRuntime::Custom { name, path }) => OciRuntime { handler: name, binary: path },
+        };
+        let expect = match e.expect {
+            None => None,
+            Some(x) => {
+                for (case, label) in &x.exceptions {
+                    if !case_ids.contains(case) {
+                        return Err(err("expect.exceptions", format!("{case:?} is not a case id of the catalogue (see `sgpc list`)")));
+                    }
+                    if !VERDICT_LABELS.contains(&label.as_str()) {
+                        return Err(err("expect.exceptions", format!("{label:?} for {case}: expected one of {VERDICT_LABELS:?}")));
+                    }
+                }
+                Some(Expected { outcome: x.outcome, exceptions: x.exceptions })
+            }
+        };
+        entries.push(Entry { name: e.name, source, oci_runtime, expect });
+    }
+    Ok(entries)
+}
+
+/// The verdict label an entry expects for a case.
+pub fn expected_label(expected: &Expected, catalogue: &Catalogue, case: &CaseId) -> String {
+    if let Some(label) = expected.exceptions.get(&case.to_string()) {
+        return label.clone();
+    }
+    match (expected.outcome, case.policy) {
+        (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => "PASS".into(),
+        (Outcome::NoStrict, Policy::Strict) => {
+            let leaks = catalogue
+                .scenario(&case.scenario)
+                .zip(catalogue.scenario(&case.scenario).and_then(|s| catalogue.recipe(&s.image)))
+                .and_then(|(s, r)| Some((oracle::derive(r, s, Policy::Merge).ok()?, oracle::derive(r, s, Policy::Strict).ok()?)))
+                .is_some_and(|(merge, strict)| merge.identity.groups != strict.identity.groups);
+            if leaks { "UNSUPPORTED+LEAK".into() } else { "UNSUPPORTED".into() }
+        }
+    }
+}
+
+/// One column of the matrix: an entry and what its run gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub source: Source,
+    /// The version the source served (Debian package version), when known before starting.
+    pub source_version: Option<String>,
+    pub oci_runtime: String,
+    pub runtime: Option<RuntimeInfo>,
+    /// Why the entry was not run on this machine (missing binaries, no network).
+    pub skipped: Option<String>,
+    pub setup_error: Option<String>,
+    /// One line: conformant, does not support Strict, non-conformant...
+    pub summary: String,
+    pub expect: Option<Expected>,
+    /// Cases whose verdict differs from the expected outcome.
+    pub deviations: Vec<String>,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+    #[serde(skip)]
+    pub results: Vec<CaseResult>,
+}
+
+/// A finished matrix run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixReport {
+    pub schema_version: u32,
+    pub harness_version: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Row>,
+    /// Differences between runtimes that are not failures.
+    pub divergences: Vec<String>,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub case: CaseId,
+    pub summary: String,
+    /// One per column; `None` where the column was skipped.
+    pub cells: Vec<Option<Cell>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub verdict: Verdict,
+    pub label: String,
+    pub reasons: Vec<String>,
+    pub notes: Vec<String>,
+    /// `point: groups` for every observation point.
+    pub observed: Vec<String>,
+}
+
+/// What the machine needs to run entries.
+#[derive(Debug, Clone)]
+pub struct MatrixConfig {
+    pub base: SessionConfig,
+    pub cache: PathBuf,
+    pub jobs: usize,
+}
+
+/// Makes an entry's source runnable: fetches Debian packages and upstream releases, checks
+/// directories. `Err` means the entry cannot run on this machine, with the reason.
+fn resolve(entry: &Entry, cache: &Path) -> Result<(TargetChoice, Option<String>), String> {
+    match &entry.source {
+        Source::ContainerdDebian { suite } => {
+            let unpacked = debian::fetch(cache, suite, "containerd").map_err(|e| format!("{e:#}"))?;
+            Ok((TargetChoice::Containerd { bin_dir: unpacked.bin_dir() }, Some(unpacked.version)))
+        }
+        Source::ContainerdDir { dir } => {
+            if !dir.join("containerd").is_file() {
+                return Err(format!("{} is missing", dir.join("containerd").display()));
+            }
+            Ok((TargetChoice::Containerd { bin_dir: dir.clone() }, None))
+        }
+        Source::ContainerdRelease { version } => {
+            let dir = fetch_release(cache, version)?;
+            Ok((TargetChoice::Containerd { bin_dir: dir }, Some(version.clone())))
+        }
+        Source::CrioDir { dir } => {
+            crate::provision::crio::find_binaries(dir).map_err(|e| format!("{e:#}"))?;
+            Ok((TargetChoice::Crio { bin_dir: dir.clone() }, None))
+        }
+        Source::Cri { endpoint } => Ok((TargetChoice::Cri { endpoint: endpoint.clone() }, None)),
+    }
+}
+
+/// The upstream release tarball's address for a containerd version.
+pub fn release_url(version: &str) -> String {
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    format!("https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz")
+}
+
+/// Downloads and unpacks an upstream containerd release (needs the internet; `curl` and `tar`).
+fn fetch_release(cache: &Path, version: &str) -> Result<PathBuf, String> {
+    let root = cache.join("releases").join(format!("containerd-{version}"));
+    let bin = root.join("bin");
+    if bin.join("containerd").is_file() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let url = release_url(version);
+    let tarball = root.join("release.tar.gz");
+    let download = std::process::Command::new("curl").args(["-fsSL", "--max-time", "120", "-o"]).arg(&tarball).arg(&url).status();
+    if !matches!(download, Ok(s) if s.success()) {
+        let _ = std::fs::remove_dir_all(&root);
+        return Err(format!("cannot download {url} (this entry needs the internet)"));
+    }
+    let unpack = std::process::Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&root).status();
+    if !matches!(unpack, Ok(s) if s.success()) {
+        return Err(format!("cannot unpack {}", tarball.display()));
+    }
+    Ok(bin)
+}
+
+/// Runs one entry from start to teardown.
+async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig) -> Column {
+    let started = Instant::now();
+    let mut column = Column {
+        name: entry.name.clone(),
+        source: entry.source.clone(),
+        source_version: None,
+        oci_runtime: entry.oci_runtime.handler.clone(),
+        runtime: None,
+        skipped: None,
+        setup_error: None,
+        summary: String::new(),
+        expect: entry.expect.clone(),
+        deviations: Vec::new(),
+        duration: Duration::ZERO,
+        results: Vec::new(),
+    };
+    let resolved = {
+        let (entry, cache) = (entry.clone(), config.cache.clone());
+        tokio::task::spawn_blocking(move || resolve(&entry, &cache)).await.unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let target = match resolved {
+        Ok((target, version)) => {
+            column.source_version = version;
+            target
+        }
+        Err(reason) => {
+            column.skipped = Some(reason);
+            return finish(column, catalogue, cases, started);
+        }
+    };
+    let mut session_config = config.base.clone();
+    session_config.target = target;
+    session_config.oci_runtimes = vec![entry.oci_runtime.clone()];
+    if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
+        session_config.runtime_handler = String::new();
+    }
+    match Session::start(&session_config, catalogue, cases).await {
+        Err(e) => column.setup_error = Some(format!("{e:#}")),
+        Ok(session) => {
+            column.runtime = Some(session.runtime.clone());
+            column.results = run::run_cases(&session, cases, config.jobs, |_| {}).await;
+            if let Err(e) = session.teardown().await {
+                column.setup_error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    finish(column, catalogue, cases, started)
+}
+
+fn finish(mut column: Column, catalogue: &Catalogue, cases: &[CaseId], started: Instant) -> Column {
+    let reason = column.skipped.clone().or(column.setup_error.clone()).unwrap_or_else(|| "not run".into());
+    if column.skipped.is_none() {
+        for case in cases {
+            if !column.results.iter().any(|r| r.id == *case) {
+                column.results.push(run::error_result(case, "", &reason));
+            }
+        }
+    }
+    column.summary = summarize(&column);
+    if let Some(expected) = &column.expect {
+        column.deviations = match &column.skipped {
+            Some(why) => vec![format!("expected outcome {:?} but the entry was not run: {why}", expected.outcome)],
+            None => column
+                .results
+                .iter()
+                .filter_map(|r| {
+                    let want = expected_label(expected, catalogue, &r.id);
+                    let got = r.judgement.verdict.to_string();
+                    (want != got).then(|| format!("{}: expected {want}, got {got}", r.id))
+                })
+                .collect(),
+        };
+    }
+    column.duration = started.elapsed();
+    column
+}
+
+/// The one-line verdict of a column.
+pub fn summarize(column: &Column) -> String {
+    if let Some(why) = &column.skipped {
+        return format!("not run on this machine: {why}");
+    }
+    let count = |f: &dyn Fn(Verdict) -> bool| column.results.iter().filter(|r| f(r.judgement.verdict)).count();
+    let fail = count(&|v| v == Verdict::Fail);
+    let error = count(&|v| v == Verdict::Error);
+    let unsupported = count(&|v| matches!(v, Verdict::Unsupported { .. }));
+    let leak = count(&|v| v == Verdict::Unsupported { leak: true });
+    let mut parts = Vec::new();
+    if fail > 0 {
+        parts.push(format!("non-conformant: {fail} failures"));
+    }
+    if unsupported > 0 {
+        parts.push(format!("does not support Strict: {leak} cases leak implicit groups ({unsupported} Strict cases unsupported)"));
+    }
+    if error > 0 {
+        parts.push(format!("{error} cases could not be run (ERROR)"));
+    }
+    if parts.is_empty() {
+        "conformant".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Runs every entry concurrently and assembles the table.
+pub async fn run_matrix(entries: &[Entry], catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig) -> MatrixReport {
+    let started = Instant::now();
+    let columns = futures::future::join_all(entries.iter().map(|e| run_entry(e, catalogue, cases, config))).await;
+    let rows = cases
+        .iter()
+        .map(|case| Row {
+            case: case.clone(),
+            summary: catalogue.scenario(&case.scenario).map(|s| s.summary.clone()).unwrap_or_default(),
+            cells: columns.iter().map(|c| c.results.iter().find(|r| r.id == *case).map(cell)).collect(),
+        })
+        .collect();
+    let divergences = divergences(&columns, cases);
+    MatrixReport {
+        schema_version: 1,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        columns,
+        rows,
+        divergences,
+        duration: started.elapsed(),
+    }
+}
+
+fn cell(result: &CaseResult) -> Cell {
+    let observed = result
+        .observations
+        .iter()
+        .flat_map(|o| &o.identities)
+        .map(|o| format!("{}: {}", o.point.describe(), o.identity))
+        .collect();
+    Cell {
+        verdict: result.judgement.verdict,
+        label: result.judgement.verdict.to_string(),
+        reasons: result.judgement.reasons.clone(),
+        notes: result.judgement.notes.clone(),
+        observed,
+    }
+}
+
+/// Differences between runtimes that are not failures: group order in `status.user`, the names
+/// `id` prints for the same numbers.
+fn divergences(columns: &[Column], cases: &[CaseId]) -> Vec<String> {
+    let mut out = Vec::new();
+    for case in cases {
+        let mut printed: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut unordered: Vec<&str> = Vec::new();
+        for column in columns {
+            let Some(obs) = column.results.iter().find(|r| r.id == *case).and_then(|r| r.observations.as_ref()) else { continue };
+            if let Some(first) = obs.identities.iter().find(|o| o.point == crate::observation::Point::FirstProcessId) {
+                printed.entry(first.printed.clone()).or_default().push(&column.name);
+            }
+            if obs.identities.iter().any(|o| o.point == crate::observation::Point::CriStatus && o.raw_groups.windows(2).any(|w| w[0] >= w[1])) {
+                unordered.push(&column.name);
+            }
+        }
+        if printed.len() > 1 {
+            let variants: Vec<String> = printed.iter().map(|(text, names)| format!("{} print `{text}`", names.join(", "))).collect();
+            out.push(format!("{case}: `id` prints different names for the same ids: {}", variants.join("; ")));
+        }
+        if !unordered.is_empty() {
+            out.push(format!("{case}: status.user lists groups out of ascending order on {}", unordered.join(", ")));
+        }
+    }
+    out
+}
+
+impl MatrixReport {
+    /// 0 when every entry that declares an outcome shows exactly it; otherwise the ranking of
+    /// `sgpc run` over the entries without a declared outcome, and 1 for any deviation.
+    pub fn exit_code(&self) -> i32 {
+        if self.columns.iter().any(|c| !c.deviations.is_empty()) {
+            return run::exit_code::FAIL;
+        }
+        let undeclared = self.columns.iter().filter(|c| c.expect.is_none() && c.skipped.is_none()).flat_map(|c| &c.results);
+        let mut code = run::exit_code::PASS;
+        for r in undeclared {
+            code = match (code, r.judgement.verdict) {
+                (_, Verdict::Fail) | (run::exit_code::FAIL, _) => run::exit_code::FAIL,
+                (_, Verdict::Error) | (run::exit_code::ERROR, _) => run::exit_code::ERROR,
+                (_, Verdict::Unsupported { .. }) => run::exit_code::UNSUPPORTED,
+                (c, Verdict::Pass) => c,
+            };
+        }
+        code
+    }
+}

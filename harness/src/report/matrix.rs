@@ -1,0 +1,134 @@
+//! Matrix reports: Markdown (READMEs, PR comments), a self-contained HTML page, JSON.
+//! Rows are scenario × policy, columns runtime builds, cells verdicts with the LEAK mark.
+
+use std::io::Write;
+
+use crate::matrix::{Column, MatrixReport};
+use crate::verdict::Verdict;
+
+/// `containerd 1.7.24~ds1 · runc · feature: no`, or the entry name when it did not run.
+fn column_title(c: &Column) -> String {
+    match &c.runtime {
+        Some(r) => format!(
+            "{} {} · {} · feature: {}",
+            r.runtime_name,
+            r.runtime_version,
+            c.oci_runtime,
+            if r.supplemental_groups_policy { "yes" } else { "no" }
+        ),
+        None => format!("{} · {}", c.name, c.oci_runtime),
+    }
+}
+
+fn expectation_line(c: &Column) -> String {
+    match (&c.expect, c.deviations.is_empty()) {
+        (None, _) => String::new(),
+        (Some(e), true) => format!(" — shows its expected outcome ({:?})", e.outcome),
+        (Some(e), false) => format!(" — DEVIATES from its expected outcome ({:?}): {}", e.outcome, c.deviations.join("; ")),
+    }
+}
+
+pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
+    writeln!(out, "# sgpc runtime matrix\n")?;
+    write!(out, "| case |")?;
+    for c in &report.columns {
+        write!(out, " {} |", column_title(c).replace('|', "\\|"))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "|---|{}", "---|".repeat(report.columns.len()))?;
+    for row in &report.rows {
+        write!(out, "| `{}` |", row.case)?;
+        for cell in &row.cells {
+            let label = cell.as_ref().map(|c| match c.verdict {
+                Verdict::Pass => "PASS".to_string(),
+                other => format!("**{other}**"),
+            });
+            write!(out, " {} |", label.unwrap_or_else(|| "—".into()))?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "\n## Runtimes\n")?;
+    for c in &report.columns {
+        let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
+        writeln!(out, "- **{}**{version}: {}{}", c.name, c.summary, expectation_line(c))?;
+    }
+    if !report.divergences.is_empty() {
+        writeln!(out, "\n## Divergences that are not failures\n")?;
+        for d in &report.divergences {
+            writeln!(out, "- {d}")?;
+        }
+    }
+    Ok(())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn css_class(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Unsupported { leak: true } => "leak",
+        Verdict::Unsupported { leak: false } => "unsupported",
+        Verdict::Error => "error",
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3;position:sticky;top:0}td.case{font-family:monospace;white-space:nowrap}
+td.pass{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
+td.unsupported{background:#fcefc2}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
+details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
+
+pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
+    writeln!(out, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>sgpc runtime matrix</title><style>{STYLE}</style></head><body>")?;
+    writeln!(out, "<h1>sgpc runtime matrix</h1><table><thead><tr><th>case</th>")?;
+    for c in &report.columns {
+        writeln!(out, "<th>{}</th>", escape(&column_title(c)))?;
+    }
+    writeln!(out, "</tr></thead><tbody>")?;
+    for row in &report.rows {
+        write!(out, "<tr><td class=\"case\" title=\"{}\">{}</td>", escape(&row.summary), escape(&row.case.to_string()))?;
+        for cell in &row.cells {
+            match cell {
+                None => write!(out, "<td class=\"none\">not run</td>")?,
+                Some(cell) => {
+                    let hover = cell.observed.join("\n");
+                    write!(out, "<td class=\"{}\" title=\"{}\">{}", css_class(cell.verdict), escape(&hover), escape(&cell.label))?;
+                    if !cell.reasons.is_empty() || !cell.notes.is_empty() {
+                        write!(out, "<details><summary>why</summary>")?;
+                        for line in cell.reasons.iter().chain(&cell.notes).chain(&cell.observed) {
+                            write!(out, "<div>{}</div>", escape(line))?;
+                        }
+                        write!(out, "</details>")?;
+                    }
+                    write!(out, "</td>")?;
+                }
+            }
+        }
+        writeln!(out, "</tr>")?;
+    }
+    writeln!(out, "</tbody></table><h2>Runtimes</h2><ul>")?;
+    for c in &report.columns {
+        let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
+        writeln!(out, "<li><b>{}</b>{}: {}{}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
+    }
+    writeln!(out, "</ul>")?;
+    if !report.divergences.is_empty() {
+        writeln!(out, "<h2>Divergences that are not failures</h2><ul>")?;
+        for d in &report.divergences {
+            writeln!(out, "<li>{}</li>", escape(d))?;
+        }
+        writeln!(out, "</ul>")?;
+    }
+    writeln!(out, "</body></html>")?;
+    Ok(())
+}
+
+pub fn write_json(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)?;
+    Ok(())
+}
