@@ -6,20 +6,29 @@ CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
 # busybox-static: the image payload; catatonit: the pause image; docker-registry: the local
 # registry; runc: the OCI runtime; skopeo: tests that the archives load; protobuf-compiler: CRI.
 APT_PACKAGES   := busybox-static catatonit docker-registry runc skopeo protobuf-compiler
+# containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
+# served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.
+SUITES         := bookworm trixie sid
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
+SGPC           := $(CARGO) run --quiet --bin sgpc --
 
 export SGPC_CONTAINERD_DIR := $(CONTAINERD_DIR)
 
-.PHONY: setup conformance test bench clean-cache
+.PHONY: setup conformance matrix test bench clean-cache
 
 setup:
 	@scripts/apt-install.sh $(APT_PACKAGES)
-	@scripts/fetch-deb.sh sid containerd $(CACHE)/debs/sid/containerd
+	@command -v youki >/dev/null 2>&1 || test -x $(HOME)/.cargo/bin/youki || \
+	  $(CARGO) install --quiet --locked youki --features v1
+	@for suite in $(SUITES); do $(SGPC) fetch --suite $$suite --cache $(CACHE) || exit 1; done
 
 conformance: setup
-	$(CARGO) run --quiet --bin sgpc -- run --containerd $(CONTAINERD_DIR) \
+	$(SGPC) run --containerd $(CONTAINERD_DIR) \
 	  --junit $(REPORT_DIR)/junit.xml --json $(REPORT_DIR)/report.json
+
+matrix: setup
+	$(SGPC) matrix --file matrix.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix
 
 test: setup
 	$(CARGO) test --workspace

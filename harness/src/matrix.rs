@@ -452,20 +452,21 @@ fn cell(result: &CaseResult) -> Cell {
 fn divergences(columns: &[Column], cases: &[CaseId]) -> Vec<String> {
     let mut out = Vec::new();
     for case in cases {
-        let mut printed: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        // identity (numbers) -> what `id` printed -> columns
+        let mut printed: BTreeMap<String, BTreeMap<String, Vec<&str>>> = BTreeMap::new();
         let mut unordered: Vec<&str> = Vec::new();
         for column in columns {
             let Some(obs) = column.results.iter().find(|r| r.id == *case).and_then(|r| r.observations.as_ref()) else { continue };
             if let Some(first) = obs.identities.iter().find(|o| o.point == crate::observation::Point::FirstProcessId) {
-                printed.entry(first.printed.clone()).or_default().push(&column.name);
+                printed.entry(first.identity.to_string()).or_default().entry(first.printed.clone()).or_default().push(&column.name);
             }
             if obs.identities.iter().any(|o| o.point == crate::observation::Point::CriStatus && o.raw_groups.windows(2).any(|w| w[0] >= w[1])) {
                 unordered.push(&column.name);
             }
         }
-        if printed.len() > 1 {
-            let variants: Vec<String> = printed.iter().map(|(text, names)| format!("{} print `{text}`", names.join(", "))).collect();
-            out.push(format!("{case}: `id` prints different names for the same ids: {}", variants.join("; ")));
+        for (identity, variants) in printed.iter().filter(|(_, v)| v.len() > 1) {
+            let variants: Vec<String> = variants.iter().map(|(text, names)| format!("{} print `{text}`", names.join(", "))).collect();
+            out.push(format!("{case}: `id` prints different names for the same identity ({identity}): {}", variants.join("; ")));
         }
         if !unordered.is_empty() {
             out.push(format!("{case}: status.user lists groups out of ascending order on {}", unordered.join(", ")));

@@ -1,0 +1,177 @@
+//! The runtime matrix: file validation, expected outcomes, CRI-O configuration, and the full
+//! matrix on this machine (containerd 1.6, 1.7 and 2.x with runc, 2.x with youki).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use sgpc::matrix::{self, Expected, Outcome};
+use sgpc::provision::crio;
+use sgpc::scenario::{CaseId, Policy};
+
+fn load(text: &str) -> Result<Vec<matrix::Entry>, sgpc::input::InputError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("matrix.yaml");
+    std::fs::write(&path, text).unwrap();
+    matrix::load(&path, &support::catalogue())
+}
+
+#[test]
+fn shipped_matrix_loads() {
+    let entries = matrix::load(&support::repo_root().join("matrix.yaml"), &support::catalogue()).unwrap();
+    assert!(entries.len() >= 4);
+}
+
+#[test]
+fn matrix_file_errors_name_the_field() {
+    let err = load("entries:\n  - {name: a, containerd: {debian: sid, dir: /x}}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("entries[0].containerd"), "{err}");
+    let err = load("entries:\n  - {name: a, cri: /x}\n  - {name: a, cri: /y}\n").unwrap_err();
+    assert!(err.to_string().contains("used by another entry"), "{err}");
+    let err = load("entries:\n  - {name: a, cri: /x, expect: {outcome: no-strict, exceptions: {nope/strict: PASS}}}\n").unwrap_err();
+    assert!(err.to_string().contains("not a case id"), "{err}");
+    let err = load("entries:\n  - {name: a, cri: /x, expect: {outcome: conformant, exceptions: {kep-blog/strict: pass}}}\n").unwrap_err();
+    assert!(err.to_string().contains("expected one of"), "{err}");
+    let err = load("entries:\n  - {name: a, cri: /x, ociRuntime: kata}\n").unwrap_err();
+    assert!(err.to_string().contains("not a known runtime"), "{err}");
+    let err = load("entries:\n  - {name: a, cri: /x, expect: {outcome: leaky}}\n").unwrap_err();
+    assert!(err.to_string().contains("leaky"), "{err}");
+}
+
+#[test]
+fn no_strict_expects_leak_exactly_where_the_image_adds_groups() {
+    let catalogue = support::catalogue();
+    let expected = Expected { outcome: Outcome::NoStrict, exceptions: Default::default() };
+    let label = |scenario: &str, policy| matrix::expected_label(&expected, &catalogue, &CaseId { scenario: scenario.into(), policy });
+    // From the matrix issue: every Strict case that involves an image group is UNSUPPORTED+LEAK.
+    assert_eq!(label("kep-blog", Policy::Strict), "UNSUPPORTED+LEAK");
+    assert_eq!(label("protected-file-access", Policy::Strict), "UNSUPPORTED+LEAK");
+    assert_eq!(label("many-groups", Policy::Strict), "UNSUPPORTED+LEAK");
+    // No image group in play: the image has none, or the pod asked for it explicitly.
+    assert_eq!(label("no-group-file", Policy::Strict), "UNSUPPORTED");
+    assert_eq!(label("repeated-groups", Policy::Strict), "UNSUPPORTED");
+    assert_eq!(label("kep-blog", Policy::Merge), "PASS");
+    assert_eq!(label("kep-blog", Policy::Default), "PASS");
+}
+
+fn fake_crio_dir(with: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in with {
+        std::fs::write(dir.path().join(name), "").unwrap();
+    }
+    dir
+}
+
+#[test]
+fn crio_missing_binaries_are_named() {
+    let dir = fake_crio_dir(&["crio", "pinns"]);
+    let err = crio::find_binaries(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("conmon"), "{err}");
+    assert!(err.contains("runc or crun"), "{err}");
+    assert!(!err.contains("/crio,"), "crio is present: {err}");
+}
+
+#[test]
+fn crio_flag_fails_at_once_naming_the_missing_binary() {
+    let dir = fake_crio_dir(&[]);
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--crio"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR));
+    assert!(stderr.contains(&format!("missing {}", dir.path().join("crio").display())), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran");
+}
+
+#[test]
+fn crio_config_is_private_and_complete() {
+    let bin = fake_crio_dir(&["crio", "conmon", "pinns", "crun"]);
+    let run = tempfile::tempdir().unwrap();
+    let opts = crio::CrioOptions {
+        bin_dir: bin.path().to_path_buf(),
+        dir: run.path().to_path_buf(),
+        registry_host: "127.0.0.1:5555".into(),
+        pause_image: "127.0.0.1:5555/sgpc/pause:abc".into(),
+    };
+    let bins = crio::find_binaries(bin.path()).unwrap();
+    assert_eq!(bins.oci_runtime.0, "crun");
+    let path = crio::write_config(&opts, &bins, true).unwrap();
+    let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let crio = &config["crio"];
+    let inside = |v: &toml::Value| Path::new(v.as_str().unwrap()).starts_with(run.path());
+    assert!(inside(&crio["root"]) && inside(&crio["runroot"]) && inside(&crio["api"]["listen"]), "{crio:#?}");
+    assert_eq!(crio["runtime"]["cgroup_manager"].as_str(), Some("cgroupfs"));
+    assert_eq!(crio["runtime"]["default_runtime"].as_str(), Some("crun"));
+    let runtime = &crio["runtime"]["runtimes"]["crun"];
+    assert_eq!(runtime["runtime_path"].as_str().map(Path::new), Some(run.path().join(crio::OOM_WRAPPER).as_path()));
+    assert_eq!(runtime["monitor_path"].as_str().map(Path::new), Some(bin.path().join("conmon").as_path()));
+    assert_eq!(crio["image"]["pause_image"].as_str(), Some("127.0.0.1:5555/sgpc/pause:abc"));
+    assert_eq!(crio["image"]["insecure_registries"][0].as_str(), Some("127.0.0.1:5555"));
+    let registries: toml::Table = std::fs::read_to_string(run.path().join("registries.conf")).unwrap().parse().unwrap();
+    assert_eq!(registries["registry"][0]["insecure"].as_bool(), Some(true));
+    let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.path().join("policy.json")).unwrap()).unwrap();
+    assert_eq!(policy["default"][0]["type"], "insecureAcceptAnything");
+    // Without the wrapper, the runtime itself is configured.
+    let path = crio::write_config(&opts, &bins, false).unwrap();
+    let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    assert_eq!(config["crio"]["runtime"]["runtimes"]["crun"]["runtime_path"].as_str().map(Path::new), Some(bin.path().join("crun").as_path()));
+}
+
+#[test]
+fn oom_wrapper_clamps_negative_scores_and_runs_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), r#"{"process": {"oomScoreAdj": -998, "user": {"uid": 0}}}"#).unwrap();
+    // A stand-in OCI runtime that records its arguments.
+    let runtime = dir.path().join("runtime.sh");
+    std::fs::write(&runtime, format!("#!/bin/sh\necho \"$@\" > {}/args\n", dir.path().display())).unwrap();
+    std::fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let wrapper = dir.path().join("wrapper.sh");
+    std::fs::write(&wrapper, crio::oom_wrapper(&runtime)).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let status = Command::new(&wrapper).args(["create", "--bundle"]).arg(&bundle).arg("ctr-id").status().unwrap();
+    assert!(status.success());
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["oomScoreAdj"], 0);
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert_eq!(args.trim(), format!("create --bundle {} ctr-id", bundle.display()));
+}
+
+#[test]
+fn matrix_shows_the_expected_outcome_on_this_machine() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["matrix", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("matrix.json")).unwrap()).unwrap();
+    let column = |name: &str| report["columns"].as_array().unwrap().iter().position(|c| c["name"] == name).unwrap_or_else(|| panic!("column {name}"));
+    let cell = |case: &str, col: usize| {
+        let row = report["rows"].as_array().unwrap().iter().find(|r| format!("{}/{}", r["case"]["scenario"].as_str().unwrap(), r["case"]["policy"].as_str().unwrap()) == case).unwrap();
+        row["cells"][col]["label"].as_str().unwrap().to_string()
+    };
+    // The matrix issue's expected outcome, independent of matrix.yaml's declarations.
+    for name in ["containerd-1.6-runc", "containerd-1.7-runc"] {
+        let c = column(name);
+        assert_eq!(report["columns"][c]["runtime"]["supplemental_groups_policy"], false, "{name}");
+        assert_eq!(cell("kep-blog/strict", c), "UNSUPPORTED+LEAK", "{name}");
+        assert_eq!(cell("protected-file-access/strict", c), "UNSUPPORTED+LEAK", "{name}");
+        assert_eq!(cell("kep-blog/merge", c), "PASS", "{name}");
+    }
+    for name in ["containerd-2.x-runc", "containerd-2.x-youki"] {
+        let c = column(name);
+        assert_eq!(report["columns"][c]["summary"], "conformant", "{name}");
+        assert_eq!(report["columns"][c]["oci_runtime"], if name.ends_with("youki") { "youki" } else { "runc" });
+    }
+    for c in report["columns"].as_array().unwrap() {
+        assert_eq!(c["deviations"].as_array().map(Vec::len), Some(0), "{}: {}", c["name"], c["deviations"]);
+    }
+    let html = std::fs::read_to_string(out.path().join("matrix.html")).unwrap();
+    assert!(html.contains("class=\"leak\"") && html.contains("class=\"pass\""));
+    let md = std::fs::read_to_string(out.path().join("matrix.md")).unwrap();
+    assert!(md.contains("**UNSUPPORTED+LEAK**"));
+}
