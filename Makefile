@@ -34,7 +34,7 @@ test: setup
 	$(CARGO) test --workspace
 
 bench: setup
-	$(CARGO) bench --bench catalogue
+	$(CARGO) bench --bench catalogue --bench matrix
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -201,6 +201,9 @@ pub struct Column {
     pub expect: Option<Expected>,
     /// Cases whose verdict differs from the expected outcome.
     pub deviations: Vec<String>,
+    /// Set-up time: image build, registry, runtime start, pulls.
+    #[serde(serialize_with = "serialize_opt_millis", rename = "startup_ms")]
+    pub startup: Option<Duration>,
     #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
     #[serde(skip)]
@@ -236,6 +239,13 @@ pub struct Cell {
     pub notes: Vec<String>,
     /// `point: groups` for every observation point.
     pub observed: Vec<String>,
+}
+
+fn serialize_opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => crate::run::serialize_millis(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// What the machine needs to run entries.
@@ -317,6 +327,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         summary: String::new(),
         expect: entry.expect.clone(),
         deviations: Vec::new(),
+        startup: None,
         duration: Duration::ZERO,
         results: Vec::new(),
     };
@@ -340,9 +351,11 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
     if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
         session_config.runtime_handler = String::new();
     }
+    let starting = Instant::now();
     match Session::start(&session_config, catalogue, cases).await {
         Err(e) => column.setup_error = Some(format!("{e:#}")),
         Ok(session) => {
+            column.startup = Some(starting.elapsed());
             column.runtime = Some(session.runtime.clone());
             column.results = run::run_cases(&session, cases, config.jobs, |_| {}).await;
             if let Err(e) = session.teardown().await {
