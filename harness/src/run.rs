@@ -351,7 +351,7 @@ impl Session {
         };
         let observations = match self.target.run_case(&request).await {
             Ok(o) => o,
-            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+            Err(e) => return Judgement::error(explain_runtime_error(format!("{:#}", anyhow::Error::from(e)))),
         };
         let ctx = verdict::Context {
             policy: id.policy,
@@ -491,6 +491,15 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
+}
+
+/// Adds what a user can do about errors whose cause is known.
+fn explain_runtime_error(message: String) -> String {
+    if message.contains("OCI runtime create failed") {
+        format!("{message} (the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`)")
+    } else {
+        message
+    }
 }
 
 /// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.

@@ -57,3 +57,18 @@ fn list_prints_every_case() {
     assert_eq!(listing.lines().count(), support::catalogue().scenarios.len() * 3);
     assert!(listing.contains("protected-file-access/strict"));
 }
+
+#[test]
+fn an_oci_runtime_that_refuses_the_spec_is_a_clear_error() {
+    // Debian 12's crun 1.8.1 (installed by `make setup`) refuses containerd 2.x's runtime spec.
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["run", "--filter", "^kep-blog/strict$", "--oci-runtime", "crun=/usr/bin/crun", "--containerd"])
+        .arg(support::containerd_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stdout}");
+    assert!(stdout.contains("OCI runtime create failed: unknown version specified"), "{stdout}");
+    assert!(stdout.contains("the OCI runtime refused the runtime spec"), "{stdout}");
+}
