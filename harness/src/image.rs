@@ -23,7 +23,8 @@ pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// Applets linked to busybox in every crafted image: what the probe script runs.
-pub const APPLETS: &[&str] = &["sh", "id", "cat", "sleep"];
+/// `chown` and `chmod` serve the init container that prepares protected volumes in a cluster.
+pub const APPLETS: &[&str] = &["sh", "id", "cat", "sleep", "chown", "chmod"];
 
 /// Name of the pause image sgpc builds and pins as the sandbox image.
 pub const PAUSE_IMAGE: &str = "pause";

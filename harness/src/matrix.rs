@@ -502,7 +502,7 @@ impl MatrixReport {
                 (_, Verdict::Fail) | (run::exit_code::FAIL, _) => run::exit_code::FAIL,
                 (_, Verdict::Error) | (run::exit_code::ERROR, _) => run::exit_code::ERROR,
                 (_, Verdict::Unsupported { .. }) => run::exit_code::UNSUPPORTED,
-                (c, Verdict::Pass) => c,
+                (c, Verdict::Pass | Verdict::Rejected) => c,
             };
         }
         code

@@ -26,6 +26,8 @@ pub enum Point {
     ExecId,
     /// `ContainerStatus.user.linux` as the runtime reports it.
     CriStatus,
+    /// `status.containerStatuses[].user.linux` of the Pod, as the API server reports it.
+    PodStatus,
 }
 
 impl Point {
@@ -36,6 +38,7 @@ impl Point {
             Point::HostKernel => "host /proc/<pid>/status",
             Point::ExecId => "exec'd `id`",
             Point::CriStatus => "CRI ContainerStatus.user",
+            Point::PodStatus => "Pod status.containerStatuses[].user",
         }
     }
 }

@@ -143,6 +143,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub pass: usize,
+    /// Kubernetes level: Strict Pods kubelet rightly refused (passes).
+    pub rejected: usize,
     pub fail: usize,
     pub unsupported: usize,
     pub leak: usize,
@@ -155,6 +157,7 @@ impl RunReport {
         for c in &self.cases {
             match c.judgement.verdict {
                 Verdict::Pass => t.pass += 1,
+                Verdict::Rejected => t.rejected += 1,
                 Verdict::Fail => t.fail += 1,
                 Verdict::Unsupported { leak } => {
                     t.unsupported += 1;

@@ -5,6 +5,7 @@
 //!   `supplemental_groups_policy` got a Strict case wrong, or did not report `status.user`.
 //! - `Unsupported { leak }`: a Strict case on a runtime that does not advertise the feature;
 //!   `leak` when the image's implicit groups were attached anyway. Never counted as a pass.
+//! - `Rejected` (Kubernetes level): kubelet refused a Strict Pod it cannot honour; a pass.
 //! - `Error`: sgpc could not observe the case (harness or infrastructure failure).
 
 use std::fmt;
@@ -24,6 +25,9 @@ pub enum Verdict {
     Pass,
     Fail,
     Unsupported { leak: bool },
+    /// Kubernetes level: kubelet refused a Strict Pod on a node without the feature, as the KEP
+    /// requires from 1.33 on. Counts as a pass.
+    Rejected,
     Error,
 }
 
@@ -34,6 +38,7 @@ impl fmt::Display for Verdict {
             Verdict::Fail => "FAIL",
             Verdict::Unsupported { leak: true } => "UNSUPPORTED+LEAK",
             Verdict::Unsupported { leak: false } => "UNSUPPORTED",
+            Verdict::Rejected => "REJECTED",
             Verdict::Error => "ERROR",
         })
     }

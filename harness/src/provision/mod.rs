@@ -4,6 +4,7 @@
 pub mod containerd;
 pub mod crio;
 pub mod debian;
+pub mod kind;
 pub mod registry;
 
 use std::path::Path;

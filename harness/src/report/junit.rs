@@ -1,5 +1,6 @@
 //! The JUnit XML reporter. `<failure>` means the runtime was judged and found wanting (FAIL, and
-//! UNSUPPORTED, which is never a pass); `<error>` means the case could not be run.
+//! UNSUPPORTED, which is never a pass); `<error>` means the case could not be run. REJECTED
+//! (kubelet refused a Strict Pod it cannot honour) is a success.
 
 use std::io::Write;
 
@@ -19,7 +20,7 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     for case in &report.cases {
         let message = case.judgement.reasons.join("\n");
         let status = match case.judgement.verdict {
-            Verdict::Pass => TestCaseStatus::success(),
+            Verdict::Pass | Verdict::Rejected => TestCaseStatus::success(),
             Verdict::Fail | Verdict::Unsupported { .. } => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_type(case.judgement.verdict.to_string()).set_message(message);

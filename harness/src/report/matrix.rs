@@ -40,7 +40,7 @@ pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Res
         write!(out, "| `{}` |", row.case)?;
         for cell in &row.cells {
             let label = cell.as_ref().map(|c| match c.verdict {
-                Verdict::Pass => "PASS".to_string(),
+                Verdict::Pass | Verdict::Rejected => c.verdict.to_string(),
                 other => format!("**{other}**"),
             });
             write!(out, " {} |", label.unwrap_or_else(|| "—".into()))?;
@@ -71,6 +71,7 @@ fn css_class(verdict: Verdict) -> &'static str {
         Verdict::Fail => "fail",
         Verdict::Unsupported { leak: true } => "leak",
         Verdict::Unsupported { leak: false } => "unsupported",
+        Verdict::Rejected => "rejected",
         Verdict::Error => "error",
     }
 }
@@ -78,7 +79,7 @@ fn css_class(verdict: Verdict) -> &'static str {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 th{background:#f3f3f3;position:sticky;top:0}td.case{font-family:monospace;white-space:nowrap}
-td.pass{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
+td.pass,td.rejected{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
 td.unsupported{background:#fcefc2}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
 details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
 

@@ -30,7 +30,7 @@ fn paint(style: Style, code: &str, text: &str) -> String {
 
 fn verdict_color(verdict: Verdict) -> &'static str {
     match verdict {
-        Verdict::Pass => "1;32",
+        Verdict::Pass | Verdict::Rejected => "1;32",
         Verdict::Fail => "1;31",
         Verdict::Unsupported { leak: true } => "1;35",
         Verdict::Unsupported { leak: false } => "1;33",
@@ -62,7 +62,7 @@ pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: 
         result.id
     )?;
     let indent = " ".repeat(18);
-    if result.judgement.verdict != Verdict::Pass {
+    if !matches!(result.judgement.verdict, Verdict::Pass | Verdict::Rejected) {
         for reason in &result.judgement.reasons {
             writeln!(out, "{indent}{reason}")?;
         }

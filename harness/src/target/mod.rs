@@ -1,6 +1,7 @@
-//! Targets: the ways sgpc drives a runtime. Only the CRI level exists so far.
+//! Targets: the ways sgpc drives a runtime: over the CRI, or through Kubernetes.
 
 pub mod cri;
+pub mod kube;
 
 use std::time::Duration;
 
