@@ -114,6 +114,16 @@ struct RunArgs {
     /// A directory holding crio, conmon, pinns and runc or crun, to start privately.
     #[arg(long, group = "runtime")]
     crio: Option<PathBuf>,
+    /// The Kubernetes level: run the cases as Pods on the current cluster (images must be
+    /// loaded: `sgpc images build`, then `kind load image-archive`).
+    #[arg(long, group = "runtime")]
+    kube: bool,
+    /// With --kube: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config).
+    #[arg(long, requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// With --kube: print the exact manifests that would be applied, and touch nothing.
+    #[arg(long, requires = "kube")]
+    dry_run: bool,
     /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
     /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
     #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
@@ -240,6 +250,9 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     if cases.is_empty() {
         anyhow::bail!("no case matches the filter; `sgpc list` shows the case ids");
     }
+    if args.kube {
+        return run_kube(&args, &catalogue, &cases, started).await;
+    }
     let target = match (&args.cri, &args.containerd, &args.crio) {
         (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
         (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
@@ -248,7 +261,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
             sgpc::provision::crio::find_binaries(dir)?;
             TargetChoice::Crio { bin_dir: dir.clone() }
         }
-        (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR or --crio DIR"),
+        (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
     };
     let mut config = SessionConfig::new(target);
     config.timeouts = Timeouts {
@@ -365,6 +378,70 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     write_file(&args.out.join("matrix.html"), |out| m::write_html(out, &report))?;
     write_file(&args.out.join("matrix.json"), |out| m::write_json(out, &report))?;
     println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
+    Ok(report.exit_code())
+}
+
+fn empty_report() -> RunReport {
+    RunReport {
+        schema_version: 1,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        provisioned: None,
+        runtime: None,
+        images: Vec::new(),
+        cases: Vec::new(),
+        setup_error: None,
+        duration: Duration::ZERO,
+    }
+}
+
+/// `sgpc run --kube`: the cases as Pods on a cluster; the namespace is removed at the end.
+async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario::CaseId], started: Instant) -> anyhow::Result<i32> {
+    use sgpc::target::kube::KubeTarget;
+    let payload = Payload { busybox: args.busybox.clone(), ..Payload::default() };
+    let run_id = format!("sgpc-{}", std::process::id());
+    let plan = run::KubePlan::new(catalogue, cases, &payload, &run_id)?;
+    if args.dry_run {
+        print!("{}", plan.manifests_yaml(catalogue, cases)?);
+        return Ok(exit_code::PASS);
+    }
+    let stdout = std::io::stdout();
+    let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
+    let mut report = empty_report();
+    report.images = plan.images.values().cloned().collect();
+    let timeout = Duration::from_secs(args.probe_timeout + args.pull_timeout);
+    let target = KubeTarget::connect(args.kubeconfig.as_deref(), timeout).await?;
+    let minor = target.server_minor().await.context("asking the API server for its version")?;
+    report.runtime = Some(sgpc::target::cri::RuntimeInfo {
+        endpoint: args.kubeconfig.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "default kubeconfig".into()),
+        runtime_name: "kubernetes".into(),
+        runtime_version: format!("1.{minor}"),
+        runtime_api_version: "v1".into(),
+        supplemental_groups_policy: false,
+    });
+    target.create_namespace(&plan.namespace, &plan.run_id).await.context("creating the run's namespace")?;
+    let on_event = |result: &run::CaseResult, done: usize, total: usize| {
+        let _ = terminal::write_case(&mut stdout.lock(), style, result, done, total);
+    };
+    tokio::select! {
+        results = run::run_kube_cases(&target, &plan, catalogue, cases, minor, args.jobs, on_event) => report.cases = results,
+        signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
+    }
+    if let Err(e) = target.delete_namespace(&plan.namespace).await {
+        report.setup_error = Some(format!("deleting namespace {}: {e:#}", plan.namespace));
+    }
+    for case in cases {
+        if !report.cases.iter().any(|r| r.id == *case) {
+            report.cases.push(run::error_result(case, "", report.setup_error.as_deref().unwrap_or("not run")));
+        }
+    }
+    report.duration = started.elapsed();
+    terminal::write_summary(&mut stdout.lock(), style, &report)?;
+    if let Some(path) = &args.junit {
+        write_file(path, |out| junit::write(out, &report))?;
+    }
+    if let Some(path) = &args.json {
+        write_file(path, |out| json::write(out, &report))?;
+    }
     Ok(report.exit_code())
 }
 

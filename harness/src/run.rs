@@ -537,3 +537,95 @@ pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
 pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
     catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
 }
+
+/// The Kubernetes level: what a run needs before it touches a cluster.
+#[derive(Debug, Clone)]
+pub struct KubePlan {
+    pub run_id: String,
+    pub namespace: String,
+    /// Image name -> reference in the cluster (`sgpc.local/sgpc/<name>:<tag>`).
+    pub images: BTreeMap<String, ImageRecord>,
+}
+
+impl KubePlan {
+    /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
+    /// and `kind load image-archive` loads carry the same) and names the run.
+    pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
+        let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let images = build_images(catalogue, &names, payload)?
+            .into_iter()
+            .map(|b| {
+                let reference = format!("{}/{}:{}", crate::target::kube::IMAGE_REPOSITORY, b.name, b.tag());
+                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest })
+            })
+            .collect();
+        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images })
+    }
+
+    /// The Pod request of a case, or why there is none.
+    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::target::kube::PodRequest<'a>, String> {
+        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| format!("no scenario named {:?}", id.scenario))?;
+        let image = self.images.get(&scenario.image).ok_or_else(|| format!("image {:?} was not built", scenario.image))?;
+        Ok(crate::target::kube::PodRequest {
+            case: id.to_string(),
+            scenario,
+            policy: id.policy,
+            image_ref: image.reference.clone(),
+            namespace: self.namespace.clone(),
+            run_id: self.run_id.clone(),
+        })
+    }
+
+    /// The namespace and every Pod, as YAML documents: what `--dry-run` prints.
+    pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
+        let mut docs = vec![serde_saphyr::to_string(&crate::target::kube::namespace_manifest(&self.namespace, &self.run_id))?];
+        for id in cases {
+            let request = self.request(catalogue, id).map_err(anyhow::Error::msg)?;
+            docs.push(serde_saphyr::to_string(&crate::target::kube::pod_manifest(&request))?);
+        }
+        Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
+    }
+}
+
+/// Runs cases on a cluster, `jobs` at a time, and judges each from what the cluster showed.
+pub async fn run_kube_cases(
+    target: &crate::target::kube::KubeTarget,
+    plan: &KubePlan,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    server_minor: u32,
+    jobs: usize,
+    mut on_event: impl FnMut(&CaseResult, usize, usize),
+) -> Vec<CaseResult> {
+    let mut results: Vec<CaseResult> = Vec::new();
+    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, kube_case(target, plan, catalogue, id, server_minor))).buffer_unordered(jobs.max(1));
+    while let Some(result) = stream.next().await {
+        results.push(result);
+        on_event(&results[results.len() - 1], results.len(), cases.len());
+    }
+    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    results
+}
+
+async fn kube_case(target: &crate::target::kube::KubeTarget, plan: &KubePlan, catalogue: &Catalogue, id: &CaseId, server_minor: u32) -> CaseResult {
+    let started = Instant::now();
+    let mut result = error_result(id, "", "not run");
+    result.judgement = match (plan.request(catalogue, id), catalogue.scenario(&id.scenario).and_then(|s| catalogue.recipe(&s.image).map(|r| (s, r)))) {
+        (Ok(request), Some((scenario, recipe))) => {
+            result.summary = scenario.summary.clone();
+            result.expected = Some(scenario.expectation(id.policy).clone());
+            result.image = plan.images.get(&scenario.image).cloned();
+            match (oracle::derive(recipe, scenario, id.policy), target.run_case(&request, server_minor).await) {
+                (Ok(d), Ok(facts)) => crate::target::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &d.implicit_groups, &facts),
+                (Err(e), _) => Judgement::error(format!("the KEP model cannot derive this case: {e}")),
+                (_, Err(e)) => Judgement::error(format!("{e:#}")),
+            }
+        }
+        (Err(e), _) => Judgement::error(e),
+        (_, None) => Judgement::error("scenario or image missing"),
+    };
+    result.duration = started.elapsed();
+    result
+}

@@ -47,8 +47,12 @@ pub fn config(spec: &ClusterSpec) -> String {
 
 /// Finds the `kind` binary on PATH; the error says what is missing.
 pub fn find_kind() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    find_kind_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// Finds `kind` in a PATH-style list of directories.
+pub fn find_kind_in(path: &std::ffi::OsStr) -> anyhow::Result<PathBuf> {
+    std::env::split_paths(path)
         .map(|d| d.join("kind"))
         .find(|p| p.is_file())
         .context("`kind` is not on PATH: install kind (Debian unstable packages it as `kind`) to run the Kubernetes level")

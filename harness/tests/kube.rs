@@ -1,0 +1,277 @@
+//! The Kubernetes level, tested without a cluster (none can run on these machines): every
+//! manifest of the catalogue field by field, and the interpretation of real-shaped API objects.
+//! The objects below are typed k8s-openapi values built from JSON in the shape the API server
+//! returns (field names and nesting as in the KEP's examples and kubelet's rejection); they are
+//! recorded shapes, not a live run.
+
+mod support;
+
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use serde_json::json;
+use sgpc::identity::GroupSet;
+use sgpc::provision::kind::{self, ClusterSpec};
+use sgpc::run::KubePlan;
+use sgpc::scenario::{CaseId, Policy};
+use sgpc::target::kube::{interpret, pod_manifest, KubeFacts, REJECTION_MESSAGE, REJECTION_REASON};
+use sgpc::verdict::Verdict;
+
+fn plan() -> (sgpc::scenario::Catalogue, KubePlan) {
+    let catalogue = support::catalogue();
+    let plan = KubePlan::new(&catalogue, &catalogue.cases(), &Default::default(), "sgpc-test").unwrap();
+    (catalogue, plan)
+}
+
+#[test]
+fn every_manifest_carries_the_scenario_field_by_field() {
+    let (catalogue, plan) = plan();
+    for id in catalogue.cases() {
+        let s = catalogue.scenario(&id.scenario).unwrap();
+        let pod = pod_manifest(&plan.request(&catalogue, &id).unwrap());
+        let spec = pod.spec.as_ref().unwrap();
+        let sc = spec.security_context.as_ref().unwrap();
+        let name = format!("{id}");
+        assert_eq!(pod.metadata.name.as_deref(), Some(format!("{}-{}", id.scenario, id.policy).as_str()));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("sgpc-test"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["sgpc.io/run"], "sgpc-test");
+        let want_policy = match id.policy {
+            Policy::Default => None,
+            Policy::Merge => Some("Merge"),
+            Policy::Strict => Some("Strict"),
+        };
+        assert_eq!(sc.supplemental_groups_policy.as_deref(), want_policy, "{name}");
+        assert_eq!(sc.run_as_user, s.pod.run_as_user.map(i64::from), "{name}");
+        assert_eq!(sc.run_as_group, s.pod.run_as_group.map(i64::from), "{name}");
+        assert_eq!(sc.fs_group, s.pod.fs_group.map(i64::from), "{name}");
+        let sup: Vec<i64> = s.pod.supplemental_groups.iter().map(|&g| i64::from(g)).collect();
+        assert_eq!(sc.supplemental_groups.clone().unwrap_or_default(), sup, "{name}");
+        let probe = &spec.containers[0];
+        assert_eq!(probe.image_pull_policy.as_deref(), Some("Never"));
+        assert!(probe.image.as_deref().unwrap().starts_with(&format!("sgpc.local/sgpc/{}:", s.image)), "{name}");
+        assert_eq!(probe.command.as_ref().unwrap(), &sgpc::observation::first_process_command());
+        let env = probe.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "SGPC_CASE" && e.value.as_deref() == Some(name.as_str())), "{name}");
+        let csc = probe.security_context.as_ref();
+        assert_eq!(csc.and_then(|c| c.run_as_user), s.container.run_as_user.map(i64::from), "{name}");
+        assert_eq!(csc.and_then(|c| c.run_as_group), s.container.run_as_group.map(i64::from), "{name}");
+        assert_eq!(spec.volumes.as_ref().map(Vec::len).unwrap_or(0), s.volumes.len(), "{name}");
+        for v in &s.volumes {
+            let init = spec.init_containers.as_ref().unwrap().iter().find(|c| c.name == format!("prepare-{}", v.name)).unwrap();
+            let script = &init.command.as_ref().unwrap()[2];
+            assert!(script.contains(&format!("chown 0:{}", v.gid)) && script.contains("chmod 0070 ."), "{script}");
+            assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
+            assert!(probe.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == v.mount_path && m.read_only == Some(true)));
+        }
+    }
+}
+
+#[test]
+fn dry_run_prints_the_namespace_and_every_pod() {
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--kube", "--dry-run"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let docs: Vec<&str> = text.split("---\n").filter(|d| !d.trim().is_empty()).collect();
+    assert_eq!(docs.len(), 1 + support::catalogue().cases().len());
+    assert!(docs[0].contains("kind: Namespace"));
+    let pods: Vec<Pod> = docs[1..].iter().map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    assert!(pods.iter().all(|p| p.metadata.namespace == docs[0].lines().find_map(|l| l.trim().strip_prefix("name: ")).map(str::to_string)));
+}
+
+// ---- recorded shapes --------------------------------------------------------------------
+
+/// The KEP blog's Pod after it ran: status.containerStatuses[].user as the KEP documents it.
+fn recorded_pod(policy: Option<&str>, status_groups: &[i64]) -> Pod {
+    let mut sc = json!({"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000]});
+    if let Some(p) = policy {
+        sc["supplementalGroupsPolicy"] = json!(p);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kep-blog-strict", "namespace": "sgpc-test"},
+        "spec": {"nodeName": "kind-control-plane", "securityContext": sc,
+                 "containers": [{"name": "probe", "image": "sgpc.local/sgpc/kep-blog:x"}]},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": "probe", "ready": true, "restartCount": 0, "image": "sgpc.local/sgpc/kep-blog:x", "imageID": "",
+            "user": {"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": status_groups}}}]}
+    }))
+    .unwrap()
+}
+
+/// A Pod kubelet rejected: phase, reason and message exactly as kubelet sets them.
+fn recorded_rejected_pod() -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kep-blog-strict", "namespace": "sgpc-test"},
+        "spec": {"nodeName": "kind-control-plane", "securityContext": {"runAsUser": 1000, "supplementalGroupsPolicy": "Strict"},
+                 "containers": [{"name": "probe"}]},
+        "status": {"phase": "Failed", "reason": REJECTION_REASON, "message": REJECTION_MESSAGE}
+    }))
+    .unwrap()
+}
+
+fn recorded_warning_event() -> Event {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "kep-blog-strict.1", "namespace": "sgpc-test"},
+        "involvedObject": {"kind": "Pod", "name": "kep-blog-strict", "namespace": "sgpc-test"},
+        "type": "Warning", "reason": REJECTION_REASON, "message": REJECTION_MESSAGE
+    }))
+    .unwrap()
+}
+
+fn recorded_node(feature: Option<bool>) -> Node {
+    let mut status = json!({"nodeInfo": {"containerRuntimeVersion": "containerd://2.1.4", "kubeletVersion": "v1.33.1",
+        "architecture": "amd64", "bootID": "", "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}});
+    if let Some(f) = feature {
+        status["features"] = json!({"supplementalGroupsPolicy": f});
+    }
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kind-control-plane"}, "status": status})).unwrap()
+}
+
+/// What the probe prints for an identity (as busybox `id` and /proc/self/status would).
+fn probe_output(case: &str, groups: &[u32]) -> String {
+    let list = groups.iter().map(u32::to_string).collect::<Vec<_>>();
+    format!(
+        "sgpc-case={case}\nsgpc-id=uid=1000 gid=3000 groups={}\nsgpc-status-Uid:\t1000\t1000\t1000\t1000\nsgpc-status-Gid:\t3000\t3000\t3000\t3000\nsgpc-status-Groups:\t{}\nsgpc-end\n",
+        list.join(","),
+        list.join(" ")
+    )
+}
+
+fn strict_blog() -> (sgpc::scenario::Expectation, GroupSet) {
+    let catalogue = support::catalogue();
+    let s = catalogue.scenario("kep-blog").unwrap();
+    (s.expect_strict.clone(), GroupSet::from_iter([50000]))
+}
+
+fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts {
+    KubeFacts {
+        pod,
+        node: Some(recorded_node(node)),
+        events: vec![],
+        log: Some(probe_output("kep-blog/strict", groups)),
+        exec: Some(probe_output("kep-blog/strict", groups)),
+        server_minor: minor,
+    }
+}
+
+fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
+    let (expected, implicit) = strict_blog();
+    interpret("kep-blog/strict", Policy::Strict, &expected, &implicit, f)
+}
+
+#[test]
+fn strict_honoured_with_status_user_is_pass() {
+    let j = judge(&facts(recorded_pod(Some("Strict"), &[3000, 4000]), Some(true), &[3000, 4000], 33));
+    assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+}
+
+#[test]
+fn status_user_that_disagrees_with_the_process_is_fail() {
+    let j = judge(&facts(recorded_pod(Some("Strict"), &[3000, 4000, 50000]), Some(true), &[3000, 4000], 33));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.reasons.iter().any(|r| r.contains("Pod status.containerStatuses[].user")), "{:?}", j.reasons);
+}
+
+#[test]
+fn leak_on_a_node_that_advertises_the_feature_is_fail() {
+    let j = judge(&facts(recorded_pod(Some("Strict"), &[3000, 4000, 50000]), Some(true), &[3000, 4000, 50000], 34));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group")), "{:?}", j.reasons);
+}
+
+#[test]
+fn rejection_with_warning_event_is_rejected() {
+    let mut f = facts(recorded_rejected_pod(), None, &[], 33);
+    f.log = None;
+    f.exec = None;
+    f.events = vec![recorded_warning_event()];
+    let j = judge(&f);
+    assert_eq!(j.verdict, Verdict::Rejected, "{j:?}");
+}
+
+#[test]
+fn rejection_without_the_event_or_on_a_supporting_node_is_fail() {
+    let mut f = facts(recorded_rejected_pod(), None, &[], 33);
+    f.log = None;
+    let j = judge(&f);
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.reasons[0].contains("without a Warning event"), "{:?}", j.reasons);
+    f.events = vec![recorded_warning_event()];
+    f.node = Some(recorded_node(Some(true)));
+    assert_eq!(judge(&f).verdict, Verdict::Fail);
+}
+
+#[test]
+fn strict_pod_running_on_unsupporting_node_of_1_33_is_fail() {
+    let j = judge(&facts(recorded_pod(Some("Strict"), &[]), None, &[3000, 4000, 50000], 33));
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.reasons[0].contains("must reject it"), "{:?}", j.reasons);
+}
+
+#[test]
+fn dropped_policy_on_1_32_is_unsupported_with_leak() {
+    // Feature gate off: the API server stored the Pod without the field; Strict became Merge.
+    let mut f = facts(recorded_pod(None, &[]), None, &[3000, 4000, 50000], 32);
+    f.pod.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0].user = None;
+    let j = judge(&f);
+    assert_eq!(j.verdict, Verdict::Unsupported { leak: true }, "{j:?}");
+    assert!(j.notes.iter().any(|n| n.contains("dropped")), "{:?}", j.notes);
+}
+
+#[test]
+fn pod_that_never_ran_is_error() {
+    let mut f = facts(recorded_pod(Some("Strict"), &[]), Some(true), &[], 33);
+    f.pod.status.as_mut().unwrap().phase = Some("Pending".into());
+    f.log = None;
+    f.exec = None;
+    assert_eq!(judge(&f).verdict, Verdict::Error);
+}
+
+#[test]
+fn output_of_another_case_is_error() {
+    let mut f = facts(recorded_pod(Some("Strict"), &[3000, 4000]), Some(true), &[3000, 4000], 33);
+    f.exec = Some(probe_output("kep-blog/merge", &[3000, 4000]));
+    assert_eq!(judge(&f).verdict, Verdict::Error);
+}
+
+// ---- kind --------------------------------------------------------------------------------
+
+#[test]
+fn kind_config_switches_the_gate_on_only_where_it_is_off_by_default() {
+    let spec = |minor, crio| ClusterSpec { name: "sgpc-x".into(), node_image: format!("kindest/node:v1.{minor}.0"), minor, crio };
+    let old: serde_json::Value = serde_saphyr::from_str(&kind::config(&spec(32, false))).unwrap();
+    assert_eq!(old["featureGates"]["SupplementalGroupsPolicy"], true);
+    assert_eq!(old["nodes"][0]["image"], "kindest/node:v1.32.0");
+    let new: serde_json::Value = serde_saphyr::from_str(&kind::config(&spec(33, false))).unwrap();
+    assert!(new.get("featureGates").is_none());
+    let crio: serde_json::Value = serde_saphyr::from_str(&kind::config(&spec(33, true))).unwrap();
+    assert!(crio["nodes"][0]["kubeadmConfigPatches"][0].as_str().unwrap().contains("unix:///var/run/crio/crio.sock"));
+    let top: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(support::repo_root().join("kind-config.yaml")).unwrap()).unwrap();
+    assert_eq!(top["featureGates"]["SupplementalGroupsPolicy"], true);
+}
+
+#[test]
+fn kind_commands() {
+    let spec = ClusterSpec { name: "sgpc-v1-33".into(), node_image: "kindest/node:v1.33.1".into(), minor: 33, crio: false };
+    assert_eq!(kind::create_args(&spec, std::path::Path::new("/tmp/c.yaml")), ["create", "cluster", "--name", "sgpc-v1-33", "--config", "/tmp/c.yaml", "--wait", "180s"]);
+    assert_eq!(kind::load_args(&spec, std::path::Path::new("/tmp/a.oci.tar")), ["load", "image-archive", "/tmp/a.oci.tar", "--name", "sgpc-v1-33"]);
+    assert_eq!(kind::delete_args(&spec), ["delete", "cluster", "--name", "sgpc-v1-33"]);
+}
+
+#[test]
+fn missing_kind_is_named_at_once() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = kind::find_kind_in(empty.path().as_os_str()).unwrap_err().to_string();
+    assert!(err.contains("`kind` is not on PATH"), "{err}");
+    std::fs::write(empty.path().join("kind"), "").unwrap();
+    assert_eq!(kind::find_kind_in(empty.path().as_os_str()).unwrap(), empty.path().join("kind"));
+}
+
+#[test]
+fn every_case_has_a_pod_request() {
+    let (catalogue, plan) = plan();
+    let ids: Vec<CaseId> = catalogue.cases();
+    assert!(ids.iter().all(|id| plan.request(&catalogue, id).is_ok()));
+}
