@@ -124,6 +124,13 @@ struct RunArgs {
     /// With --kube: print the exact manifests that would be applied, and touch nothing.
     #[arg(long, requires = "kube")]
     dry_run: bool,
+    /// With --kube: create a kind cluster from this node image (e.g. kindest/node:v1.33.1),
+    /// load sgpc's images into it, run there, and delete it at the end.
+    #[arg(long, requires = "kube")]
+    kind: Option<String>,
+    /// With --kind: reuse the cluster if it exists, and keep it at the end.
+    #[arg(long, requires = "kind")]
+    reuse_cluster: bool,
     /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
     /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
     #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
@@ -396,7 +403,6 @@ fn empty_report() -> RunReport {
 
 /// `sgpc run --kube`: the cases as Pods on a cluster; the namespace is removed at the end.
 async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario::CaseId], started: Instant) -> anyhow::Result<i32> {
-    use sgpc::target::kube::KubeTarget;
     let payload = Payload { busybox: args.busybox.clone(), ..Payload::default() };
     let run_id = format!("sgpc-{}", std::process::id());
     let plan = run::KubePlan::new(catalogue, cases, &payload, &run_id)?;
@@ -404,12 +410,61 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
         print!("{}", plan.manifests_yaml(catalogue, cases)?);
         return Ok(exit_code::PASS);
     }
+    let timeout = Duration::from_secs(args.probe_timeout + args.pull_timeout);
+    let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&args.work_root)?;
+    let cluster = match &args.kind {
+        None => None,
+        Some(node_image) => Some(kind_cluster(node_image, args.reuse_cluster, &payload, catalogue, work.path())?),
+    };
+    let kubeconfig = match &cluster {
+        Some(_) => Some(work.path().join("kubeconfig")),
+        None => args.kubeconfig.clone(),
+    };
+    let outcome = run_kube_on_cluster(args, catalogue, cases, &plan, kubeconfig.as_deref(), timeout, started).await;
+    if let Some((kind, spec, created)) = cluster {
+        if created {
+            sgpc::provision::kind::delete(&kind, &spec).context("deleting the kind cluster")?;
+        }
+    }
+    outcome
+}
+
+/// Creates (or reuses) a kind cluster, loads the image archives, writes its kubeconfig into
+/// `work`; returns the kind binary, the spec, and whether sgpc created the cluster.
+fn kind_cluster(node_image: &str, reuse: bool, payload: &Payload, catalogue: &Catalogue, work: &Path) -> anyhow::Result<(PathBuf, sgpc::provision::kind::ClusterSpec, bool)> {
+    use sgpc::provision::kind;
+    let binary = kind::find_kind()?;
+    let spec = kind::spec_for(node_image, false)?;
+    let created = kind::create(&binary, &spec, work, reuse)?;
+    let mut contents = vec![ImageContent::pause(payload)?];
+    for recipe in &catalogue.images {
+        contents.push(ImageContent::from_recipe(recipe, payload)?);
+    }
+    for content in contents {
+        let built = image::build(&content)?;
+        let archive = work.join(format!("{}.oci.tar", built.name));
+        built.write_archive(&archive, sgpc::target::kube::IMAGE_REPOSITORY)?;
+        kind::load_archive(&binary, &spec, &archive)?;
+    }
+    std::fs::write(work.join("kubeconfig"), kind::kubeconfig(&binary, &spec)?)?;
+    Ok((binary, spec, created))
+}
+
+async fn run_kube_on_cluster(
+    args: &RunArgs,
+    catalogue: &Catalogue,
+    cases: &[sgpc::scenario::CaseId],
+    plan: &run::KubePlan,
+    kubeconfig: Option<&Path>,
+    timeout: Duration,
+    started: Instant,
+) -> anyhow::Result<i32> {
+    use sgpc::target::kube::KubeTarget;
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
     let mut report = empty_report();
     report.images = plan.images.values().cloned().collect();
-    let timeout = Duration::from_secs(args.probe_timeout + args.pull_timeout);
-    let target = KubeTarget::connect(args.kubeconfig.as_deref(), timeout).await?;
+    let target = KubeTarget::connect(kubeconfig, timeout).await?;
     let minor = target.server_minor().await.context("asking the API server for its version")?;
     report.runtime = Some(sgpc::target::cri::RuntimeInfo {
         endpoint: args.kubeconfig.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "default kubeconfig".into()),
@@ -423,7 +478,7 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
         let _ = terminal::write_case(&mut stdout.lock(), style, result, done, total);
     };
     tokio::select! {
-        results = run::run_kube_cases(&target, &plan, catalogue, cases, minor, args.jobs, on_event) => report.cases = results,
+        results = run::run_kube_cases(&target, plan, catalogue, cases, minor, args.jobs, on_event) => report.cases = results,
         signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
     }
     if let Err(e) = target.delete_namespace(&plan.namespace).await {

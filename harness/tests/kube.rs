@@ -275,3 +275,24 @@ fn every_case_has_a_pod_request() {
     let ids: Vec<CaseId> = catalogue.cases();
     assert!(ids.iter().all(|id| plan.request(&catalogue, id).is_ok()));
 }
+
+#[test]
+fn kind_flag_without_kind_fails_at_once_naming_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .env("PATH", empty.path())
+        .args(["run", "--kube", "--kind", "kindest/node:v1.33.1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stderr}");
+    assert!(stderr.contains("`kind` is not on PATH"), "{stderr}");
+}
+
+#[test]
+fn node_image_tags_give_the_minor_version() {
+    assert_eq!(kind::minor_of("kindest/node:v1.33.1"), Some(33));
+    assert_eq!(kind::spec_for("kindest/node:v1.31.6", false).unwrap().name, "sgpc-v1-31");
+    assert!(kind::spec_for("kindest/node:latest", false).is_err());
+}

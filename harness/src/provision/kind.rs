@@ -109,6 +109,23 @@ pub fn load_archive(kind: &Path, spec: &ClusterSpec, archive: &Path) -> anyhow::
     run_kind(kind, &load_args(spec, archive)).map(|_| ())
 }
 
+/// The cluster's kubeconfig (`kind get kubeconfig`).
+pub fn kubeconfig(kind: &Path, spec: &ClusterSpec) -> anyhow::Result<String> {
+    run_kind(kind, &["get".into(), "kubeconfig".into(), "--name".into(), spec.name.clone()])
+}
+
+/// The Kubernetes minor version in a node image tag (`kindest/node:v1.33.1` -> 33).
+pub fn minor_of(node_image: &str) -> Option<u32> {
+    let tag = node_image.rsplit_once(':')?.1;
+    tag.trim_start_matches('v').split('.').nth(1)?.parse().ok()
+}
+
+/// A spec for a node image: cluster `sgpc-v1-<minor>`.
+pub fn spec_for(node_image: &str, crio: bool) -> anyhow::Result<ClusterSpec> {
+    let minor = minor_of(node_image).with_context(|| format!("{node_image:?}: expected a node image tagged vMAJOR.MINOR.PATCH"))?;
+    Ok(ClusterSpec { name: format!("sgpc-v1-{minor}{}", if crio { "-crio" } else { "" }), node_image: node_image.to_string(), minor, crio })
+}
+
 pub fn delete(kind: &Path, spec: &ClusterSpec) -> anyhow::Result<()> {
     run_kind(kind, &delete_args(spec)).map(|_| ())
 }
