@@ -292,16 +292,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
 
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
-    let mut report = RunReport {
-        schema_version: 1,
-        harness_version: env!("CARGO_PKG_VERSION").to_string(),
-        provisioned: None,
-        runtime: None,
-        images: Vec::new(),
-        cases: Vec::new(),
-        setup_error: None,
-        duration: Duration::ZERO,
-    };
+    let mut report = empty_report();
 
     let session = tokio::select! {
         s = Session::start(&config, &catalogue, &cases) => Some(s),
@@ -352,14 +343,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     report.cases.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     report.duration = started.elapsed();
 
-    terminal::write_summary(&mut stdout.lock(), style, &report)?;
-    if let Some(path) = &args.junit {
-        write_file(path, |out| junit::write(out, &report))?;
-    }
-    if let Some(path) = &args.json {
-        write_file(path, |out| json::write(out, &report))?;
-    }
-    Ok(report.exit_code())
+    finish_run(&report, &args, style)
 }
 
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
@@ -385,6 +369,18 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     write_file(&args.out.join("matrix.html"), |out| m::write_html(out, &report))?;
     write_file(&args.out.join("matrix.json"), |out| m::write_json(out, &report))?;
     println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
+    Ok(report.exit_code())
+}
+
+/// Prints the summary, writes the JUnit and JSON reports asked for, and gives the exit code.
+fn finish_run(report: &RunReport, args: &RunArgs, style: terminal::Style) -> anyhow::Result<i32> {
+    terminal::write_summary(&mut std::io::stdout().lock(), style, report)?;
+    if let Some(path) = &args.junit {
+        write_file(path, |out| junit::write(out, report))?;
+    }
+    if let Some(path) = &args.json {
+        write_file(path, |out| json::write(out, report))?;
+    }
     Ok(report.exit_code())
 }
 
@@ -490,14 +486,7 @@ async fn run_kube_on_cluster(
         }
     }
     report.duration = started.elapsed();
-    terminal::write_summary(&mut stdout.lock(), style, &report)?;
-    if let Some(path) = &args.junit {
-        write_file(path, |out| junit::write(out, &report))?;
-    }
-    if let Some(path) = &args.json {
-        write_file(path, |out| json::write(out, &report))?;
-    }
-    Ok(report.exit_code())
+    finish_run(&report, args, style)
 }
 
 fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {

@@ -81,6 +81,38 @@ pub struct Observations {
     pub status_user_missing: bool,
 }
 
+impl Observations {
+    /// The observations both probes give: `id` and `/proc/self/status` of the first process,
+    /// `id` of the exec'd process, and every file access.
+    pub fn from_probes(first: ProbeOutput, exec: ProbeOutput) -> Observations {
+        let mut obs = Observations::default();
+        obs.push(Point::FirstProcessId, first.id, &first.id_printed);
+        obs.push(Point::FirstProcessKernel, first.kernel, "");
+        obs.push(Point::ExecId, exec.id, &exec.id_printed);
+        for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
+            for (path, (access, detail)) in probe {
+                obs.access.push(AccessObservation { prober, path, access, detail });
+            }
+        }
+        obs
+    }
+
+    pub fn push(&mut self, point: Point, (identity, raw_groups): (Identity, Vec<u32>), printed: &str) {
+        self.identities.push(IdentityObservation { point, identity, raw_groups, printed: printed.to_string() });
+    }
+
+    /// Records a reported user (`status.user.linux`), or that it is missing.
+    pub fn push_reported_user(&mut self, point: Point, user: Option<(i64, i64, Vec<i64>)>) {
+        match user {
+            Some((uid, gid, groups)) => {
+                let raw: Vec<u32> = groups.iter().map(|&g| g as u32).collect();
+                self.push(point, (Identity::observed(uid as u32, gid as u32, raw.iter().copied()), raw), "");
+            }
+            None => self.status_user_missing = true,
+        }
+    }
+}
+
 /// Why probe output could not be read: the case is an ERROR, not a FAIL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {

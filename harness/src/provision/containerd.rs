@@ -2,14 +2,11 @@
 //! socket and generated config, pulling from sgpc's registry.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
-use super::{log_tail, spawn_daemon, stop_child, wait_until};
-use crate::target::cri::CriTarget;
-use crate::target::Timeouts;
+use super::{spawn_daemon, stop_child};
 
 /// An OCI runtime binary, offered to the CRI as runtime handler `handler`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,17 +218,7 @@ impl Containerd {
         let mut child = spawn_daemon(command, &log)?;
 
         let endpoint = format!("unix://{}/containerd.sock", opts.dir.display());
-        let ready = wait_until("containerd to answer CRI Version", Duration::from_secs(30), || async {
-            match CriTarget::connect(&endpoint, Timeouts::default()).await {
-                Ok(target) => target.info().await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
-        if let Err(e) = ready {
-            let _ = child.kill().await;
-            return Err(e.context(format!("containerd log:\n{}", log_tail(&log))));
-        }
+        super::wait_for_cri(&mut child, &endpoint, &log, "containerd").await?;
         Ok(Containerd { endpoint, version, child, dir: opts.dir.clone() })
     }
 

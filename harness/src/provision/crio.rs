@@ -13,14 +13,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
-use super::{log_tail, spawn_daemon, stop_child, wait_until};
-use crate::target::cri::CriTarget;
-use crate::target::Timeouts;
+use super::{spawn_daemon, stop_child};
 
 /// Binaries a CRI-O directory must hold, besides an OCI runtime.
 pub const BINARIES: &[&str] = &["crio", "conmon", "pinns"];
@@ -189,17 +186,7 @@ impl Crio {
         let log = opts.dir.join("crio.log");
         let mut child = spawn_daemon(command, &log).context("starting crio")?;
         let endpoint = format!("unix://{}/crio.sock", opts.dir.display());
-        let ready = wait_until("CRI-O to answer CRI Version", Duration::from_secs(30), || async {
-            match CriTarget::connect(&endpoint, Timeouts::default()).await {
-                Ok(target) => target.info().await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
-        if let Err(e) = ready {
-            let _ = child.kill().await;
-            return Err(e.context(format!("crio log:\n{}", log_tail(&log))));
-        }
+        super::wait_for_cri(&mut child, &endpoint, &log, "CRI-O").await?;
         Ok(Crio { endpoint, child, dir: opts.dir.clone() })
     }
 

@@ -116,6 +116,24 @@ pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until a runtime daemon sgpc started answers CRI `Version`; on failure kills it and
+/// puts the tail of its log in the error.
+pub async fn wait_for_cri(child: &mut Child, endpoint: &str, log: &Path, name: &str) -> anyhow::Result<()> {
+    use crate::target::{cri::CriTarget, Timeouts};
+    let ready = wait_until(&format!("{name} to answer CRI Version"), Duration::from_secs(30), || async {
+        match CriTarget::connect(endpoint, Timeouts::default()).await {
+            Ok(target) => target.info().await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    if let Err(e) = ready {
+        let _ = child.kill().await;
+        return Err(e.context(format!("{name} log:\n{}", log_tail(log))));
+    }
+    Ok(())
+}
+
 /// Polls `check` every 20 ms until it succeeds or `timeout` passes; the error names `what`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where

@@ -20,8 +20,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::Timeouts;
-use crate::observation::{self, AccessObservation, IdentityObservation, Observations, Point, ProbeError, Prober};
-use crate::identity::Identity;
+use crate::observation::{self, Observations, Point, ProbeError};
 use crate::scenario::{Policy, Scenario};
 
 /// Label put on every sandbox and container of a run; cleanup selects on it.
@@ -321,29 +320,13 @@ impl CriTarget {
 
         let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id, verbose: true })).await?;
 
-        let mut obs = Observations::default();
-        let mut push = |point, (identity, raw_groups): (Identity, Vec<u32>), printed: &str| {
-            obs.identities.push(IdentityObservation { point, identity, raw_groups, printed: printed.to_string() })
-        };
-        push(Point::FirstProcessId, first.id, &first.id_printed);
-        push(Point::FirstProcessKernel, first.kernel, "");
-        push(Point::ExecId, exec.id, &exec.id_printed);
+        let mut obs = Observations::from_probes(first, exec);
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
-            push(Point::HostKernel, observation::parse_proc_status(&text)?, "");
+            obs.push(Point::HostKernel, observation::parse_proc_status(&text)?, "");
         }
-        match status.status.and_then(|s| s.user).and_then(|u| u.linux) {
-            Some(user) => {
-                let raw: Vec<u32> = user.supplemental_groups.iter().map(|&g| g as u32).collect();
-                push(Point::CriStatus, (Identity::observed(user.uid as u32, user.gid as u32, raw.iter().copied()), raw), "");
-            }
-            None => obs.status_user_missing = true,
-        }
-        for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
-            for (path, (access, detail)) in probe {
-                obs.access.push(AccessObservation { prober, path, access, detail });
-            }
-        }
+        let user = status.status.and_then(|s| s.user).and_then(|u| u.linux).map(|u| (u.uid, u.gid, u.supplemental_groups));
+        obs.push_reported_user(Point::CriStatus, user);
         Ok(obs)
     }
 

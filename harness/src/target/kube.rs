@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::identity::{GroupSet, Identity};
-use crate::observation::{self, AccessObservation, IdentityObservation, Observations, Point, Prober};
+use crate::identity::GroupSet;
+use crate::observation::{self, Observations, Point};
 use crate::scenario::{Expectation, Policy, Scenario};
 use crate::verdict::{self, Judgement, Verdict};
 
@@ -175,13 +175,7 @@ fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
     let exec = facts.exec.as_deref().ok_or("the exec'd probe printed nothing")?;
     let first = observation::parse_probe(log, case).map_err(|e| format!("container log: {e}"))?;
     let exec = observation::parse_probe(exec, case).map_err(|e| format!("exec: {e}"))?;
-    let mut obs = Observations::default();
-    let mut push = |point, (identity, raw_groups): (Identity, Vec<u32>), printed: &str| {
-        obs.identities.push(IdentityObservation { point, identity, raw_groups, printed: printed.to_string() })
-    };
-    push(Point::FirstProcessId, first.id, &first.id_printed);
-    push(Point::FirstProcessKernel, first.kernel, "");
-    push(Point::ExecId, exec.id, &exec.id_printed);
+    let mut obs = Observations::from_probes(first, exec);
     let user = facts
         .pod
         .status
@@ -189,19 +183,9 @@ fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER_NAME))
         .and_then(|c| c.user.as_ref())
-        .and_then(|u| u.linux.as_ref());
-    match user {
-        Some(user) => {
-            let raw: Vec<u32> = user.supplemental_groups.iter().flatten().map(|&g| g as u32).collect();
-            push(Point::PodStatus, (Identity::observed(user.uid as u32, user.gid as u32, raw.iter().copied()), raw), "");
-        }
-        None => obs.status_user_missing = true,
-    }
-    for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
-        for (path, (access, detail)) in probe {
-            obs.access.push(AccessObservation { prober, path, access, detail });
-        }
-    }
+        .and_then(|u| u.linux.as_ref())
+        .map(|u| (u.uid, u.gid, u.supplemental_groups.clone().unwrap_or_default()));
+    obs.push_reported_user(Point::PodStatus, user);
     Ok(obs)
 }
 
