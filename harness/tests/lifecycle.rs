@@ -132,3 +132,24 @@ async fn many_cases_in_flight_keep_their_observations_apart() {
     assert!(not_passed.is_empty(), "{not_passed:#?}");
     assert_eq!(results.len(), cases.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_imports_the_oci_archive() {
+    let catalogue = support::catalogue();
+    let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let session = Session::start(&support::containerd_config(), &catalogue, std::slice::from_ref(&case)).await.unwrap();
+    let recipe = catalogue.recipe("kep-blog").unwrap();
+    let built = sgpc::image::build(&sgpc::image::ImageContent::from_recipe(recipe, &Default::default()).unwrap()).unwrap();
+    let archive = session.dir().join("kep-blog.oci.tar");
+    built.write_archive(&archive, "sgpc.local/sgpc").unwrap();
+    let socket = session.dir().join("containerd/containerd.sock");
+    let ctr = |args: &[&str]| {
+        std::process::Command::new(support::containerd_dir().join("ctr")).arg("--address").arg(&socket).args(["--namespace", "sgpc-import"]).args(args).output().unwrap()
+    };
+    let import = ctr(&["images", "import", archive.to_str().unwrap()]);
+    let listing = ctr(&["images", "list", "--quiet"]);
+    session.teardown().await.unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains(&format!("sgpc.local/sgpc/kep-blog:{}", built.tag())), "{listing}");
+}
