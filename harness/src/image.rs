@@ -329,6 +329,25 @@ impl BuiltImage {
     }
 }
 
+/// Builds the pause image and every recipe and writes each as `<out>/<name>.oci.tar`, tagged
+/// `<repository>/<name>:<tag>`.
+pub fn write_archives(recipes: &[Recipe], payload: &Payload, out: &Path, repository: &str) -> anyhow::Result<Vec<(BuiltImage, PathBuf)>> {
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    let mut contents = vec![ImageContent::pause(payload)?];
+    for recipe in recipes {
+        contents.push(ImageContent::from_recipe(recipe, payload)?);
+    }
+    contents
+        .iter()
+        .map(|content| {
+            let built = build(content)?;
+            let path = out.join(format!("{}.oci.tar", built.name));
+            built.write_archive(&path, repository)?;
+            Ok((built, path))
+        })
+        .collect()
+}
+
 fn oci_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

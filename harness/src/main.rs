@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use sgpc::image::{self, ImageContent, Payload};
+use sgpc::image::{self, Payload};
 use sgpc::provision::containerd::OciRuntime;
 use sgpc::report::{json, junit, terminal};
 use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
@@ -225,15 +225,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
 fn build_images(dir: &Path, out: &Path, busybox: &Path) -> anyhow::Result<i32> {
     let payload = Payload { busybox: busybox.to_path_buf(), ..Payload::default() };
     let recipes = image::Recipe::load_dir(dir)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut contents = vec![ImageContent::pause(&payload)?];
-    for recipe in &recipes {
-        contents.push(ImageContent::from_recipe(recipe, &payload)?);
-    }
-    for content in contents {
-        let built = image::build(&content)?;
-        let path = out.join(format!("{}.oci.tar", built.name));
-        built.write_archive(&path, "sgpc.local/sgpc")?;
+    for (built, path) in image::write_archives(&recipes, &payload, out, sgpc::target::kube::IMAGE_REPOSITORY)? {
         println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
     }
     Ok(exit_code::PASS)
@@ -410,40 +402,18 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
     let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&args.work_root)?;
     let cluster = match &args.kind {
         None => None,
-        Some(node_image) => Some(kind_cluster(node_image, args.reuse_cluster, &payload, catalogue, work.path())?),
-    };
-    let kubeconfig = match &cluster {
-        Some(_) => Some(work.path().join("kubeconfig")),
-        None => args.kubeconfig.clone(),
-    };
-    let outcome = run_kube_on_cluster(args, catalogue, cases, &plan, kubeconfig.as_deref(), timeout, started).await;
-    if let Some((kind, spec, created)) = cluster {
-        if created {
-            sgpc::provision::kind::delete(&kind, &spec).context("deleting the kind cluster")?;
+        Some(node_image) => {
+            let archives = image::write_archives(&catalogue.images, &payload, work.path(), sgpc::target::kube::IMAGE_REPOSITORY)?;
+            let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
+            Some(sgpc::provision::kind::prepare(node_image, args.reuse_cluster, &archives, work.path())?)
         }
+    };
+    let kubeconfig = cluster.as_ref().map(|c| c.kubeconfig.clone()).or_else(|| args.kubeconfig.clone());
+    let outcome = run_kube_on_cluster(args, catalogue, cases, &plan, kubeconfig.as_deref(), timeout, started).await;
+    if let Some(cluster) = cluster {
+        cluster.finish()?;
     }
     outcome
-}
-
-/// Creates (or reuses) a kind cluster, loads the image archives, writes its kubeconfig into
-/// `work`; returns the kind binary, the spec, and whether sgpc created the cluster.
-fn kind_cluster(node_image: &str, reuse: bool, payload: &Payload, catalogue: &Catalogue, work: &Path) -> anyhow::Result<(PathBuf, sgpc::provision::kind::ClusterSpec, bool)> {
-    use sgpc::provision::kind;
-    let binary = kind::find_kind()?;
-    let spec = kind::spec_for(node_image, false)?;
-    let created = kind::create(&binary, &spec, work, reuse)?;
-    let mut contents = vec![ImageContent::pause(payload)?];
-    for recipe in &catalogue.images {
-        contents.push(ImageContent::from_recipe(recipe, payload)?);
-    }
-    for content in contents {
-        let built = image::build(&content)?;
-        let archive = work.join(format!("{}.oci.tar", built.name));
-        built.write_archive(&archive, sgpc::target::kube::IMAGE_REPOSITORY)?;
-        kind::load_archive(&binary, &spec, &archive)?;
-    }
-    std::fs::write(work.join("kubeconfig"), kind::kubeconfig(&binary, &spec)?)?;
-    Ok((binary, spec, created))
 }
 
 async fn run_kube_on_cluster(

@@ -129,3 +129,38 @@ pub fn spec_for(node_image: &str, crio: bool) -> anyhow::Result<ClusterSpec> {
 pub fn delete(kind: &Path, spec: &ClusterSpec) -> anyhow::Result<()> {
     run_kind(kind, &delete_args(spec)).map(|_| ())
 }
+
+/// A cluster ready for a run: created (or reused), images loaded, kubeconfig written.
+pub struct Prepared {
+    pub binary: PathBuf,
+    pub spec: ClusterSpec,
+    pub kubeconfig: PathBuf,
+    /// sgpc created the cluster, so it deletes it at the end.
+    pub created: bool,
+}
+
+/// Creates (or, with `reuse`, reuses) a cluster for `node_image`, loads the image archives and
+/// writes its kubeconfig into `work`.
+pub fn prepare(node_image: &str, reuse: bool, archives: &[PathBuf], work: &Path) -> anyhow::Result<Prepared> {
+    let binary = find_kind()?;
+    let spec = spec_for(node_image, false)?;
+    let created = create(&binary, &spec, work, reuse)?;
+    let prepared = Prepared { kubeconfig: work.join("kubeconfig"), binary, spec, created };
+    let loaded = archives.iter().try_for_each(|a| load_archive(&prepared.binary, &prepared.spec, a));
+    let written = loaded.and_then(|()| Ok(std::fs::write(&prepared.kubeconfig, kubeconfig(&prepared.binary, &prepared.spec)?)?));
+    if let Err(e) = written {
+        prepared.finish()?;
+        return Err(e);
+    }
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// Deletes the cluster if sgpc created it.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        if self.created {
+            delete(&self.binary, &self.spec).context("deleting the kind cluster")?;
+        }
+        Ok(())
+    }
+}
