@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use super::{spawn_daemon, stop_child};
+use super::{spawn_daemon, Daemon};
 
 /// An OCI runtime binary, offered to the CRI as runtime handler `handler`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +39,7 @@ pub struct ContainerdOptions {
 pub struct Containerd {
     pub endpoint: String,
     pub version: String,
-    child: Child,
-    dir: PathBuf,
+    pub daemon: Daemon,
 }
 
 /// The binaries a containerd directory must hold.
@@ -219,21 +218,6 @@ impl Containerd {
 
         let endpoint = format!("unix://{}/containerd.sock", opts.dir.display());
         super::wait_for_cri(&mut child, &endpoint, &log, "containerd").await?;
-        Ok(Containerd { endpoint, version, child, dir: opts.dir.clone() })
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// Whether the process has exited (it was killed, or crashed).
-    pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Stops containerd and removes everything under its directory (shims, mounts, files).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        stop_child(&mut self.child).await?;
-        super::remove_tree(&self.dir)
+        Ok(Containerd { endpoint, version, daemon: Daemon::new(child, &opts.dir) })
     }
 }

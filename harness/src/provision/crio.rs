@@ -15,9 +15,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use super::{spawn_daemon, stop_child};
+use super::{spawn_daemon, Daemon};
 
 /// Binaries a CRI-O directory must hold, besides an OCI runtime.
 pub const BINARIES: &[&str] = &["crio", "conmon", "pinns"];
@@ -169,8 +169,7 @@ pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) ->
 
 pub struct Crio {
     pub endpoint: String,
-    child: Child,
-    dir: PathBuf,
+    pub daemon: Daemon,
 }
 
 impl Crio {
@@ -187,19 +186,6 @@ impl Crio {
         let mut child = spawn_daemon(command, &log).context("starting crio")?;
         let endpoint = format!("unix://{}/crio.sock", opts.dir.display());
         super::wait_for_cri(&mut child, &endpoint, &log, "CRI-O").await?;
-        Ok(Crio { endpoint, child, dir: opts.dir.clone() })
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        stop_child(&mut self.child).await?;
-        super::remove_tree(&self.dir)
+        Ok(Crio { endpoint, daemon: Daemon::new(child, &opts.dir) })
     }
 }

@@ -150,6 +150,33 @@ where
     Ok(())
 }
 
+/// A daemon sgpc started, with the private directory everything it made lives in.
+pub struct Daemon {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Daemon {
+    pub fn new(child: Child, dir: &Path) -> Daemon {
+        Daemon { child, dir: dir.to_path_buf() }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (it was killed, or crashed).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the daemon and removes everything under its directory (shims, mounts, files).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        stop_child(&mut self.child).await?;
+        remove_tree(&self.dir)
+    }
+}
+
 /// A runtime daemon sgpc started.
 pub enum RuntimeDaemon {
     Containerd(containerd::Containerd),
@@ -164,26 +191,28 @@ impl RuntimeDaemon {
         }
     }
 
+    fn daemon(&mut self) -> &mut Daemon {
+        match self {
+            RuntimeDaemon::Containerd(c) => &mut c.daemon,
+            RuntimeDaemon::Crio(c) => &mut c.daemon,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         match self {
-            RuntimeDaemon::Containerd(c) => c.pid(),
-            RuntimeDaemon::Crio(c) => c.pid(),
+            RuntimeDaemon::Containerd(c) => c.daemon.pid(),
+            RuntimeDaemon::Crio(c) => c.daemon.pid(),
         }
     }
 
-    /// Whether the process has exited (it was killed, or crashed).
     pub fn has_exited(&mut self) -> bool {
-        match self {
-            RuntimeDaemon::Containerd(c) => c.has_exited(),
-            RuntimeDaemon::Crio(c) => c.has_exited(),
-        }
+        self.daemon().has_exited()
     }
 
-    /// Stops the daemon and removes everything under its directory.
     pub async fn stop(self) -> anyhow::Result<()> {
         match self {
-            RuntimeDaemon::Containerd(c) => c.stop().await,
-            RuntimeDaemon::Crio(c) => c.stop().await,
+            RuntimeDaemon::Containerd(c) => c.daemon.stop().await,
+            RuntimeDaemon::Crio(c) => c.daemon.stop().await,
         }
     }
 }
