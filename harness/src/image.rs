@@ -66,8 +66,7 @@ pub struct Recipe {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))?;
-        Recipe::parse(path, &text)
+        Recipe::parse(path, &input::read_text(path)?)
     }
 
     /// Parses recipe text that came from `path`.

@@ -44,11 +44,14 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+/// Reads an input file as text.
+pub fn read_text(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))
+}
+
 /// Reads and deserializes a YAML file, mapping parse errors to [`InputError`].
 pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))?;
-    parse_yaml(path, &text)
+    parse_yaml(path, &read_text(path)?)
 }
 
 /// Deserializes YAML text that came from `path`.

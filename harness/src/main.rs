@@ -323,16 +323,13 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     }
     // Cases that never finished (set-up failed or the run was interrupted) are ERROR.
     let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
-    for case in &cases {
-        if !report.cases.iter().any(|r| r.id == *case) {
-            let summary = catalogue.scenario(&case.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
-            let result = run::error_result(case, summary, &reason);
-            let done = report.cases.len() + 1;
-            terminal::write_case(&mut stdout.lock(), style, &result, done, cases.len())?;
-            report.cases.push(result);
+    let finished = report.cases.len();
+    let added = run::fill_unfinished(&mut report.cases, &cases, &catalogue, &reason);
+    for (i, id) in added.iter().enumerate() {
+        if let Some(result) = report.cases.iter().find(|r| r.id == *id) {
+            terminal::write_case(&mut stdout.lock(), style, result, finished + i + 1, cases.len())?;
         }
     }
-    report.cases.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     report.duration = started.elapsed();
 
     finish_run(&report, &args, style)
@@ -450,11 +447,8 @@ async fn run_kube_on_cluster(
     if let Err(e) = target.delete_namespace(&plan.namespace).await {
         report.setup_error = Some(format!("deleting namespace {}: {e:#}", plan.namespace));
     }
-    for case in cases {
-        if !report.cases.iter().any(|r| r.id == *case) {
-            report.cases.push(run::error_result(case, "", report.setup_error.as_deref().unwrap_or("not run")));
-        }
-    }
+    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
+    run::fill_unfinished(&mut report.cases, cases, catalogue, &reason);
     report.duration = started.elapsed();
     finish_run(&report, args, style)
 }

@@ -369,11 +369,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
 fn finish(mut column: Column, catalogue: &Catalogue, cases: &[CaseId], started: Instant) -> Column {
     let reason = column.skipped.clone().or(column.setup_error.clone()).unwrap_or_else(|| "not run".into());
     if column.skipped.is_none() {
-        for case in cases {
-            if !column.results.iter().any(|r| r.id == *case) {
-                column.results.push(run::error_result(case, "", &reason));
-            }
-        }
+        run::fill_unfinished(&mut column.results, cases, catalogue, &reason);
     }
     column.summary = summarize(&column);
     if let Some(expected) = &column.expect {

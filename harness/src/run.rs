@@ -191,7 +191,7 @@ pub enum Event<'a> {
     CaseFinished { result: &'a CaseResult, done: usize, total: usize },
 }
 
-/// What a session started and must remove: the run directory, the registry, a containerd.
+/// What a session started and must remove: the run directory, the registry, the runtime, the proxy.
 /// Dropping it without [`Resources::teardown`] (after a panic) kills and removes synchronously.
 struct Resources {
     dir: PathBuf,
@@ -203,7 +203,7 @@ struct Resources {
 impl Resources {
     async fn teardown(mut self, target: Option<(&CriTarget, &str)>) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        // A containerd of ours that died took its sandboxes' state with it; what is left of
+        // A runtime of ours that died took its sandboxes' state with it; what is left of
         // them (shims, container processes, mounts) lives under the run directory.
         let runtime_died = self.runtime.as_mut().is_some_and(RuntimeDaemon::has_exited);
         if let (Some((target, run_id)), false) = (target, runtime_died) {
@@ -266,8 +266,11 @@ pub struct Session {
     resources: Resources,
 }
 
-/// Builds the images named, plus the pause image (first).
-pub fn build_images(catalogue: &Catalogue, names: &[&str], payload: &Payload) -> anyhow::Result<Vec<image::BuiltImage>> {
+/// Builds the pause image (first) and every image the cases use, once each.
+pub fn build_images(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload) -> anyhow::Result<Vec<image::BuiltImage>> {
+    let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
     let mut built = vec![image::build(&ImageContent::pause(payload)?)?];
     for name in names {
         let recipe = catalogue.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
@@ -421,10 +424,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         TargetChoice::Cri { endpoint } => Some(connect(endpoint, config.timeouts).await?),
         TargetChoice::Containerd { .. } | TargetChoice::Crio { .. } => None,
     };
-    let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let built = build_images(catalogue, &names, &config.payload)?;
+    let built = build_images(catalogue, cases, &config.payload)?;
 
     let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
     let registry = resources.registry.insert(registry);
@@ -520,6 +520,18 @@ pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = C
     }
 }
 
+/// Adds an ERROR result, with `reason`, for every case that has none (set-up failed, the run
+/// was interrupted), and puts the results in the order of `cases`. Returns the ids it added.
+pub fn fill_unfinished(results: &mut Vec<CaseResult>, cases: &[CaseId], catalogue: &Catalogue, reason: &str) -> Vec<CaseId> {
+    let missing: Vec<CaseId> = cases.iter().filter(|c| !results.iter().any(|r| r.id == **c)).cloned().collect();
+    for id in &missing {
+        let summary = catalogue.scenario(&id.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
+        results.push(error_result(id, summary, reason));
+    }
+    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    missing
+}
+
 /// A case that could not run, with the reason.
 pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
     CaseResult {
@@ -551,10 +563,7 @@ impl KubePlan {
     /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
     /// and `kind load image-archive` loads carry the same) and names the run.
     pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
-        let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let images = build_images(catalogue, &names, payload)?
+        let images = build_images(catalogue, cases, payload)?
             .into_iter()
             .map(|b| {
                 let reference = format!("{}/{}:{}", crate::target::kube::IMAGE_REPOSITORY, b.name, b.tag());

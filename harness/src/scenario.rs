@@ -222,8 +222,7 @@ impl Scenario {
     }
 
     pub fn load(path: &Path) -> Result<Scenario, InputError> {
-        let raw: RawScenario = input::read_yaml(path)?;
-        Validator { path }.scenario(raw)
+        Scenario::parse(path, &input::read_text(path)?)
     }
 
     /// Parses scenario text that came from `path`.

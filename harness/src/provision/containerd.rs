@@ -100,13 +100,16 @@ pub fn config(major: u32, opts: &ContainerdOptions, restrict_oom_score_adj: bool
     }
 }
 
-fn config_v3(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
+/// What both config versions share: the version line, and every path and socket of the
+/// instance kept inside its private directory (NRI, which wants a host-wide socket, is off).
+fn private_paths(config_version: u8, opts: &ContainerdOptions) -> String {
     let dir = opts.dir.display();
+    // `temp` is a top-level key from config version 3 on; it must come before any table.
+    let temp = if config_version >= 3 { format!("\ntemp = \"{dir}/tmp\"") } else { String::new() };
     format!(
-        r#"version = 3
+        r#"version = {config_version}
 root = "{dir}/root"
-state = "{dir}/state"
-temp = "{dir}/tmp"
+state = "{dir}/state"{temp}
 
 [grpc]
   address = "{dir}/containerd.sock"
@@ -118,7 +121,19 @@ temp = "{dir}/tmp"
   path = "{dir}/opt"
 
 [plugins."io.containerd.nri.v1.nri"]
-  disable = true
+  disable = true"#
+    )
+}
+
+/// The first OCI runtime is the default handler.
+fn default_handler(opts: &ContainerdOptions) -> &str {
+    opts.oci_runtimes.first().map(|r| r.handler.as_str()).unwrap_or("runc")
+}
+
+fn config_v3(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
+    let dir = opts.dir.display();
+    format!(
+        r#"{head}
 
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
@@ -140,8 +155,9 @@ temp = "{dir}/tmp"
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{dir}/cni"
 "#,
+        head = private_paths(3, opts),
         pause = opts.pause_image,
-        default = opts.oci_runtimes.first().map(|r| r.handler.as_str()).unwrap_or("runc"),
+        default = default_handler(opts),
         runtimes = runtime_tables(3, &opts.oci_runtimes),
     )
 }
@@ -149,21 +165,7 @@ temp = "{dir}/tmp"
 fn config_v2(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
     let dir = opts.dir.display();
     format!(
-        r#"version = 2
-root = "{dir}/root"
-state = "{dir}/state"
-
-[grpc]
-  address = "{dir}/containerd.sock"
-
-[ttrpc]
-  address = "{dir}/containerd.sock.ttrpc"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-
-[plugins."io.containerd.nri.v1.nri"]
-  disable = true
+        r#"{head}
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
@@ -180,8 +182,9 @@ state = "{dir}/state"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{dir}/certs.d"
 "#,
+        head = private_paths(2, opts),
         pause = opts.pause_image,
-        default = opts.oci_runtimes.first().map(|r| r.handler.as_str()).unwrap_or("runc"),
+        default = default_handler(opts),
         runtimes = runtime_tables(2, &opts.oci_runtimes),
     )
 }
@@ -219,5 +222,42 @@ impl Containerd {
         let endpoint = format!("unix://{}/containerd.sock", opts.dir.display());
         super::wait_for_cri(&mut child, &endpoint, &log, "containerd").await?;
         Ok(Containerd { endpoint, version, daemon: Daemon::new(child, &opts.dir) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> ContainerdOptions {
+        ContainerdOptions {
+            bin_dir: PathBuf::from("/bin"),
+            oci_runtimes: vec![OciRuntime { handler: "youki".into(), binary: PathBuf::from("/y") }, OciRuntime::runc()],
+            dir: PathBuf::from("/run/sgpc-x"),
+            registry_host: "127.0.0.1:5000".into(),
+            pause_image: "127.0.0.1:5000/sgpc/pause:t".into(),
+        }
+    }
+
+    #[test]
+    fn both_config_versions_keep_everything_private() {
+        for (major, version) in [(1, 2), (2, 3)] {
+            let config: toml::Table = config(major, &opts(), true).parse().unwrap();
+            assert_eq!(config["version"].as_integer(), Some(version));
+            assert_eq!(config["root"].as_str(), Some("/run/sgpc-x/root"));
+            assert_eq!(config["grpc"]["address"].as_str(), Some("/run/sgpc-x/containerd.sock"));
+            assert_eq!(config.contains_key("temp"), version == 3, "temp is top-level in v3 only");
+            assert_eq!(config["plugins"]["io.containerd.nri.v1.nri"].as_table().map(|t| t.len()), Some(1), "only `disable` in the NRI table");
+        }
+        let v2: toml::Table = config(1, &opts(), true).parse().unwrap();
+        let cri = &v2["plugins"]["io.containerd.grpc.v1.cri"];
+        assert_eq!(cri["sandbox_image"].as_str(), Some("127.0.0.1:5000/sgpc/pause:t"));
+        assert_eq!(cri["containerd"]["default_runtime_name"].as_str(), Some("youki"));
+        assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["BinaryName"].as_str(), Some("/usr/sbin/runc"));
+        let v3: toml::Table = config(2, &opts(), false).parse().unwrap();
+        let runtime = &v3["plugins"]["io.containerd.cri.v1.runtime"];
+        assert_eq!(runtime["restrict_oom_score_adj"].as_bool(), Some(false));
+        assert_eq!(runtime["containerd"]["runtimes"]["youki"]["options"]["BinaryName"].as_str(), Some("/y"));
+        assert_eq!(v3["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].as_str(), Some("127.0.0.1:5000/sgpc/pause:t"));
     }
 }

@@ -103,6 +103,11 @@ async fn bounded<T>(step: &'static str, after: Duration, call: impl Future<Outpu
     }
 }
 
+/// The labels that mark a sandbox or container as the run's, and select them for cleanup.
+fn run_labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])
+}
+
 fn id_value(id: Option<u32>) -> Option<cri::Int64Value> {
     id.map(|v| cri::Int64Value { value: i64::from(v) })
 }
@@ -140,7 +145,7 @@ pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
             attempt: 0,
         }),
         log_directory: req.case_dir.to_string_lossy().into_owned(),
-        labels: HashMap::from([(RUN_LABEL.to_string(), req.run_id.clone())]),
+        labels: run_labels(&req.run_id),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options()),
@@ -173,7 +178,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>) -> cri::
             env(observation::PROBE_FILES_ENV, scenario.probed_files().join(" ")),
         ],
         mounts,
-        labels: HashMap::from([(RUN_LABEL.to_string(), req.run_id.clone())]),
+        labels: run_labels(&req.run_id),
         log_path: LOG_FILE.into(),
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
@@ -359,7 +364,7 @@ impl CriTarget {
     /// The sandboxes a run created that still exist.
     pub async fn sandboxes_of_run(&self, run_id: &str) -> Result<Vec<String>, CriError> {
         let filter = cri::PodSandboxFilter {
-            label_selector: HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())]),
+            label_selector: run_labels(run_id),
             ..Default::default()
         };
         let list = bounded("ListPodSandbox", self.timeouts.rpc, self.runtime.clone().list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) })).await?;
@@ -369,7 +374,7 @@ impl CriTarget {
     /// The containers a run created that still exist.
     pub async fn containers_of_run(&self, run_id: &str) -> Result<Vec<String>, CriError> {
         let filter = cri::ContainerFilter {
-            label_selector: HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())]),
+            label_selector: run_labels(run_id),
             ..Default::default()
         };
         let list = bounded("ListContainers", self.timeouts.rpc, self.runtime.clone().list_containers(cri::ListContainersRequest { filter: Some(filter) })).await?;
