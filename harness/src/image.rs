@@ -30,12 +30,15 @@ pub const APPLETS: &[&str] = &["sh", "id", "cat", "sleep", "chown", "chmod"];
 pub const PAUSE_IMAGE: &str = "pause";
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawRecipe {
     name: String,
     #[serde(default)]
     description: String,
     user: Option<String>,
+    /// The `USER` deliberately names a user (or group) the image's files lack.
+    #[serde(default)]
+    unknown_user_intended: bool,
     passwd: Option<Vec<Spanned<RawLine>>>,
     group: Option<Vec<Spanned<RawLine>>>,
 }
@@ -80,8 +83,14 @@ impl Recipe {
                 format!("{:?} is not a valid image name: use lower-case letters, digits and '-'", raw.name),
             ));
         }
+        if let Some(c) = raw.description.chars().find(|c| c.is_control()) {
+            return Err(InputError::new(path, None, Some("description"), format!("contains the control character {c:?}: write plain text")));
+        }
         let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
         let (group_lines, group) = parse_lines(path, "group", raw.group, etc::parse_group)?;
+        if let Some(user) = &raw.user {
+            check_user(path, user, raw.unknown_user_intended, passwd.as_deref().unwrap_or_default(), group.as_deref().unwrap_or_default())?;
+        }
         Ok(Recipe {
             name: raw.name,
             description: raw.description,
@@ -92,6 +101,11 @@ impl Recipe {
             passwd,
             group,
         })
+    }
+
+    /// The image's `/etc/group` as runtimes read it leniently, to say where a group came from.
+    pub fn lenient_group_lines(&self) -> Vec<etc::GroupLine> {
+        etc::lenient_group_lines(self.group_lines.as_deref().unwrap_or_default())
     }
 
     /// Loads every recipe of a directory; image names must be unique.
@@ -110,6 +124,31 @@ impl Recipe {
             recipes.push(recipe);
         }
         Ok(recipes)
+    }
+}
+
+/// An image `USER` (OCI image spec, config `User`: `user`, `uid`, `user:group`, `uid:gid`)
+/// whose names the image's own files cannot resolve makes every container of the image fail
+/// to start; a recipe must say that it means it.
+fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry], group: &[GroupEntry]) -> Result<(), InputError> {
+    let error = |message: String| InputError::new(path, None, Some("user"), message);
+    if let Some(c) = user.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(error(format!("{user:?} contains {c:?}: expected `user`, `uid`, `user:group` or `uid:gid`")));
+    }
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let unknown_user = user_part.parse::<u32>().is_err() && !passwd.iter().any(|e| e.name == user_part);
+    let unknown_group = group_part.is_some_and(|g| g.parse::<u32>().is_err() && !group.iter().any(|e| e.name == g));
+    match (unknown_user || unknown_group, intended) {
+        (true, false) => Err(error(format!(
+            "{user:?} names a {} that the recipe's {} lacks, so no container of this image can start; add it, or set `unknownUserIntended: true` if that is the point",
+            if unknown_user { "user" } else { "group" },
+            if unknown_user { "passwd" } else { "group" },
+        ))),
+        (false, true) => Err(error(format!("{user:?} resolves in the recipe's files, but `unknownUserIntended` says it should not"))),
+        _ => Ok(()),
     }
 }
 
@@ -138,8 +177,8 @@ fn parse_lines<T, E: std::fmt::Display>(
             RawLine::Plain(text) => (text, false),
             RawLine::Marked { line, malformed } => (line, malformed),
         };
-        if text.contains('\n') {
-            return Err(InputError::new(path, line_no, Some(&field), "a planted line must not contain a newline"));
+        if let Some(c) = etc::forbidden_character(&text) {
+            return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} contains the control character {c:?}; only a final \\r (a CRLF file) may be planted")));
         }
         match (parse(&text), marked_malformed) {
             (Ok(entry), false) => entries.push(entry),
@@ -451,6 +490,27 @@ mod tests {
         let r = recipe_from("name: t\ngroup:\n  - {line: \"broken\", malformed: true}\n").unwrap();
         assert_eq!(r.group_lines.unwrap(), vec!["broken"]);
         assert!(r.group.unwrap().is_empty());
+    }
+
+    #[test]
+    fn control_characters_in_lines_are_rejected_but_crlf_is_planted() {
+        let err = recipe_from("name: t\ngroup:\n  - \"g:x:50000:alice\\0\"\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("group[0]"));
+        assert!(err.to_string().contains("control character"), "{err}");
+        let r = recipe_from("name: t\ngroup:\n  - \"g:x:50000:alice\\r\"\n").unwrap();
+        assert_eq!(r.group_lines.unwrap(), vec!["g:x:50000:alice\r"]);
+    }
+
+    #[test]
+    fn user_the_files_lack_is_rejected_unless_intended() {
+        let err = recipe_from("name: t\nuser: ghost\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("user"));
+        assert!(err.to_string().contains("unknownUserIntended"), "{err}");
+        let err = recipe_from("name: t\nuser: \"root:nogroup\"\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").unwrap_err();
+        assert!(err.to_string().contains("names a group"), "{err}");
+        assert!(recipe_from("name: t\nuser: ghost\nunknownUserIntended: true\n").is_ok());
+        assert!(recipe_from("name: t\nuser: \"1000:3000\"\n").is_ok(), "numeric ids need no files");
+        assert!(recipe_from("name: t\nuser: root\nunknownUserIntended: true\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").is_err());
     }
 
     #[test]

@@ -54,12 +54,24 @@ pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, InputError> {
     parse_yaml(path, &read_text(path)?)
 }
 
-/// Deserializes YAML text that came from `path`.
+/// Deserializes YAML text that came from `path`, mapping parse errors to [`InputError`] with
+/// the dotted path of the field being read (serde_path_to_error over serde-saphyr's
+/// deserializer).
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, InputError> {
-    serde_saphyr::from_str(text).map_err(|e| {
+    let mut field = String::new();
+    serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            field = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
         let e = e.without_snippet();
         let line = e.location().map(|l| l.line() as u64);
-        InputError::new(path, line, None, e.to_string())
+        // serde-saphyr's `Spanned<T>` reads its value as a field named `value`; no sgpc schema
+        // has a field of that name, so it is the wrapper's, not the user's.
+        let field = Some(field.trim_end_matches(".value")).filter(|f| !f.is_empty() && *f != ".");
+        InputError::new(path, line, field, e.to_string())
     })
 }
 

@@ -1,6 +1,6 @@
 //! `sgpc`: parse the command line, call the library, map the outcome to an exit code.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,9 @@ enum Command {
         /// Only cases whose id (scenario/policy) matches this regular expression.
         #[arg(long)]
         filter: Option<regex::Regex>,
+        /// Print how the KEP model derives each case's expected identity, rule by rule.
+        #[arg(long)]
+        explain: bool,
     },
     /// Run the catalogue against a runtime.
     Run(RunArgs),
@@ -90,9 +93,9 @@ struct MatrixArgs {
     /// Cache for Debian packages and releases.
     #[arg(long, default_value = ".cache")]
     cache: PathBuf,
-    /// Cases in flight at once, per runtime.
-    #[arg(long, default_value_t = 2)]
-    jobs: usize,
+    /// Cases in flight at once, per runtime (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
     /// Only cases whose id (scenario/policy) matches this regular expression.
     #[arg(long)]
     filter: Option<regex::Regex>,
@@ -153,9 +156,9 @@ struct RunArgs {
     /// Write a JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Cases in flight at once.
-    #[arg(long, default_value_t = 4)]
-    jobs: usize,
+    /// Cases in flight at once (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
     /// Seconds one CRI call may take.
     #[arg(long, default_value_t = 30)]
     rpc_timeout: u64,
@@ -198,11 +201,14 @@ fn main() {
 fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Images { command: ImagesCommand::Build { images, out, busybox } } => build_images(&images, &out, &busybox),
-        Command::List { input, filter } => {
+        Command::List { input, filter, explain } => {
             let catalogue = Catalogue::load(&input.scenarios, &input.images)?;
             for case in run::select_cases(&catalogue, filter.as_ref()) {
-                let summary = catalogue.scenario(&case.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
-                println!("{case:<32} {summary}");
+                let Some(scenario) = catalogue.scenario(&case.scenario) else { continue };
+                println!("{case:<32} {}", scenario.summary);
+                if explain {
+                    explain_case(&catalogue, scenario, case.policy)?;
+                }
             }
             Ok(exit_code::PASS)
         }
@@ -220,6 +226,21 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             runtime.block_on(run_catalogue(args))
         }
     }
+}
+
+/// `sgpc list --explain`: the expectation of a case and the rules that give it.
+fn explain_case(catalogue: &Catalogue, scenario: &sgpc::scenario::Scenario, policy: sgpc::scenario::Policy) -> anyhow::Result<()> {
+    let recipe = catalogue.recipe(&scenario.image).with_context(|| format!("no image recipe named {:?}", scenario.image))?;
+    let derivation = sgpc::oracle::derive(recipe, scenario, policy)?;
+    let expected = scenario.expectation(policy);
+    println!("    expect {expected}");
+    for line in &derivation.explanation {
+        println!("      {line}");
+    }
+    if let Some(reason) = &expected.deviation {
+        println!("      deliberate deviation from the model ({}): {reason}", derivation.identity);
+    }
+    Ok(())
 }
 
 fn build_images(dir: &Path, out: &Path, busybox: &Path) -> anyhow::Result<i32> {
@@ -249,8 +270,10 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     if cases.is_empty() {
         anyhow::bail!("no case matches the filter; `sgpc list` shows the case ids");
     }
+    // Opened before anything runs, so that an unwritable path costs nothing.
+    let outputs = RunOutputs { junit: args.junit.as_deref().map(Output::open).transpose()?, json: args.json.as_deref().map(Output::open).transpose()? };
     if args.kube {
-        return run_kube(&args, &catalogue, &cases, started).await;
+        return run_kube(&args, &catalogue, &cases, started, outputs).await;
     }
     let target = match (&args.cri, &args.containerd, &args.crio) {
         (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
@@ -310,7 +333,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
                 let _ = out.flush();
             };
             tokio::select! {
-                results = run::run_cases(&session, &cases, args.jobs, &mut on_event) => report.cases = results,
+                results = run::run_cases(&session, &cases, usize::from(args.jobs), &mut on_event) => report.cases = results,
                 signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
             }
             if let Err(e) = session.teardown().await {
@@ -332,16 +355,18 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     }
     report.duration = started.elapsed();
 
-    finish_run(&report, &args, style)
+    finish_run(&report, outputs, style)
 }
 
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
+    let [markdown, html, json] = ["matrix.md", "matrix.html", "matrix.json"].map(|name| Output::open(&args.out.join(name)));
+    let (markdown, html, json) = (markdown?, html?, json?);
     let cases = run::select_cases(&catalogue, args.filter.as_ref());
     let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
     base.work_root = args.work_root.clone();
-    let config = sgpc::matrix::MatrixConfig { base, cache: args.cache.clone(), jobs: args.jobs };
+    let config = sgpc::matrix::MatrixConfig { base, cache: args.cache.clone(), jobs: usize::from(args.jobs) };
     println!("Running {} cases on {} runtimes: {}", cases.len(), entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
     let report = tokio::select! {
         report = sgpc::matrix::run_matrix(&entries, &catalogue, &cases, &config) => report,
@@ -354,21 +379,27 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
         }
     }
     use sgpc::report::matrix as m;
-    write_file(&args.out.join("matrix.md"), |out| m::write_markdown(out, &report))?;
-    write_file(&args.out.join("matrix.html"), |out| m::write_html(out, &report))?;
-    write_file(&args.out.join("matrix.json"), |out| m::write_json(out, &report))?;
+    markdown.write(|out| m::write_markdown(out, &report))?;
+    html.write(|out| m::write_html(out, &report))?;
+    json.write(|out| m::write_json(out, &report))?;
     println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
     Ok(report.exit_code())
 }
 
+/// The report files of a run, opened before it starts.
+struct RunOutputs {
+    junit: Option<Output>,
+    json: Option<Output>,
+}
+
 /// Prints the summary, writes the JUnit and JSON reports asked for, and gives the exit code.
-fn finish_run(report: &RunReport, args: &RunArgs, style: terminal::Style) -> anyhow::Result<i32> {
+fn finish_run(report: &RunReport, outputs: RunOutputs, style: terminal::Style) -> anyhow::Result<i32> {
     terminal::write_summary(&mut std::io::stdout().lock(), style, report)?;
-    if let Some(path) = &args.junit {
-        write_file(path, |out| junit::write(out, report))?;
+    if let Some(output) = outputs.junit {
+        output.write(|out| junit::write(out, report))?;
     }
-    if let Some(path) = &args.json {
-        write_file(path, |out| json::write(out, report))?;
+    if let Some(output) = outputs.json {
+        output.write(|out| json::write(out, report))?;
     }
     Ok(report.exit_code())
 }
@@ -387,7 +418,7 @@ fn empty_report() -> RunReport {
 }
 
 /// `sgpc run --kube`: the cases as Pods on a cluster; the namespace is removed at the end.
-async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario::CaseId], started: Instant) -> anyhow::Result<i32> {
+async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario::CaseId], started: Instant, outputs: RunOutputs) -> anyhow::Result<i32> {
     let payload = Payload { busybox: args.busybox.clone(), ..Payload::default() };
     let run_id = format!("sgpc-{}", std::process::id());
     let plan = run::KubePlan::new(catalogue, cases, &payload, &run_id)?;
@@ -406,7 +437,7 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
         }
     };
     let kubeconfig = cluster.as_ref().map(|c| c.kubeconfig.clone()).or_else(|| args.kubeconfig.clone());
-    let outcome = run_kube_on_cluster(args, catalogue, cases, &plan, kubeconfig.as_deref(), timeout, started).await;
+    let outcome = run_kube_on_cluster(args, catalogue, cases, &plan, kubeconfig.as_deref(), timeout, started, outputs).await;
     if let Some(cluster) = cluster {
         cluster.finish()?;
     }
@@ -421,6 +452,7 @@ async fn run_kube_on_cluster(
     kubeconfig: Option<&Path>,
     timeout: Duration,
     started: Instant,
+    outputs: RunOutputs,
 ) -> anyhow::Result<i32> {
     use sgpc::target::kube::KubeTarget;
     let stdout = std::io::stdout();
@@ -441,7 +473,7 @@ async fn run_kube_on_cluster(
         let _ = terminal::write_case(&mut stdout.lock(), style, result, done, total);
     };
     tokio::select! {
-        results = run::run_kube_cases(&target, plan, catalogue, cases, minor, args.jobs, on_event) => report.cases = results,
+        results = run::run_kube_cases(&target, plan, catalogue, cases, minor, usize::from(args.jobs), on_event) => report.cases = results,
         signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
     }
     if let Err(e) = target.delete_namespace(&plan.namespace).await {
@@ -450,7 +482,7 @@ async fn run_kube_on_cluster(
     let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
     run::fill_unfinished(&mut report.cases, cases, catalogue, &reason);
     report.duration = started.elapsed();
-    finish_run(&report, args, style)
+    finish_run(&report, outputs, style)
 }
 
 fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {
@@ -461,12 +493,29 @@ fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {
     Ok(OciRuntime { handler: handler.to_string(), binary: PathBuf::from(binary) })
 }
 
-fn write_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+/// A report file, created (with its directories) when a run starts and written when it ends.
+struct Output {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Output {
+    fn open(path: &Path) -> anyhow::Result<Output> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create the report directory {}", parent.display()))?;
+        }
+        let cannot = || format!("cannot create the report file {}", path.display());
+        let mut file = std::fs::File::create(path).with_context(cannot)?;
+        // Some files open for writing but refuse every write (procfs, sysfs, a full disk): one
+        // byte written and taken back finds out now rather than after the run.
+        if file.metadata().with_context(cannot)?.is_file() {
+            file.write_all(b"\n").and_then(|()| file.set_len(0)).and_then(|()| file.rewind()).with_context(cannot)?;
+        }
+        Ok(Output { path: path.to_path_buf(), file })
     }
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    write(&mut file).with_context(|| format!("writing {}", path.display()))?;
-    file.flush()?;
-    Ok(())
+
+    fn write(self, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(self.file);
+        write(&mut out).and_then(|()| Ok(out.flush()?)).with_context(|| format!("cannot write the report file {}", self.path.display()))
+    }
 }

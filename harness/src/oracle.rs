@@ -19,7 +19,7 @@ use thiserror::Error;
 use crate::etc::PasswdEntry;
 use crate::identity::{GroupSet, Identity};
 use crate::image::Recipe;
-use crate::scenario::{Access, Policy, Scenario};
+use crate::scenario::{Access, ContainerSecurity, PodSecurity, Policy, Scenario, Volume};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OracleError {
@@ -29,6 +29,14 @@ pub enum OracleError {
     UnknownGroup { user: String },
 }
 
+/// The Pod fields the rules read: a scenario's security contexts and volumes.
+#[derive(Debug, Clone, Copy)]
+pub struct PodSpec<'a> {
+    pub pod: &'a PodSecurity,
+    pub container: &'a ContainerSecurity,
+    pub volumes: &'a [Volume],
+}
+
 /// What the rules give for one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derivation {
@@ -36,19 +44,74 @@ pub struct Derivation {
     /// Groups that `/etc/group` gives the user: attached under Merge, never under Strict.
     pub implicit_groups: GroupSet,
     pub access: BTreeMap<String, Access>,
+    /// Where each id comes from, one line each: what `sgpc list --explain` prints.
+    pub explanation: Vec<String>,
 }
 
+/// The rules applied to a scenario under a policy.
 pub fn derive(recipe: &Recipe, scenario: &Scenario, policy: Policy) -> Result<Derivation, OracleError> {
+    derive_spec(recipe, &PodSpec { pod: &scenario.pod, container: &scenario.container, volumes: &scenario.volumes }, policy)
+}
+
+/// The groups the Pod itself declares, which Strict attaches and nothing more (KEP-3619,
+/// "Strict"): the primary gid, `fsGroup` and `supplementalGroups`. Any other group a process
+/// holds under Strict is a leak.
+pub fn declared_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
+    Ok(derive(recipe, scenario, Policy::Strict)?.identity.groups)
+}
+
+/// The groups a runtime without Strict support attaches beyond the declared ones: the image's
+/// `/etc/group` lines that list the user, read as leniently as runtimes read them (a CRLF file,
+/// spaces around members). What the matrix's `no-strict` outcome expects to leak.
+pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
+    let strict = derive(recipe, scenario, Policy::Strict)?;
     let passwd = recipe.passwd.as_deref().unwrap_or_default();
-    let run_as_user = scenario.container.run_as_user.or(scenario.pod.run_as_user);
-    let run_as_group = scenario.container.run_as_group.or(scenario.pod.run_as_group);
+    let Some(user) = passwd.iter().find(|e| e.uid == strict.identity.uid) else { return Ok(GroupSet::default()) };
+    Ok(recipe
+        .lenient_group_lines()
+        .iter()
+        .filter(|line| line.members.contains(&user.name) && !strict.identity.groups.contains(line.gid))
+        .filter(|line| !line.text.starts_with(&format!("{}:", user.name)))
+        .map(|line| line.gid)
+        .collect())
+}
+
+pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
+    let passwd = recipe.passwd.as_deref().unwrap_or_default();
+    let mut explanation = Vec::new();
+    let run_as_user = spec.container.run_as_user.or(spec.pod.run_as_user);
+    let run_as_group = spec.container.run_as_group.or(spec.pod.run_as_group);
 
     let (uid, image_gid) = match run_as_user {
-        Some(uid) => (uid, None),
-        None => resolve_image_user(recipe)?,
+        Some(uid) => {
+            explanation.push(format!("uid {uid}: runAsUser"));
+            (uid, None)
+        }
+        None => {
+            let (uid, gid) = resolve_image_user(recipe)?;
+            explanation.push(format!("uid {uid}: image USER {:?} (no runAsUser)", recipe.user.as_deref().unwrap_or("")));
+            (uid, gid)
+        }
     };
     let entry: Option<&PasswdEntry> = passwd.iter().find(|e| e.uid == uid);
-    let gid = run_as_group.or(image_gid).or(entry.map(|e| e.gid)).unwrap_or(0);
+    let gid = match (run_as_group, image_gid, entry) {
+        (Some(gid), _, _) => {
+            explanation.push(format!("gid {gid}: runAsGroup"));
+            gid
+        }
+        (None, Some(gid), _) => {
+            explanation.push(format!("gid {gid}: the group of image USER {:?}", recipe.user.as_deref().unwrap_or("")));
+            gid
+        }
+        (None, None, Some(e)) => {
+            explanation.push(format!("gid {}: /etc/passwd entry of {:?}", e.gid, e.name));
+            e.gid
+        }
+        (None, None, None) => {
+            explanation.push(format!("gid 0: uid {uid} has no /etc/passwd entry"));
+            0
+        }
+    };
 
     let implicit_groups: GroupSet = match entry {
         Some(user) => recipe
@@ -62,12 +125,25 @@ pub fn derive(recipe: &Recipe, scenario: &Scenario, policy: Policy) -> Result<De
         None => GroupSet::default(),
     };
 
-    let mut groups: GroupSet = scenario.pod.fs_group.into_iter().chain(scenario.pod.supplemental_groups.iter().copied()).collect();
+    let mut groups: GroupSet = spec.pod.fs_group.into_iter().chain(spec.pod.supplemental_groups.iter().copied()).collect();
     groups.insert(gid);
-    if policy != Policy::Strict {
-        groups.0.extend(implicit_groups.iter());
+    if let Some(fs_group) = spec.pod.fs_group {
+        explanation.push(format!("group {fs_group}: fsGroup"));
     }
-    let access = scenario
+    for g in &spec.pod.supplemental_groups {
+        explanation.push(format!("group {g}: supplementalGroups"));
+    }
+    if policy == Policy::Strict {
+        if !implicit_groups.is_empty() {
+            explanation.push(format!("groups {implicit_groups} of the image's /etc/group: left out (Strict)"));
+        }
+    } else {
+        groups.0.extend(implicit_groups.iter());
+        if !implicit_groups.is_empty() {
+            explanation.push(format!("groups {implicit_groups}: the image's /etc/group lists the user (Merge)"));
+        }
+    }
+    let access = spec
         .volumes
         .iter()
         .map(|v| {
@@ -75,7 +151,7 @@ pub fn derive(recipe: &Recipe, scenario: &Scenario, policy: Policy) -> Result<De
             (v.token_path(), if readable { Access::Allowed } else { Access::Denied })
         })
         .collect();
-    Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access })
+    Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access, explanation })
 }
 
 /// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) to a uid and,

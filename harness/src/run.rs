@@ -338,7 +338,7 @@ impl Session {
         let Some(recipe) = self.catalogue.recipe(&scenario.image) else {
             return Judgement::error(format!("no image recipe named {:?}", scenario.image));
         };
-        let derivation = match oracle::derive(recipe, scenario, id.policy) {
+        let declared = match oracle::declared_groups(recipe, scenario) {
             Ok(d) => d,
             Err(e) => return Judgement::error(format!("the KEP model cannot derive this case: {e}")),
         };
@@ -362,7 +362,8 @@ impl Session {
         let ctx = verdict::Context {
             policy: id.policy,
             expected: scenario.expectation(id.policy),
-            implicit_groups: &derivation.implicit_groups,
+            declared: &declared,
+            image_groups: &recipe.lenient_group_lines(),
             feature: self.runtime.supplemental_groups_policy,
         };
         let judgement = verdict::judge(&ctx, &observations);
@@ -626,8 +627,10 @@ async fn kube_case(target: &crate::target::kube::KubeTarget, plan: &KubePlan, ca
             result.summary = scenario.summary.clone();
             result.expected = Some(scenario.expectation(id.policy).clone());
             result.image = plan.images.get(&scenario.image).cloned();
-            match (oracle::derive(recipe, scenario, id.policy), target.run_case(&request, server_minor).await) {
-                (Ok(d), Ok(facts)) => crate::target::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &d.implicit_groups, &facts),
+            match (oracle::declared_groups(recipe, scenario), target.run_case(&request, server_minor).await) {
+                (Ok(declared), Ok(facts)) => {
+                    crate::target::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &declared, &recipe.lenient_group_lines(), &facts)
+                }
                 (Err(e), _) => Judgement::error(format!("the KEP model cannot derive this case: {e}")),
                 (_, Err(e)) => Judgement::error(format!("{e:#}")),
             }

@@ -14,6 +14,7 @@ use serde_saphyr::Spanned;
 use crate::identity::{GroupSet, Identity};
 use crate::image::Recipe;
 use crate::input::{self, InputError};
+use crate::oracle;
 
 /// The value of `spec.securityContext.supplementalGroupsPolicy` a case runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,6 +68,8 @@ struct RawScenario {
     container: RawContainer,
     #[serde(default)]
     volumes: Vec<RawVolume>,
+    /// Omitted (or one policy omitted): the KEP model's derivation is the expectation.
+    #[serde(default)]
     expect: RawExpect,
 }
 
@@ -124,11 +127,11 @@ struct RawProtectedDir {
     gid: RawId,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExpect {
-    merge: RawExpectation,
-    strict: RawExpectation,
+    merge: Option<RawExpectation>,
+    strict: Option<RawExpectation>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +142,8 @@ struct RawExpectation {
     groups: Vec<RawId>,
     #[serde(default)]
     access: BTreeMap<String, Access>,
+    /// Why this expectation deliberately differs from the KEP model.
+    deviation: Option<String>,
 }
 
 /// Whether a process may read a file.
@@ -190,6 +195,20 @@ impl Volume {
 pub struct Expectation {
     pub identity: Identity,
     pub access: BTreeMap<String, Access>,
+    /// Set when the scenario deliberately departs from the KEP model: the written reason,
+    /// shown with every verdict of the case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deviation: Option<String>,
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.identity)?;
+        for (path, access) in &self.access {
+            write!(f, " {path}={access:?}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,19 +240,22 @@ impl Scenario {
         self.volumes.iter().map(Volume::token_path).collect()
     }
 
-    pub fn load(path: &Path) -> Result<Scenario, InputError> {
-        Scenario::parse(path, &input::read_text(path)?)
+    /// Loads a scenario and holds its expectations to the KEP model over its image recipe,
+    /// which must be one of `recipes`.
+    pub fn load(path: &Path, recipes: &[Recipe]) -> Result<Scenario, InputError> {
+        Scenario::parse(path, &input::read_text(path)?, recipes)
     }
 
-    /// Parses scenario text that came from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Scenario, InputError> {
+    /// Parses scenario text that came from `path` (see [`Scenario::load`]).
+    pub fn parse(path: &Path, text: &str, recipes: &[Recipe]) -> Result<Scenario, InputError> {
         let raw: RawScenario = input::parse_yaml(path, text)?;
-        Validator { path }.scenario(raw)
+        Validator { path, recipes }.scenario(raw)
     }
 }
 
 struct Validator<'a> {
     path: &'a Path,
+    recipes: &'a [Recipe],
 }
 
 impl Validator<'_> {
@@ -259,6 +281,13 @@ impl Validator<'_> {
         if !is_scenario_name(&raw.name) {
             return Err(self.error(None, "name", format!("{:?}: use lower-case letters, digits and '-'", raw.name)));
         }
+        if let Some(c) = raw.summary.chars().find(|c| c.is_control()) {
+            return Err(self.error(None, "summary", format!("contains the control character {c:?}: write one line of plain text")));
+        }
+        let Some(recipe) = self.recipes.iter().find(|r| r.name == raw.image.value) else {
+            let known: Vec<&str> = self.recipes.iter().map(|r| r.name.as_str()).collect();
+            return Err(self.error(Some(raw.image.referenced.line()), "image", format!("no image recipe named {:?}; known: {known:?}", raw.image.value)));
+        };
         let psc = &raw.pod.security_context;
         let pod = PodSecurity {
             run_as_user: self.opt_id("pod.securityContext.runAsUser", &psc.run_as_user)?,
@@ -277,10 +306,16 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, v)| self.volume(i, v))
             .collect::<Result<Vec<_>, _>>()?;
+        self.distinct_volumes(&volumes)?;
         let probed: Vec<String> = volumes.iter().map(Volume::token_path).collect();
+        let written_merge = raw.expect.merge.as_ref().map(|e| self.expectation("expect.merge", e, &probed)).transpose()?;
+        let written_strict = raw.expect.strict.as_ref().map(|e| self.expectation("expect.strict", e, &probed)).transpose()?;
+        let pod_spec = oracle::PodSpec { pod: &pod, container: &container, volumes: &volumes };
+        let expect_merge = self.resolve("expect.merge", Policy::Merge, written_merge, recipe, &pod_spec)?;
+        let expect_strict = self.resolve("expect.strict", Policy::Strict, written_strict, recipe, &pod_spec)?;
         Ok(Scenario {
-            expect_merge: self.expectation("expect.merge", &raw.expect.merge, &probed)?,
-            expect_strict: self.expectation("expect.strict", &raw.expect.strict, &probed)?,
+            expect_merge,
+            expect_strict,
             name: raw.name,
             summary: raw.summary,
             source: self.path.to_path_buf(),
@@ -296,16 +331,50 @@ impl Validator<'_> {
         })
     }
 
+    /// Holds a written expectation to the KEP model ([`oracle::derive`]); with none written, the
+    /// model's derivation is the expectation. A difference is an input error unless the
+    /// expectation gives a `deviation` reason.
+    fn resolve(&self, field: &str, policy: Policy, written: Option<Expectation>, recipe: &Recipe, pod: &oracle::PodSpec<'_>) -> Result<Expectation, InputError> {
+        let derived = oracle::derive_spec(recipe, pod, policy).map_err(|e| {
+            self.error(None, "image", format!("the KEP model cannot derive policy {policy} from image {:?} ({}): {e}; set runAsUser", recipe.name, recipe.source.display()))
+        })?;
+        let derived = Expectation { identity: derived.identity, access: derived.access, deviation: None };
+        let Some(written) = written else { return Ok(derived) };
+        let agrees = written.identity == derived.identity && written.access == derived.access;
+        match (&written.deviation, agrees) {
+            (None, true) => Ok(written),
+            (None, false) => Err(self.error(
+                None,
+                field,
+                format!("under policy {policy} the written expectation {written} differs from the KEP model's {derived}; correct it, delete it to use the model's, or add `deviation: REASON`"),
+            )),
+            (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({derived}); remove `deviation`"))),
+            (Some(_), false) => Ok(written),
+        }
+    }
+
     fn volume(&self, index: usize, raw: &RawVolume) -> Result<Volume, InputError> {
         let field = format!("volumes[{index}]");
-        if !raw.mount_path.starts_with('/') || raw.mount_path.contains(char::is_whitespace) {
-            return Err(self.error(None, &format!("{field}.mountPath"), format!("{:?}: expected an absolute path without spaces", raw.mount_path)));
+        if !is_dns_label(&raw.name) {
+            return Err(self.error(None, &format!("{field}.name"), format!("{:?}: a volume name must be a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric), as the Kubernetes API requires", raw.name)));
+        }
+        if !is_clean_absolute_path(&raw.mount_path) {
+            return Err(self.error(None, &format!("{field}.mountPath"), format!("{:?}: expected a clean absolute path below / (no `.` or `..` component, no empty component, no whitespace or control characters)", raw.mount_path)));
         }
         Ok(Volume {
             name: raw.name.clone(),
             mount_path: raw.mount_path.clone(),
             gid: self.id(&format!("{field}.protectedDir.gid"), &raw.protected_dir.gid)?,
         })
+    }
+
+    fn distinct_volumes(&self, volumes: &[Volume]) -> Result<(), InputError> {
+        for (i, v) in volumes.iter().enumerate() {
+            if let Some(other) = volumes[..i].iter().find(|o| o.name == v.name || o.mount_path == v.mount_path) {
+                return Err(self.error(None, &format!("volumes[{i}]"), format!("{:?} at {:?} repeats the name or mountPath of {:?}", v.name, v.mount_path, other.name)));
+            }
+        }
+        Ok(())
     }
 
     fn expectation(&self, field: &str, raw: &RawExpectation, probed: &[String]) -> Result<Expectation, InputError> {
@@ -322,8 +391,32 @@ impl Validator<'_> {
         if let Some(missing) = probed.iter().find(|p| !raw.access.contains_key(*p)) {
             return Err(self.error(None, &format!("{field}.access"), format!("no expected access for the probed file {missing:?}")));
         }
-        Ok(Expectation { identity: Identity { uid: self.id(&format!("{field}.uid"), &raw.uid)?, gid, groups }, access: raw.access.clone() })
+        let deviation = match &raw.deviation {
+            Some(reason) if reason.trim().is_empty() || reason.chars().any(char::is_control) => {
+                return Err(self.error(None, &format!("{field}.deviation"), "expected a one-line reason"));
+            }
+            other => other.clone(),
+        };
+        Ok(Expectation { identity: Identity { uid: self.id(&format!("{field}.uid"), &raw.uid)?, gid, groups }, access: raw.access.clone(), deviation })
     }
+}
+
+/// A DNS-1123 label, what the Kubernetes API requires of a volume name.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// An absolute path with at least one component, none of them empty, `.` or `..`.
+pub fn is_clean_absolute_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    !rest.is_empty()
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
+        && rest.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 fn is_scenario_name(name: &str) -> bool {
@@ -342,13 +435,9 @@ impl Catalogue {
         let images = Recipe::load_dir(image_dir)?;
         let mut scenarios: Vec<Scenario> = Vec::new();
         for path in input::yaml_files(scenario_dir)? {
-            let scenario = Scenario::load(&path)?;
+            let scenario = Scenario::load(&path, &images)?;
             if let Some(other) = scenarios.iter().find(|s| s.name == scenario.name) {
                 return Err(InputError::new(&path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
-            }
-            if !images.iter().any(|r| r.name == scenario.image) {
-                let known: Vec<&str> = images.iter().map(|r| r.name.as_str()).collect();
-                return Err(InputError::new(&path, None, Some("image"), format!("no image recipe named {:?} in {}; known: {known:?}", scenario.image, image_dir.display())));
             }
             scenarios.push(scenario);
         }

@@ -4,7 +4,8 @@
 //! - `Fail`: a Merge (or unset) case is wrong, or a runtime that advertises
 //!   `supplemental_groups_policy` got a Strict case wrong, or did not report `status.user`.
 //! - `Unsupported { leak }`: a Strict case on a runtime that does not advertise the feature;
-//!   `leak` when the image's implicit groups were attached anyway. Never counted as a pass.
+//!   `leak` whenever a process held a group the Pod did not declare (observed, not inferred
+//!   from the image). Never counted as a pass.
 //! - `Rejected` (Kubernetes level): kubelet refused a Strict Pod it cannot honour; a pass.
 //! - `Error`: sgpc could not observe the case (harness or infrastructure failure).
 
@@ -12,6 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::etc::GroupLine;
 use crate::identity::GroupSet;
 use crate::observation::{Observations, Point};
 use crate::scenario::{Access, Expectation, Policy};
@@ -65,16 +67,40 @@ impl Judgement {
 pub struct Context<'a> {
     pub policy: Policy,
     pub expected: &'a Expectation,
-    /// Groups that the image's `/etc/group` gives the user (from the oracle).
-    pub implicit_groups: &'a GroupSet,
+    /// The groups the Pod declares (primary gid, fsGroup, supplementalGroups): all that
+    /// Strict may attach ([`crate::oracle::declared_groups`]).
+    pub declared: &'a GroupSet,
+    /// The image's `/etc/group`, read leniently: only to say where an extra group came from.
+    pub image_groups: &'a [GroupLine],
     /// The runtime advertises `features.supplemental_groups_policy`.
     pub feature: bool,
 }
 
-fn explain_extra(extra: &GroupSet, implicit: &GroupSet) -> String {
-    let from_image = extra.iter().filter(|g| implicit.contains(*g)).map(|g| format!("+{g} from image /etc/group"));
-    let other = extra.iter().filter(|g| !implicit.contains(*g)).map(|g| format!("+{g}"));
-    from_image.chain(other).collect::<Vec<_>>().join(", ")
+/// `+gid` and where it comes from: the image's `/etc/group` lines that carry it, or
+/// "source unknown".
+fn explain_extra(extra: &GroupSet, image_groups: &[GroupLine]) -> String {
+    extra
+        .iter()
+        .map(|g| {
+            let lines: Vec<String> = image_groups.iter().filter(|l| l.gid == g).map(|l| format!("line {} {:?}", l.number, l.text)).collect();
+            if lines.is_empty() {
+                format!("+{g} (source unknown)")
+            } else {
+                format!("+{g} from image /etc/group {}", lines.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Groups a process holds beyond its primary gid that the Pod did not declare: under Strict,
+/// every one of them is a leak, whatever sgpc makes of the image's files.
+fn undeclared(obs: &Observations, declared: &GroupSet) -> GroupSet {
+    obs.identities
+        .iter()
+        .flat_map(|o| o.identity.groups.iter().filter(move |g| *g != o.identity.gid))
+        .filter(|g| !declared.contains(*g))
+        .collect()
 }
 
 /// Compares every observation point with the expectation; returns the mismatches.
@@ -95,7 +121,7 @@ fn mismatches(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
             let missing = want.groups.minus(&got.groups);
             let mut detail = Vec::new();
             if !extra.is_empty() {
-                detail.push(explain_extra(&extra, ctx.implicit_groups));
+                detail.push(explain_extra(&extra, ctx.image_groups));
             }
             if !missing.is_empty() {
                 detail.push(missing.iter().map(|g| format!("-{g} missing")).collect::<Vec<_>>().join(", "));
@@ -143,6 +169,9 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
 
     let mut reasons = mismatches(ctx, obs);
     let mut notes = order_notes(obs);
+    if let Some(reason) = &ctx.expected.deviation {
+        notes.insert(0, format!("this case's expectation deliberately departs from the KEP model: {reason}"));
+    }
     if !obs.identities.iter().any(|o| o.point == Point::HostKernel) {
         notes.push("the runtime did not report the first process's pid; the host's view of /proc/<pid>/status was not read".into());
     }
@@ -153,12 +182,12 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     }
 
     let verdict = if ctx.policy == Policy::Strict && !ctx.feature {
-        let leaked = obs.identities.iter().any(|o| o.identity.groups.iter().any(|g| ctx.implicit_groups.contains(g) && !ctx.expected.identity.groups.contains(g)));
+        let leaked = undeclared(obs, ctx.declared);
         reasons.insert(0, "the runtime does not advertise features.supplemental_groups_policy, so Strict cannot be enforced".into());
-        if leaked {
-            reasons.insert(1, format!("LEAK: implicit groups from the image's /etc/group were attached despite Strict (image groups {})", ctx.implicit_groups));
+        if !leaked.is_empty() {
+            reasons.insert(1, format!("LEAK: groups the Pod did not declare were attached despite Strict: {}", explain_extra(&leaked, ctx.image_groups)));
         }
-        Verdict::Unsupported { leak: leaked }
+        Verdict::Unsupported { leak: !leaked.is_empty() }
     } else if reasons.is_empty() {
         Verdict::Pass
     } else {
@@ -178,8 +207,16 @@ mod tests {
 
     /// The KEP blog case: Strict must give {3000 4000}; the image adds 50000 under Merge.
     fn strict_blog() -> (Expectation, GroupSet) {
-        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new() };
-        (expected, GroupSet::from_iter([50000]))
+        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None };
+        (expected.clone(), expected.identity.groups)
+    }
+
+    fn blog_group_file() -> Vec<GroupLine> {
+        crate::etc::lenient_group_lines(&["root:x:0:".into(), "group-defined-in-image:x:50000:user-defined-in-image".into()])
+    }
+
+    fn ctx<'a>(policy: Policy, expected: &'a Expectation, declared: &'a GroupSet, image_groups: &'a [GroupLine], feature: bool) -> Context<'a> {
+        Context { policy, expected, declared, image_groups, feature }
     }
 
     fn observed(groups: &[u32]) -> Observations {
@@ -191,8 +228,8 @@ mod tests {
     }
 
     fn judge_strict(feature: bool, obs: &Observations) -> Judgement {
-        let (expected, implicit) = strict_blog();
-        judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature }, obs)
+        let (expected, declared) = strict_blog();
+        judge(&ctx(Policy::Strict, &expected, &declared, &blog_group_file(), feature), obs)
     }
 
     #[test]
@@ -206,7 +243,7 @@ mod tests {
     fn leak_on_advertising_runtime_is_fail_and_names_the_image_group() {
         let j = judge_strict(true, &observed(&[3000, 4000, 50000]));
         assert_eq!(j.verdict, Verdict::Fail);
-        assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group")), "{:?}", j.reasons);
+        assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group line 2")), "{:?}", j.reasons);
     }
 
     #[test]
@@ -214,6 +251,22 @@ mod tests {
         let j = judge_strict(false, &observed(&[3000, 4000, 50000]));
         assert_eq!(j.verdict, Verdict::Unsupported { leak: true });
         assert!(j.reasons.iter().any(|r| r.starts_with("LEAK")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn leak_is_what_was_observed_even_when_no_image_line_explains_it() {
+        let (expected, declared) = strict_blog();
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], false), &observed(&[3000, 4000, 50000]));
+        assert_eq!(j.verdict, Verdict::Unsupported { leak: true });
+        assert!(j.reasons.iter().any(|r| r.contains("+50000 (source unknown)")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn deviation_reason_is_shown_with_the_verdict() {
+        let (mut expected, declared) = strict_blog();
+        expected.deviation = Some("runtime X documents otherwise".into());
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &observed(&[3000, 4000]));
+        assert!(j.notes.iter().any(|n| n.contains("runtime X documents otherwise")), "{:?}", j.notes);
     }
 
     #[test]
@@ -234,8 +287,8 @@ mod tests {
 
     #[test]
     fn status_user_on_non_advertising_runtime_is_a_note() {
-        let (expected, implicit) = strict_blog();
-        let j = judge(&Context { policy: Policy::Merge, expected: &expected, implicit_groups: &implicit, feature: false }, &observed(&[3000, 4000]));
+        let (expected, declared) = strict_blog();
+        let j = judge(&ctx(Policy::Merge, &expected, &declared, &[], false), &observed(&[3000, 4000]));
         assert_eq!(j.verdict, Verdict::Pass);
         assert!(j.notes.iter().any(|n| n.contains("does not advertise")), "{:?}", j.notes);
     }
@@ -278,8 +331,8 @@ mod tests {
     #[test]
     fn readable_protected_file_under_strict_is_fail() {
         let (expected, obs) = with_access(Access::Allowed, "");
-        let implicit = GroupSet::from_iter([50000]);
-        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Fail);
         assert!(j.reasons.iter().any(|r| r.contains("/p/token should be Denied")), "{:?}", j.reasons);
     }
@@ -287,11 +340,11 @@ mod tests {
     #[test]
     fn denial_for_another_reason_is_error() {
         let (expected, obs) = with_access(Access::Denied, "cat: can't open '/p/token': No such file or directory");
-        let implicit = GroupSet::default();
-        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Error);
         let (expected, obs) = with_access(Access::Denied, "cat: can't open '/p/token': Permission denied");
-        let j = judge(&Context { policy: Policy::Strict, expected: &expected, implicit_groups: &implicit, feature: true }, &obs);
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Pass);
     }
 }

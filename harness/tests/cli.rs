@@ -72,3 +72,95 @@ fn an_oci_runtime_that_refuses_the_spec_is_a_clear_error() {
     assert!(stdout.contains("OCI runtime create failed: unknown version specified"), "{stdout}");
     assert!(stdout.contains("the OCI runtime refused the runtime spec"), "{stdout}");
 }
+
+#[test]
+fn zero_jobs_is_an_error() {
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--cri", "unix:///nonexistent.sock", "--jobs", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(exit_code::ERROR));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("'--jobs"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn an_unwritable_report_fails_before_anything_runs() {
+    let started = Instant::now();
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["run", "--json", "/proc/version", "--containerd"])
+        .arg(support::containerd_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
+    assert!(stderr.contains("/proc/version"), "the error names the path: {stderr}");
+    assert!(output.stdout.is_empty(), "no case ran: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+/// Owner, mode and contents of every entry below `dir`.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut entries = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let data = if meta.is_file() { std::fs::read(&path).unwrap() } else { vec![] };
+        entries.push((path.display().to_string(), meta.uid(), meta.gid(), meta.mode(), data));
+    }
+    let meta = std::fs::metadata(dir).unwrap();
+    entries.push((dir.display().to_string(), meta.uid(), meta.gid(), meta.mode(), vec![]));
+    entries.sort();
+    entries
+}
+
+#[test]
+fn no_scenario_reaches_outside_the_run_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    let canary = outside.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("keep"), "untouched\n").unwrap();
+    let before = snapshot(&canary);
+    let climb = "../".repeat(24);
+    let relative = canary.strip_prefix("/").unwrap().display().to_string();
+    let escapes = [
+        (format!("x/{climb}{relative}"), "/protected".to_string(), "volumes[0].name"),
+        ("protected".to_string(), format!("/{climb}{relative}"), "volumes[0].mountPath"),
+        ("protected".to_string(), "/../../etc".to_string(), "volumes[0].mountPath"),
+    ];
+    for (name, mount_path, field) in escapes {
+        let scenarios = tempfile::tempdir().unwrap();
+        let token = format!("{}/token", mount_path.trim_end_matches('/'));
+        std::fs::write(
+            scenarios.path().join("escape.yaml"),
+            format!(
+                "name: escape\nsummary: s\nimage: kep-blog\npod:\n  securityContext: {{runAsUser: 1000, supplementalGroupsPolicy: Strict}}\nvolumes:\n  - name: {name:?}\n    mountPath: {mount_path:?}\n    protectedDir: {{gid: 50000}}\nexpect:\n  merge: {{uid: 1000, gid: 1000, groups: [1000, 50000], access: {{{token:?}: allowed}}}}\n  strict: {{uid: 1000, gid: 1000, groups: [1000], access: {{{token:?}: denied}}}}\n"
+            ),
+        )
+        .unwrap();
+        let work_root = tempfile::tempdir().unwrap();
+        let output = Command::new(support::sgpc_binary())
+            .current_dir(support::repo_root())
+            .args(["run", "--scenarios"])
+            .arg(scenarios.path())
+            .arg("--work-root")
+            .arg(work_root.path())
+            .arg("--containerd")
+            .arg(support::containerd_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(exit_code::ERROR), "{name} {mount_path}: {stderr}");
+        assert!(stderr.contains(&format!("field `{field}`")), "{name} {mount_path}: {stderr}");
+        assert_eq!(snapshot(&canary), before, "{name} {mount_path} changed the canary directory");
+        assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "nothing was created");
+    }
+}
+
+#[test]
+fn list_explain_prints_the_rules_behind_each_expectation() {
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["list", "--explain", "--filter", "^kep-blog/strict$"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success());
+    for line in ["expect uid=1000 gid=3000 groups={3000 4000}", "gid 3000: runAsGroup", "group 4000: supplementalGroups", "groups {50000} of the image's /etc/group: left out (Strict)"] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}

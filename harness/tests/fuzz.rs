@@ -12,6 +12,10 @@ use sgpc::scenario::Scenario;
 const SCENARIO: &str = include_str!("../../scenarios/protected-file-access.yaml");
 const RECIPE: &str = include_str!("../../images/many-groups.yaml");
 
+fn recipes() -> Vec<Recipe> {
+    vec![Recipe::parse(Path::new("issue-112879.yaml"), include_str!("../../images/issue-112879.yaml")).unwrap()]
+}
+
 /// A valid file with bytes replaced at random positions: mostly near-valid YAML.
 fn mutated(base: &'static str) -> impl Strategy<Value = String> {
     proptest::collection::vec((0..base.len(), any::<u8>()), 1..8).prop_map(move |edits| {
@@ -40,12 +44,12 @@ proptest! {
 
     #[test]
     fn scenario_loader_never_panics(text in mutated(SCENARIO)) {
-        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text);
+        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text, &recipes());
     }
 
     #[test]
     fn scenario_loader_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
-        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text);
+        let _ = Scenario::parse(Path::new("fuzz.yaml"), &text, &recipes());
     }
 
     #[test]
@@ -62,6 +66,6 @@ proptest! {
 
 #[test]
 fn the_unmutated_inputs_parse() {
-    assert!(Scenario::parse(Path::new("s.yaml"), SCENARIO).is_ok());
+    assert!(Scenario::parse(Path::new("s.yaml"), SCENARIO, &recipes()).is_ok());
     assert!(Recipe::parse(Path::new("r.yaml"), RECIPE).is_ok());
 }

@@ -2,16 +2,89 @@
 
 use std::path::Path;
 
+use sgpc::image::Recipe;
 use sgpc::scenario::{Catalogue, Scenario};
+
+fn recipes() -> Vec<Recipe> {
+    Recipe::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../images")).unwrap()
+}
 
 fn load(text: &str) -> Result<Scenario, sgpc::input::InputError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("case.yaml");
     std::fs::write(&path, text).unwrap();
-    Scenario::load(&path)
+    Scenario::load(&path, &recipes())
 }
 
-const GOOD: &str = "name: t\nsummary: s\nimage: kep-blog\npod:\n  securityContext: {runAsUser: 1000, supplementalGroups: [4000]}\nexpect:\n  merge: {uid: 1000, gid: 1000, groups: [1000, 4000]}\n  strict: {uid: 1000, gid: 1000, groups: [1000, 4000]}\n";
+/// The KEP blog case, written out as the model derives it.
+const GOOD: &str = "name: t\nsummary: s\nimage: kep-blog\npod:\n  securityContext: {runAsUser: 1000, supplementalGroups: [4000]}\nexpect:\n  merge: {uid: 1000, gid: 1000, groups: [1000, 4000, 50000]}\n  strict: {uid: 1000, gid: 1000, groups: [1000, 4000]}\n";
+
+const VOLUME: &str = "volumes:\n  - name: protected\n    mountPath: /protected\n    protectedDir: {gid: 50000}\n";
+
+fn with_volume(name: &str, mount_path: &str) -> String {
+    let volume = VOLUME.replace("name: protected", &format!("name: {name:?}")).replace("mountPath: /protected", &format!("mountPath: {mount_path:?}"));
+    // Without `expect`, the model's derivation is used: the volume's access is derived too.
+    format!("{}{volume}", GOOD.split("expect:").next().unwrap())
+}
+
+#[test]
+fn volume_names_that_are_not_dns_labels_are_rejected() {
+    for name in ["x/../../../../some/dir", "../x", "a/b", "A", "-a", "a-", ".", "", &"a".repeat(64)] {
+        let err = load(&with_volume(name, "/protected")).expect_err(name);
+        assert_eq!(err.field.as_deref(), Some("volumes[0].name"), "{name:?}: {err}");
+        assert!(err.to_string().contains("DNS-1123"), "{err}");
+    }
+    assert!(load(&with_volume("protected-1", "/protected")).is_ok());
+}
+
+#[test]
+fn mount_paths_that_are_not_clean_and_absolute_are_rejected() {
+    for path in ["/../../etc", "/a/../b", "/a/./b", "relative", "/", "//a", "/a/", "/a b", "/a\u{0}b", ""] {
+        let err = load(&with_volume("protected", path)).expect_err(path);
+        assert_eq!(err.field.as_deref(), Some("volumes[0].mountPath"), "{path:?}: {err}");
+    }
+}
+
+#[test]
+fn repeated_volume_names_are_rejected() {
+    let text = with_volume("protected", "/a") + &VOLUME.replace("volumes:\n", "").replace("/protected", "/b");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("volumes[1]"), "{err}");
+}
+
+#[test]
+fn expectation_that_disagrees_with_the_model_is_a_load_error() {
+    // The Merge set without the image's group: what a wrong user scenario looked like.
+    let err = load(&GOOD.replace("[1000, 4000, 50000]", "[1000, 4000]")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("expect.merge"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("case.yaml") && text.contains("merge") && text.contains("{1000 4000}") && text.contains("{1000 4000 50000}"), "{text}");
+    // A Strict expectation written as the Merge set.
+    let err = load(&GOOD.replace("strict: {uid: 1000, gid: 1000, groups: [1000, 4000]}", "strict: {uid: 1000, gid: 1000, groups: [1000, 4000, 50000]}")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("expect.strict"), "{err}");
+}
+
+#[test]
+fn a_deliberate_deviation_needs_a_reason_and_is_kept() {
+    let text = GOOD.replace("groups: [1000, 4000, 50000]}", "groups: [1000, 4000], deviation: \"measuring a runtime that documents otherwise\"}");
+    let s = load(&text).unwrap();
+    assert_eq!(s.expect_merge.deviation.as_deref(), Some("measuring a runtime that documents otherwise"));
+    let err = load(&GOOD.replace("groups: [1000, 4000]}", "groups: [1000, 4000], deviation: \"none\"}")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("expect.strict.deviation"), "agreeing expectations cannot claim a deviation: {err}");
+}
+
+#[test]
+fn omitted_expectations_come_from_the_model() {
+    let s = load(GOOD.split("expect:").next().unwrap()).unwrap();
+    assert_eq!(s.expect_merge.identity.groups.iter().collect::<Vec<_>>(), vec![1000, 4000, 50000]);
+    assert_eq!(s.expect_strict.identity.groups.iter().collect::<Vec<_>>(), vec![1000, 4000]);
+}
+
+#[test]
+fn control_characters_in_a_summary_are_rejected() {
+    let err = load(&GOOD.replace("summary: s", "summary: \"s\\e[31mred\"")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("summary"), "{err}");
+}
 
 #[test]
 fn good_scenario_loads() {
@@ -42,7 +115,7 @@ fn unknown_field_is_rejected() {
 
 #[test]
 fn expectation_without_primary_gid_is_rejected() {
-    let err = load(&GOOD.replace("merge: {uid: 1000, gid: 1000, groups: [1000, 4000]}", "merge: {uid: 1000, gid: 1000, groups: [4000]}")).unwrap_err();
+    let err = load(&GOOD.replace("merge: {uid: 1000, gid: 1000, groups: [1000, 4000, 50000]}", "merge: {uid: 1000, gid: 1000, groups: [4000, 50000]}")).unwrap_err();
     assert_eq!(err.field.as_deref(), Some("expect.merge.groups"));
 }
 
@@ -53,6 +126,7 @@ fn scenario_naming_unknown_image_is_rejected() {
     let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
     let err = Catalogue::load(dir.path(), &images).unwrap_err();
     assert_eq!(err.field.as_deref(), Some("image"));
+    assert_eq!(err.line, Some(3));
     assert!(err.to_string().contains("no-such-image"), "{err}");
 }
 
@@ -86,7 +160,8 @@ fn pinned_policy_limits_the_cases() {
 fn wrong_type_names_the_field() {
     let err = load(&GOOD.replace("runAsUser: 1000", "runAsUser: \"thousand\"")).unwrap_err();
     assert_eq!(err.line, Some(5), "{err}");
-    assert!(err.to_string().contains("case.yaml:5"), "{err}");
+    assert_eq!(err.field.as_deref(), Some("pod.securityContext.runAsUser"), "{err}");
+    assert!(err.to_string().contains("case.yaml:5: field `pod.securityContext.runAsUser`"), "{err}");
 }
 
 #[test]

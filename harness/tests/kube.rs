@@ -139,10 +139,11 @@ fn probe_output(case: &str, groups: &[u32]) -> String {
     )
 }
 
-fn strict_blog() -> (sgpc::scenario::Expectation, GroupSet) {
+fn strict_blog() -> (sgpc::scenario::Expectation, GroupSet, Vec<sgpc::etc::GroupLine>) {
     let catalogue = support::catalogue();
     let s = catalogue.scenario("kep-blog").unwrap();
-    (s.expect_strict.clone(), GroupSet::from_iter([50000]))
+    let recipe = catalogue.recipe(&s.image).unwrap();
+    (s.expect_strict.clone(), sgpc::oracle::declared_groups(recipe, s).unwrap(), recipe.lenient_group_lines())
 }
 
 fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts {
@@ -157,8 +158,8 @@ fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts 
 }
 
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
-    let (expected, implicit) = strict_blog();
-    interpret("kep-blog/strict", Policy::Strict, &expected, &implicit, f)
+    let (expected, declared, image_groups) = strict_blog();
+    interpret("kep-blog/strict", Policy::Strict, &expected, &declared, &image_groups, f)
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn catalogue() -> Catalogue {
 #[rstest]
 fn written_expectation_matches_oracle(#[files("../scenarios/*.yaml")] path: PathBuf, #[values(Policy::Default, Policy::Merge, Policy::Strict)] policy: Policy) {
     let catalogue = catalogue();
-    let name = sgpc::scenario::Scenario::load(&path).unwrap().name;
+    let name = sgpc::scenario::Scenario::load(&path, &catalogue.images).unwrap().name;
     let scenario = catalogue.scenario(&name).unwrap();
     let recipe = catalogue.recipe(&scenario.image).unwrap();
     let derived = oracle::derive(recipe, scenario, policy).unwrap();

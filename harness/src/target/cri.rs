@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,17 +216,25 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> CriError {
 }
 
 /// Creates each volume's protected directory: `root:<gid>` 0070 holding `token`, `root:<gid>` 0040.
+///
+/// Every path is one component below the case directory (volume names are DNS-1123 labels,
+/// checked at load), is created fresh (an existing file or symlink there is an error), and is
+/// changed through its own open file, never by a path a symlink could redirect.
 fn prepare_volumes(req: &CaseRequest<'_>) -> Result<Vec<cri::Mount>, CriError> {
     let mut mounts = Vec::new();
     for volume in &req.scenario.volumes {
         let dir = req.case_dir.join(format!("volume-{}", volume.name));
-        let token = dir.join(crate::scenario::Volume::TOKEN_FILE);
         let what = format!("preparing the protected directory {}", dir.display());
-        std::fs::create_dir_all(&dir).map_err(io_error(what.clone()))?;
-        std::fs::write(&token, format!("secret of {}\n", req.case)).map_err(io_error(what.clone()))?;
-        for (path, mode) in [(&token, 0o040), (&dir, 0o070)] {
-            std::os::unix::fs::chown(path, Some(0), Some(volume.gid)).map_err(io_error(what.clone()))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error(what.clone()))?;
+        if dir.parent() != Some(req.case_dir.as_path()) || !crate::scenario::is_dns_label(&volume.name) {
+            return Err(CriError::Io { what, source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the volume name is not a DNS-1123 label") });
+        }
+        std::fs::create_dir(&dir).map_err(io_error(what.clone()))?;
+        let dir_handle = open_no_follow(&dir, libc::O_RDONLY | libc::O_DIRECTORY, false).map_err(io_error(what.clone()))?;
+        let token = open_no_follow(&dir.join(crate::scenario::Volume::TOKEN_FILE), libc::O_WRONLY, true).map_err(io_error(what.clone()))?;
+        (&token).write_all(format!("secret of {}\n", req.case).as_bytes()).map_err(io_error(what.clone()))?;
+        for (handle, mode) in [(&token, 0o040), (&dir_handle, 0o070)] {
+            std::os::unix::fs::fchown(handle, Some(0), Some(volume.gid)).map_err(io_error(what.clone()))?;
+            handle.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error(what.clone()))?;
         }
         mounts.push(cri::Mount {
             container_path: volume.mount_path.clone(),
@@ -235,6 +244,19 @@ fn prepare_volumes(req: &CaseRequest<'_>) -> Result<Vec<cri::Mount>, CriError> {
         });
     }
     Ok(mounts)
+}
+
+/// Opens `path` without following a symlink at its last component; `create` makes a new file
+/// (mode 0600) and fails if anything already exists there.
+fn open_no_follow(path: &Path, flags: i32, create: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.custom_flags(flags | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        options.write(true).create_new(true).mode(0o600);
+    } else {
+        options.read(true);
+    }
+    options.open(path)
 }
 
 impl CriTarget {

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::etc::GroupLine;
 use crate::identity::GroupSet;
 use crate::observation::{self, Observations, Point};
 use crate::scenario::{Expectation, Policy, Scenario};
@@ -197,7 +198,7 @@ fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
 /// - A policy the API server dropped (feature gate off) is `UNSUPPORTED` for Strict.
 /// - A Pod that ran is judged like a CRI case, with `status.user` held against the process and
 ///   the node's feature flag standing for the runtime's.
-pub fn interpret(case: &str, policy: Policy, expected: &Expectation, implicit_groups: &GroupSet, facts: &KubeFacts) -> Judgement {
+pub fn interpret(case: &str, policy: Policy, expected: &Expectation, declared: &GroupSet, image_groups: &[GroupLine], facts: &KubeFacts) -> Judgement {
     let feature = node_feature(facts.node.as_ref());
     if rejected(&facts.pod) {
         let mut reasons = Vec::new();
@@ -221,7 +222,7 @@ pub fn interpret(case: &str, policy: Policy, expected: &Expectation, implicit_gr
         Ok(obs) => obs,
         Err(e) => return Judgement::error(e),
     };
-    let ctx = verdict::Context { policy, expected, implicit_groups, feature: feature && !dropped };
+    let ctx = verdict::Context { policy, expected, declared, image_groups, feature: feature && !dropped };
     let mut judgement = verdict::judge(&ctx, &obs);
     judgement.notes.retain(|n| !n.contains("host's view"));
     if dropped {
