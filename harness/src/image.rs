@@ -308,6 +308,22 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// The digests that name the bytes sgpc built. A runtime reports the image a container runs as
+/// an image id (the config digest: OCI image spec, "Image ID") or a repository digest
+/// (`repo@<manifest digest>`); either one pins every byte, through the config's `diff_ids`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub manifest: String,
+    pub config: String,
+}
+
+impl Digests {
+    /// Whether a reference a runtime reports names exactly these bytes.
+    pub fn named_by(&self, reported: &str) -> bool {
+        reported == self.config || reported == self.manifest || reported.strip_suffix(self.manifest.as_str()).is_some_and(|repo| repo.ends_with('@'))
+    }
+}
+
 /// A built image: its blobs, ready to be pushed or written as an OCI archive.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
@@ -318,6 +334,10 @@ pub struct BuiltImage {
 }
 
 impl BuiltImage {
+    pub fn digests(&self) -> Digests {
+        Digests { manifest: self.manifest.digest.clone(), config: self.config.digest.clone() }
+    }
+
     /// The tag sgpc uses for this image: a prefix of its manifest digest, so that a changed
     /// recipe never reuses a stale image in a long-lived runtime.
     pub fn tag(&self) -> String {
@@ -517,6 +537,17 @@ mod tests {
     fn unknown_field_is_rejected() {
         let err = recipe_from("name: t\nusr: root\n").unwrap_err();
         assert!(err.to_string().contains("usr"), "{err}");
+    }
+
+    #[test]
+    fn only_the_built_digests_name_the_image() {
+        let d = Digests { manifest: "sha256:aa".into(), config: "sha256:cc".into() };
+        assert!(d.named_by("sha256:cc"));
+        assert!(d.named_by("127.0.0.1:5000/sgpc/x@sha256:aa"));
+        assert!(!d.named_by("127.0.0.1:5000/sgpc/x:aa"));
+        assert!(!d.named_by("127.0.0.1:5000/sgpc/x@sha256:aab"));
+        assert!(!d.named_by("sha256:bb"));
+        assert!(!d.named_by(""));
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Inp
     })
     .map_err(|e| {
         let e = e.without_snippet();
-        let line = e.location().map(|l| l.line() as u64);
+        let line = e.location().map(|l| l.line());
         // serde-saphyr's `Spanned<T>` reads its value as a field named `value`; no sgpc schema
         // has a field of that name, so it is the wrapper's, not the user's.
         let field = Some(field.trim_end_matches(".value")).filter(|f| !f.is_empty() && *f != ".");

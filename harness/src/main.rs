@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sgpc::image::{self, Payload};
 use sgpc::provision::containerd::OciRuntime;
+use sgpc::provision::state::StateDir;
 use sgpc::report::{json, junit, terminal};
 use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
 use sgpc::scenario::Catalogue;
@@ -43,6 +44,13 @@ enum Command {
     Run(RunArgs),
     /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
     Matrix(MatrixArgs),
+    /// Remove what runs killed before they could clean up left behind (processes, mounts,
+    /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
+    Clean {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
     Fetch {
         /// Debian suite or codename, e.g. bookworm, trixie, sid.
@@ -225,7 +233,38 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_catalogue(args))
         }
+        Command::Clean { dry_run } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let cleaned = runtime.block_on(run::clean_stale(&StateDir::from_env(), dry_run, Timeouts::default()));
+            if cleaned.is_empty() {
+                println!("nothing to clean: no run in {} was left by a process that is gone", StateDir::from_env().path.display());
+            }
+            print_cleaned(&cleaned, dry_run, &mut std::io::stdout().lock())?;
+            Ok(if cleaned.iter().all(|c| c.problems.is_empty()) { exit_code::PASS } else { exit_code::ERROR })
+        }
     }
+}
+
+/// One paragraph per stale run: what was (or would be) removed, and what could not be.
+fn print_cleaned(cleaned: &[run::Cleaned], dry_run: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    for c in cleaned {
+        let verb = if dry_run { "would clean" } else { "cleaned" };
+        writeln!(out, "{verb} run {} (owner pid {} is gone), {}", c.record.run_id, c.record.owner.pid, c.record.dir.display())?;
+        for action in &c.actions {
+            writeln!(out, "  {action}")?;
+        }
+        for problem in &c.problems {
+            writeln!(out, "  could not: {problem}")?;
+        }
+    }
+    Ok(())
+}
+
+/// What earlier runs killed with SIGKILL left is removed before a new run starts.
+async fn clean_before_run() -> anyhow::Result<()> {
+    let cleaned = run::clean_stale(&StateDir::from_env(), false, Timeouts::default()).await;
+    print_cleaned(&cleaned, false, &mut std::io::stderr().lock())?;
+    Ok(())
 }
 
 /// `sgpc list --explain`: the expectation of a case and the rules that give it.
@@ -272,6 +311,9 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     }
     // Opened before anything runs, so that an unwritable path costs nothing.
     let outputs = RunOutputs { junit: args.junit.as_deref().map(Output::open).transpose()?, json: args.json.as_deref().map(Output::open).transpose()? };
+    if !args.work_root.is_dir() {
+        anyhow::bail!("--work-root {} is not a directory", args.work_root.display());
+    }
     if args.kube {
         return run_kube(&args, &catalogue, &cases, started, outputs).await;
     }
@@ -285,6 +327,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         }
         (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
     };
+    clean_before_run().await?;
     let mut config = SessionConfig::new(target);
     config.timeouts = Timeouts {
         rpc: Duration::from_secs(args.rpc_timeout),
@@ -363,6 +406,7 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
     let [markdown, html, json] = ["matrix.md", "matrix.html", "matrix.json"].map(|name| Output::open(&args.out.join(name)));
     let (markdown, html, json) = (markdown?, html?, json?);
+    clean_before_run().await?;
     let cases = run::select_cases(&catalogue, args.filter.as_ref());
     let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
     base.work_root = args.work_root.clone();
@@ -444,6 +488,8 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
     outcome
 }
 
+// The kube path still wires its own lifecycle here; the runner issue (#9) folds it into one loop.
+#[allow(clippy::too_many_arguments)]
 async fn run_kube_on_cluster(
     args: &RunArgs,
     catalogue: &Catalogue,

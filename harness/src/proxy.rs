@@ -47,6 +47,9 @@ pub enum Fault {
     CloseConnection,
     /// SIGKILL the runtime process when `CreateContainer` of a selected pod arrives.
     KillRuntime,
+    /// Run other bytes than the image asked for: `CreateContainer` of a selected pod gets
+    /// another image the runtime pulled, as if someone had pushed over the tag.
+    SwapImage,
 }
 
 /// The extra group [`Fault::ExtraStatusGroup`] reports.
@@ -69,6 +72,8 @@ struct State {
     pods: Mutex<HashMap<String, String>>,
     /// container id -> sandbox id, learnt from CreateContainer.
     containers: Mutex<HashMap<String, String>>,
+    /// Images pulled through the proxy, in order, learnt from PullImage.
+    images: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -95,7 +100,7 @@ impl State {
 pub async fn serve(config: ProxyConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.listen);
     let listener = UnixListener::bind(&config.listen).with_context(|| format!("listening on {}", config.listen.display()))?;
-    let state = Arc::new(State { config, pods: Mutex::default(), containers: Mutex::default() });
+    let state = Arc::new(State { config, pods: Mutex::default(), containers: Mutex::default(), images: Mutex::default() });
     loop {
         let (stream, _) = listener.accept().await.context("accepting a client")?;
         let state = state.clone();
@@ -155,6 +160,13 @@ async fn forward(req: Request<Incoming>, sender: SendRequest<Body>, state: Arc<S
         .await
         .map(|(r, _, _)| r),
         "ContainerStatus" => container_status(req, sender, &state).await,
+        "PullImage" => unary(req, sender, |r: &mut cri::PullImageRequest| {
+            if let (Some(image), Ok(mut images)) = (r.image.as_ref(), state.images.lock()) {
+                images.push(image.image.clone());
+            }
+        }, |_: &mut cri::PullImageResponse| {})
+        .await
+        .map(|(r, _, _)| r),
         _ => pass_through(req, sender).await,
     };
     Ok(result.unwrap_or_else(|e| grpc_error(UNAVAILABLE, &format!("sgpc-cri-proxy: {e:#}"))))
@@ -274,10 +286,21 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
     // Rebuild the request from the bytes already read, then forward it with the edit.
     let req = Request::from_parts(parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed());
     let pod_id = peek.pod_sandbox_id.clone();
+    let swap = state.has(Fault::SwapImage) && state.sandbox_selected(&pod_id);
     let (response, _, reply) = unary(
         req,
         sender,
         |r: &mut cri::CreateContainerRequest| {
+            if let Some(image) = r.config.as_mut().and_then(|c| c.image.as_mut()).filter(|_| swap) {
+                let pulled = state.images.lock().map(|i| i.clone()).unwrap_or_default();
+                // Another image with a shell if there is one, so that the probe still runs.
+                let others: Vec<String> = pulled.into_iter().filter(|i| *i != image.image).collect();
+                if let Some(other) = others.iter().find(|i| !i.contains("/pause@")).or(others.first()).cloned() {
+                    tracing::info!("running {other} instead of {} (fault swap-image)", image.image);
+                    image.user_specified_image = other.clone();
+                    image.image = other;
+                }
+            }
             if state.has(Fault::StrictToMerge) {
                 if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {
                     merge_instead_of_strict(&mut sc.supplemental_groups_policy);

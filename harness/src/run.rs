@@ -15,6 +15,7 @@ use crate::observation::Observations;
 use crate::oracle;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
+use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
 use crate::provision::RuntimeDaemon;
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
@@ -60,6 +61,9 @@ pub struct SessionConfig {
     pub runtime_handler: String,
     /// Put `sgpc-cri-proxy` between sgpc and the runtime, injecting faults.
     pub proxy: Option<ProxySettings>,
+    /// Where the run records itself, so that a later run or `sgpc clean` can remove what a
+    /// killed run left.
+    pub state_dir: StateDir,
 }
 
 /// How to start the fault-injecting proxy.
@@ -93,6 +97,7 @@ impl SessionConfig {
             oci_runtimes: vec![OciRuntime::runc()],
             runtime_handler: String::new(),
             proxy: None,
+            state_dir: StateDir::from_env(),
         }
     }
 }
@@ -101,8 +106,16 @@ impl SessionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageRecord {
     pub name: String,
+    /// What the runtime is asked to run: the repository at the manifest digest.
     pub reference: String,
     pub manifest_digest: String,
+    pub config_digest: String,
+}
+
+impl ImageRecord {
+    pub fn digests(&self) -> image::Digests {
+        image::Digests { manifest: self.manifest_digest.clone(), config: self.config_digest.clone() }
+    }
 }
 
 /// The result of one case.
@@ -198,9 +211,20 @@ struct Resources {
     registry: Option<Registry>,
     runtime: Option<RuntimeDaemon>,
     proxy: Option<tokio::process::Child>,
+    /// What the state directory says about this run, for a later run to clean after a SIGKILL.
+    record: RunRecord,
+    state: StateDir,
 }
 
 impl Resources {
+    /// Records a daemon just started, before anything else happens.
+    fn record_daemon(&mut self, name: &str, pid: Option<u32>) -> anyhow::Result<()> {
+        if let Some(process) = pid.and_then(|pid| ProcessRecord::of(name, pid)) {
+            self.record.daemons.push(process);
+        }
+        Ok(self.state.save(&self.record)?)
+    }
+
     async fn teardown(mut self, target: Option<(&CriTarget, &str)>) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         // A runtime of ours that died took its sandboxes' state with it; what is left of
@@ -208,7 +232,22 @@ impl Resources {
         let runtime_died = self.runtime.as_mut().is_some_and(RuntimeDaemon::has_exited);
         if let (Some((target, run_id)), false) = (target, runtime_died) {
             if let Err(e) = remove_and_verify(target, run_id).await {
-                problems.push(format!("removing the run's sandboxes: {e:#}"));
+                // A private runtime that died meanwhile (a SIGKILL still being delivered on a
+                // loaded machine) cannot answer; removing its directory below ends what it left.
+                let died = match self.runtime.as_mut() {
+                    Some(runtime) => runtime.exits_within(Duration::from_secs(5)).await,
+                    None => false,
+                };
+                if !died {
+                    problems.push(format!("removing the run's sandboxes: {e:#}"));
+                }
+            }
+        }
+        if let (Some((target, _)), Some(cri)) = (target, &self.record.cri) {
+            for image in &cri.pulled_images {
+                if let Err(e) = target.remove_image(image).await {
+                    problems.push(format!("removing image {image} from {}: {e:#}", cri.endpoint));
+                }
             }
         }
         if let Some(mut proxy) = self.proxy.take() {
@@ -230,6 +269,7 @@ impl Resources {
             problems.push(format!("{e:#}"));
         }
         if problems.is_empty() {
+            self.state.forget(&self.record.run_id);
             Ok(())
         } else {
             anyhow::bail!("cleanup incomplete: {}", problems.join("; "))
@@ -295,9 +335,16 @@ impl Session {
             .tempdir_in(&config.work_root)
             .with_context(|| format!("creating a run directory in {}", config.work_root.display()))?
             .keep();
-        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None };
-        match provision(&mut resources, config, catalogue, cases).await {
+        // Only root may look inside: credentials, sockets and fixtures live here.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display()))?;
+        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name")?;
+        let record = RunRecord::new(&run_id, &dir);
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, record, state: config.state_dir.clone() };
+        if let Err(e) = resources.state.save(&resources.record) {
+            let _ = crate::provision::remove_tree(&resources.dir);
+            return Err(anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)"));
+        }
+        match provision(&mut resources, config, catalogue, cases, &run_id).await {
             Ok(p) => Ok(Session {
                 run_id,
                 runtime_handler: config.runtime_handler.clone(),
@@ -351,6 +398,7 @@ impl Session {
             scenario,
             policy: id.policy,
             image_ref: image.reference.clone(),
+            image_digests: image.digests(),
             case_dir: self.dir().join("cases").join(format!("{}-{}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
             runtime_handler: self.runtime_handler.clone(),
@@ -419,7 +467,7 @@ async fn start_proxy(settings: &ProxySettings, upstream: &str, runtime_pid: Opti
     Ok((child, format!("unix://{}", socket.display())))
 }
 
-async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Provisioned> {
+async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId], run_id: &str) -> anyhow::Result<Provisioned> {
     // An existing endpoint is checked first, so that an unreachable one fails before any work.
     let existing = match &config.target {
         TargetChoice::Cri { endpoint } => Some(connect(endpoint, config.timeouts).await?),
@@ -428,11 +476,13 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     let built = build_images(catalogue, cases, &config.payload)?;
 
     let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
+    resources.record_daemon("registry", registry.pid())?;
+    let (registry_host, credentials) = (registry.host.clone(), registry.credentials.clone());
     let registry = resources.registry.insert(registry);
     let mut pushed = Vec::new();
     for image in &built {
         let reference = registry.push(image).await.with_context(|| format!("pushing image {}", image.name))?;
-        pushed.push(ImageRecord { name: image.name.clone(), reference, manifest_digest: image.manifest.digest.clone() });
+        pushed.push(ImageRecord { name: image.name.clone(), reference, manifest_digest: image.manifest.digest.clone(), config_digest: image.config.digest.clone() });
     }
 
     let mut provisioned = None;
@@ -444,10 +494,11 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
                 bin_dir: bin_dir.clone(),
                 oci_runtimes: config.oci_runtimes.clone(),
                 dir: resources.dir.join("containerd"),
-                registry_host: registry.host.clone(),
+                registry_host: registry_host.clone(),
                 pause_image: pushed[0].reference.clone(),
             };
             let containerd = Containerd::start(&opts).await.context("starting containerd")?;
+            resources.record_daemon("containerd", containerd.daemon.pid())?;
             provisioned = Some(format!("containerd {} from {}", containerd.version, bin_dir.display()));
             let endpoint = resources.runtime.insert(RuntimeDaemon::Containerd(containerd)).endpoint().to_string();
             connect(&endpoint, config.timeouts).await?
@@ -456,10 +507,11 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             let opts = CrioOptions {
                 bin_dir: bin_dir.clone(),
                 dir: resources.dir.join("crio"),
-                registry_host: registry.host.clone(),
+                registry_host: registry_host.clone(),
                 pause_image: pushed[0].reference.clone(),
             };
             let crio = Crio::start(&opts).await.context("starting CRI-O")?;
+            resources.record_daemon("crio", crio.daemon.pid())?;
             provisioned = Some(format!("CRI-O from {}", bin_dir.display()));
             let endpoint = resources.runtime.insert(RuntimeDaemon::Crio(crio)).endpoint().to_string();
             connect(&endpoint, config.timeouts).await?
@@ -470,16 +522,116 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         Some(settings) => {
             let runtime_pid = resources.runtime.as_ref().and_then(RuntimeDaemon::pid);
             let (proxy, endpoint) = start_proxy(settings, &runtime.endpoint, runtime_pid, &resources.dir).await?;
+            let pid = proxy.id();
             resources.proxy = Some(proxy);
+            resources.record_daemon("sgpc-cri-proxy", pid)?;
             connect(&endpoint, config.timeouts).await?
         }
     };
+    if let TargetChoice::Cri { endpoint } = &config.target {
+        resources.record.cri = Some(CriRecord { endpoint: endpoint.clone(), run_label: run_id.to_string(), pulled_images: Vec::new() });
+    }
     let mut images = BTreeMap::new();
     for record in pushed {
-        target.pull(&record.reference).await.with_context(|| format!("pulling {}", record.reference))?;
+        if let Some(cri) = resources.record.cri.as_mut() {
+            // A runtime sgpc did not start runs sandboxes from its own sandbox image.
+            if record.name == image::PAUSE_IMAGE {
+                continue;
+            }
+            // Remember what was not there before, to remove it. An image whose id the runtime
+            // already had stays: CRI RemoveImage would take the runtime's own references too.
+            if !target.has_image(&record.reference).await? && !target.has_image(&record.config_digest).await? {
+                cri.pulled_images.push(record.reference.clone());
+                resources.state.save(&resources.record)?;
+            }
+        }
+        let pulled = target.pull(&record.reference, Some(&credentials)).await.with_context(|| format!("pulling {}", record.reference))?;
+        if !record.digests().named_by(&pulled) {
+            anyhow::bail!("pulling {} gave image {pulled:?}, not the bytes sgpc built (manifest {}, config {})", record.reference, record.manifest_digest, record.config_digest);
+        }
         images.insert(record.name.clone(), record);
     }
     Ok(Provisioned { target, runtime, provisioned, images })
+}
+
+/// What cleaning after one stale run did (or, dry, would do).
+#[derive(Debug, Clone)]
+pub struct Cleaned {
+    pub record: RunRecord,
+    pub actions: Vec<String>,
+    /// What could not be removed; the record is kept so that a later clean tries again.
+    pub problems: Vec<String>,
+}
+
+/// Finds the runs whose owner is gone (killed with SIGKILL, crashed) and removes all they left:
+/// their sandboxes and images in a `--cri` runtime, the daemons they started, every process
+/// and mount under their run directory, the directory. With `dry_run`, only says so.
+pub async fn clean_stale(state: &StateDir, dry_run: bool, timeouts: Timeouts) -> Vec<Cleaned> {
+    let mut cleaned = Vec::new();
+    for record in state.stale() {
+        cleaned.push(clean_run(state, record, dry_run, timeouts).await);
+    }
+    cleaned
+}
+
+async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts: Timeouts) -> Cleaned {
+    let mut actions = Vec::new();
+    let mut problems = Vec::new();
+    // The record names a directory to delete: only ever a run directory of its own name.
+    let own_dir = record.run_id.starts_with("sgpc-") && record.dir.is_absolute() && record.dir.file_name().is_some_and(|n| *n == *record.run_id);
+    if !own_dir {
+        problems.push(format!("the record names {} for run {:?}; refusing to touch it", record.dir.display(), record.run_id));
+        return Cleaned { record, actions, problems };
+    }
+    if let Some(cri) = &record.cri {
+        match CriTarget::connect(&cri.endpoint, timeouts).await {
+            Err(e) => problems.push(format!("{e}")),
+            Ok(target) => {
+                for sandbox in target.sandboxes_of_run(&cri.run_label).await.unwrap_or_else(|e| {
+                    problems.push(format!("listing sandboxes: {e}"));
+                    Vec::new()
+                }) {
+                    actions.push(format!("remove sandbox {sandbox} from {}", cri.endpoint));
+                    if !dry_run {
+                        if let Err(e) = target.remove_sandbox(&sandbox).await {
+                            problems.push(e.to_string());
+                        }
+                    }
+                }
+                for image in &cri.pulled_images {
+                    if target.has_image(image).await.unwrap_or(true) {
+                        actions.push(format!("remove image {image} from {}", cri.endpoint));
+                        if !dry_run {
+                            if let Err(e) = target.remove_image(image).await {
+                                problems.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for daemon in record.daemons.iter().filter(|d| d.is_alive()) {
+        actions.push(format!("kill {} (pid {})", daemon.name, daemon.pid));
+        if !dry_run {
+            // SAFETY: kill(2) on a pid whose start time was just checked against the record.
+            unsafe { libc::kill(daemon.pid as i32, libc::SIGKILL) };
+        }
+    }
+    let processes = crate::provision::processes_under(&record.dir);
+    let mounts = crate::provision::mounts_under(&record.dir);
+    if record.dir.exists() || !processes.is_empty() || !mounts.is_empty() {
+        actions.push(format!("kill {} processes, unmount {} mounts and remove {}", processes.len(), mounts.len(), record.dir.display()));
+        if !dry_run {
+            if let Err(e) = crate::provision::remove_tree(&record.dir) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+    }
+    if !dry_run && problems.is_empty() {
+        state.forget(&record.run_id);
+    }
+    Cleaned { record, actions, problems }
 }
 
 /// Runs cases `jobs` at a time; `on_event` sees each result as it finishes. Results come back
@@ -499,7 +651,7 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
 
 /// Adds what a user can do about errors whose cause is known.
 fn explain_runtime_error(message: String) -> String {
-    if message.contains("OCI runtime create failed") {
+    if message.contains("OCI runtime create failed") && message.contains("unknown version specified") {
         format!("{message} (the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`)")
     } else {
         message
@@ -568,7 +720,7 @@ impl KubePlan {
             .into_iter()
             .map(|b| {
                 let reference = format!("{}/{}:{}", crate::target::kube::IMAGE_REPOSITORY, b.name, b.tag());
-                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest })
+                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
             })
             .collect();
         Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images })

@@ -153,3 +153,88 @@ async fn ctr_imports_the_oci_archive() {
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains(&format!("sgpc.local/sgpc/kep-blog:{}", built.tag())), "{listing}");
 }
+
+/// `sgpc` as a child process with its own state directory, so that its records are its own.
+fn sgpc(state: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(support::sgpc_binary());
+    command.current_dir(support::repo_root()).env("SGPC_STATE_DIR", state).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    command
+}
+
+/// Waits until `check` holds, for at most a minute.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    sgpc::provision::wait_until(what, Duration::from_secs(60), || std::future::ready(check())).await.unwrap();
+}
+
+fn run_dirs(work_root: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(work_root).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+/// `sgpc clean` with this state directory; returns what it printed.
+fn clean(state: &Path) -> String {
+    let output = sgpc(state).arg("clean").stdout(std::process::Stdio::piped()).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_then_clean_leaves_nothing() {
+    let work_root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut run = sgpc(state.path()).args(["run", "--jobs", "1", "--work-root"]).arg(work_root.path()).arg("--containerd").arg(support::containerd_dir()).spawn().unwrap();
+    eventually("a case's sandbox to hold mounts", || run_dirs(work_root.path()).first().is_some_and(|d| !mounts_under(d).is_empty())).await;
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let dir = run_dirs(work_root.path()).remove(0);
+    assert!(!processes_under(&dir).is_empty(), "SIGKILL leaves the runtime running: the test would prove nothing otherwise");
+
+    let printed = clean(state.path());
+    assert!(printed.contains("kill containerd") && printed.contains("kill registry"), "{printed}");
+    assert_nothing_left(&dir, &[]);
+    assert!(run_dirs(work_root.path()).is_empty());
+    assert!(clean(state.path()).contains("nothing to clean"), "the record is gone once cleaned");
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Runs `sgpc run --cri` against a containerd this test owns, as a user's runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_runs_leave_no_sandbox_or_image_even_after_sigkill() {
+    let catalogue = support::catalogue();
+    // The user's runtime holds other images than the kep-blog cases pull.
+    let cases: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "cri-tools").collect();
+    let users = Session::start(&support::containerd_config(), &catalogue, &cases).await.expect("the user's runtime starts");
+    let endpoint = users.runtime.endpoint.clone();
+    let images_before = sorted(users.target().image_references().await.unwrap());
+
+    // A run that finishes removes the images it pulled.
+    let state = tempfile::tempdir().unwrap();
+    let work_root = tempfile::tempdir().unwrap();
+    let status = sgpc(state.path()).args(["run", "--filter", "^kep-blog/", "--cri", &endpoint, "--work-root"]).arg(work_root.path()).status().unwrap();
+    assert_eq!(status.code(), Some(sgpc::run::exit_code::PASS));
+    assert_eq!(sorted(users.target().image_references().await.unwrap()), images_before, "a --cri run leaves no image of its own");
+
+    // A run killed with a sandbox running leaves it, its registry and its images, until `sgpc clean`.
+    let mut run = sgpc(state.path()).args(["run", "--jobs", "1", "--filter", "^kep-blog/", "--cri", &endpoint, "--work-root"]).arg(work_root.path()).spawn().unwrap();
+    let mut labels = Vec::new();
+    while labels.is_empty() {
+        labels = users.target().labelled_runs().await.unwrap().into_iter().filter(|l| *l != users.run_id).collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let dir = work_root.path().join(&labels[0]);
+    assert!(!processes_under(&dir).is_empty(), "the registry outlives a SIGKILL");
+    assert_ne!(sorted(users.target().image_references().await.unwrap()), images_before);
+
+    clean(state.path());
+    assert_nothing_left(&dir, &[]);
+    let left: Vec<String> = users.target().labelled_runs().await.unwrap().into_iter().filter(|l| *l != users.run_id).collect();
+    assert!(left.is_empty(), "sandboxes of the killed run: {left:?}");
+    assert_eq!(sorted(users.target().image_references().await.unwrap()), images_before, "images of the killed run");
+    users.teardown().await.unwrap();
+}

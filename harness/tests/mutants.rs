@@ -26,11 +26,40 @@ enum Expect {
     Error(&'static str),
 }
 
+/// What a mutant must give for a case, by its position in the run.
+type ExpectFn = Box<dyn Fn(&Catalogue, &CaseId, usize) -> Expect + Send>;
+
 struct Mutant {
     fault: Fault,
     pods: Option<&'static str>,
     jobs: usize,
-    expect: Box<dyn Fn(&Catalogue, &CaseId, usize) -> Expect + Send>,
+    expect: ExpectFn,
+    /// Two busy loops run beside it: the run must still clean up after itself.
+    under_load: bool,
+}
+
+impl Mutant {
+    fn new(fault: Fault, pods: Option<&'static str>, jobs: usize, expect: impl Fn(&Catalogue, &CaseId, usize) -> Expect + Send + 'static) -> Mutant {
+        Mutant { fault, pods, jobs, expect: Box::new(expect), under_load: false }
+    }
+}
+
+/// Busy loops, one per core, that live as long as the value.
+struct CpuHogs(Vec<std::process::Child>);
+
+impl CpuHogs {
+    fn start(count: usize) -> CpuHogs {
+        CpuHogs((0..count).map(|_| std::process::Command::new("/bin/sh").args(["-c", "while :; do :; done"]).spawn().expect("a busy loop starts")).collect())
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
 }
 
 fn strict_differs(catalogue: &Catalogue, case: &CaseId) -> bool {
@@ -40,46 +69,39 @@ fn strict_differs(catalogue: &Catalogue, case: &CaseId) -> bool {
 
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
     let kill_at = catalogue.cases().iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
+    let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
     vec![
-        Mutant {
-            fault: Fault::StrictToMerge,
-            pods: None,
-            jobs: 4,
-            expect: Box::new(|cat, case, _| if strict_differs(cat, case) { Expect::Fail("from image /etc/group") } else { Expect::Pass }),
-        },
-        Mutant {
-            fault: Fault::HideFeature,
-            pods: None,
-            jobs: 4,
-            expect: Box::new(|_, case, _| if case.policy == Policy::Strict { Expect::Unsupported("does not advertise features.supplemental_groups_policy") } else { Expect::Pass }),
-        },
-        Mutant { fault: Fault::DropStatusUser, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("ContainerStatus.user is missing")) },
-        Mutant { fault: Fault::WrongStatusGid, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("primary gid via CRI ContainerStatus.user")) },
-        Mutant { fault: Fault::ExtraStatusGroup, pods: None, jobs: 4, expect: Box::new(|_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")) },
-        Mutant {
-            fault: Fault::ReorderStatusGroups,
-            pods: None,
-            jobs: 4,
-            expect: Box::new(|_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
-        },
-        Mutant {
-            fault: Fault::Slow,
-            pods: Some("^kep-blog-strict$"),
-            jobs: 4,
-            expect: Box::new(|_, case, _| if case.to_string() == "kep-blog/strict" { Expect::Error("RunPodSandbox did not finish within") } else { Expect::Pass }),
-        },
-        Mutant {
-            fault: Fault::CloseConnection,
-            pods: Some("^kep-blog-merge$"),
-            jobs: 1,
-            expect: Box::new(|_, case, _| if case.to_string() == "kep-blog/merge" { Expect::Error("CreateContainer failed") } else { Expect::Pass }),
-        },
-        Mutant {
-            fault: Fault::KillRuntime,
-            pods: Some("^kep-blog-strict$"),
-            jobs: 1,
-            expect: Box::new(move |_, _, index| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass }),
-        },
+        Mutant::new(Fault::StrictToMerge, None, 4, |cat, case, _| if strict_differs(cat, case) { Expect::Fail("from image /etc/group") } else { Expect::Pass }),
+        Mutant::new(Fault::HideFeature, None, 4, |_, case, _| {
+            if case.policy == Policy::Strict {
+                Expect::Unsupported("does not advertise features.supplemental_groups_policy")
+            } else {
+                Expect::Pass
+            }
+        }),
+        Mutant::new(Fault::DropStatusUser, None, 4, |_, _, _| Expect::Fail("ContainerStatus.user is missing")),
+        Mutant::new(Fault::WrongStatusGid, None, 4, |_, _, _| Expect::Fail("primary gid via CRI ContainerStatus.user")),
+        Mutant::new(Fault::ExtraStatusGroup, None, 4, |_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")),
+        Mutant::new(Fault::ReorderStatusGroups, None, 4, |_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
+        Mutant::new(Fault::Slow, Some("^kep-blog-strict$"), 4, |_, case, _| {
+            if case.to_string() == "kep-blog/strict" {
+                Expect::Error("RunPodSandbox did not finish within")
+            } else {
+                Expect::Pass
+            }
+        }),
+        Mutant::new(Fault::CloseConnection, Some("^kep-blog-merge$"), 1, |_, case, _| {
+            if case.to_string() == "kep-blog/merge" {
+                Expect::Error("CreateContainer failed")
+            } else {
+                Expect::Pass
+            }
+        }),
+        Mutant::new(Fault::KillRuntime, Some("^kep-blog-strict$"), 1, kill_runtime),
+        Mutant { under_load: true, ..Mutant::new(Fault::KillRuntime, Some("^kep-blog-strict$"), 1, kill_runtime) },
+        // Other bytes behind the reference: never a verdict about them, always an ERROR that
+        // names the digests.
+        Mutant::new(Fault::SwapImage, None, 4, |_, _, _| Expect::Error("not the bytes sgpc built")),
     ]
 }
 
@@ -103,9 +125,14 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
     let mut config = support::containerd_config();
     let mut proxy = ProxySettings::beside_current_exe(vec![mutant.fault]);
     proxy.pods = mutant.pods.map(str::to_string);
-    proxy.delay = Duration::from_secs(6);
+    // Only `slow` needs a short RPC timeout (it holds one call past it); every other mutant keeps
+    // the default, so that a loaded machine cannot turn an innocent case into an ERROR.
+    if mutant.fault == Fault::Slow {
+        proxy.delay = Duration::from_secs(20);
+        config.timeouts.rpc = Duration::from_secs(10);
+    }
     config.proxy = Some(proxy);
-    config.timeouts.rpc = Duration::from_secs(3);
+    let _hogs = mutant.under_load.then(|| CpuHogs::start(2));
     let work_root = tempfile::tempdir().map_err(|e| e.to_string())?;
     config.work_root = work_root.path().to_path_buf();
 
@@ -125,7 +152,7 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
 
 fn main() {
     let mut args = Arguments::from_args();
-    // One containerd at a time: the `slow` fault relies on sgpc's 3 s RPC timeout, which a
+    // One containerd at a time: the `slow` fault relies on a 10 s RPC timeout, which a
     // machine loaded by several runtimes at once could trip for innocent cases.
     args.test_threads = Some(1);
     let catalogue = Arc::new(support::catalogue());
@@ -134,7 +161,8 @@ fn main() {
     let trials = mutants(&catalogue)
         .into_iter()
         .map(|mutant| {
-            let name = clap::ValueEnum::to_possible_value(&mutant.fault).map(|v| v.get_name().to_string()).unwrap_or_default();
+            let fault = clap::ValueEnum::to_possible_value(&mutant.fault).map(|v| v.get_name().to_string()).unwrap_or_default();
+            let name = if mutant.under_load { format!("{fault}-beside-two-cpu-hogs") } else { fault };
             let (catalogue, caught, ran) = (catalogue.clone(), caught.clone(), ran.clone());
             Trial::test(name, move || {
                 ran.fetch_add(1, Ordering::SeqCst);

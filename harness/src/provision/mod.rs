@@ -6,6 +6,7 @@ pub mod crio;
 pub mod debian;
 pub mod kind;
 pub mod registry;
+pub mod state;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -94,12 +95,38 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
     points
 }
 
+/// How long [`remove_tree`] keeps killing what appears under a directory: a shim that was
+/// starting a container when its runtime died can still start one.
+const KILL_SETTLE: Duration = Duration::from_secs(10);
+
+/// SIGKILLs every process under `dir` until none is left (or [`KILL_SETTLE`] passes); returns
+/// what is still there.
+fn kill_all_under(dir: &Path) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + KILL_SETTLE;
+    loop {
+        let pids: Vec<u32> = processes_under(dir).into_iter().filter(|pid| !is_zombie(*pid)).collect();
+        if pids.is_empty() || std::time::Instant::now() >= deadline {
+            return pids;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A zombie has exited; only its parent's bookkeeping remains.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+}
+
 /// Kills leftover processes, unmounts leftover mounts and removes a run directory.
 /// Safe to call more than once; errors name what is left.
 pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
-    for pid in processes_under(dir) {
-        // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let alive = kill_all_under(dir);
+    if !alive.is_empty() {
+        bail!("processes under {} survived SIGKILL for {KILL_SETTLE:?}: {alive:?}", dir.display());
     }
     for point in mounts_under(dir) {
         let c_point = std::ffi::CString::new(point.clone())?;
@@ -207,6 +234,11 @@ impl RuntimeDaemon {
 
     pub fn has_exited(&mut self) -> bool {
         self.daemon().has_exited()
+    }
+
+    /// Whether the process exits within `timeout` (without being asked to).
+    pub async fn exits_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.daemon().child.wait()).await.is_ok()
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {

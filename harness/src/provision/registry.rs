@@ -2,7 +2,12 @@
 //!
 //! sgpc pushes its built images here and the runtime pulls them with CRI `PullImage`: the same
 //! path works for containerd, CRI-O and kind nodes, unlike importing into one runtime's store.
+//!
+//! Any local user can reach a port on 127.0.0.1, so the registry requires credentials made for
+//! the run (htpasswd, bcrypt), kept in files only root can read, and images are pulled by
+//! manifest digest: a tag someone else pushes is never what runs.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,11 +23,46 @@ use crate::image::BuiltImage;
 
 pub const DEFAULT_BINARY: &str = "/usr/bin/docker-registry";
 
+/// The account a registry accepts: made for one run, never written outside its directory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// 128 random bits each, from the kernel.
+    fn generate() -> anyhow::Result<Credentials> {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).context("reading /dev/urandom")?;
+        Ok(Credentials { username: format!("sgpc-{}", hex::encode(&bytes[..16])), password: hex::encode(&bytes[16..]) })
+    }
+
+    fn auth(&self) -> RegistryAuth {
+        RegistryAuth::Basic(self.username.clone(), self.password.clone())
+    }
+}
+
 pub struct Registry {
     /// `127.0.0.1:<port>`
     pub host: String,
+    pub credentials: Credentials,
     child: Child,
     dir: PathBuf,
+}
+
+/// Writes a file only its owner can read (0600), refusing to reuse an existing one.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 impl Registry {
@@ -31,47 +71,55 @@ impl Registry {
         if !binary.exists() {
             anyhow::bail!("registry binary {} not found; install Debian's `docker-registry` or run `make setup`", binary.display());
         }
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new().mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
         let host = format!("127.0.0.1:{}", free_port()?);
+        let credentials = Credentials::generate()?;
+        let htpasswd = dir.join("htpasswd");
+        // The lowest cost: the password is 128 random bits, and the registry checks the hash on
+        // every request.
+        let hash = bcrypt::hash(&credentials.password, 4).context("hashing the registry password")?;
+        write_private(&htpasswd, &format!("{}:{hash}\n", credentials.username))?;
         let config = dir.join("config.yml");
-        std::fs::write(
+        write_private(
             &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-                dir.join("data").display()
+            &format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\nauth:\n  htpasswd:\n    realm: sgpc\n    path: {}\n",
+                dir.join("data").display(),
+                htpasswd.display()
             ),
         )?;
         let log = dir.join("registry.log");
         let mut command = Command::new(binary);
         command.arg("serve").arg(&config);
         let mut child = spawn_daemon(command, &log)?;
-        let ready = wait_until("the registry to answer GET /v2/", Duration::from_secs(20), || answers_v2(&host)).await;
+        let ready = wait_until("the registry to refuse an anonymous GET /v2/ (401)", Duration::from_secs(20), || refuses_anonymous(&host)).await;
         if let Err(e) = ready {
             let _ = child.kill().await;
             return Err(e.context(format!("registry log:\n{}", log_tail(&log))));
         }
-        Ok(Registry { host, child, dir: dir.to_path_buf() })
+        Ok(Registry { host, credentials, child, dir: dir.to_path_buf() })
     }
 
-    /// Pushes an image and returns the reference a runtime pulls it by.
+    /// Pushes an image under its tag and returns the reference a runtime pulls it by: the
+    /// repository at the manifest's digest, which no later push can change.
     pub async fn push(&self, image: &BuiltImage) -> anyhow::Result<String> {
-        let reference = format!("{}/sgpc/{}:{}", self.host, image.name, image.tag());
-        let parsed: Reference = reference.parse().with_context(|| format!("parsing {reference}"))?;
+        let tagged = format!("{}/sgpc/{}:{}", self.host, image.name, image.tag());
+        let parsed: Reference = tagged.parse().with_context(|| format!("parsing {tagged}"))?;
         // oci-client is built without a TLS provider (its default one clashes with kube's);
         // it insists on one even for plain HTTP. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::try_from(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() })
             .context("building the registry client")?;
-        client.auth(&parsed, &RegistryAuth::Anonymous, RegistryOperation::Push).await.context("registry auth")?;
+        client.auth(&parsed, &self.credentials.auth(), RegistryOperation::Push).await.context("registry auth")?;
         for blob in [&image.layer, &image.config] {
-            client.push_blob(&parsed, blob.data.clone(), &blob.digest).await.with_context(|| format!("pushing blob {} of {reference}", blob.digest))?;
+            client.push_blob(&parsed, blob.data.clone(), &blob.digest).await.with_context(|| format!("pushing blob {} of {tagged}", blob.digest))?;
         }
         let content_type = http::HeaderValue::from_static(crate::image::MEDIA_MANIFEST);
         client
             .push_manifest_raw(&parsed, image.manifest.data.clone(), content_type)
             .await
-            .with_context(|| format!("pushing the manifest of {reference}"))?;
-        Ok(reference)
+            .with_context(|| format!("pushing the manifest of {tagged}"))?;
+        Ok(format!("{}/sgpc/{}@{}", self.host, image.name, image.manifest.digest))
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -84,12 +132,13 @@ impl Registry {
     }
 }
 
-async fn answers_v2(host: &str) -> bool {
+/// Whether the registry answers, and demands credentials: `GET /v2/` without them is 401.
+async fn refuses_anonymous(host: &str) -> bool {
     let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return false };
     let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
+    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"401")
 }

@@ -37,6 +37,8 @@ pub enum CriError {
     Rpc { step: &'static str, message: String },
     #[error("{step} did not finish within {after:?}")]
     Timeout { step: &'static str, after: Duration },
+    #[error("the container runs image {reported:?}, not the bytes sgpc built (manifest {}, config {}): the verdict would not be about sgpc's image", expected.manifest, expected.config)]
+    ImageMismatch { expected: crate::image::Digests, reported: String },
     #[error("reading the probe output")]
     Probe(#[from] ProbeError),
     #[error("{what}")]
@@ -66,6 +68,8 @@ pub struct CaseRequest<'a> {
     pub scenario: &'a Scenario,
     pub policy: Policy,
     pub image_ref: String,
+    /// The bytes sgpc built: the image every container must report running.
+    pub image_digests: crate::image::Digests,
     /// A fresh directory for this case's logs and fixtures.
     pub case_dir: PathBuf,
     pub run_id: String,
@@ -292,10 +296,12 @@ impl CriTarget {
         })
     }
 
-    /// Pulls an image with CRI `PullImage`; returns the runtime's image reference.
-    pub async fn pull(&self, image: &str) -> Result<String, CriError> {
+    /// Pulls an image with CRI `PullImage`, with the registry's credentials if it has any;
+    /// returns the runtime's image reference.
+    pub async fn pull(&self, image: &str, credentials: Option<&crate::provision::registry::Credentials>) -> Result<String, CriError> {
         let request = cri::PullImageRequest {
             image: Some(cri::ImageSpec { image: image.into(), user_specified_image: image.into(), ..Default::default() }),
+            auth: credentials.map(|c| cri::AuthConfig { username: c.username.clone(), password: c.password.clone(), ..Default::default() }),
             ..Default::default()
         };
         let response = bounded("PullImage", self.timeouts.pull, self.images.clone().pull_image(request)).await?;
@@ -347,6 +353,10 @@ impl CriTarget {
 
         let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id, verbose: true })).await?;
 
+        let reported = status.status.as_ref().map(|s| [s.image_ref.as_str(), s.image_id.as_str()]).unwrap_or_default();
+        if !reported.iter().any(|r| req.image_digests.named_by(r)) {
+            return Err(CriError::ImageMismatch { expected: req.image_digests.clone(), reported: reported.iter().filter(|r| !r.is_empty()).copied().collect::<Vec<_>>().join(", ") });
+        }
         let mut obs = Observations::from_probes(first, exec);
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
@@ -380,6 +390,31 @@ impl CriTarget {
         let rpc = self.timeouts.rpc;
         bounded("StopPodSandbox", rpc, self.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
         bounded("RemovePodSandbox", rpc, self.runtime.clone().remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
+        Ok(())
+    }
+
+    /// The run label of every sandbox the runtime lists (sgpc's runs only).
+    pub async fn labelled_runs(&self) -> Result<Vec<String>, CriError> {
+        let list = bounded("ListPodSandbox", self.timeouts.rpc, self.runtime.clone().list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })).await?;
+        Ok(list.items.into_iter().filter_map(|s| s.labels.get(RUN_LABEL).cloned()).collect())
+    }
+
+    /// Every tag and digest reference of every image the runtime holds.
+    pub async fn image_references(&self) -> Result<Vec<String>, CriError> {
+        let list = bounded("ListImages", self.timeouts.rpc, self.images.clone().list_images(cri::ListImagesRequest { filter: None })).await?;
+        Ok(list.images.into_iter().flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests)).collect())
+    }
+
+    /// Whether the runtime has an image under this reference or image id.
+    pub async fn has_image(&self, image: &str) -> Result<bool, CriError> {
+        let request = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), verbose: false };
+        Ok(bounded("ImageStatus", self.timeouts.rpc, self.images.clone().image_status(request)).await?.image.is_some())
+    }
+
+    /// Removes an image; one that is already gone is no error.
+    pub async fn remove_image(&self, image: &str) -> Result<(), CriError> {
+        let request = cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }) };
+        bounded("RemoveImage", self.timeouts.rpc, self.images.clone().remove_image(request)).await?;
         Ok(())
     }
 

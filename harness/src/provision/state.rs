@@ -1,0 +1,185 @@
+//! Run records: every run writes down what it starts and creates, so that what a run killed
+//! with SIGKILL left behind can be found and removed by a later `sgpc run` or by `sgpc clean`.
+//!
+//! A record is one JSON file per run in the state directory (`SGPC_STATE_DIR`, else
+//! `/run/sgpc` for root, which a reboot empties along with the processes it names). A run whose
+//! owner process is gone (its pid is free, or now names a process started at another time) is
+//! stale: cleaning it kills the daemons it recorded, removes its sandboxes and images from a
+//! `--cri` runtime, then kills every process under its run directory, unmounts what is mounted
+//! there and removes the directory.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where run records live unless `SGPC_STATE_DIR` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/run/sgpc";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use the state directory {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the run record {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A process sgpc started, named by pid and start time so that a reused pid is never killed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub name: String,
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl ProcessRecord {
+    /// The process `pid` as it is now; `None` if it is gone.
+    pub fn of(name: &str, pid: u32) -> Option<ProcessRecord> {
+        Some(ProcessRecord { name: name.to_string(), pid, start_time: start_time(pid)? })
+    }
+
+    /// Whether this very process (same pid, same start) still runs.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// What a run left in a runtime it did not start (`--cri`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriRecord {
+    pub endpoint: String,
+    /// The value of the run label on its sandboxes and containers.
+    pub run_label: String,
+    /// Images the run pulled that the runtime did not have before.
+    pub pulled_images: Vec<String>,
+}
+
+/// Everything one run must remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub owner: ProcessRecord,
+    pub dir: PathBuf,
+    pub daemons: Vec<ProcessRecord>,
+    pub cri: Option<CriRecord>,
+}
+
+impl RunRecord {
+    /// A record for a run of this process, in `dir`.
+    pub fn new(run_id: &str, dir: &Path) -> RunRecord {
+        let me = std::process::id();
+        let owner = ProcessRecord::of("sgpc", me).unwrap_or(ProcessRecord { name: "sgpc".into(), pid: me, start_time: 0 });
+        RunRecord { run_id: run_id.to_string(), owner, dir: dir.to_path_buf(), daemons: Vec::new(), cri: None }
+    }
+
+    /// The owner is gone: nobody will clean this run but a later one.
+    pub fn is_stale(&self) -> bool {
+        !self.owner.is_alive()
+    }
+}
+
+/// The directory of run records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    pub path: PathBuf,
+}
+
+impl StateDir {
+    /// `SGPC_STATE_DIR`, else [`DEFAULT_STATE_DIR`].
+    pub fn from_env() -> StateDir {
+        StateDir { path: std::env::var_os("SGPC_STATE_DIR").map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from) }
+    }
+
+    fn record_path(&self, run_id: &str) -> PathBuf {
+        self.path.join(format!("{run_id}.json"))
+    }
+
+    /// Writes (or rewrites) a record, atomically, readable by root only.
+    pub fn save(&self, record: &RunRecord) -> Result<(), StateError> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        let path = self.record_path(&record.run_id);
+        let temporary = self.path.join(format!(".{}.json.tmp", record.run_id));
+        let write = || -> std::io::Result<()> {
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+            serde_json::to_writer_pretty(&file, record)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|source| StateError::Write { path, source })
+    }
+
+    /// Forgets a run that was cleaned up.
+    pub fn forget(&self, run_id: &str) {
+        let _ = std::fs::remove_file(self.record_path(run_id));
+    }
+
+    /// Every record, stale or not; unreadable files are skipped with a warning.
+    pub fn records(&self) -> Vec<RunRecord> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return Vec::new() };
+        let mut records: Vec<RunRecord> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    tracing::warn!("skipping the unreadable run record {}: {e}", p.display());
+                    None
+                }
+            })
+            .collect();
+        records.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        records
+    }
+
+    /// Runs whose owner is gone.
+    pub fn stale(&self) -> Vec<RunRecord> {
+        self.records().into_iter().filter(RunRecord::is_stale).collect()
+    }
+}
+
+/// The start time of a process in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_changed_start_time_is_not() {
+        let me = ProcessRecord::of("me", std::process::id()).unwrap();
+        assert!(me.is_alive());
+        assert!(!ProcessRecord { start_time: me.start_time + 1, ..me.clone() }.is_alive());
+    }
+
+    #[test]
+    fn records_round_trip_and_only_dead_owners_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir { path: dir.path().join("state") };
+        let mine = RunRecord::new("sgpc-mine", Path::new("/nonexistent/sgpc-mine"));
+        let mut gone = RunRecord::new("sgpc-gone", Path::new("/nonexistent/sgpc-gone"));
+        gone.owner.start_time += 1;
+        gone.cri = Some(CriRecord { endpoint: "unix:///x.sock".into(), run_label: "sgpc-gone".into(), pulled_images: vec!["a@sha256:1".into()] });
+        state.save(&mine).unwrap();
+        state.save(&gone).unwrap();
+        assert_eq!(state.records(), vec![gone.clone(), mine]);
+        assert_eq!(state.stale(), vec![gone]);
+        let mode = std::fs::metadata(state.record_path("sgpc-gone")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        state.forget("sgpc-gone");
+        assert_eq!(state.stale(), vec![]);
+    }
+}

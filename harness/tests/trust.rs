@@ -1,0 +1,120 @@
+//! Nobody outside the runtime under test can change a verdict: another local user pushing
+//! images to sgpc's registry, or reading what a run keeps. Runs real containerd and a real
+//! registry; the other user is `nobody` (uid 65534) running skopeo.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sgpc::image::{self, ImageContent, Payload, Recipe};
+use sgpc::run::{exit_code, Session};
+use sgpc::scenario::{CaseId, Policy};
+
+const NOBODY: u32 = 65534;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The registry port of the one run under `work_root`, once its config exists.
+fn registry_host(work_root: &Path) -> Option<String> {
+    let run = std::fs::read_dir(work_root).ok()?.filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().starts_with("sgpc-"))?;
+    let config = std::fs::read_to_string(run.path().join("registry/config.yml")).ok()?;
+    config.lines().find_map(|l| l.trim().strip_prefix("addr: ")).map(str::to_string)
+}
+
+/// The attacker's image: the kep-blog recipe under the same name, with the /etc/group line
+/// that Strict must drop removed, so that a Strict-to-Merge runtime would look conformant.
+fn attacker_archive(dir: &Path) -> (PathBuf, String) {
+    let root = support::repo_root();
+    let real = Recipe::load(&root.join("images/kep-blog.yaml")).unwrap();
+    let text = std::fs::read_to_string(root.join("images/kep-blog.yaml")).unwrap();
+    let forged = Recipe::parse(Path::new("forged.yaml"), &text.replace(":50000:user-defined-in-image", ":50000:")).unwrap();
+    let payload = Payload::default();
+    let tag = image::build(&ImageContent::from_recipe(&real, &payload).unwrap()).unwrap().tag();
+    let built = image::build(&ImageContent::from_recipe(&forged, &payload).unwrap()).unwrap();
+    let archive = dir.join("forged.oci.tar");
+    built.write_archive(&archive, "forged").unwrap();
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (archive, tag)
+}
+
+/// One push of the forged image over sgpc's tag, as `nobody`; returns skopeo's outcome.
+fn push_as_nobody(archive: &Path, scratch: &Path, host: &str, tag: &str) -> (bool, String) {
+    let output = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("docker://{host}/sgpc/kep-blog:{tag}"))
+        .env("HOME", scratch)
+        .env("TMPDIR", scratch)
+        .env("XDG_RUNTIME_DIR", scratch)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("skopeo runs (make setup installs it)");
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_concurrent_pusher_cannot_turn_a_fail_into_a_pass() {
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (archive, tag) = attacker_archive(scratch.path());
+    let work_root = tempfile::tempdir().unwrap();
+    let report = work_root.path().join("report.json");
+    let mut run = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["run", "--fault", "strict-to-merge", "--filter", "^kep-blog/strict$", "--json"])
+        .arg(&report)
+        .arg("--work-root")
+        .arg(work_root.path())
+        .arg("--containerd")
+        .arg(support::containerd_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attempts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        match registry_host(work_root.path()) {
+            Some(host) => attempts.push(push_as_nobody(&archive, scratch.path(), &host, &tag)),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let status = run.wait().unwrap();
+    let output = run.stdout.take().map(|mut s| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        text
+    });
+    assert_eq!(status.code(), Some(exit_code::FAIL), "strict-to-merge must FAIL: {output:?}");
+    assert!(!attempts.is_empty(), "the pusher never found the registry");
+    for (pushed, stderr) in &attempts {
+        assert!(!pushed, "an anonymous push to sgpc's registry succeeded");
+        assert!(stderr.contains("unauthorized") || stderr.contains("401") || stderr.contains("connection refused"), "refused for another reason: {stderr}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["cases"][0]["verdict"]["kind"], "FAIL", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_run_keeps_only_root_can_read() {
+    let catalogue = support::catalogue();
+    let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let session = Session::start(&support::containerd_config(), &catalogue, &[case]).await.expect("the session starts");
+    let dir = session.dir().to_path_buf();
+    let checks = [(dir.clone(), 0o700), (dir.join("registry"), 0o700), (dir.join("registry/htpasswd"), 0o600), (dir.join("registry/config.yml"), 0o600)];
+    let modes: Vec<(PathBuf, u32, u32)> = checks.iter().map(|(p, want)| (p.clone(), mode(p), *want)).collect();
+    let references: Vec<String> = session.images.values().map(|i| i.reference.clone()).collect();
+    session.teardown().await.unwrap();
+    for (path, got, want) in modes {
+        assert_eq!(got, want, "{} is {got:o}", path.display());
+    }
+    for reference in references {
+        assert!(reference.contains("@sha256:"), "pulled by digest, not by tag: {reference}");
+    }
+}
