@@ -32,7 +32,7 @@ matrix: setup
 	$(SGPC) matrix --file matrix.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix
 
 test: setup
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 bench: setup
 	$(CARGO) bench --bench catalogue --bench matrix

@@ -74,7 +74,8 @@ pub enum Outcome {
     /// Every case PASS.
     Conformant,
     /// No Strict support: default and Merge PASS; Strict UNSUPPORTED, with LEAK exactly where
-    /// the image's `/etc/group` adds groups that Strict must drop (from the KEP model).
+    /// the image's `/etc/group`, read as leniently as runtimes read it, lists the user in a
+    /// group the Pod did not declare ([`oracle::lenient_leak`]).
     NoStrict,
 }
 

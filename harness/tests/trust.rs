@@ -118,3 +118,35 @@ async fn what_a_run_keeps_only_root_can_read() {
         assert!(reference.contains("@sha256:"), "pulled by digest, not by tag: {reference}");
     }
 }
+
+/// A CRLF `/etc/group`: the KEP model (which reads it strictly) sees no membership, a runtime
+/// without Strict support attaches the group anyway. The LEAK comes from what was observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crlf_group_file_leak_under_strict_is_unsupported_leak_on_containerd_1_7() {
+    let dir = support::repo_root().join(".cache/debs/trixie/containerd/usr/bin");
+    assert!(dir.join("containerd").is_file(), "containerd 1.7 in {}: run `make setup`", dir.display());
+    let input = tempfile::tempdir().unwrap();
+    let (scenarios, images) = (input.path().join("scenarios"), input.path().join("images"));
+    std::fs::create_dir_all(&scenarios).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(
+        images.join("crlf.yaml"),
+        "name: crlf\nuser: \"1000\"\npasswd:\n  - \"alice:x:1000:1000::/:/bin/sh\\r\"\ngroup:\n  - \"alice:x:1000:\\r\"\n  - \"crlf-group:x:50000:alice\\r\"\n",
+    )
+    .unwrap();
+    std::fs::write(scenarios.join("crlf.yaml"), "name: crlf\nsummary: a CRLF /etc/group\nimage: crlf\npod:\n  securityContext: {supplementalGroupsPolicy: Strict, runAsUser: 1000, supplementalGroups: [4000]}\n").unwrap();
+    let catalogue = sgpc::scenario::Catalogue::load(&scenarios, &images).unwrap();
+    let case = CaseId { scenario: "crlf".into(), policy: Policy::Strict };
+
+    let expected = sgpc::matrix::Expected { outcome: sgpc::matrix::Outcome::NoStrict, exceptions: Default::default() };
+    assert_eq!(sgpc::matrix::expected_label(&expected, &catalogue, &case), "UNSUPPORTED+LEAK", "the matrix expects the leak too");
+
+    let mut config = support::containerd_config();
+    config.target = sgpc::run::TargetChoice::Containerd { bin_dir: dir };
+    let session = Session::start(&config, &catalogue, std::slice::from_ref(&case)).await.expect("containerd 1.7 starts");
+    let result = session.run_case(&case).await;
+    session.teardown().await.unwrap();
+    let j = &result.judgement;
+    assert_eq!(j.verdict, sgpc::verdict::Verdict::Unsupported { leak: true }, "{j:?}");
+    assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group line 2")), "the leak names its source line: {:?}", j.reasons);
+}
