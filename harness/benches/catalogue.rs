@@ -51,6 +51,8 @@ impl Floor {
             scenario,
             policy: id.policy,
             image_ref,
+            // The floor client checks nothing, the image digests included.
+            image_digests: sgpc::image::Digests { manifest: String::new(), config: String::new() },
             case_dir: self.dir.join(format!("floor-{n}-{}-{}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
             runtime_handler: String::new(),

@@ -358,7 +358,11 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     };
     match session {
         None => {}
-        Some(Err(e)) => report.setup_error = Some(format!("{e:#}")),
+        Some(Err(e)) => {
+            report.setup_error = Some(e.to_string());
+            report.runtime = e.runtime;
+            report.provisioned = e.provisioned;
+        }
         Some(Ok(session)) => {
             report.runtime = Some(session.runtime.clone());
             report.provisioned = session.provisioned.clone();
@@ -387,14 +391,13 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    // Cases that never finished (set-up failed or the run was interrupted) are ERROR.
+    // Cases that never finished (set-up failed or the run was interrupted) are ERROR, for one
+    // reason that the summary prints once.
     let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
-    let finished = report.cases.len();
     let added = run::fill_unfinished(&mut report.cases, &cases, &catalogue, &reason);
-    for (i, id) in added.iter().enumerate() {
-        if let Some(result) = report.cases.iter().find(|r| r.id == *id) {
-            terminal::write_case(&mut stdout.lock(), style, result, finished + i + 1, cases.len())?;
-        }
+    if !added.is_empty() {
+        let names: Vec<String> = added.iter().map(ToString::to_string).collect();
+        println!("           ERROR {} cases not run (the reason follows): {}", added.len(), names.join(" "));
     }
     report.duration = started.elapsed();
 
@@ -406,6 +409,9 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
     let [markdown, html, json] = ["matrix.md", "matrix.html", "matrix.json"].map(|name| Output::open(&args.out.join(name)));
     let (markdown, html, json) = (markdown?, html?, json?);
+    if !args.work_root.is_dir() {
+        anyhow::bail!("--work-root {} is not a directory", args.work_root.display());
+    }
     clean_before_run().await?;
     let cases = run::select_cases(&catalogue, args.filter.as_ref());
     let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });

@@ -353,7 +353,10 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
     }
     let starting = Instant::now();
     match Session::start(&session_config, catalogue, cases).await {
-        Err(e) => column.setup_error = Some(format!("{e:#}")),
+        Err(e) => {
+            column.setup_error = Some(e.to_string());
+            column.runtime = e.runtime;
+        }
         Ok(session) => {
             column.startup = Some(starting.elapsed());
             column.runtime = Some(session.runtime.clone());

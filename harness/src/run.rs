@@ -204,6 +204,23 @@ pub enum Event<'a> {
     CaseFinished { result: &'a CaseResult, done: usize, total: usize },
 }
 
+/// Why a session did not start, with what was learnt about the runtime before it failed, so
+/// that reports of a failed set-up still name the runtime that answered.
+#[derive(Debug)]
+pub struct StartError {
+    pub runtime: Option<RuntimeInfo>,
+    pub provisioned: Option<String>,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// What a session started and must remove: the run directory, the registry, the runtime, the proxy.
 /// Dropping it without [`Resources::teardown`] (after a panic) kills and removes synchronously.
 struct Resources {
@@ -214,6 +231,9 @@ struct Resources {
     /// What the state directory says about this run, for a later run to clean after a SIGKILL.
     record: RunRecord,
     state: StateDir,
+    /// What the runtime said about itself, once it answered.
+    runtime_info: Option<RuntimeInfo>,
+    provisioned: Option<String>,
 }
 
 impl Resources {
@@ -329,20 +349,22 @@ struct Provisioned {
 
 impl Session {
     /// Provisions everything the cases need. On failure, whatever was started is removed.
-    pub async fn start(config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<Session> {
+    pub async fn start(config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId]) -> Result<Session, StartError> {
+        let early = |error: anyhow::Error| StartError { runtime: None, provisioned: None, error };
         let dir = tempfile::Builder::new()
             .prefix("sgpc-")
             .tempdir_in(&config.work_root)
-            .with_context(|| format!("creating a run directory in {}", config.work_root.display()))?
+            .with_context(|| format!("creating a run directory in {}", config.work_root.display()))
+            .map_err(early)?
             .keep();
         // Only root may look inside: credentials, sockets and fixtures live here.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display()))?;
-        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name")?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display())).map_err(early)?;
+        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name").map_err(early)?;
         let record = RunRecord::new(&run_id, &dir);
-        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, record, state: config.state_dir.clone() };
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None };
         if let Err(e) = resources.state.save(&resources.record) {
             let _ = crate::provision::remove_tree(&resources.dir);
-            return Err(anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)"));
+            return Err(StartError { runtime: None, provisioned: None, error: anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)") });
         }
         match provision(&mut resources, config, catalogue, cases, &run_id).await {
             Ok(p) => Ok(Session {
@@ -355,10 +377,14 @@ impl Session {
                 target: p.target,
                 resources,
             }),
-            Err(e) => match resources.teardown(None).await {
-                Ok(()) => Err(e),
-                Err(cleanup) => Err(e.context(format!("cleaning up after the failure failed too: {cleanup:#}"))),
-            },
+            Err(e) => {
+                let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());
+                let error = match resources.teardown(None).await {
+                    Ok(()) => e,
+                    Err(cleanup) => e.context(format!("cleaning up after the failure failed too: {cleanup:#}")),
+                };
+                Err(StartError { runtime, provisioned, error })
+            }
         }
     }
 
@@ -517,6 +543,8 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             connect(&endpoint, config.timeouts).await?
         }
     };
+    resources.runtime_info = Some(runtime.clone());
+    resources.provisioned.clone_from(&provisioned);
     let (target, runtime) = match &config.proxy {
         None => (target, runtime),
         Some(settings) => {
@@ -550,6 +578,11 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             anyhow::bail!("pulling {} gave image {pulled:?}, not the bytes sgpc built (manifest {}, config {})", record.reference, record.manifest_digest, record.config_digest);
         }
         images.insert(record.name.clone(), record);
+    }
+    if let TargetChoice::Cri { endpoint } = &config.target {
+        // One sandbox before the catalogue: a runtime that cannot start any (its own sandbox
+        // image cannot be pulled offline, say) is one clear error, not one per case.
+        target.preflight_sandbox(run_id, &config.runtime_handler, &resources.dir.join("preflight")).await.map_err(|e| anyhow::anyhow!(sandbox_hint(endpoint, &e.to_string())))?;
     }
     Ok(Provisioned { target, runtime, provisioned, images })
 }
@@ -647,6 +680,18 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
+}
+
+/// Why no sandbox could start in a runtime sgpc did not start, and what to do about it.
+fn sandbox_hint(endpoint: &str, error: &str) -> String {
+    let wanted = regex::Regex::new(r#"image \\?"([^"\\]+)\\?""#).ok().and_then(|re| re.captures(error)).map(|c| c[1].to_string());
+    let image = wanted.map_or_else(|| "its sandbox (pause) image".to_string(), |i| format!("its sandbox (pause) image {i}"));
+    format!(
+        "the runtime at {endpoint} cannot start a sandbox, so no case can run: {error}. If it cannot pull {image} (no network), provide one offline: \
+         `sgpc images build --out DIR` writes DIR/pause.oci.tar; for containerd, `ctr -n k8s.io images import DIR/pause.oci.tar` and point \
+         `sandbox_image` (1.x) or `[plugins.\"io.containerd.cri.v1.images\".pinned_images] sandbox` (2.x) at the name it prints; \
+         for CRI-O, load it into its storage (`skopeo copy oci-archive:DIR/pause.oci.tar containers-storage:NAME`) and set `pause_image = \"NAME\"` and `pause_command = \"\"`"
+    )
 }
 
 /// Adds what a user can do about errors whose cause is known.

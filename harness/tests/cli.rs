@@ -164,3 +164,56 @@ fn list_explain_prints_the_rules_behind_each_expectation() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
+
+/// A containerd without network whose sandbox image is the usual registry.k8s.io pause: every
+/// sandbox fails. sgpc says so once, before the catalogue, naming the image and the way out,
+/// and its reports still name the runtime that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
+    use sgpc::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ContainerdOptions {
+        bin_dir: support::containerd_dir(),
+        oci_runtimes: vec![OciRuntime::runc()],
+        dir: dir.path().join("containerd"),
+        registry_host: "127.0.0.1:1".into(),
+        pause_image: "registry.k8s.io/pause:3.6".into(),
+    };
+    let containerd = Containerd::start(&opts).await.expect("containerd starts");
+    let reports = tempfile::tempdir().unwrap();
+    let (json, junit) = (reports.path().join("r.json"), reports.path().join("j.xml"));
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .env("SGPC_STATE_DIR", dir.path().join("state"))
+        .args(["run", "--cri", &containerd.endpoint, "--json"])
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    containerd.daemon.stop().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stdout}");
+    assert_eq!(stdout.matches("cannot start a sandbox").count(), 1, "said once: {stdout}");
+    for needle in ["registry.k8s.io/pause:3.6", "ctr -n k8s.io images import", "pause_image"] {
+        assert!(stdout.contains(needle), "missing {needle:?}: {stdout}");
+    }
+    assert!(!stdout.contains("crun"), "no hint that does not apply: {stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["runtime"]["runtime_name"], "containerd", "the runtime answered Version: {report}");
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("name=\"sgpc on containerd "), "{junit}");
+}
+
+#[test]
+fn a_missing_work_root_is_one_error_before_anything_starts() {
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().to_str().unwrap();
+    for command in [&["run", "--cri", "unix:///nonexistent.sock"][..], &["matrix", "--out", out][..]] {
+        let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(command).args(["--work-root", "/nonexistent/work-root"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
+        assert!(stderr.contains("--work-root /nonexistent/work-root is not a directory"), "{stderr}");
+        assert!(output.stdout.is_empty() || !String::from_utf8_lossy(&output.stdout).contains("ERROR ["), "no case ran");
+    }
+}

@@ -1,47 +1,69 @@
 //! The conformance catalogue as a test target: one trial per (runtime, scenario, policy).
 //!
 //! `cargo test --test conformance -- --list` lists them without starting anything; a filter
-//! selects trials as usual. The first trial that runs starts a private containerd 2.x (see
-//! `support::containerd_dir`) and the registry; the session is torn down after the last trial.
-//! Any verdict other than PASS fails its trial: containerd 2.x must conform fully.
+//! selects trials as usual. The first trial of a runtime starts it privately with the registry:
+//! containerd 2.x always (see `support::containerd_dir`), CRI-O when `SGPC_CRIO_DIR` names a
+//! directory of CRI-O binaries. Without it the CRI-O trials are listed as ignored, and the
+//! reason is printed: never counted as passed. Each session is torn down after the last trial.
+//! Any verdict other than PASS fails its trial: both runtimes must conform fully.
 
 mod support;
 
 use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use sgpc::run::Session;
+use sgpc::run::{Session, SessionConfig};
 use sgpc::scenario::{Catalogue, CaseId};
 use sgpc::verdict::Verdict;
 
-const RUNTIME: &str = "containerd";
+/// One runtime the trials run on, or why it cannot run here.
+struct Runtime {
+    kind: &'static str,
+    config: Result<SessionConfig, String>,
+    session: OnceLock<Result<Arc<Session>, String>>,
+}
 
 struct Shared {
     tokio: tokio::runtime::Runtime,
     catalogue: Catalogue,
     cases: Vec<CaseId>,
-    session: OnceLock<Result<Arc<Session>, String>>,
+    runtimes: Vec<Runtime>,
 }
 
 impl Shared {
-    fn session(&self) -> Result<Arc<Session>, Failed> {
-        let started = self.session.get_or_init(|| {
-            let config = support::containerd_config();
+    fn session(&self, runtime: &Runtime) -> Result<Arc<Session>, Failed> {
+        let started = runtime.session.get_or_init(|| {
+            let config = runtime.config.clone()?;
             match self.tokio.block_on(Session::start(&config, &self.catalogue, &self.cases)) {
                 Ok(session) => Ok(Arc::new(session)),
-                Err(e) => Err(format!("ERROR: could not start containerd: {e:#}")),
+                Err(e) => Err(format!("ERROR: could not start {}: {e:#}", runtime.kind)),
             }
         });
         started.clone().map_err(Failed::from)
     }
 
-    fn run(&self, case: &CaseId) -> Result<(), Failed> {
-        let session = self.session()?;
+    fn run(&self, runtime: usize, case: &CaseId) -> Result<(), Failed> {
+        let session = self.session(&self.runtimes[runtime])?;
         let result = self.tokio.block_on(session.run_case(case));
         match result.judgement.verdict {
             Verdict::Pass => Ok(()),
             verdict => Err(format!("{verdict}: {}", result.judgement.reasons.join("\n")).into()),
         }
+    }
+}
+
+/// What CRI-O documents, not what sgpc writes: the variable sgpc sets for the registries file
+/// must be the one `crio --help` names for `--registries-conf`.
+fn crio_reads_sgpcs_registries_file() -> Result<(), Failed> {
+    let dir = support::crio_dir()?;
+    let help = std::process::Command::new(dir.join("crio")).arg("--help").output().map_err(|e| e.to_string())?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    let line = help.lines().find(|l| l.contains("--registries-conf ")).ok_or_else(|| format!("crio --help has no --registries-conf:\n{help}"))?;
+    let variable = format!("${}", sgpc::provision::crio::REGISTRIES_CONF_ENV);
+    if line.contains(&variable) {
+        Ok(())
+    } else {
+        Err(format!("crio reads the registries file from another variable than {variable}: {line}").into())
     }
 }
 
@@ -51,29 +73,45 @@ fn main() {
     args.test_threads.get_or_insert(4);
     let catalogue = support::catalogue();
     let cases = catalogue.cases();
-    let shared = Arc::new(Shared {
-        tokio: tokio::runtime::Runtime::new().expect("a tokio runtime starts"),
-        catalogue,
-        cases: cases.clone(),
-        session: OnceLock::new(),
-    });
-    let trials = cases
-        .into_iter()
-        .map(|case| {
+    let runtimes = vec![
+        Runtime { kind: "containerd", config: Ok(support::containerd_config()), session: OnceLock::new() },
+        Runtime { kind: "crio", config: support::crio_config(), session: OnceLock::new() },
+    ];
+    for runtime in &runtimes {
+        if let Err(why) = &runtime.config {
+            eprintln!("not run: the {} [{}] trials: {why}", cases.len(), runtime.kind);
+        }
+    }
+    let shared = Arc::new(Shared { tokio: tokio::runtime::Runtime::new().expect("a tokio runtime starts"), catalogue, cases: cases.clone(), runtimes });
+    let trials: Vec<Trial> = (0..shared.runtimes.len())
+        .flat_map(|runtime| {
             let shared = shared.clone();
-            Trial::test(case.to_string(), move || shared.run(&case)).with_kind(RUNTIME)
+            let kind = shared.runtimes[runtime].kind;
+            let unavailable = shared.runtimes[runtime].config.is_err();
+            cases.clone().into_iter().map(move |case| {
+                let shared = shared.clone();
+                Trial::test(case.to_string(), move || shared.run(runtime, &case)).with_kind(kind).with_ignored_flag(unavailable)
+            })
         })
         .collect();
+    let mut trials: Vec<Trial> = trials;
+    trials.push(Trial::test("crio reads the registries file sgpc points it at", crio_reads_sgpcs_registries_file).with_kind("crio").with_ignored_flag(shared.runtimes[1].config.is_err()));
     let conclusion = libtest_mimic::run(&args, trials);
 
-    // The trials, and their references to the session, are gone once `run` returns.
-    let Ok(mut shared) = Arc::try_unwrap(shared) else { panic!("every trial has released the shared state") };
-    if let Some(Ok(session)) = shared.session.take() {
-        let Ok(session) = Arc::try_unwrap(session) else { panic!("every trial has released the session") };
-        if let Err(e) = shared.tokio.block_on(session.teardown()) {
-            eprintln!("error: teardown failed: {e:#}");
-            std::process::exit(101);
+    // The trials, and their references to the sessions, are gone once `run` returns.
+    let Ok(shared) = Arc::try_unwrap(shared) else { panic!("every trial has released the shared state") };
+    let mut failed = false;
+    for mut runtime in shared.runtimes {
+        if let Some(Ok(session)) = runtime.session.take() {
+            let Ok(session) = Arc::try_unwrap(session) else { panic!("every trial has released the session") };
+            if let Err(e) = shared.tokio.block_on(session.teardown()) {
+                eprintln!("error: {} teardown failed: {e:#}", runtime.kind);
+                failed = true;
+            }
         }
+    }
+    if failed {
+        std::process::exit(101);
     }
     conclusion.exit();
 }

@@ -208,10 +208,10 @@ impl Containerd {
             _ => bail!("containerd {version} in {}: only 1.x (config version 2) and 2.x (config version 3) are supported", opts.bin_dir.display()),
         };
         let certs = opts.dir.join("certs.d").join(&opts.registry_host);
-        std::fs::create_dir_all(&certs)?;
-        std::fs::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
+        fs_err::create_dir_all(&certs)?;
+        fs_err::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
         let config = opts.dir.join("config.toml");
-        std::fs::write(&config, self::config(major, opts, !super::has_cap_sys_resource()))?;
+        fs_err::write(&config, self::config(major, opts, !super::has_cap_sys_resource()))?;
 
         let log = opts.dir.join("containerd.log");
         let path = format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default());

@@ -1,9 +1,18 @@
 //! A private CRI-O started from a directory of binaries (`crio`, `conmon`, `pinns`, and `runc`
 //! or `crun`), with its own root, runroot, socket and generated configuration.
 //!
-//! CRI-O cannot be installed on this project's machines (it is not in Debian 12), so this is
-//! exercised here by configuration tests only; it is written to work unchanged where the
-//! binaries exist.
+//! CRI-O is not packaged for Debian; the tests run it where `SGPC_CRIO_DIR` names a directory
+//! of binaries (verified with CRI-O built from its public source, see the README). What the
+//! configuration must say, from CRI-O's own sources and measured:
+//!
+//! - the registries file is read from `CONTAINER_REGISTRIES_CONF` (CRI-O's `--registries-conf`,
+//!   `internal/criocli/criocli.go`), not podman's `CONTAINERS_REGISTRIES_CONF`;
+//! - sgpc's plain-HTTP registry is marked `insecure = true` there: since CRI-O 1.35 crio.conf's
+//!   `insecure_registries` "is deprecated and no longer effective" (`internal/storage/image.go`);
+//! - `pause_command = ""` runs the pause image's own entrypoint (`/catatonit -P`); the default
+//!   `/pause` does not exist in sgpc's pause image (`pkg/config/config.go`, `PauseCommand`);
+//! - the registry wants credentials: sgpc pulls the pause image over CRI with them before any
+//!   sandbox needs it.
 //!
 //! CRI-O has no `restrict_oom_score_adj`. It asks for a negative `oom_score_adj` for the infra
 //! container, which runc cannot set without CAP_SYS_RESOURCE. When the capability is missing,
@@ -26,6 +35,10 @@ pub const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
 
 /// The wrapper script's name in the run directory.
 pub const OOM_WRAPPER: &str = "oci-runtime-oom-clamp";
+
+/// The environment variable CRI-O reads its registries file from (`crio --help` lists it for
+/// `--registries-conf`).
+pub const REGISTRIES_CONF_ENV: &str = "CONTAINER_REGISTRIES_CONF";
 
 #[derive(Debug, Clone)]
 pub struct CrioOptions {
@@ -123,8 +136,8 @@ monitor_path = "{conmon}"
 
 [crio.image]
 pause_image = "{pause}"
+pause_command = ""
 signature_policy = "{dir}/policy.json"
-insecure_registries = ["{registry}"]
 
 [crio.network]
 network_dir = "{dir}/cni"
@@ -137,7 +150,6 @@ enable_metrics = false
         conmon = bins.conmon.display(),
         runtime_path = runtime_path.display(),
         pause = opts.pause_image,
-        registry = opts.registry_host,
     )
 }
 
@@ -151,19 +163,19 @@ pub const POLICY_JSON: &str = r#"{"default": [{"type": "insecureAcceptAnything"}
 
 /// Writes every file CRI-O needs into `opts.dir`; returns the path of `crio.conf`.
 pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(opts.dir.join("cni"))?;
+    fs_err::create_dir_all(opts.dir.join("cni"))?;
     let runtime_path = if clamp_oom {
         let wrapper = opts.dir.join(OOM_WRAPPER);
-        std::fs::write(&wrapper, oom_wrapper(&bins.oci_runtime.1))?;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+        fs_err::write(&wrapper, oom_wrapper(&bins.oci_runtime.1))?;
+        fs_err::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
         wrapper
     } else {
         bins.oci_runtime.1.clone()
     };
-    std::fs::write(opts.dir.join("policy.json"), POLICY_JSON)?;
-    std::fs::write(opts.dir.join("registries.conf"), registries_conf(&opts.registry_host))?;
+    fs_err::write(opts.dir.join("policy.json"), POLICY_JSON)?;
+    fs_err::write(opts.dir.join("registries.conf"), registries_conf(&opts.registry_host))?;
     let config = opts.dir.join("crio.conf");
-    std::fs::write(&config, self::config(opts, bins, &runtime_path))?;
+    fs_err::write(&config, self::config(opts, bins, &runtime_path))?;
     Ok(config)
 }
 
@@ -180,7 +192,7 @@ impl Crio {
         command
             .arg("--config")
             .arg(&config)
-            .env("CONTAINERS_REGISTRIES_CONF", opts.dir.join("registries.conf"))
+            .env(REGISTRIES_CONF_ENV, opts.dir.join("registries.conf"))
             .env("PATH", format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default()));
         let log = opts.dir.join("crio.log");
         let mut child = spawn_daemon(command, &log).context("starting crio")?;

@@ -25,17 +25,17 @@ impl Unpacked {
 
 /// The Debian mirror this machine's apt uses (deb822 `URIs:` or a one-line `deb` entry).
 pub fn configured_mirror() -> anyhow::Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
+    let mut files: Vec<PathBuf> = fs_err::read_dir("/etc/apt/sources.list.d")
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "sources")).collect())
         .unwrap_or_default();
     files.sort();
     for file in &files {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let text = fs_err::read_to_string(file).unwrap_or_default();
         if let Some(uri) = text.lines().filter_map(|l| l.strip_prefix("URIs:")).flat_map(str::split_whitespace).find(|u| !u.contains("security")) {
             return Ok(uri.to_string());
         }
     }
-    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    let list = fs_err::read_to_string("/etc/apt/sources.list").unwrap_or_default();
     list.lines()
         .filter_map(|l| l.strip_prefix("deb "))
         .filter_map(|l| l.split_whitespace().find(|w| w.contains("://")))
@@ -52,7 +52,7 @@ pub fn cache_path(cache: &Path, suite: &str, package: &str) -> PathBuf {
 /// Reads a cached package without fetching.
 pub fn cached(cache: &Path, suite: &str, package: &str) -> Option<Unpacked> {
     let root = cache_path(cache, suite, package);
-    let version = std::fs::read_to_string(root.join(".version")).ok()?;
+    let version = fs_err::read_to_string(root.join(".version")).ok()?;
     Some(Unpacked { root, version: version.trim().to_string() })
 }
 
@@ -73,9 +73,9 @@ pub fn fetch(cache: &Path, suite: &str, package: &str) -> anyhow::Result<Unpacke
     let work = tempfile::tempdir().context("creating a temporary apt directory")?;
     let w = work.path();
     for dir in ["parts", "lists/partial", "cache/archives/partial"] {
-        std::fs::create_dir_all(w.join(dir))?;
+        fs_err::create_dir_all(w.join(dir))?;
     }
-    std::fs::write(
+    fs_err::write(
         w.join("parts").join(format!("{suite}.sources")),
         format!("Types: deb\nURIs: {mirror}\nSuites: {suite}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"),
     )?;
@@ -99,7 +99,7 @@ pub fn fetch(cache: &Path, suite: &str, package: &str) -> anyhow::Result<Unpacke
     };
     run(&mut apt(&["update"]), &format!("apt-get update for suite {suite}"))?;
     run(&mut apt(&["download", package]), &format!("apt-get download {package} from {suite}"))?;
-    let deb = std::fs::read_dir(w)?
+    let deb = fs_err::read_dir(w)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .with_context(|| format!("apt-get download {package} left no .deb"))?;
@@ -108,11 +108,11 @@ pub fn fetch(cache: &Path, suite: &str, package: &str) -> anyhow::Result<Unpacke
 
     let root = cache_path(cache, suite, package);
     let partial = root.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
+    let _ = fs_err::remove_dir_all(&partial);
+    fs_err::create_dir_all(&partial)?;
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial), "dpkg-deb -x")?;
-    std::fs::write(partial.join(".version"), format!("{version}\n"))?;
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&partial, &root).with_context(|| format!("moving the package into {}", root.display()))?;
+    fs_err::write(partial.join(".version"), format!("{version}\n"))?;
+    let _ = fs_err::remove_dir_all(&root);
+    fs_err::rename(&partial, &root).with_context(|| format!("moving the package into {}", root.display()))?;
     Ok(Unpacked { root, version })
 }

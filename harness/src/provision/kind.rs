@@ -100,7 +100,7 @@ pub fn create(kind: &Path, spec: &ClusterSpec, work_dir: &Path, reuse: bool) -> 
         return Ok(false);
     }
     let config_file = work_dir.join(format!("{}.kind.yaml", spec.name));
-    std::fs::write(&config_file, config(spec))?;
+    fs_err::write(&config_file, config(spec))?;
     run_kind(kind, &create_args(spec, &config_file)).with_context(|| format!("creating kind cluster {} from {}", spec.name, spec.node_image))?;
     Ok(true)
 }
@@ -147,7 +147,7 @@ pub fn prepare(node_image: &str, reuse: bool, archives: &[PathBuf], work: &Path)
     let created = create(&binary, &spec, work, reuse)?;
     let prepared = Prepared { kubeconfig: work.join("kubeconfig"), binary, spec, created };
     let loaded = archives.iter().try_for_each(|a| load_archive(&prepared.binary, &prepared.spec, a));
-    let written = loaded.and_then(|()| Ok(std::fs::write(&prepared.kubeconfig, kubeconfig(&prepared.binary, &prepared.spec)?)?));
+    let written = loaded.and_then(|()| Ok(fs_err::write(&prepared.kubeconfig, kubeconfig(&prepared.binary, &prepared.spec)?)?));
     if let Err(e) = written {
         prepared.finish()?;
         return Err(e);

@@ -51,6 +51,9 @@ pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Res
     for c in &report.columns {
         let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
         writeln!(out, "- **{}**{version}: {}{}", c.name, c.summary, expectation_line(c))?;
+        if let Some(error) = &c.setup_error {
+            writeln!(out, "  - set-up failed: {}", error.replace('\n', " "))?;
+        }
     }
     if !report.divergences.is_empty() {
         writeln!(out, "\n## Divergences that are not failures\n")?;

@@ -405,6 +405,25 @@ impl CriTarget {
         Ok(list.images.into_iter().flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests)).collect())
     }
 
+    /// Starts and removes one labelled host-network sandbox: proof that the runtime can start
+    /// sandboxes at all before the catalogue relies on it.
+    pub async fn preflight_sandbox(&self, run_id: &str, runtime_handler: &str, log_dir: &Path) -> Result<(), CriError> {
+        std::fs::create_dir_all(log_dir).map_err(io_error(format!("creating {}", log_dir.display())))?;
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata { name: "preflight".into(), uid: format!("{run_id}-preflight"), namespace: "sgpc".into(), attempt: 0 }),
+            log_directory: log_dir.to_string_lossy().into_owned(),
+            labels: run_labels(run_id),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespace_options()), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let run = cri::RunPodSandboxRequest { config: Some(config), runtime_handler: runtime_handler.to_string() };
+        let pod_id = bounded("RunPodSandbox", self.timeouts.pull, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
+        self.remove_sandbox(&pod_id).await
+    }
+
     /// Whether the runtime has an image under this reference or image id.
     pub async fn has_image(&self, image: &str) -> Result<bool, CriError> {
         let request = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), verbose: false };

@@ -36,3 +36,16 @@ pub fn containerd_config() -> SessionConfig {
 pub fn sgpc_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sgpc"))
 }
+
+/// CRI-O binaries (crio, conmon, pinns, runc or crun) from `SGPC_CRIO_DIR`, or why there are
+/// none: CRI-O is not packaged for Debian, so these tests run where someone built or
+/// installed it.
+pub fn crio_dir() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("SGPC_CRIO_DIR").map(PathBuf::from).ok_or("SGPC_CRIO_DIR is not set (a directory of CRI-O binaries: crio, conmon, pinns, runc)")?;
+    sgpc::provision::crio::find_binaries(&dir).map_err(|e| format!("{e:#}"))?;
+    Ok(dir)
+}
+
+pub fn crio_config() -> Result<SessionConfig, String> {
+    Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()? }))
+}
