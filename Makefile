@@ -15,6 +15,10 @@ CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
 
 export SGPC_CONTAINERD_DIR := $(CONTAINERD_DIR)
+# The GitHub workflow validator (tests/workflow.rs): check-jsonschema validates against the
+# GitHub-workflow schema it vendors, offline, in a virtualenv of its own.
+VENV           := $(CACHE)/venv
+export SGPC_CHECK_JSONSCHEMA := $(VENV)/bin/check-jsonschema
 
 .PHONY: setup conformance matrix test bench clean-cache
 
@@ -23,6 +27,7 @@ setup:
 	@command -v youki >/dev/null 2>&1 || test -x $(HOME)/.cargo/bin/youki || \
 	  $(CARGO) install --quiet --locked youki --features v1
 	@for suite in $(SUITES); do $(SGPC) fetch --suite $$suite --cache $(CACHE) || exit 1; done
+	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup
 	$(SGPC) run --containerd $(CONTAINERD_DIR) \

@@ -64,7 +64,7 @@ impl Floor {
             m.uid = format!("floor-{n}-{}", m.uid);
         }
         let pod = c.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() }).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
-        let mut config = container_config(&req, Vec::new());
+        let mut config = container_config(&req, Vec::new(), None);
         config.mounts.clear();
         let cid = c.create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(config), sandbox_config: Some(sandbox) }).await.expect("CreateContainer").into_inner().container_id;
         c.start_container(cri::StartContainerRequest { container_id: cid.clone() }).await.expect("StartContainer");

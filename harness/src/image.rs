@@ -89,7 +89,7 @@ impl Recipe {
         let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
         let (group_lines, group) = parse_lines(path, "group", raw.group, etc::parse_group)?;
         if let Some(user) = &raw.user {
-            check_user(path, user, raw.unknown_user_intended, passwd.as_deref().unwrap_or_default(), group.as_deref().unwrap_or_default())?;
+            check_user(path, user, raw.unknown_user_intended, passwd.as_deref().unwrap_or_default())?;
         }
         Ok(Recipe {
             name: raw.name,
@@ -130,22 +130,17 @@ impl Recipe {
 /// An image `USER` (OCI image spec, config `User`: `user`, `uid`, `user:group`, `uid:gid`)
 /// whose names the image's own files cannot resolve makes every container of the image fail
 /// to start; a recipe must say that it means it.
-fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry], group: &[GroupEntry]) -> Result<(), InputError> {
+fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -> Result<(), InputError> {
     let error = |message: String| InputError::new(path, None, Some("user"), message);
     if let Some(c) = user.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(error(format!("{user:?} contains {c:?}: expected `user`, `uid`, `user:group` or `uid:gid`")));
     }
-    let (user_part, group_part) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
+    // Only the part before `:` reaches a runtime through kubelet (see `oracle`).
+    let user_part = user.split_once(':').map_or(user, |(u, _)| u);
     let unknown_user = user_part.parse::<u32>().is_err() && !passwd.iter().any(|e| e.name == user_part);
-    let unknown_group = group_part.is_some_and(|g| g.parse::<u32>().is_err() && !group.iter().any(|e| e.name == g));
-    match (unknown_user || unknown_group, intended) {
+    match (unknown_user, intended) {
         (true, false) => Err(error(format!(
-            "{user:?} names a {} that the recipe's {} lacks, so no container of this image can start; add it, or set `unknownUserIntended: true` if that is the point",
-            if unknown_user { "user" } else { "group" },
-            if unknown_user { "passwd" } else { "group" },
+            "{user:?} names a user that the recipe's passwd lacks, so no container of this image can start; add it, or set `unknownUserIntended: true` if that is the point"
         ))),
         (false, true) => Err(error(format!("{user:?} resolves in the recipe's files, but `unknownUserIntended` says it should not"))),
         _ => Ok(()),
@@ -311,6 +306,7 @@ pub fn sha256_digest(data: &[u8]) -> String {
 /// The digests that name the bytes sgpc built. A runtime reports the image a container runs as
 /// an image id (the config digest: OCI image spec, "Image ID") or a repository digest
 /// (`repo@<manifest digest>`); either one pins every byte, through the config's `diff_ids`.
+/// CRI-O writes image ids as bare hex, without the `sha256:` algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
     pub manifest: String,
@@ -320,7 +316,11 @@ pub struct Digests {
 impl Digests {
     /// Whether a reference a runtime reports names exactly these bytes.
     pub fn named_by(&self, reported: &str) -> bool {
-        reported == self.config || reported == self.manifest || reported.strip_suffix(self.manifest.as_str()).is_some_and(|repo| repo.ends_with('@'))
+        let bare_config = self.config.strip_prefix("sha256:").filter(|hex| !hex.is_empty());
+        reported == self.config
+            || reported == self.manifest
+            || bare_config == Some(reported)
+            || reported.strip_suffix(self.manifest.as_str()).is_some_and(|repo| repo.ends_with('@'))
     }
 }
 
@@ -526,8 +526,8 @@ mod tests {
         let err = recipe_from("name: t\nuser: ghost\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").unwrap_err();
         assert_eq!(err.field.as_deref(), Some("user"));
         assert!(err.to_string().contains("unknownUserIntended"), "{err}");
-        let err = recipe_from("name: t\nuser: \"root:nogroup\"\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").unwrap_err();
-        assert!(err.to_string().contains("names a group"), "{err}");
+        // The group part never reaches a runtime through kubelet: no reason to refuse it.
+        assert!(recipe_from("name: t\nuser: \"root:nogroup\"\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").is_ok());
         assert!(recipe_from("name: t\nuser: ghost\nunknownUserIntended: true\n").is_ok());
         assert!(recipe_from("name: t\nuser: \"1000:3000\"\n").is_ok(), "numeric ids need no files");
         assert!(recipe_from("name: t\nuser: root\nunknownUserIntended: true\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").is_err());
@@ -543,6 +543,8 @@ mod tests {
     fn only_the_built_digests_name_the_image() {
         let d = Digests { manifest: "sha256:aa".into(), config: "sha256:cc".into() };
         assert!(d.named_by("sha256:cc"));
+        assert!(d.named_by("cc"), "CRI-O's bare image id");
+        assert!(!d.named_by("aa"), "a bare manifest digest is no image id");
         assert!(d.named_by("127.0.0.1:5000/sgpc/x@sha256:aa"));
         assert!(!d.named_by("127.0.0.1:5000/sgpc/x:aa"));
         assert!(!d.named_by("127.0.0.1:5000/sgpc/x@sha256:aab"));

@@ -79,6 +79,10 @@ pub struct Observations {
     pub access: Vec<AccessObservation>,
     /// `ContainerStatus.user` was absent.
     pub status_user_missing: bool,
+    /// What the CRI driver sent for the user when the Pod set no `runAsUser`, as kubelet does
+    /// (`run_as_user=1000 (from ImageStatus)`); `None` when the Pod set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_user: Option<String>,
 }
 
 impl Observations {

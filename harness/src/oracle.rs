@@ -25,8 +25,6 @@ use crate::scenario::{Access, ContainerSecurity, PodSecurity, Policy, Scenario, 
 pub enum OracleError {
     #[error("image USER {user:?} names a user that the image's /etc/passwd lacks: the container cannot start")]
     UnknownUser { user: String },
-    #[error("image USER {user:?} names a group that the image's /etc/group lacks: the container cannot start")]
-    UnknownGroup { user: String },
 }
 
 /// The Pod fields the rules read: a scenario's security contexts and volumes.
@@ -82,32 +80,28 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     let run_as_user = spec.container.run_as_user.or(spec.pod.run_as_user);
     let run_as_group = spec.container.run_as_group.or(spec.pod.run_as_group);
 
-    let (uid, image_gid) = match run_as_user {
+    let uid = match run_as_user {
         Some(uid) => {
             explanation.push(format!("uid {uid}: runAsUser"));
-            (uid, None)
+            uid
         }
         None => {
-            let (uid, gid) = resolve_image_user(recipe)?;
-            explanation.push(format!("uid {uid}: image USER {:?} (no runAsUser)", recipe.user.as_deref().unwrap_or("")));
-            (uid, gid)
+            let uid = resolve_image_user(recipe)?;
+            explanation.push(format!("uid {uid}: image USER {:?} as kubelet sends it (no runAsUser)", recipe.user.as_deref().unwrap_or("")));
+            uid
         }
     };
     let entry: Option<&PasswdEntry> = passwd.iter().find(|e| e.uid == uid);
-    let gid = match (run_as_group, image_gid, entry) {
-        (Some(gid), _, _) => {
+    let gid = match (run_as_group, entry) {
+        (Some(gid), _) => {
             explanation.push(format!("gid {gid}: runAsGroup"));
             gid
         }
-        (None, Some(gid), _) => {
-            explanation.push(format!("gid {gid}: the group of image USER {:?}", recipe.user.as_deref().unwrap_or("")));
-            gid
-        }
-        (None, None, Some(e)) => {
+        (None, Some(e)) => {
             explanation.push(format!("gid {}: /etc/passwd entry of {:?}", e.gid, e.name));
             e.gid
         }
-        (None, None, None) => {
+        (None, None) => {
             explanation.push(format!("gid 0: uid {uid} has no /etc/passwd entry"));
             0
         }
@@ -154,19 +148,19 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access, explanation })
 }
 
-/// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) to a uid and,
-/// when given, a gid.
-fn resolve_image_user(recipe: &Recipe) -> Result<(u32, Option<u32>), OracleError> {
+/// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as it reaches a
+/// runtime through kubelet: CRI `ImageStatus` carries only what precedes `:` (a uid or a user
+/// name), which kubelet sends as `run_as_user` or `run_as_username`; the group part never
+/// arrives (kubernetes/kubernetes#61967), so the primary gid comes from `/etc/passwd`. The OCI
+/// image spec's own rule for `user:group` binds engines that honour the group, not Kubernetes.
+fn resolve_image_user(recipe: &Recipe) -> Result<u32, OracleError> {
     let Some(user) = recipe.user.as_deref().filter(|u| !u.is_empty()) else {
-        return Ok((0, None));
+        // No USER: kubelet sends run_as_user 0.
+        return Ok(0);
     };
-    let (user_part, group_part) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let unknown_user = || OracleError::UnknownUser { user: user.to_string() };
-    let uid = match user_part.parse::<u32>() {
-        Ok(uid) => uid,
+    let user_part = user.split_once(':').map_or(user, |(u, _)| u);
+    match user_part.parse::<u32>() {
+        Ok(uid) => Ok(uid),
         Err(_) => recipe
             .passwd
             .as_deref()
@@ -174,21 +168,6 @@ fn resolve_image_user(recipe: &Recipe) -> Result<(u32, Option<u32>), OracleError
             .iter()
             .find(|e| e.name == user_part)
             .map(|e| e.uid)
-            .ok_or_else(unknown_user)?,
-    };
-    let gid = match group_part {
-        None => None,
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => recipe
-                .group
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .find(|e| e.name == g)
-                .map(|e| e.gid)
-                .ok_or_else(|| OracleError::UnknownGroup { user: user.to_string() })?,
-        }),
-    };
-    Ok((uid, gid))
+            .ok_or_else(|| OracleError::UnknownUser { user: user.to_string() }),
+    }
 }

@@ -224,7 +224,7 @@ mod tests {
             .iter()
             .map(|&point| IdentityObservation { point, identity: Identity::observed(1000, 3000, groups.iter().copied()), raw_groups: groups.to_vec(), printed: String::new() })
             .collect();
-        Observations { identities, access: Vec::new(), status_user_missing: false }
+        Observations { identities, access: Vec::new(), status_user_missing: false, image_user: None }
     }
 
     fn judge_strict(feature: bool, obs: &Observations) -> Judgement {

@@ -111,6 +111,12 @@ fn crio_config_is_private_and_complete() {
     let registries: toml::Table = std::fs::read_to_string(run.path().join("registries.conf")).unwrap().parse().unwrap();
     assert_eq!(registries["registry"][0]["location"].as_str(), Some("127.0.0.1:5555"));
     assert_eq!(registries["registry"][0]["insecure"].as_bool(), Some(true));
+    // CRI-O's own source, not sgpc's: internal/criocli/criocli.go declares the (hidden) flag
+    // --registries-conf with EnvVars CONTAINER_REGISTRIES_CONF; podman's CONTAINERS_... is not read.
+    let command = crio::command(&opts, &bins, &path);
+    let envs: Vec<(String, String)> = command.as_std().get_envs().filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string()))).collect();
+    let registries_file = run.path().join("registries.conf").display().to_string();
+    assert!(envs.contains(&("CONTAINER_REGISTRIES_CONF".to_string(), registries_file)), "{envs:?}");
     let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.path().join("policy.json")).unwrap()).unwrap();
     assert_eq!(policy["default"][0]["type"], "insecureAcceptAnything");
     // Without the wrapper, the runtime itself is configured.

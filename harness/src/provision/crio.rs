@@ -36,8 +36,9 @@ pub const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
 /// The wrapper script's name in the run directory.
 pub const OOM_WRAPPER: &str = "oci-runtime-oom-clamp";
 
-/// The environment variable CRI-O reads its registries file from (`crio --help` lists it for
-/// `--registries-conf`).
+/// The environment variable CRI-O reads its registries file from: the hidden flag
+/// `--registries-conf` in `internal/criocli/criocli.go` (1.31 through 1.36), `EnvVars:
+/// CONTAINER_REGISTRIES_CONF`. Not podman's `CONTAINERS_REGISTRIES_CONF`.
 pub const REGISTRIES_CONF_ENV: &str = "CONTAINER_REGISTRIES_CONF";
 
 #[derive(Debug, Clone)]
@@ -179,6 +180,17 @@ pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) ->
     Ok(config)
 }
 
+/// The `crio` command line for a private instance whose files [`write_config`] wrote.
+pub fn command(opts: &CrioOptions, bins: &CrioBinaries, config: &Path) -> Command {
+    let mut command = Command::new(&bins.crio);
+    command
+        .arg("--config")
+        .arg(config)
+        .env(REGISTRIES_CONF_ENV, opts.dir.join("registries.conf"))
+        .env("PATH", format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default()));
+    command
+}
+
 pub struct Crio {
     pub endpoint: String,
     pub daemon: Daemon,
@@ -188,14 +200,8 @@ impl Crio {
     pub async fn start(opts: &CrioOptions) -> anyhow::Result<Crio> {
         let bins = find_binaries(&opts.bin_dir)?;
         let config = write_config(opts, &bins, !super::has_cap_sys_resource())?;
-        let mut command = Command::new(&bins.crio);
-        command
-            .arg("--config")
-            .arg(&config)
-            .env(REGISTRIES_CONF_ENV, opts.dir.join("registries.conf"))
-            .env("PATH", format!("{}:{}", opts.bin_dir.display(), std::env::var("PATH").unwrap_or_default()));
         let log = opts.dir.join("crio.log");
-        let mut child = spawn_daemon(command, &log).context("starting crio")?;
+        let mut child = spawn_daemon(command(opts, &bins, &config), &log).context("starting crio")?;
         let endpoint = format!("unix://{}/crio.sock", opts.dir.display());
         super::wait_for_cri(&mut child, &endpoint, &log, "CRI-O").await?;
         Ok(Crio { endpoint, daemon: Daemon::new(child, &opts.dir) })

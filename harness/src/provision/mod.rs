@@ -63,11 +63,14 @@ pub async fn stop_child(child: &mut Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pids of processes that belong to a directory: their command line names it, or their root
-/// (a container's rootfs) lies under it.
+/// Pids of processes that belong to a directory: their command line names it, their root lies
+/// under it, or, for a process in another mount namespace (a container: its root reads as `/`
+/// from here), its root mount is built from it (an overlay whose layers live there). The last
+/// one still finds a container whose runtime, shim and run directory are all gone.
 pub fn processes_under(dir: &Path) -> Vec<u32> {
     let dir_text = dir.to_string_lossy().into_owned();
     let me = std::process::id();
+    let my_mounts = std::fs::read_link("/proc/self/ns/mnt").ok();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -76,9 +79,17 @@ pub fn processes_under(dir: &Path) -> Vec<u32> {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap_or_default();
-            cmdline.contains(&dir_text) || root.starts_with(dir)
+            let other_namespace = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().is_some_and(|ns| Some(ns) != my_mounts);
+            cmdline.contains(&dir_text) || root.starts_with(dir) || (other_namespace && root_mount_mentions(*pid, &dir_text))
         })
         .collect()
+}
+
+/// Whether the mount at `/` of a process names `dir_text` (an overlay's `upperdir`/`lowerdir`,
+/// or a bind mount's source).
+fn root_mount_mentions(pid: u32, dir_text: &str) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    info.lines().filter(|l| l.split(' ').nth(4) == Some("/")).any(|l| l.contains(dir_text))
 }
 
 /// Mount points at or below a directory, deepest first.

@@ -126,6 +126,29 @@ fn namespace_options() -> cri::NamespaceOption {
     }
 }
 
+/// The user kubelet sends when the Pod sets no `runAsUser`: what CRI `ImageStatus` reports of
+/// the image's `USER` (kubernetes `pkg/kubelet/kuberuntime`: `getImageUser`, then
+/// `determineEffectiveSecurityContext`). Runtimes fill `ImageStatus` from the config `User`,
+/// keeping only what precedes `:`, so the group of `USER name:group` never reaches the runtime
+/// (kubernetes/kubernetes#61967).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageUser {
+    /// `ImageStatus.image.uid`: sent as `run_as_user`.
+    Uid(i64),
+    /// `ImageStatus.image.username`: sent as `run_as_username`.
+    Name(String),
+}
+
+impl ImageUser {
+    /// The security context field kubelet sets, as the JSON report records it.
+    pub fn describe(&self) -> String {
+        match self {
+            ImageUser::Uid(uid) => format!("run_as_user={uid} (from ImageStatus)"),
+            ImageUser::Name(name) => format!("run_as_username={name} (from ImageStatus)"),
+        }
+    }
+}
+
 /// The CRI `supplemental_groups` list as kubelet builds it: fsGroup, then supplementalGroups.
 pub fn cri_supplemental_groups(scenario: &Scenario) -> Vec<i64> {
     scenario.pod.fs_group.into_iter().chain(scenario.pod.supplemental_groups.iter().copied()).map(i64::from).collect()
@@ -166,9 +189,17 @@ pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
     }
 }
 
-/// The container config kubelet would send: container settings override the pod's.
-pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>) -> cri::ContainerConfig {
+/// The container config kubelet would send: container settings override the pod's; without a
+/// `runAsUser`, the image's user as `ImageStatus` reported it.
+pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_user: Option<&ImageUser>) -> cri::ContainerConfig {
     let scenario = req.scenario;
+    let run_as_user = scenario.container.run_as_user.or(scenario.pod.run_as_user).map(i64::from);
+    let (run_as_user, run_as_username) = match (run_as_user, image_user) {
+        (Some(uid), _) => (Some(uid), String::new()),
+        (None, Some(ImageUser::Uid(uid))) => (Some(*uid), String::new()),
+        (None, Some(ImageUser::Name(name))) => (None, name.clone()),
+        (None, None) => (None, String::new()),
+    };
     let env = |key: &str, value: String| cri::KeyValue { key: key.into(), value };
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: CONTAINER_NAME.into(), attempt: 0 }),
@@ -188,7 +219,8 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>) -> cri::
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
                 namespace_options: Some(namespace_options()),
-                run_as_user: id_value(scenario.container.run_as_user.or(scenario.pod.run_as_user)),
+                run_as_user: run_as_user.map(|value| cri::Int64Value { value }),
+                run_as_username,
                 run_as_group: id_value(scenario.container.run_as_group.or(scenario.pod.run_as_group)),
                 supplemental_groups: cri_supplemental_groups(scenario),
                 supplemental_groups_policy: cri_policy(req.policy),
@@ -324,9 +356,14 @@ impl CriTarget {
 
     async fn observe(&self, req: &CaseRequest<'_>, pod_id: &str, sandbox: cri::PodSandboxConfig, mounts: Vec<cri::Mount>) -> Result<Observations, CriError> {
         let rpc = self.timeouts.rpc;
+        // kubelet asks the runtime for the image's user whenever the Pod sets no runAsUser.
+        let image_user = match req.scenario.container.run_as_user.or(req.scenario.pod.run_as_user) {
+            Some(_) => None,
+            None => Some(self.image_user(&req.image_ref).await?),
+        };
         let create = cri::CreateContainerRequest {
             pod_sandbox_id: pod_id.into(),
-            config: Some(container_config(req, mounts)),
+            config: Some(container_config(req, mounts, image_user.as_ref())),
             sandbox_config: Some(sandbox),
         };
         let container_id = bounded("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
@@ -358,6 +395,7 @@ impl CriTarget {
             return Err(CriError::ImageMismatch { expected: req.image_digests.clone(), reported: reported.iter().filter(|r| !r.is_empty()).copied().collect::<Vec<_>>().join(", ") });
         }
         let mut obs = Observations::from_probes(first, exec);
+        obs.image_user = image_user.map(|u| u.describe());
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
             obs.push(Point::HostKernel, observation::parse_proc_status(&text)?, "");
@@ -403,6 +441,18 @@ impl CriTarget {
     pub async fn image_references(&self) -> Result<Vec<String>, CriError> {
         let list = bounded("ListImages", self.timeouts.rpc, self.images.clone().list_images(cri::ListImagesRequest { filter: None })).await?;
         Ok(list.images.into_iter().flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests)).collect())
+    }
+
+    /// The image's user as `ImageStatus` reports it, as kubelet's `getImageUser` reads it: the
+    /// uid if set, else the user name, else root (uid 0).
+    pub async fn image_user(&self, image: &str) -> Result<ImageUser, CriError> {
+        let request = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), verbose: false };
+        let status = bounded("ImageStatus", self.timeouts.rpc, self.images.clone().image_status(request)).await?;
+        Ok(match status.image {
+            Some(cri::Image { uid: Some(uid), .. }) => ImageUser::Uid(uid.value),
+            Some(image) if !image.username.is_empty() => ImageUser::Name(image.username),
+            _ => ImageUser::Uid(0),
+        })
     }
 
     /// Starts and removes one labelled host-network sandbox: proof that the runtime can start
@@ -486,6 +536,49 @@ mod tests {
     fn socket_path_forms() {
         assert_eq!(socket_path("unix:///run/c.sock"), PathBuf::from("/run/c.sock"));
         assert_eq!(socket_path("/run/c.sock"), PathBuf::from("/run/c.sock"));
+    }
+
+    fn scenario(security_context: &str) -> crate::scenario::Scenario {
+        let recipe = crate::image::Recipe::parse(
+            Path::new("r.yaml"),
+            "name: r\nuser: \"alice:other\"\npasswd: [\"alice:x:1000:1000::/:/bin/sh\"]\ngroup: [\"other:x:7000:\", \"g:x:50000:alice\"]\n",
+        )
+        .unwrap();
+        crate::scenario::Scenario::parse(Path::new("s.yaml"), &format!("name: s\nsummary: s\nimage: r\npod:\n  securityContext: {security_context}\n"), &[recipe]).unwrap()
+    }
+
+    fn sent_user(scenario: &crate::scenario::Scenario, image_user: Option<&ImageUser>) -> (Option<i64>, String) {
+        let req = CaseRequest {
+            case: "s/merge".into(),
+            scenario,
+            policy: Policy::Merge,
+            image_ref: "r".into(),
+            image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
+            case_dir: PathBuf::from("/nonexistent"),
+            run_id: "sgpc-test".into(),
+            runtime_handler: String::new(),
+        };
+        let sc = container_config(&req, Vec::new(), image_user).linux.unwrap().security_context.unwrap();
+        (sc.run_as_user.map(|u| u.value), sc.run_as_username)
+    }
+
+    #[test]
+    fn without_run_as_user_the_image_user_is_sent_as_kubelet_sends_it() {
+        let s = scenario("{supplementalGroups: [60000]}");
+        assert_eq!(sent_user(&s, Some(&ImageUser::Uid(1000))), (Some(1000), String::new()));
+        assert_eq!(sent_user(&s, Some(&ImageUser::Name("alice".into()))), (None, "alice".to_string()));
+        // No USER at all: kubelet's getImageUser answers uid 0.
+        assert_eq!(sent_user(&s, Some(&ImageUser::Uid(0))), (Some(0), String::new()));
+        // The model: `USER alice:other` reaches the runtime as `alice`; the gid is alice's own.
+        assert_eq!((s.expect_merge.identity.uid, s.expect_merge.identity.gid), (1000, 1000));
+        assert_eq!(s.expect_merge.identity.groups.iter().collect::<Vec<_>>(), vec![1000, 50000, 60000]);
+    }
+
+    #[test]
+    fn a_run_as_user_wins_over_the_image_user() {
+        let s = scenario("{runAsUser: 2000}");
+        assert_eq!(sent_user(&s, None), (Some(2000), String::new()));
+        assert_eq!(sent_user(&s, Some(&ImageUser::Name("alice".into()))), (Some(2000), String::new()));
     }
 
     #[test]
