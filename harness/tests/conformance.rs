@@ -52,6 +52,29 @@ impl Shared {
     }
 }
 
+/// One matrix, every column running at once: containerd 2.x and each CRI-O directory, each
+/// with its own root, socket, registry and registries.conf; every one must be conformant.
+fn crio_matrix(dirs: Vec<std::path::PathBuf>) -> Result<(), Failed> {
+    use sgpc::matrix::{Entry, Expected, MatrixConfig, Outcome, Source};
+    let catalogue = support::catalogue();
+    let cases: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "kep-blog" || c.scenario == "protected-file-access").collect();
+    let conformant = || Some(Expected { outcome: Outcome::Conformant, exceptions: Default::default() });
+    let runc = sgpc::provision::containerd::OciRuntime::runc();
+    let mut entries = vec![Entry { name: "containerd-2.x".into(), source: Source::ContainerdDir { dir: support::containerd_dir() }, oci_runtime: runc.clone(), expect: conformant() }];
+    for (i, dir) in dirs.into_iter().enumerate() {
+        entries.push(Entry { name: format!("crio-{i}"), source: Source::CrioDir { dir }, oci_runtime: runc.clone(), expect: conformant() });
+    }
+    let config = MatrixConfig { base: support::containerd_config(), cache: support::repo_root().join(".cache"), jobs: 2 };
+    let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let report = tokio.block_on(sgpc::matrix::run_matrix(&entries, &catalogue, &cases, &config));
+    let problems: Vec<String> = report.columns.iter().filter(|c| !c.deviations.is_empty() || c.setup_error.is_some()).map(|c| format!("{}: {} {:?} {:?}", c.name, c.summary, c.setup_error, c.deviations)).collect();
+    if problems.is_empty() && report.columns.iter().all(|c| c.runtime.is_some()) {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // Cases are I/O-bound: four in flight is about twice as fast as two on two cores.
@@ -79,6 +102,14 @@ fn main() {
             })
         })
         .collect();
+    let mut trials = trials;
+    let crio_dirs = support::crio_dirs();
+    let matrix_unavailable = crio_dirs.is_err();
+    trials.push(
+        Trial::test("containerd 2.x and every CRI-O of SGPC_CRIO_DIR side by side in one matrix", move || crio_matrix(crio_dirs?))
+            .with_kind("crio")
+            .with_ignored_flag(matrix_unavailable),
+    );
     let conclusion = libtest_mimic::run(&args, trials);
 
     // The trials, and their references to the sessions, are gone once `run` returns.

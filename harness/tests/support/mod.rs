@@ -40,12 +40,19 @@ pub fn sgpc_binary() -> PathBuf {
 /// CRI-O binaries (crio, conmon, pinns, runc or crun) from `SGPC_CRIO_DIR`, or why there are
 /// none: CRI-O is not packaged for Debian, so these tests run where someone built or
 /// installed it.
+/// The first directory of `SGPC_CRIO_DIR`: the CRI-O the conformance trials run on.
 pub fn crio_dir() -> Result<PathBuf, String> {
-    let dir = std::env::var_os("SGPC_CRIO_DIR").map(PathBuf::from).ok_or("SGPC_CRIO_DIR is not set (a directory of CRI-O binaries: crio, conmon, pinns, runc)")?;
-    sgpc::provision::crio::find_binaries(&dir).map_err(|e| format!("{e:#}"))?;
-    Ok(dir)
+    crio_dirs()?.into_iter().next().ok_or_else(|| "SGPC_CRIO_DIR names no directory".to_string())
 }
 
 pub fn crio_config() -> Result<SessionConfig, String> {
     Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()? }))
+}
+
+/// Every directory of `SGPC_CRIO_DIR` (colon-separated, like PATH): one CRI-O version each.
+pub fn crio_dirs() -> Result<Vec<PathBuf>, String> {
+    let value = std::env::var_os("SGPC_CRIO_DIR").ok_or("SGPC_CRIO_DIR is not set (directories of CRI-O binaries, separated by ':')")?;
+    std::env::split_paths(&value)
+        .map(|dir| sgpc::provision::crio::find_binaries(&dir).map(|_| dir).map_err(|e| format!("{e:#}")))
+        .collect()
 }
