@@ -61,3 +61,20 @@ fn archives_load_as_oci_and_docker_archives() {
     assert_eq!(config["config"]["User"], "1000", "the recipe's USER");
     assert!(digest.starts_with("sha256:"));
 }
+
+/// The pause image runs `catatonit -P`: it must exit at once on SIGTERM, or every
+/// StopPodSandbox of a pod with an infra container waits out the runtime's grace period.
+#[test]
+fn the_pause_entrypoint_exits_at_once_on_sigterm() {
+    let payload = sgpc::image::Payload::default();
+    let content = sgpc::image::ImageContent::pause(&payload).unwrap();
+    assert_eq!(content.entrypoint, ["/catatonit", "-P"]);
+    let mut pause = std::process::Command::new(&payload.catatonit).arg("-P").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::time::Instant::now();
+    // SAFETY: kill(2) on the child just spawned and not yet reaped.
+    unsafe { libc::kill(pause.id() as i32, libc::SIGTERM) };
+    let status = pause.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(sent.elapsed() < std::time::Duration::from_secs(2), "took {:?}", sent.elapsed());
+}
