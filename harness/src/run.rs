@@ -263,10 +263,22 @@ impl Resources {
                 }
             }
         }
-        if let (Some((target, _)), Some(cri)) = (target, &self.record.cri) {
-            for image in &cri.pulled_images {
-                if let Err(e) = target.remove_image(image).await {
-                    problems.push(format!("removing image {image} from {}: {e:#}", cri.endpoint));
+        if let Some(cri) = &self.record.cri {
+            // A set-up that failed after pulling has no target to hand: connect again.
+            let reconnected = match target {
+                Some(_) => None,
+                None => CriTarget::connect(&cri.endpoint, Timeouts::default()).await.map_err(|e| problems.push(format!("{e}"))).ok(),
+            };
+            if let Some(target) = &reconnected {
+                if let Err(e) = target.remove_run(&self.record.run_id).await {
+                    problems.push(format!("removing the run's sandboxes: {e:#}"));
+                }
+            }
+            if let Some(target) = target.map(|(t, _)| t).or(reconnected.as_ref()) {
+                for image in &cri.pulled_images {
+                    if let Err(e) = target.remove_image(image).await {
+                        problems.push(format!("removing image {image} from {}: {e:#}", cri.endpoint));
+                    }
                 }
             }
         }

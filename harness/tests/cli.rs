@@ -191,7 +191,10 @@ async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
         .arg(&junit)
         .output()
         .unwrap();
+    let target = sgpc::target::cri::CriTarget::connect(&containerd.endpoint, sgpc::target::Timeouts::default()).await.unwrap();
+    let left: Vec<String> = target.image_references().await.unwrap().into_iter().filter(|r| r.contains("/sgpc/")).collect();
     containerd.daemon.stop().await.unwrap();
+    assert!(left.is_empty(), "a failed set-up removes the images it pulled: {left:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stdout}");
     assert_eq!(stdout.matches("cannot start a sandbox").count(), 1, "said once: {stdout}");
