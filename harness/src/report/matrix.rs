@@ -117,7 +117,8 @@ pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
     writeln!(out, "</tbody></table><h2>Runtimes</h2><ul>")?;
     for c in &report.columns {
         let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
-        writeln!(out, "<li><b>{}</b>{}: {}{}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
+        let setup = c.setup_error.as_deref().map(|e| format!("<br>set-up failed: {}", escape(e))).unwrap_or_default();
+        writeln!(out, "<li><b>{}</b>{}: {}{}{setup}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
     }
     writeln!(out, "</ul>")?;
     if !report.divergences.is_empty() {
@@ -135,4 +136,50 @@ pub fn write_json(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
     serde_json::to_writer_pretty(&mut *out, report)?;
     writeln!(out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{Column, Source};
+    use crate::target::cri::RuntimeInfo;
+
+    /// A column whose runtime answered, then failed to set up: every format names the runtime
+    /// and shows the set-up error.
+    fn failed_setup() -> MatrixReport {
+        let column = Column {
+            name: "cri-o-1.36".into(),
+            source: Source::CrioDir { dir: "/opt/crio/bin".into() },
+            source_version: None,
+            oci_runtime: "runc".into(),
+            runtime: Some(RuntimeInfo {
+                endpoint: "unix:///run/crio.sock".into(),
+                runtime_name: "cri-o".into(),
+                runtime_version: "1.36.3".into(),
+                runtime_api_version: "v1".into(),
+                supplemental_groups_policy: true,
+            }),
+            skipped: None,
+            setup_error: Some("pulling 127.0.0.1:1/sgpc/pause: http: server gave HTTP response to HTTPS client".into()),
+            summary: "36 cases could not be run (ERROR)".into(),
+            expect: None,
+            deviations: Vec::new(),
+            startup: None,
+            duration: std::time::Duration::ZERO,
+            results: Vec::new(),
+        };
+        MatrixReport { schema_version: 1, harness_version: "0".into(), columns: vec![column], rows: Vec::new(), divergences: Vec::new(), duration: std::time::Duration::ZERO }
+    }
+
+    #[test]
+    fn a_failed_setup_shows_in_every_format_with_the_runtime_that_answered() {
+        let report = failed_setup();
+        for write in [write_markdown, write_html, write_json] {
+            let mut out = Vec::new();
+            write(&mut out, &report).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("server gave HTTP response to HTTPS client"), "{text}");
+            assert!(text.contains("1.36.3"), "{text}");
+        }
+    }
 }
