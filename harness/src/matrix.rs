@@ -105,7 +105,7 @@ pub struct Entry {
     pub expect: Option<Expected>,
 }
 
-const VERDICT_LABELS: [&str; 5] = ["PASS", "FAIL", "UNSUPPORTED", "UNSUPPORTED+LEAK", "ERROR"];
+const VERDICT_LABELS: [&str; 6] = ["PASS", "FAIL", "REFUSED", "UNSUPPORTED", "UNSUPPORTED+LEAK", "ERROR"];
 
 /// Resolves an OCI runtime named in the matrix: `runc` and `youki` have default paths.
 fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
@@ -400,12 +400,16 @@ pub fn summarize(column: &Column) -> String {
     }
     let count = |f: &dyn Fn(Verdict) -> bool| column.results.iter().filter(|r| f(r.judgement.verdict)).count();
     let fail = count(&|v| v == Verdict::Fail);
+    let refused = count(&|v| v == Verdict::Refused);
     let error = count(&|v| v == Verdict::Error);
     let unsupported = count(&|v| matches!(v, Verdict::Unsupported { .. }));
     let leak = count(&|v| v == Verdict::Unsupported { leak: true });
     let mut parts = Vec::new();
     if fail > 0 {
         parts.push(format!("non-conformant: {fail} failures"));
+    }
+    if refused > 0 {
+        parts.push(format!("refuses {refused} Pods the Kubernetes API accepts"));
     }
     if unsupported > 0 {
         parts.push(format!("does not support Strict: {leak} cases leak implicit groups ({unsupported} Strict cases unsupported)"));
@@ -498,7 +502,7 @@ impl MatrixReport {
         let mut code = run::exit_code::PASS;
         for r in undeclared {
             code = match (code, r.judgement.verdict) {
-                (_, Verdict::Fail) | (run::exit_code::FAIL, _) => run::exit_code::FAIL,
+                (_, Verdict::Fail | Verdict::Refused) | (run::exit_code::FAIL, _) => run::exit_code::FAIL,
                 (_, Verdict::Error) | (run::exit_code::ERROR, _) => run::exit_code::ERROR,
                 (_, Verdict::Unsupported { .. }) => run::exit_code::UNSUPPORTED,
                 (c, Verdict::Pass | Verdict::Rejected) => c,

@@ -20,7 +20,7 @@ use crate::provision::RuntimeDaemon;
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
-use crate::target::cri::{CaseRequest, CriTarget, RuntimeInfo};
+use crate::target::cri::{CaseRequest, CriError, CriTarget, RuntimeInfo};
 use crate::target::Timeouts;
 use crate::verdict::{self, Judgement, Verdict};
 
@@ -159,6 +159,8 @@ pub struct Totals {
     /// Kubernetes level: Strict Pods kubelet rightly refused (passes).
     pub rejected: usize,
     pub fail: usize,
+    /// The runtime refused a valid Pod (counts with the failures in the exit code).
+    pub refused: usize,
     pub unsupported: usize,
     pub leak: usize,
     pub error: usize,
@@ -172,6 +174,7 @@ impl RunReport {
                 Verdict::Pass => t.pass += 1,
                 Verdict::Rejected => t.rejected += 1,
                 Verdict::Fail => t.fail += 1,
+                Verdict::Refused => t.refused += 1,
                 Verdict::Unsupported { leak } => {
                     t.unsupported += 1;
                     t.leak += usize::from(leak);
@@ -185,7 +188,7 @@ impl RunReport {
     /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
     pub fn exit_code(&self) -> i32 {
         let t = self.totals();
-        if t.fail > 0 {
+        if t.fail > 0 || t.refused > 0 {
             exit_code::FAIL
         } else if t.error > 0 || self.setup_error.is_some() || self.cases.is_empty() {
             exit_code::ERROR
@@ -443,7 +446,18 @@ impl Session {
         };
         let observations = match self.target.run_case(&request).await {
             Ok(o) => o,
-            Err(e) => return Judgement::error(explain_runtime_error(format!("{:#}", anyhow::Error::from(e)))),
+            Err(CriError::Refused { step, message }) => {
+                // A refusal is only the runtime's if what it holds under the reference is ours.
+                match self.target.image_id(&image.reference).await {
+                    Ok(Some(id)) if image.digests().named_by(&id) => {}
+                    Ok(other) => return Judgement::error(format!("{step} failed ({message}), and the runtime holds {other:?} under {}, not the bytes sgpc built (config {})", image.reference, image.config_digest)),
+                    Err(e) => return Judgement::error(format!("{step} failed ({message}); checking the image afterwards failed too: {e}")),
+                }
+                let mut judgement = Judgement::refused(step, &message);
+                judgement.notes.extend(refusal_hint(&message));
+                return judgement;
+            }
+            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
         };
         let ctx = verdict::Context {
             policy: id.policy,
@@ -706,13 +720,11 @@ fn sandbox_hint(endpoint: &str, error: &str) -> String {
     )
 }
 
-/// Adds what a user can do about errors whose cause is known.
-fn explain_runtime_error(message: String) -> String {
-    if message.contains("OCI runtime create failed") && message.contains("unknown version specified") {
-        format!("{message} (the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`)")
-    } else {
-        message
-    }
+/// What a user can do about a refusal whose cause is known; only where its own pattern matches.
+fn refusal_hint(message: &str) -> Option<String> {
+    (message.contains("OCI runtime create failed") && message.contains("unknown version specified")).then(|| {
+        "the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`".to_string()
+    })
 }
 
 /// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.

@@ -7,6 +7,9 @@
 //!   `leak` whenever a process held a group the Pod did not declare (observed, not inferred
 //!   from the image). Never counted as a pass.
 //! - `Rejected` (Kubernetes level): kubelet refused a Strict Pod it cannot honour; a pass.
+//! - `Refused`: the runtime answered RunPodSandbox, CreateContainer or StartContainer with an
+//!   error for a Pod the Kubernetes API accepts: the runtime's behaviour, a finding (exit code
+//!   and JUnit as FAIL), never an ERROR.
 //! - `Error`: sgpc could not observe the case (harness or infrastructure failure).
 
 use std::fmt;
@@ -30,6 +33,8 @@ pub enum Verdict {
     /// Kubernetes level: kubelet refused a Strict Pod on a node without the feature, as the KEP
     /// requires from 1.33 on. Counts as a pass.
     Rejected,
+    /// The runtime refused to run a Pod the Kubernetes API accepts: a finding about the runtime.
+    Refused,
     Error,
 }
 
@@ -41,6 +46,7 @@ impl fmt::Display for Verdict {
             Verdict::Unsupported { leak: true } => "UNSUPPORTED+LEAK",
             Verdict::Unsupported { leak: false } => "UNSUPPORTED",
             Verdict::Rejected => "REJECTED",
+            Verdict::Refused => "REFUSED",
             Verdict::Error => "ERROR",
         })
     }
@@ -59,6 +65,11 @@ pub struct Judgement {
 impl Judgement {
     pub fn error(message: impl Into<String>) -> Judgement {
         Judgement { verdict: Verdict::Error, reasons: vec![message.into()], notes: Vec::new() }
+    }
+
+    /// The runtime refused the Pod at `step`, saying `message`.
+    pub fn refused(step: &str, message: &str) -> Judgement {
+        Judgement { verdict: Verdict::Refused, reasons: vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")], notes: Vec::new() }
     }
 }
 

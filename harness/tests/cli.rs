@@ -59,7 +59,7 @@ fn list_prints_every_case() {
 }
 
 #[test]
-fn an_oci_runtime_that_refuses_the_spec_is_a_clear_error() {
+fn an_oci_runtime_that_refuses_the_spec_is_a_refusal_with_its_hint() {
     // Debian 12's crun 1.8.1 (installed by `make setup`) refuses containerd 2.x's runtime spec.
     let output = Command::new(support::sgpc_binary())
         .current_dir(support::repo_root())
@@ -68,7 +68,9 @@ fn an_oci_runtime_that_refuses_the_spec_is_a_clear_error() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stdout}");
+    // The runtime stack refused a valid Pod: its finding (REFUSED, exit 1), not sgpc's ERROR.
+    assert_eq!(output.status.code(), Some(exit_code::FAIL), "{stdout}");
+    assert!(stdout.contains("REFUSED ["), "{stdout}");
     assert!(stdout.contains("OCI runtime create failed: unknown version specified"), "{stdout}");
     assert!(stdout.contains("the OCI runtime refused the runtime spec"), "{stdout}");
 }
@@ -219,4 +221,39 @@ fn a_missing_work_root_is_one_error_before_anything_starts() {
         assert!(stderr.contains("--work-root /nonexistent/work-root is not a directory"), "{stderr}");
         assert!(output.stdout.is_empty() || !String::from_utf8_lossy(&output.stdout).contains("ERROR ["), "no case ran");
     }
+}
+
+/// containerd 2.x with runc refuses a user who is a member of gid 4294967294 (the Kubernetes API
+/// limits the ids a Pod declares, not an image's files): the runtime refusing a valid Pod,
+/// told apart from ERROR in the terminal, JSON and JUnit, without a hint that does not apply.
+#[test]
+fn a_runtime_refusing_a_valid_pod_is_refused_not_error() {
+    let input = tempfile::tempdir().unwrap();
+    let (scenarios, images) = (input.path().join("s"), input.path().join("i"));
+    std::fs::create_dir_all(&scenarios).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("big.yaml"), "name: big\nuser: \"1000\"\npasswd: [\"alice:x:1000:1000::/:/bin/sh\"]\ngroup: [\"alice:x:1000:\", \"huge:x:4294967294:alice\"]\n").unwrap();
+    std::fs::write(scenarios.join("big.yaml"), "name: big-gid\nsummary: the image user is a member of gid 4294967294\nimage: big\npod:\n  securityContext: {runAsUser: 1000, supplementalGroupsPolicy: Merge}\n").unwrap();
+    let (json, junit) = (input.path().join("r.json"), input.path().join("j.xml"));
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["run", "--scenarios"])
+        .arg(&scenarios)
+        .arg("--images")
+        .arg(&images)
+        .arg("--json")
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--containerd")
+        .arg(support::containerd_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(exit_code::FAIL), "{stdout}");
+    assert!(stdout.contains("REFUSED [") && stdout.contains("uids and gids must be in range"), "{stdout}");
+    assert!(!stdout.contains("crun"), "no hint that does not apply: {stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["cases"][0]["verdict"]["kind"], "REFUSED", "{report}");
+    assert!(std::fs::read_to_string(&junit).unwrap().contains("type=\"REFUSED\""));
 }

@@ -38,7 +38,15 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
     }
 }
 
-const EVERY: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Unsupported { leak: true }, Verdict::Unsupported { leak: false }, Verdict::Error];
+const EVERY: [Verdict; 7] = [
+    Verdict::Pass,
+    Verdict::Fail,
+    Verdict::Unsupported { leak: true },
+    Verdict::Unsupported { leak: false },
+    Verdict::Error,
+    Verdict::Rejected,
+    Verdict::Refused,
+];
 
 #[test]
 fn terminal_lines_and_summary() {
@@ -50,12 +58,12 @@ fn terminal_lines_and_summary() {
     }
     terminal::write_summary(&mut out, style, &report).unwrap();
     let text = String::from_utf8(out).unwrap();
-    for label in ["PASS", "FAIL", "UNSUPPORTED+LEAK", "UNSUPPORTED", "ERROR"] {
+    for label in ["PASS", "FAIL", "UNSUPPORTED+LEAK", "UNSUPPORTED", "ERROR", "REJECTED", "REFUSED"] {
         assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{label} ["))), "{label} missing in:\n{text}");
     }
-    assert!(text.contains("(1/5) case-0/strict"), "{text}");
-    assert_eq!(text.matches("reason of case").count(), 4, "reasons under non-passing cases only:\n{text}");
-    assert!(text.contains("5 cases run on containerd 2.1.9: 1 passed, 1 failed, 2 unsupported (1 leak), 1 errors"), "{text}");
+    assert!(text.contains("(1/7) case-0/strict"), "{text}");
+    assert_eq!(text.matches("reason of case").count(), 5, "reasons under cases that are neither PASS nor REJECTED:\n{text}");
+    assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 failed, 1 refused, 2 unsupported (1 leak), 1 errors"), "{text}");
     assert!(!text.contains('\x1b'), "no colour unless asked");
 }
 
@@ -64,8 +72,9 @@ fn junit_separates_failures_from_errors() {
     let mut out = Vec::new();
     junit::write(&mut out, &fixture(&EVERY)).unwrap();
     let xml = String::from_utf8(out).unwrap();
-    assert!(xml.contains("tests=\"5\""), "{xml}");
-    assert!(xml.contains("failures=\"3\""), "FAIL and both UNSUPPORTED are failures: {xml}");
+    assert!(xml.contains("tests=\"7\""), "{xml}");
+    assert!(xml.contains("failures=\"4\""), "FAIL, REFUSED and both UNSUPPORTED are failures; REJECTED is a success: {xml}");
+    assert!(xml.contains("type=\"REFUSED\""), "{xml}");
     assert!(xml.contains("errors=\"1\""), "{xml}");
     assert!(xml.contains("type=\"UNSUPPORTED+LEAK\""), "{xml}");
     assert!(xml.contains("<error message=\"reason of case\" type=\"ERROR\""), "{xml}");
@@ -84,7 +93,7 @@ fn json_carries_verdicts_and_runtime() {
         .iter()
         .map(|c| (c["verdict"]["kind"].as_str().unwrap(), c["verdict"]["leak"].as_bool()))
         .collect();
-    assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None)]);
+    assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None), ("REJECTED", None), ("REFUSED", None)]);
     assert_eq!(value["cases"][0]["id"]["policy"], "strict");
     assert_eq!(value["cases"][0]["duration_ms"], 180.0);
 }
@@ -95,5 +104,6 @@ fn exit_codes_rank_fail_then_error_then_unsupported() {
     assert_eq!(fixture(&EVERY).exit_code(), exit_code::FAIL);
     assert_eq!(fixture(&[Verdict::Pass, Verdict::Error, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::ERROR);
     assert_eq!(fixture(&[Verdict::Pass, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::UNSUPPORTED);
+    assert_eq!(fixture(&[Verdict::Pass, Verdict::Error, Verdict::Refused]).exit_code(), exit_code::FAIL, "a refusal is the runtime's finding");
     assert_eq!(fixture(&[]).exit_code(), exit_code::ERROR, "a run of nothing is not a pass");
 }

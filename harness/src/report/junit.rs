@@ -21,7 +21,7 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         let message = case.judgement.reasons.join("\n");
         let status = match case.judgement.verdict {
             Verdict::Pass | Verdict::Rejected => TestCaseStatus::success(),
-            Verdict::Fail | Verdict::Unsupported { .. } => {
+            Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_type(case.judgement.verdict.to_string()).set_message(message);
                 s

@@ -32,6 +32,7 @@ fn verdict_color(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Pass | Verdict::Rejected => "1;32",
         Verdict::Fail => "1;31",
+        Verdict::Refused => "1;36",
         Verdict::Unsupported { leak: true } => "1;35",
         Verdict::Unsupported { leak: false } => "1;33",
         Verdict::Error => "1;31;7",
@@ -81,9 +82,10 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
     }
     let t = report.totals();
     let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", r.runtime_name, r.runtime_version)).unwrap_or_default();
+    let refused = if t.refused > 0 { format!(", {} refused", t.refused) } else { String::new() };
     writeln!(
         out,
-        "{} [{:>8.3}s] {} cases run{runtime}: {} passed, {} failed, {} unsupported ({} leak), {} errors",
+        "{} [{:>8.3}s] {} cases run{runtime}: {} passed, {} failed{refused}, {} unsupported ({} leak), {} errors",
         paint(style, "1", "Summary"),
         report.duration.as_secs_f64(),
         report.cases.len(),

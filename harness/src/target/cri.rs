@@ -35,6 +35,10 @@ pub enum CriError {
     Connect { endpoint: String, reason: String },
     #[error("{step} failed: {message}")]
     Rpc { step: &'static str, message: String },
+    /// The runtime itself answered a step that creates the Pod with an error (not a transport
+    /// failure, a timeout or a cancellation): it refuses to run it.
+    #[error("{step} was refused by the runtime: {message}")]
+    Refused { step: &'static str, message: String },
     #[error("{step} did not finish within {after:?}")]
     Timeout { step: &'static str, after: Duration },
     #[error("the container runs image {reported:?}, not the bytes sgpc built (manifest {}, config {}): the verdict would not be about sgpc's image", expected.manifest, expected.config)]
@@ -105,6 +109,25 @@ async fn bounded<T>(step: &'static str, after: Duration, call: impl Future<Outpu
         Err(_) => Err(CriError::Timeout { step, after }),
         Ok(Err(status)) => Err(CriError::Rpc { step, message: format!("{}: {}", status.code(), status.message()) }),
         Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+/// Like [`bounded`], for the calls that create a Pod: an error status that the runtime itself
+/// sent (tonic attaches no source to those; transport failures carry one) is a refusal, unless
+/// its code says the runtime was unreachable, slow or cancelled.
+async fn creating<T>(step: &'static str, after: Duration, call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, CriError> {
+    let outcome = tokio::time::timeout(after, call).await.map_err(|_| CriError::Timeout { step, after })?;
+    match outcome {
+        Ok(response) => Ok(response.into_inner()),
+        Err(status) => {
+            let from_runtime = std::error::Error::source(&status).is_none();
+            let message = format!("{}: {}", status.code(), status.message());
+            match status.code() {
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Err(CriError::Rpc { step, message }),
+                _ if from_runtime => Err(CriError::Refused { step, message }),
+                _ => Err(CriError::Rpc { step, message }),
+            }
+        }
     }
 }
 
@@ -346,7 +369,7 @@ impl CriTarget {
         let mounts = prepare_volumes(req)?;
         let sandbox = sandbox_config(req);
         let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: req.runtime_handler.clone() };
-        let pod_id = bounded("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
+        let pod_id = creating("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
         let observed = self.observe(req, &pod_id, sandbox, mounts).await;
         let removed = self.remove_sandbox(&pod_id).await;
         let observations = observed?;
@@ -366,8 +389,8 @@ impl CriTarget {
             config: Some(container_config(req, mounts, image_user.as_ref())),
             sandbox_config: Some(sandbox),
         };
-        let container_id = bounded("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
-        bounded("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
+        let container_id = creating("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
+        creating("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
 
         let waited = std::time::Instant::now();
         let first = self.wait_for_probe(&req.case_dir.join(LOG_FILE)).await?;
@@ -472,6 +495,12 @@ impl CriTarget {
         let run = cri::RunPodSandboxRequest { config: Some(config), runtime_handler: runtime_handler.to_string() };
         let pod_id = bounded("RunPodSandbox", self.timeouts.pull, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
         self.remove_sandbox(&pod_id).await
+    }
+
+    /// The id of the image the runtime holds under a reference, if any.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
+        let request = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), verbose: false };
+        Ok(bounded("ImageStatus", self.timeouts.rpc, self.images.clone().image_status(request)).await?.image.map(|i| i.id))
     }
 
     /// Whether the runtime has an image under this reference or image id.
