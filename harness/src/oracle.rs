@@ -1,16 +1,25 @@
 //! The KEP-3619 rules as a model: what identity a container's first process must get.
 //!
-//! The written expectations in `scenarios/*.yaml` are checked against this model by unit tests,
-//! so a typo in either shows. The rules, as kubelet and the CRI runtimes apply them:
+//! Every written expectation in `scenarios/*.yaml` is held to this model when the files load.
+//! Each rule states a spec, never what one runtime does:
 //!
-//! - uid: container `runAsUser`, else pod `runAsUser`, else the image's `USER` (a name is looked
-//!   up in the image's `/etc/passwd`), else 0.
-//! - primary gid: `runAsGroup` (container, then pod); else, when the image `USER` names it
-//!   (`user:group`) and no `runAsUser` is set, that group; else the passwd entry's gid; else 0.
-//! - groups: the primary gid, `fsGroup`, `supplementalGroups`, and, under `Merge` only, every
-//!   group of the image's `/etc/group` that lists the user's name as a member (the implicit
-//!   groups KEP-3619 exists to control). A group named like the user is its private group and is
-//!   not added (containerd skips it).
+//! - uid: container `runAsUser`, else pod `runAsUser` (Kubernetes API, `SecurityContext` /
+//!   `PodSecurityContext`), else the image's user as kubelet sends it: CRI `ImageStatus` gives
+//!   the part of the OCI config `User` before `:` (kubernetes `pkg/kubelet/kuberuntime`,
+//!   `getImageUser`); a name is looked up in the image's `/etc/passwd`; no `USER` is uid 0.
+//! - primary gid: `runAsGroup` (container, then pod; Kubernetes API), else the gid of the
+//!   user's `/etc/passwd` entry, else 0 (the group of `USER name:group` never reaches the
+//!   runtime through kubelet: kubernetes/kubernetes#61967).
+//! - groups: the primary gid, `fsGroup`, `supplementalGroups` (the kubelet → CRI mapping), and,
+//!   under `Merge` only, every group of the image's `/etc/group` whose member list names the
+//!   user (KEP-3619, "Merge"; membership as `initgroups(3)`/POSIX `getgrent` define it: a user
+//!   is a member of every group that lists it, whatever that group is called). Under `Strict`
+//!   only the former (KEP-3619, "Strict").
+//! - access: uid 0 reads everything (CAP_DAC_OVERRIDE), anyone else through membership of the
+//!   protected directory's group (POSIX file permissions).
+//!
+//! containerd leaves out a group named like the user (containerd/containerd#11937, an open bug);
+//! the model does not copy it: [`crate::verdict`] names the bug where it shows.
 
 use std::collections::BTreeMap;
 
@@ -69,9 +78,16 @@ pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, Or
         .lenient_group_lines()
         .iter()
         .filter(|line| line.members.contains(&user.name) && !strict.identity.groups.contains(line.gid))
-        .filter(|line| !line.text.starts_with(&format!("{}:", user.name)))
         .map(|line| line.gid)
         .collect())
+}
+
+/// Groups of the image's `/etc/group` named like the user that list the user: where
+/// containerd/containerd#11937 shows.
+pub fn self_named_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
+    let uid = derive(recipe, scenario, Policy::Strict)?.identity.uid;
+    let Some(user) = recipe.passwd.as_deref().unwrap_or_default().iter().find(|e| e.uid == uid) else { return Ok(GroupSet::default()) };
+    Ok(recipe.group.as_deref().unwrap_or_default().iter().filter(|g| g.name == user.name && g.members.contains(&user.name)).map(|g| g.gid).collect())
 }
 
 pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
@@ -113,7 +129,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .filter(|g| g.name != user.name && g.members.contains(&user.name))
+            .filter(|g| g.members.contains(&user.name))
             .map(|g| g.gid)
             .collect(),
         None => GroupSet::default(),

@@ -466,7 +466,10 @@ impl Session {
             image_groups: &recipe.lenient_group_lines(),
             feature: self.runtime.supplemental_groups_policy,
         };
-        let judgement = verdict::judge(&ctx, &observations);
+        let mut judgement = verdict::judge(&ctx, &observations);
+        if let Ok(self_named) = oracle::self_named_groups(recipe, scenario) {
+            verdict::name_known_bugs(&mut judgement, &self.runtime.runtime_name, &observations, ctx.expected, &self_named);
+        }
         result.observations = Some(observations);
         judgement
     }

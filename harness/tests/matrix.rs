@@ -171,9 +171,17 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
         assert_eq!(cell("protected-file-access/strict", c), "UNSUPPORTED+LEAK", "{name}");
         assert_eq!(cell("kep-blog/merge", c), "PASS", "{name}");
     }
+    for name in ["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.x-runc", "containerd-2.x-youki"] {
+        let c = column(name);
+        for case in ["same-name-group/default", "same-name-group/merge"] {
+            assert_eq!(cell(case, c), "FAIL", "{name}: containerd/containerd#11937");
+            let row = report["rows"].as_array().unwrap().iter().find(|r| format!("{}/{}", r["case"]["scenario"].as_str().unwrap(), r["case"]["policy"].as_str().unwrap()) == case).unwrap();
+            assert!(row["cells"][c]["reasons"][0].as_str().unwrap().contains("containerd/containerd#11937"), "{name} {case}: the verdict names the bug");
+        }
+    }
     for name in ["containerd-2.x-runc", "containerd-2.x-youki"] {
         let c = column(name);
-        assert_eq!(report["columns"][c]["summary"], "conformant", "{name}");
+        assert_eq!(report["columns"][c]["summary"], "non-conformant: 2 failures", "{name}: only the two same-name cases");
         assert_eq!(report["columns"][c]["oci_runtime"], if name.ends_with("youki") { "youki" } else { "runc" });
     }
     for c in report["columns"].as_array().unwrap() {

@@ -70,7 +70,7 @@ fn strict_differs(catalogue: &Catalogue, case: &CaseId) -> bool {
 }
 
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
-    let kill_at = catalogue.cases().iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
+    let kill_at = mutant_cases(catalogue).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
     let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
     vec![
         Mutant::new(Fault::StrictToMerge, None, 4, |cat, case, _| if strict_differs(cat, case) { Expect::Fail("from image /etc/group") } else { Expect::Pass }),
@@ -131,8 +131,14 @@ fn mismatch(result: &CaseResult, expect: &Expect) -> Option<String> {
 }
 
 /// Runs the catalogue through the proxy with one fault; `Err` lists the cases it got wrong.
+/// The cases a mutant runs: a mutant needs a baseline that passes, and containerd FAILs
+/// same-name-group by a known bug (containerd/containerd#11937, see tests/conformance.rs).
+fn mutant_cases(catalogue: &Catalogue) -> Vec<CaseId> {
+    catalogue.cases().into_iter().filter(|c| c.scenario != "same-name-group").collect()
+}
+
 async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String> {
-    let cases = catalogue.cases();
+    let cases = mutant_cases(catalogue);
     let mut config = support::containerd_config();
     let mut proxy = ProxySettings::beside_current_exe(vec![mutant.fault]);
     proxy.pods = mutant.pods.map(str::to_string);
