@@ -447,7 +447,25 @@ impl CriTarget {
 
     /// Stops and removes a sandbox; the runtime stops its containers (the probe's PID 1 exits on
     /// SIGTERM, so no grace period is waited out).
+    ///
+    /// A sandbox whose creation a client abandoned (a case cancelled, sgpc killed) can be
+    /// caught with its shim gone before containerd has noticed (`ttrpc: closed`); the removal is
+    /// tried again a few times, for about three seconds, before it counts as failed.
     pub async fn remove_sandbox(&self, pod_id: &str) -> Result<(), CriError> {
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 1;
+        loop {
+            match self.try_remove_sandbox(pod_id).await {
+                Err(CriError::Rpc { .. } | CriError::Refused { .. }) if attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn try_remove_sandbox(&self, pod_id: &str) -> Result<(), CriError> {
         let rpc = self.timeouts.rpc;
         bounded("StopPodSandbox", rpc, self.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
         bounded("RemovePodSandbox", rpc, self.runtime.clone().remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() })).await?;
