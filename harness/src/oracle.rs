@@ -53,6 +53,8 @@ pub struct Derivation {
     pub access: BTreeMap<String, Access>,
     /// Where each id comes from, one line each: what `sgpc list --explain` prints.
     pub explanation: Vec<String>,
+    /// The name of the uid's `/etc/passwd` entry, if it has one: whose memberships count.
+    pub user_name: Option<String>,
 }
 
 /// The rules applied to a scenario under a policy.
@@ -72,12 +74,11 @@ pub fn declared_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet,
 /// spaces around members). What the matrix's `no-strict` outcome expects to leak.
 pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
     let strict = derive(recipe, scenario, Policy::Strict)?;
-    let passwd = recipe.passwd.as_deref().unwrap_or_default();
-    let Some(user) = passwd.iter().find(|e| e.uid == strict.identity.uid) else { return Ok(GroupSet::default()) };
+    let Some(user) = strict.user_name else { return Ok(GroupSet::default()) };
     Ok(recipe
         .lenient_group_lines()
         .iter()
-        .filter(|line| line.members.contains(&user.name) && !strict.identity.groups.contains(line.gid))
+        .filter(|line| line.members.contains(&user) && !strict.identity.groups.contains(line.gid))
         .map(|line| line.gid)
         .collect())
 }
@@ -85,9 +86,8 @@ pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, Or
 /// Groups of the image's `/etc/group` named like the user that list the user: where
 /// containerd/containerd#11937 shows.
 pub fn self_named_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
-    let uid = derive(recipe, scenario, Policy::Strict)?.identity.uid;
-    let Some(user) = recipe.passwd.as_deref().unwrap_or_default().iter().find(|e| e.uid == uid) else { return Ok(GroupSet::default()) };
-    Ok(recipe.group.as_deref().unwrap_or_default().iter().filter(|g| g.name == user.name && g.members.contains(&user.name)).map(|g| g.gid).collect())
+    let Some(user) = derive(recipe, scenario, Policy::Strict)?.user_name else { return Ok(GroupSet::default()) };
+    Ok(recipe.group.as_deref().unwrap_or_default().iter().filter(|g| g.name == user && g.members.contains(&user)).map(|g| g.gid).collect())
 }
 
 pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
@@ -161,7 +161,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             (v.token_path(), if readable { Access::Allowed } else { Access::Denied })
         })
         .collect();
-    Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access, explanation })
+    Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access, explanation, user_name: entry.map(|e| e.name.clone()) })
 }
 
 /// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as it reaches a
