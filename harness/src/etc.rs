@@ -57,30 +57,120 @@ pub fn parse_group(line: &str) -> Result<GroupEntry, LineError> {
     Ok(GroupEntry { name: f[0].to_string(), gid: parse_id("gid", f[2])?, members })
 }
 
-/// A line of an image's `/etc/group`, read as leniently as runtimes read it: a trailing `\r`
-/// is dropped and whitespace around every field and member is trimmed. Used to say where an
-/// observed group came from, never to decide what a runtime must attach.
+/// How a reader may read an image's `/etc/group` where the specs are silent.
+///
+/// POSIX defines group membership (`getgrnam`, `initgroups`) but not the file; group(5) gives
+/// the fields (`name:password:GID:user_list`, members separated by `,`) and nothing about
+/// comments, whitespace or line endings. So each reading below is allowed, and where they give
+/// different groups for a case, the model offers each outcome as an allowed alternative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reading {
+    /// glibc's `nss_files` (what `getgrent(3)`/`initgroups(3)` read on Linux): blank lines and
+    /// lines whose first non-blank character is `#` are skipped (`internal_getent`), the GID is
+    /// read by `strtoul` (leading blanks skipped), and leading blanks of each member are
+    /// skipped (`parse_list`: "Skip leading white space"); anything else, a final `\r`
+    /// included, is part of the name.
+    Glibc,
+    /// group(5)'s format taken literally: every field is exactly the text between `:`, every
+    /// member the text between `,`; group(5) defines no comment syntax, so a `#` line is a
+    /// group whose name starts with `#`.
+    Literal,
+    /// Whitespace (a final `\r` included) around every field and member dropped, comments
+    /// skipped: no valid user or group name contains whitespace (POSIX.1-2017 3.437 User Name,
+    /// the portable filename character set), so a reader may treat it as layout.
+    Trimmed,
+}
+
+impl Reading {
+    pub const ALL: [Reading; 3] = [Reading::Glibc, Reading::Literal, Reading::Trimmed];
+
+    /// One line for reports: the reading and where it comes from.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reading::Glibc => "the image's /etc/group read as glibc's getgrent(3) reads it (comments skipped, leading blanks of members skipped, a final \\r kept)",
+            Reading::Literal => "the image's /etc/group read literally as group(5) lays it out (no comments, every byte between separators is part of a name)",
+            Reading::Trimmed => "the image's /etc/group with whitespace and a final \\r around names dropped (no valid name contains whitespace, POSIX.1-2017 3.437)",
+        }
+    }
+}
+
+/// A line of an image's `/etc/group` as one [`Reading`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupLine {
     /// 1-based line number in the file.
     pub number: usize,
     pub text: String,
+    pub name: String,
     pub gid: u32,
     pub members: Vec<String>,
 }
 
-/// Every line of a group file that carries a gid, read leniently (see [`GroupLine`]).
-pub fn lenient_group_lines(lines: &[String]) -> Vec<GroupLine> {
+fn is_comment_or_blank(text: &str) -> bool {
+    let rest = text.trim_start();
+    rest.is_empty() || rest.starts_with('#')
+}
+
+fn read_group_line(text: &str, reading: Reading) -> Option<(String, u32, Vec<String>)> {
+    if text.trim().is_empty() || (reading != Reading::Literal && is_comment_or_blank(text)) {
+        return None;
+    }
+    let line = match reading {
+        Reading::Glibc => text.trim_start(),
+        Reading::Literal => text,
+        Reading::Trimmed => text.trim(),
+    };
+    let fields: Vec<&str> = line.split(':').collect();
+    let (name, gid, list) = (fields.first()?, fields.get(2)?, fields.get(3).copied().unwrap_or(""));
+    let gid = match reading {
+        Reading::Glibc => gid.trim_start().parse().ok()?,
+        Reading::Literal => gid.parse().ok()?,
+        Reading::Trimmed => gid.trim().parse().ok()?,
+    };
+    let members = list
+        .split(',')
+        .map(|m| match reading {
+            Reading::Glibc => m.trim_start(),
+            Reading::Literal => m,
+            Reading::Trimmed => m.trim(),
+        })
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    let name = if reading == Reading::Trimmed { name.trim() } else { name };
+    Some((name.to_string(), gid, members))
+}
+
+/// Every line of a group file that carries a gid under `reading`.
+pub fn read_group(lines: &[String], reading: Reading) -> Vec<GroupLine> {
     lines
         .iter()
         .enumerate()
         .filter_map(|(index, text)| {
-            let fields: Vec<&str> = text.trim_end_matches('\r').split(':').map(str::trim).collect();
-            let gid = fields.get(2)?.parse().ok()?;
-            let members = fields.get(3).map(|m| m.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect()).unwrap_or_default();
-            Some(GroupLine { number: index + 1, text: text.clone(), gid, members })
+            let (name, gid, members) = read_group_line(text, reading)?;
+            Some(GroupLine { number: index + 1, text: text.clone(), name, gid, members })
         })
         .collect()
+}
+
+/// Every line that carries a gid under any reading: to say where an observed group came from,
+/// never to decide what a runtime must attach.
+pub fn lenient_group_lines(lines: &[String]) -> Vec<GroupLine> {
+    let mut out: Vec<GroupLine> = Vec::new();
+    for reading in [Reading::Trimmed, Reading::Literal] {
+        for line in read_group(lines, reading) {
+            if !out.iter().any(|l| l.number == line.number) {
+                out.push(line);
+            }
+        }
+    }
+    out.sort_by_key(|l| l.number);
+    out
+}
+
+/// A comment or a blank line: no entry under glibc's reading, accepted in a recipe as it is.
+pub fn is_layout_line(text: &str) -> bool {
+    is_comment_or_blank(text.strip_suffix('\r').unwrap_or(text))
 }
 
 /// Why a planted line cannot be written into an image file as it is: a newline would split it,
@@ -109,12 +199,37 @@ mod tests {
     }
 
     #[test]
-    fn lenient_lines_drop_cr_and_spaces() {
+    fn lenient_lines_are_every_reading_together() {
         let lines = vec!["g:x:50000:alice\r".to_string(), "broken".into(), " h : x : 60000 : bob , alice ".into()];
         let read = lenient_group_lines(&lines);
         assert_eq!(read.len(), 2);
         assert_eq!((read[0].number, read[0].gid, read[0].members.clone()), (1, 50000, vec!["alice".to_string()]));
         assert_eq!((read[1].number, read[1].gid, read[1].members.clone()), (3, 60000, vec!["bob".to_string(), "alice".into()]));
+    }
+
+    fn members(lines: &[&str], reading: Reading) -> Vec<(u32, Vec<String>)> {
+        let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        read_group(&lines, reading).into_iter().map(|l| (l.gid, l.members)).collect()
+    }
+
+    #[test]
+    fn readings_differ_exactly_where_the_specs_are_silent() {
+        let crlf = ["g:x:50000:alice\r"];
+        assert_eq!(members(&crlf, Reading::Glibc), vec![(50000, vec!["alice\r".to_string()])]);
+        assert_eq!(members(&crlf, Reading::Literal), vec![(50000, vec!["alice\r".to_string()])]);
+        assert_eq!(members(&crlf, Reading::Trimmed), vec![(50000, vec!["alice".to_string()])]);
+        let spaced = ["g:x:50000: alice ,bob"];
+        assert_eq!(members(&spaced, Reading::Glibc), vec![(50000, vec!["alice ".to_string(), "bob".into()])]);
+        assert_eq!(members(&spaced, Reading::Literal), vec![(50000, vec![" alice ".to_string(), "bob".into()])]);
+        assert_eq!(members(&spaced, Reading::Trimmed), vec![(50000, vec!["alice".to_string(), "bob".into()])]);
+        let commented = ["# a comment", "", "#g:x:50000:alice", "  #h:x:50001:alice"];
+        assert!(members(&commented, Reading::Glibc).is_empty());
+        assert!(members(&commented, Reading::Trimmed).is_empty());
+        assert_eq!(members(&commented, Reading::Literal), vec![(50000, vec!["alice".to_string()]), (50001, vec!["alice".to_string()])]);
+        let plain = ["root:x:0:", "g:x:50000:alice,bob"];
+        for reading in Reading::ALL {
+            assert_eq!(members(&plain, reading), vec![(0, vec![]), (50000, vec!["alice".to_string(), "bob".into()])], "{reading:?}");
+        }
     }
 
     #[test]

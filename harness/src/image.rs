@@ -175,6 +175,11 @@ fn parse_lines<T, E: std::fmt::Display>(
         if let Some(c) = etc::forbidden_character(&text) {
             return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} contains the control character {c:?}; only a final \\r (a CRLF file) may be planted")));
         }
+        if etc::is_layout_line(&text) && !marked_malformed {
+            // A comment or blank line: planted as it is, no entry (see `etc::Reading`).
+            lines.push(text);
+            continue;
+        }
         match (parse(&text), marked_malformed) {
             (Ok(entry), false) => entries.push(entry),
             (Err(e), false) => {

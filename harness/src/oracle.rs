@@ -15,6 +15,9 @@
 //!   user (KEP-3619, "Merge"; membership as `initgroups(3)`/POSIX `getgrent` define it: a user
 //!   is a member of every group that lists it, whatever that group is called). Under `Strict`
 //!   only the former (KEP-3619, "Strict").
+//! - where the specs leave the file's reading open (comments, whitespace, CRLF line endings:
+//!   see [`Reading`]), every outcome an allowed reading gives is allowed, and the verdict names
+//!   the one the runtime chose.
 //! - access: uid 0 reads everything (CAP_DAC_OVERRIDE), anyone else through membership of the
 //!   protected directory's group (POSIX file permissions).
 //!
@@ -25,7 +28,9 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::etc::PasswdEntry;
+use serde::Serialize;
+
+use crate::etc::{self, GroupLine, PasswdEntry, Reading};
 use crate::identity::{GroupSet, Identity};
 use crate::image::Recipe;
 use crate::scenario::{Access, ContainerSecurity, PodSecurity, Policy, Scenario, Volume};
@@ -47,14 +52,36 @@ pub struct PodSpec<'a> {
 /// What the rules give for one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derivation {
+    /// The identity under glibc's reading of the image's `/etc/group` ([`Reading::Glibc`]).
     pub identity: Identity,
-    /// Groups that `/etc/group` gives the user: attached under Merge, never under Strict.
+    /// Groups that `/etc/group` gives the user (glibc's reading): attached under Merge, never
+    /// under Strict.
     pub implicit_groups: GroupSet,
     pub access: BTreeMap<String, Access>,
     /// Where each id comes from, one line each: what `sgpc list --explain` prints.
     pub explanation: Vec<String>,
     /// The name of the uid's `/etc/passwd` entry, if it has one: whose memberships count.
     pub user_name: Option<String>,
+    /// Why each expected group is expected ("supplementalGroups", "image /etc/group line 3").
+    pub sources: BTreeMap<u32, Vec<String>>,
+    /// Where the readings of the image's `/etc/group` allowed by the specs give different
+    /// identities: every allowed outcome, glibc's first. Empty when they all agree.
+    pub open: Vec<AllowedOutcome>,
+}
+
+/// One outcome the specs allow for an open case, and the readings that give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowedOutcome {
+    pub identity: Identity,
+    pub access: BTreeMap<String, Access>,
+    pub readings: Vec<Reading>,
+}
+
+impl AllowedOutcome {
+    /// The readings behind this outcome, for a note or a reason.
+    pub fn describe(&self) -> String {
+        self.readings.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; or ")
+    }
 }
 
 /// The rules applied to a scenario under a policy.
@@ -69,17 +96,19 @@ pub fn declared_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet,
     Ok(derive(recipe, scenario, Policy::Strict)?.identity.groups)
 }
 
-/// The groups a runtime without Strict support attaches beyond the declared ones: the image's
-/// `/etc/group` lines that list the user, read as leniently as runtimes read them (a CRLF file,
-/// spaces around members). What the matrix's `no-strict` outcome expects to leak.
-pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
+/// The groups the image's `/etc/group` lists the user in under `reading`.
+fn memberships(recipe: &Recipe, user: &str, reading: Reading) -> Vec<GroupLine> {
+    etc::read_group(recipe.group_lines.as_deref().unwrap_or_default(), reading).into_iter().filter(|line| line.members.iter().any(|m| m == user)).collect()
+}
+
+/// What a runtime without Strict support attaches beyond the declared groups under each
+/// reading of the image's `/etc/group`: what the matrix's `no-strict` outcome expects to leak.
+pub fn leaks_by_reading(recipe: &Recipe, scenario: &Scenario) -> Result<Vec<GroupSet>, OracleError> {
     let strict = derive(recipe, scenario, Policy::Strict)?;
-    let Some(user) = strict.user_name else { return Ok(GroupSet::default()) };
-    Ok(recipe
-        .lenient_group_lines()
+    let Some(user) = strict.user_name else { return Ok(vec![GroupSet::default()]) };
+    Ok(Reading::ALL
         .iter()
-        .filter(|line| line.members.contains(&user) && !strict.identity.groups.contains(line.gid))
-        .map(|line| line.gid)
+        .map(|&reading| memberships(recipe, &user, reading).iter().map(|l| l.gid).filter(|g| !strict.identity.groups.contains(*g)).collect())
         .collect())
 }
 
@@ -87,12 +116,13 @@ pub fn lenient_leak(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, Or
 /// containerd/containerd#11937 shows.
 pub fn self_named_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
     let Some(user) = derive(recipe, scenario, Policy::Strict)?.user_name else { return Ok(GroupSet::default()) };
-    Ok(recipe.group.as_deref().unwrap_or_default().iter().filter(|g| g.name == user && g.members.contains(&user)).map(|g| g.gid).collect())
+    Ok(memberships(recipe, &user, Reading::Glibc).iter().filter(|g| g.name == user).map(|g| g.gid).collect())
 }
 
 pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
     let passwd = recipe.passwd.as_deref().unwrap_or_default();
     let mut explanation = Vec::new();
+    let mut sources: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let run_as_user = spec.container.run_as_user.or(spec.pod.run_as_user);
     let run_as_group = spec.container.run_as_group.or(spec.pod.run_as_group);
 
@@ -108,60 +138,71 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
         }
     };
     let entry: Option<&PasswdEntry> = passwd.iter().find(|e| e.uid == uid);
-    let gid = match (run_as_group, entry) {
-        (Some(gid), _) => {
-            explanation.push(format!("gid {gid}: runAsGroup"));
-            gid
-        }
-        (None, Some(e)) => {
-            explanation.push(format!("gid {}: /etc/passwd entry of {:?}", e.gid, e.name));
-            e.gid
-        }
-        (None, None) => {
-            explanation.push(format!("gid 0: uid {uid} has no /etc/passwd entry"));
-            0
-        }
+    let (gid, gid_source) = match (run_as_group, entry) {
+        (Some(gid), _) => (gid, "runAsGroup".to_string()),
+        (None, Some(e)) => (e.gid, format!("the /etc/passwd entry of {:?}", e.name)),
+        (None, None) => (0, format!("uid {uid} has no /etc/passwd entry")),
     };
+    explanation.push(format!("gid {gid}: {gid_source}"));
+    sources.entry(gid).or_default().push(format!("the primary gid ({gid_source})"));
 
-    let implicit_groups: GroupSet = match entry {
-        Some(user) => recipe
-            .group
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .filter(|g| g.members.contains(&user.name))
-            .map(|g| g.gid)
-            .collect(),
-        None => GroupSet::default(),
-    };
-
-    let mut groups: GroupSet = spec.pod.fs_group.into_iter().chain(spec.pod.supplemental_groups.iter().copied()).collect();
-    groups.insert(gid);
+    let mut declared: GroupSet = GroupSet::default();
+    declared.insert(gid);
     if let Some(fs_group) = spec.pod.fs_group {
+        declared.insert(fs_group);
         explanation.push(format!("group {fs_group}: fsGroup"));
+        sources.entry(fs_group).or_default().push("fsGroup".into());
     }
-    for g in &spec.pod.supplemental_groups {
+    for &g in &spec.pod.supplemental_groups {
+        declared.insert(g);
         explanation.push(format!("group {g}: supplementalGroups"));
+        sources.entry(g).or_default().push("supplementalGroups".into());
     }
+
+    let user_name = entry.map(|e| e.name.clone());
+    let by_reading: Vec<(Reading, Vec<GroupLine>)> =
+        Reading::ALL.iter().map(|&r| (r, user_name.as_deref().map(|u| memberships(recipe, u, r)).unwrap_or_default())).collect();
+    let implicit_groups: GroupSet = by_reading[0].1.iter().map(|l| l.gid).collect();
     if policy == Policy::Strict {
         if !implicit_groups.is_empty() {
             explanation.push(format!("groups {implicit_groups} of the image's /etc/group: left out (Strict)"));
         }
     } else {
-        groups.0.extend(implicit_groups.iter());
+        for line in &by_reading[0].1 {
+            sources.entry(line.gid).or_default().push(format!("image /etc/group line {} {:?}", line.number, line.text));
+        }
         if !implicit_groups.is_empty() {
             explanation.push(format!("groups {implicit_groups}: the image's /etc/group lists the user (Merge)"));
         }
     }
-    let access = spec
-        .volumes
-        .iter()
-        .map(|v| {
-            let readable = uid == 0 || groups.contains(v.gid);
-            (v.token_path(), if readable { Access::Allowed } else { Access::Denied })
-        })
-        .collect();
-    Ok(Derivation { identity: Identity { uid, gid, groups }, implicit_groups, access, explanation, user_name: entry.map(|e| e.name.clone()) })
+
+    let access_of = |groups: &GroupSet| -> BTreeMap<String, Access> {
+        spec.volumes
+            .iter()
+            .map(|v| (v.token_path(), if uid == 0 || groups.contains(v.gid) { Access::Allowed } else { Access::Denied }))
+            .collect()
+    };
+    let mut outcomes: Vec<AllowedOutcome> = Vec::new();
+    for (reading, lines) in &by_reading {
+        let mut groups = declared.clone();
+        if policy != Policy::Strict {
+            groups.0.extend(lines.iter().map(|l| l.gid));
+        }
+        match outcomes.iter_mut().find(|o| o.identity.groups == groups) {
+            Some(outcome) => outcome.readings.push(*reading),
+            None => outcomes.push(AllowedOutcome { access: access_of(&groups), identity: Identity { uid, gid, groups }, readings: vec![*reading] }),
+        }
+    }
+    let primary = outcomes[0].clone();
+    let open = if outcomes.len() > 1 {
+        for o in &outcomes[1..] {
+            explanation.push(format!("also allowed, groups {}: {}", o.identity.groups, o.describe()));
+        }
+        outcomes
+    } else {
+        Vec::new()
+    };
+    Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open })
 }
 
 /// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as it reaches a

@@ -123,6 +123,12 @@ impl ImageRecord {
 pub struct CaseResult {
     pub id: CaseId,
     pub summary: String,
+    /// What the runtime should do under this case's policy, one sentence (critest's style).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Where the case's rules come from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
     pub image: Option<ImageRecord>,
     pub expected: Option<Expectation>,
     pub observations: Option<Observations>,
@@ -130,6 +136,17 @@ pub struct CaseResult {
     pub judgement: Judgement,
     #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
+}
+
+impl CaseResult {
+    /// Fills in what the scenario says about this case: summary, spec sentence, references and
+    /// the expectation.
+    pub fn describe(&mut self, scenario: &crate::scenario::Scenario) {
+        self.summary = scenario.summary.clone();
+        self.spec = scenario.spec_sentence(self.id.policy).map(str::to_string);
+        self.references = scenario.references.clone();
+        self.expected = Some(scenario.expectation(self.id.policy).clone());
+    }
 }
 
 pub(crate) fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -421,8 +438,7 @@ impl Session {
         let Some(scenario) = self.catalogue.scenario(&id.scenario) else {
             return Judgement::error(format!("no scenario named {:?}", id.scenario));
         };
-        result.summary = scenario.summary.clone();
-        result.expected = Some(scenario.expectation(id.policy).clone());
+        result.describe(scenario);
         let Some(recipe) = self.catalogue.recipe(&scenario.image) else {
             return Judgement::error(format!("no image recipe named {:?}", scenario.image));
         };
@@ -750,8 +766,11 @@ pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = C
 pub fn fill_unfinished(results: &mut Vec<CaseResult>, cases: &[CaseId], catalogue: &Catalogue, reason: &str) -> Vec<CaseId> {
     let missing: Vec<CaseId> = cases.iter().filter(|c| !results.iter().any(|r| r.id == **c)).cloned().collect();
     for id in &missing {
-        let summary = catalogue.scenario(&id.scenario).map(|s| s.summary.as_str()).unwrap_or_default();
-        results.push(error_result(id, summary, reason));
+        let mut result = error_result(id, "", reason);
+        if let Some(scenario) = catalogue.scenario(&id.scenario) {
+            result.describe(scenario);
+        }
+        results.push(result);
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     missing
@@ -762,6 +781,8 @@ pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
     CaseResult {
         id: id.clone(),
         summary: summary.to_string(),
+        spec: None,
+        references: Vec::new(),
         image: None,
         expected: None,
         observations: None,
@@ -848,8 +869,7 @@ async fn kube_case(target: &crate::target::kube::KubeTarget, plan: &KubePlan, ca
     let mut result = error_result(id, "", "not run");
     result.judgement = match (plan.request(catalogue, id), catalogue.scenario(&id.scenario).and_then(|s| catalogue.recipe(&s.image).map(|r| (s, r)))) {
         (Ok(request), Some((scenario, recipe))) => {
-            result.summary = scenario.summary.clone();
-            result.expected = Some(scenario.expectation(id.policy).clone());
+            result.describe(scenario);
             result.image = plan.images.get(&scenario.image).cloned();
             match (oracle::declared_groups(recipe, scenario), target.run_case(&request, server_minor).await) {
                 (Ok(declared), Ok(facts)) => {

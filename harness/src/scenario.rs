@@ -62,6 +62,12 @@ struct RawScenario {
     name: String,
     summary: String,
     image: Spanned<String>,
+    /// Where the case's rules come from: KEP section, API doc, OCI spec, upstream issue.
+    #[serde(default)]
+    references: Vec<String>,
+    /// One sentence per policy saying what the runtime should do, in critest's style.
+    #[serde(default)]
+    spec: RawSpec,
     #[serde(default)]
     pod: RawPod,
     #[serde(default)]
@@ -71,6 +77,13 @@ struct RawScenario {
     /// Omitted (or one policy omitted): the KEP model's derivation is the expectation.
     #[serde(default)]
     expect: RawExpect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    merge: Option<String>,
+    strict: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,15 +212,30 @@ pub struct Expectation {
     /// shown with every verdict of the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deviation: Option<String>,
+    /// Every outcome the specs allow where they leave the case open (see [`oracle::AllowedOutcome`]);
+    /// empty when exactly one outcome is right.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<oracle::AllowedOutcome>,
+    /// Why each expected group is expected: where a missing group should have come from.
+    #[serde(skip)]
+    pub sources: BTreeMap<u32, Vec<String>>,
 }
 
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.identity)?;
-        for (path, access) in &self.access {
-            write!(f, " {path}={access:?}")?;
+        let write_one = |f: &mut fmt::Formatter<'_>, identity: &Identity, access: &BTreeMap<String, Access>| {
+            write!(f, "{identity}")?;
+            access.iter().try_for_each(|(path, access)| write!(f, " {path}={access:?}"))
+        };
+        match self.allowed.as_slice() {
+            [] => write_one(f, &self.identity, &self.access),
+            outcomes => outcomes.iter().enumerate().try_for_each(|(i, o)| {
+                if i > 0 {
+                    f.write_str(" or ")?;
+                }
+                write_one(f, &o.identity, &o.access)
+            }),
         }
-        Ok(())
     }
 }
 
@@ -217,6 +245,11 @@ pub struct Scenario {
     pub summary: String,
     pub source: PathBuf,
     pub image: String,
+    /// Where the case's rules come from (KEP section, API doc, OCI spec, upstream issue).
+    pub references: Vec<String>,
+    /// What the runtime should do under Merge (and default) and under Strict, one sentence each.
+    pub spec_merge: Option<String>,
+    pub spec_strict: Option<String>,
     pub pod: PodSecurity,
     pub container: ContainerSecurity,
     pub volumes: Vec<Volume>,
@@ -232,6 +265,14 @@ impl Scenario {
         match policy {
             Policy::Default | Policy::Merge => &self.expect_merge,
             Policy::Strict => &self.expect_strict,
+        }
+    }
+
+    /// The sentence saying what the runtime should do under a policy, if the scenario has one.
+    pub fn spec_sentence(&self, policy: Policy) -> Option<&str> {
+        match policy {
+            Policy::Default | Policy::Merge => self.spec_merge.as_deref(),
+            Policy::Strict => self.spec_strict.as_deref(),
         }
     }
 
@@ -263,6 +304,16 @@ impl Validator<'_> {
         InputError::new(self.path, line, Some(field), message)
     }
 
+    fn one_line(&self, field: &str, text: &str) -> Result<(), InputError> {
+        if text.trim().is_empty() {
+            return Err(self.error(None, field, "is empty: write one line of plain text"));
+        }
+        match text.chars().find(|c| c.is_control()) {
+            Some(c) => Err(self.error(None, field, format!("contains the control character {c:?}: write one line of plain text"))),
+            None => Ok(()),
+        }
+    }
+
     fn id(&self, field: &str, raw: &RawId) -> Result<u32, InputError> {
         u32::try_from(raw.value).map_err(|_| {
             self.error(Some(raw.referenced.line()), field, format!("{} is not an id: expected 0..=4294967295", raw.value))
@@ -281,8 +332,14 @@ impl Validator<'_> {
         if !is_scenario_name(&raw.name) {
             return Err(self.error(None, "name", format!("{:?}: use lower-case letters, digits and '-'", raw.name)));
         }
-        if let Some(c) = raw.summary.chars().find(|c| c.is_control()) {
-            return Err(self.error(None, "summary", format!("contains the control character {c:?}: write one line of plain text")));
+        self.one_line("summary", &raw.summary)?;
+        for (i, reference) in raw.references.iter().enumerate() {
+            self.one_line(&format!("references[{i}]"), reference)?;
+        }
+        for (field, sentence) in [("spec.merge", &raw.spec.merge), ("spec.strict", &raw.spec.strict)] {
+            if let Some(sentence) = sentence {
+                self.one_line(field, sentence)?;
+            }
         }
         let Some(recipe) = self.recipes.iter().find(|r| r.name == raw.image.value) else {
             let known: Vec<&str> = self.recipes.iter().map(|r| r.name.as_str()).collect();
@@ -320,6 +377,9 @@ impl Validator<'_> {
             summary: raw.summary,
             source: self.path.to_path_buf(),
             image: raw.image.value,
+            references: raw.references,
+            spec_merge: raw.spec.merge,
+            spec_strict: raw.spec.strict,
             policies: match psc.supplemental_groups_policy {
                 None => Policy::ALL.to_vec(),
                 Some(ApiPolicy::Merge) => vec![Policy::Merge],
@@ -338,18 +398,20 @@ impl Validator<'_> {
         let derived = oracle::derive_spec(recipe, pod, policy).map_err(|e| {
             self.error(None, "image", format!("the KEP model cannot derive policy {policy} from image {:?} ({}): {e}; set runAsUser", recipe.name, recipe.source.display()))
         })?;
-        let derived = Expectation { identity: derived.identity, access: derived.access, deviation: None };
-        let Some(written) = written else { return Ok(derived) };
-        let agrees = written.identity == derived.identity && written.access == derived.access;
-        match (&written.deviation, agrees) {
-            (None, true) => Ok(written),
+        let allowed_by_model = |e: &Expectation| {
+            (e.identity == derived.identity && e.access == derived.access) || derived.open.iter().any(|o| o.identity == e.identity && o.access == e.access)
+        };
+        let model = Expectation { identity: derived.identity.clone(), access: derived.access.clone(), deviation: None, allowed: derived.open.clone(), sources: derived.sources.clone() };
+        let Some(written) = written else { return Ok(model) };
+        match (&written.deviation, allowed_by_model(&written)) {
+            (None, true) => Ok(Expectation { allowed: derived.open, sources: derived.sources, ..written }),
             (None, false) => Err(self.error(
                 None,
                 field,
-                format!("under policy {policy} the written expectation {written} differs from the KEP model's {derived}; correct it, delete it to use the model's, or add `deviation: REASON`"),
+                format!("under policy {policy} the written expectation {written} differs from the KEP model's {model}; correct it, delete it to use the model's, or add `deviation: REASON`"),
             )),
-            (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({derived}); remove `deviation`"))),
-            (Some(_), false) => Ok(written),
+            (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({model}); remove `deviation`"))),
+            (Some(_), false) => Ok(Expectation { sources: derived.sources, ..written }),
         }
     }
 
@@ -397,7 +459,13 @@ impl Validator<'_> {
             }
             other => other.clone(),
         };
-        Ok(Expectation { identity: Identity { uid: self.id(&format!("{field}.uid"), &raw.uid)?, gid, groups }, access: raw.access.clone(), deviation })
+        Ok(Expectation {
+            identity: Identity { uid: self.id(&format!("{field}.uid"), &raw.uid)?, gid, groups },
+            access: raw.access.clone(),
+            deviation,
+            allowed: Vec::new(),
+            sources: BTreeMap::new(),
+        })
     }
 }
 

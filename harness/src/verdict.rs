@@ -12,12 +12,13 @@
 //!   and JUnit as FAIL), never an ERROR.
 //! - `Error`: sgpc could not observe the case (harness or infrastructure failure).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::etc::GroupLine;
-use crate::identity::GroupSet;
+use crate::identity::{GroupSet, Identity};
 use crate::observation::{Observations, Point};
 use crate::scenario::{Access, Expectation, Policy};
 
@@ -114,9 +115,21 @@ fn undeclared(obs: &Observations, declared: &GroupSet) -> GroupSet {
         .collect()
 }
 
-/// Compares every observation point with the expectation; returns the mismatches.
-fn mismatches(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
-    let want = &ctx.expected.identity;
+/// `-gid missing` and where the group was expected from.
+fn explain_missing(missing: &GroupSet, sources: &BTreeMap<u32, Vec<String>>) -> String {
+    missing
+        .iter()
+        .map(|g| match sources.get(&g) {
+            Some(from) => format!("-{g} missing, expected from {}", from.join(" and ")),
+            None => format!("-{g} missing"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Compares every observation point with one allowed identity and access; returns the
+/// mismatches.
+fn mismatches(ctx: &Context<'_>, want: &Identity, want_access: &BTreeMap<String, Access>, obs: &Observations) -> Vec<String> {
     let mut out = Vec::new();
     for o in &obs.identities {
         let got = &o.identity;
@@ -135,13 +148,13 @@ fn mismatches(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
                 detail.push(explain_extra(&extra, ctx.image_groups));
             }
             if !missing.is_empty() {
-                detail.push(missing.iter().map(|g| format!("-{g} missing")).collect::<Vec<_>>().join(", "));
+                detail.push(explain_missing(&missing, &ctx.expected.sources));
             }
             out.push(format!("groups via {at}: expected {}, got {} ({})", want.groups, got.groups, detail.join("; ")));
         }
     }
     for a in &obs.access {
-        match ctx.expected.access.get(&a.path) {
+        match want_access.get(&a.path) {
             Some(want) if *want != a.access => out.push(format!(
                 "file access by the {:?} process: {} should be {want:?}, was {:?} {}",
                 a.prober, a.path, a.access, a.detail
@@ -151,6 +164,24 @@ fn mismatches(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
         }
     }
     out
+}
+
+/// Holds the observations to the expectation, or where the specs leave the case open, to each
+/// allowed outcome in turn: the mismatches against the first (the primary) when none matches,
+/// and a note naming the outcome that matched.
+fn held_to_expectation(ctx: &Context<'_>, obs: &Observations) -> (Vec<String>, Option<String>) {
+    let primary = mismatches(ctx, &ctx.expected.identity, &ctx.expected.access, obs);
+    if ctx.expected.allowed.is_empty() {
+        return (primary, None);
+    }
+    let open = "the specs leave this case open";
+    if let Some(chosen) = ctx.expected.allowed.iter().find(|o| mismatches(ctx, &o.identity, &o.access, obs).is_empty()) {
+        return (Vec::new(), Some(format!("{open}; the runtime's outcome {} is allowed: {}", chosen.identity, chosen.describe())));
+    }
+    let mut reasons = primary;
+    let allowed: Vec<String> = ctx.expected.allowed.iter().map(|o| format!("{} ({})", o.identity, o.describe())).collect();
+    reasons.push(format!("{open}, but the runtime matches none of the allowed outcomes: {}", allowed.join("; ")));
+    (reasons, None)
 }
 
 fn order_notes(obs: &Observations) -> Vec<String> {
@@ -178,8 +209,9 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
         return Judgement::error(format!("reading {} failed for a reason other than permissions: {}", odd.path, odd.detail));
     }
 
-    let mut reasons = mismatches(ctx, obs);
+    let (mut reasons, chosen) = held_to_expectation(ctx, obs);
     let mut notes = order_notes(obs);
+    notes.extend(chosen);
     if let Some(reason) = &ctx.expected.deviation {
         notes.insert(0, format!("this case's expectation deliberately departs from the KEP model: {reason}"));
     }
@@ -238,15 +270,13 @@ pub fn name_known_bugs(judgement: &mut Judgement, runtime_name: &str, obs: &Obse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
     use crate::observation::{AccessObservation, IdentityObservation, Prober};
-    use std::collections::BTreeMap;
 
     const ALL_POINTS: [Point; 5] = [Point::FirstProcessId, Point::FirstProcessKernel, Point::HostKernel, Point::ExecId, Point::CriStatus];
 
     /// The KEP blog case: Strict must give {3000 4000}; the image adds 50000 under Merge.
     fn strict_blog() -> (Expectation, GroupSet) {
-        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None };
+        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() };
         (expected.clone(), expected.identity.groups)
     }
 
@@ -310,7 +340,7 @@ mod tests {
 
     #[test]
     fn the_same_name_group_bug_is_named_only_on_containerd_and_only_on_its_signature() {
-        let expected = Expectation { identity: Identity::observed(1000, 1, [1, 1000]), access: BTreeMap::new(), deviation: None };
+        let expected = Expectation { identity: Identity::observed(1000, 1, [1, 1000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() };
         let self_named = GroupSet::from_iter([1000]);
         let declared = GroupSet::from_iter([1]);
         let judged = |runtime: &str, groups: &[u32]| {
@@ -328,6 +358,46 @@ mod tests {
         assert!(!judged("cri-o", &[1]).reasons.iter().any(|r| r.contains("#11937")), "another runtime's FAIL is not containerd's bug");
         assert!(!judged("containerd", &[1, 55555]).reasons.iter().any(|r| r.contains("#11937")), "an extra group is another failure");
         assert_eq!(judged("containerd", &[1, 1000]).verdict, Verdict::Pass);
+    }
+
+    /// A Merge case whose image group file is CRLF: glibc's reading gives {3000 4000}, a
+    /// trimming reader {3000 4000 50000}.
+    fn open_merge_case() -> Expectation {
+        let outcome = |groups: &[u32], readings: Vec<crate::etc::Reading>| crate::oracle::AllowedOutcome {
+            identity: Identity::observed(1000, 3000, groups.iter().copied()),
+            access: BTreeMap::new(),
+            readings,
+        };
+        let (mut expected, _) = strict_blog();
+        expected.allowed = vec![
+            outcome(&[3000, 4000], vec![crate::etc::Reading::Glibc, crate::etc::Reading::Literal]),
+            outcome(&[3000, 4000, 50000], vec![crate::etc::Reading::Trimmed]),
+        ];
+        expected.sources = BTreeMap::from([(4000, vec!["supplementalGroups".to_string()])]);
+        expected
+    }
+
+    #[test]
+    fn an_allowed_alternative_passes_with_a_note_naming_it() {
+        let expected = open_merge_case();
+        let declared = GroupSet::from_iter([3000, 4000]);
+        for (groups, named) in [(&[3000, 4000][..], "getgrent"), (&[3000, 4000, 50000][..], "whitespace")] {
+            let j = judge(&ctx(Policy::Merge, &expected, &declared, &blog_group_file(), true), &observed(groups));
+            assert_eq!(j.verdict, Verdict::Pass, "{groups:?}: {j:?}");
+            assert!(j.notes.iter().any(|n| n.contains("leave this case open") && n.contains(named)), "{groups:?}: {:?}", j.notes);
+        }
+        let j = judge(&ctx(Policy::Merge, &expected, &declared, &blog_group_file(), true), &observed(&[3000, 4000, 50000, 60000]));
+        assert_eq!(j.verdict, Verdict::Fail, "outside every allowed outcome: {j:?}");
+        assert!(j.reasons.iter().any(|r| r.contains("matches none of the allowed outcomes")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn a_missing_group_says_where_it_was_expected_from() {
+        let expected = open_merge_case();
+        let declared = GroupSet::from_iter([3000, 4000]);
+        let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &observed(&[3000]));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.contains("-4000 missing, expected from supplementalGroups")), "{:?}", j.reasons);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! containerd 2.x always (see `support::containerd_dir`), CRI-O when `SGPC_CRIO_DIR` names a
 //! directory of CRI-O binaries. Without it the CRI-O trials are listed as ignored, and the
 //! reason is printed: never counted as passed. Each session is torn down after the last trial.
-//! Any verdict other than PASS fails its trial, except a known upstream bug: containerd's
-//! same-name-group cases must FAIL naming containerd/containerd#11937, and PASS would fail
-//! them too (the bug fixed: drop the exception).
+//! Any verdict other than PASS fails its trial, except containerd's known findings
+//! (`support::CONTAINERD_KNOWN_FINDINGS`): the same-name-group cases must FAIL naming
+//! containerd/containerd#11937, the gids above 2147483647 must be REFUSED; PASS fails them too
+//! (the bug fixed: drop the entry).
 
 mod support;
 
@@ -18,16 +19,11 @@ use sgpc::run::{Session, SessionConfig};
 use sgpc::scenario::{Catalogue, CaseId};
 use sgpc::verdict::Verdict;
 
-const CONTAINERD_BUGS: &[(&str, &str)] = &[
-    ("same-name-group/default", sgpc::verdict::CONTAINERD_11937),
-    ("same-name-group/merge", sgpc::verdict::CONTAINERD_11937),
-];
-
 /// One runtime the trials run on, or why it cannot run here.
 struct Runtime {
     kind: &'static str,
-    /// Case ids this runtime must FAIL with a reason naming the upstream bug.
-    known_bugs: &'static [(&'static str, &'static str)],
+    /// Case ids this runtime must give a known verdict for, with a reason containing the text.
+    known_findings: &'static [(&'static str, Verdict, &'static str)],
     config: Result<SessionConfig, String>,
     session: OnceLock<Result<Arc<Session>, String>>,
 }
@@ -54,12 +50,12 @@ impl Shared {
     fn run(&self, runtime: usize, case: &CaseId) -> Result<(), Failed> {
         let session = self.session(&self.runtimes[runtime])?;
         let result = self.tokio.block_on(session.run_case(case));
-        let known_bug = self.runtimes[runtime].known_bugs.iter().find(|(id, _)| *id == case.to_string()).map(|(_, bug)| *bug);
+        let known = self.runtimes[runtime].known_findings.iter().find(|(id, _, _)| *id == case.to_string());
         let j = &result.judgement;
-        match (j.verdict, known_bug) {
+        match (j.verdict, known) {
             (Verdict::Pass, None) => Ok(()),
-            (Verdict::Fail, Some(bug)) if j.reasons.iter().any(|r| r.contains(bug)) => Ok(()),
-            (verdict, Some(bug)) => Err(format!("expected FAIL naming {bug}, got {verdict}: {}", j.reasons.join("\n")).into()),
+            (verdict, Some((_, want, text))) if verdict == *want && j.reasons.iter().any(|r| r.contains(text)) => Ok(()),
+            (verdict, Some((_, want, text))) => Err(format!("expected {want} with a reason containing {text:?}, got {verdict}: {}", j.reasons.join("\n")).into()),
             (verdict, None) => Err(format!("{verdict}: {}", j.reasons.join("\n")).into()),
         }
     }
@@ -95,8 +91,8 @@ fn main() {
     let catalogue = support::catalogue();
     let cases = catalogue.cases();
     let runtimes = vec![
-        Runtime { kind: "containerd", known_bugs: CONTAINERD_BUGS, config: Ok(support::containerd_config()), session: OnceLock::new() },
-        Runtime { kind: "crio", known_bugs: &[], config: support::crio_config(), session: OnceLock::new() },
+        Runtime { kind: "containerd", known_findings: support::CONTAINERD_KNOWN_FINDINGS, config: Ok(support::containerd_config()), session: OnceLock::new() },
+        Runtime { kind: "crio", known_findings: &[], config: support::crio_config(), session: OnceLock::new() },
     ];
     for runtime in &runtimes {
         if let Err(why) = &runtime.config {

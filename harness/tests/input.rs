@@ -169,3 +169,28 @@ fn malformed_yaml_names_the_line() {
     let err = load("name: t\nsummary: [unclosed\n").unwrap_err();
     assert!(err.line.is_some(), "{err}");
 }
+
+#[test]
+fn references_and_spec_sentences_are_one_line_each() {
+    let err = load(&GOOD.replace("image: kep-blog\n", "image: kep-blog\nreferences: [\"KEP-3619\", \"\"]\n")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("references[1]"), "{err}");
+    let err = load(&GOOD.replace("image: kep-blog\n", "image: kep-blog\nspec: {merge: \"runtime should\\nadd\"}\n")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("spec.merge"), "{err}");
+    let err = load(&GOOD.replace("image: kep-blog\n", "image: kep-blog\nspec: {mrege: x}\n")).unwrap_err();
+    assert!(err.to_string().contains("mrege"), "{err}");
+    let s = load(&GOOD.replace("image: kep-blog\n", "image: kep-blog\nreferences: [\"KEP-3619\"]\nspec: {strict: \"runtime should not add image groups\"}\n")).unwrap();
+    assert_eq!(s.spec_sentence(sgpc::scenario::Policy::Strict), Some("runtime should not add image groups"));
+    assert_eq!(s.spec_sentence(sgpc::scenario::Policy::Merge), None);
+}
+
+#[test]
+fn a_written_expectation_may_be_any_allowed_outcome_but_no_other() {
+    let crlf = "name: t\nsummary: s\nimage: crlf-group-file\npod:\n  securityContext: {supplementalGroups: [60000]}\nexpect:\n  merge: {uid: 1000, gid: 1000, groups: [GROUPS]}\n";
+    for allowed in ["1000, 60000", "1000, 50000, 60000"] {
+        let s = load(&crlf.replace("GROUPS", allowed)).unwrap_or_else(|e| panic!("{allowed}: {e}"));
+        assert_eq!(s.expect_merge.allowed.len(), 2, "the alternatives stay with a written expectation");
+    }
+    let err = load(&crlf.replace("GROUPS", "1000, 50000")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("expect.merge"), "{err}");
+    assert!(err.to_string().contains(" or "), "the error lists every allowed outcome: {err}");
+}

@@ -54,3 +54,57 @@ fn many_groups_user_has_at_least_64_image_groups() {
     let derived = oracle::derive(catalogue.recipe(&s.image).unwrap(), s, Policy::Merge).unwrap();
     assert!(derived.implicit_groups.0.len() >= 64);
 }
+
+#[test]
+fn every_scenario_reads_as_the_spec() {
+    for s in &catalogue().scenarios {
+        assert!(!s.references.is_empty(), "{}: no references", s.name);
+        for policy in &s.policies {
+            let sentence = s.spec_sentence(*policy).unwrap_or_else(|| panic!("{}: no spec sentence for {policy}", s.name));
+            assert!(sentence.starts_with("runtime should"), "{}: {sentence:?} is not written as critest writes its cases", s.name);
+        }
+    }
+}
+
+/// Catalogue v2, from the verdict issue's list and the specs, not from the files: every image
+/// `USER` form reaches the runtime as kubelet sends it, large gids are groups like any other,
+/// and where the specs leave the file's reading open every allowed outcome is listed.
+#[test]
+fn catalogue_v2_covers_the_forms_real_images_have() {
+    let catalogue = catalogue();
+    let outcomes = |name: &str, policy: Policy| -> Vec<(u32, u32, Vec<u32>)> {
+        let s = catalogue.scenario(name).unwrap_or_else(|| panic!("scenario {name} is missing"));
+        let e = s.expectation(policy);
+        let all: Vec<&sgpc::identity::Identity> = if e.allowed.is_empty() { vec![&e.identity] } else { e.allowed.iter().map(|o| &o.identity).collect() };
+        all.into_iter().map(|i| (i.uid, i.gid, i.groups.iter().collect())).collect()
+    };
+    // Every USER form: none (kubelet sends run_as_user 0), name, uid, name:group and uid:gid
+    // (only the part before ':' reaches the runtime; the primary gid is the passwd gid).
+    assert_eq!(outcomes("image-user-none", Policy::Merge), [(0, 0, vec![0, 50000, 60000])]);
+    assert_eq!(outcomes("image-user-none", Policy::Strict), [(0, 0, vec![0, 60000])]);
+    assert_eq!(outcomes("image-user-by-name", Policy::Merge), [(1000, 1000, vec![1000, 50000, 60000])]);
+    for name in ["image-user-name-group", "image-user-uid-gid"] {
+        assert_eq!(outcomes(name, Policy::Merge), [(1000, 1000, vec![1000, 50000, 60000])], "{name}");
+        assert_eq!(outcomes(name, Policy::Strict), [(1000, 1000, vec![1000, 60000])], "{name}");
+    }
+    // Large gids: the API limits what a Pod declares, not the image's files.
+    for gid in [2147483647, 2147483648, 4294967294] {
+        assert_eq!(outcomes(&format!("gid-{gid}"), Policy::Merge), [(1000, 1000, vec![1000, 60000, gid])]);
+        assert_eq!(outcomes(&format!("gid-{gid}"), Policy::Strict), [(1000, 1000, vec![1000, 60000])]);
+    }
+    // Open readings: CRLF (glibc keeps the \r), comments (group(5) has none), whitespace
+    // (glibc skips it before a member only).
+    assert_eq!(outcomes("crlf-group-file", Policy::Merge), [(1000, 1000, vec![1000, 60000]), (1000, 1000, vec![1000, 50000, 60000])]);
+    assert_eq!(outcomes("comments-and-blank-lines", Policy::Merge), [(1000, 1000, vec![1000, 50000, 60000]), (1000, 1000, vec![1000, 50000, 50001, 60000])]);
+    assert_eq!(
+        outcomes("whitespace-members", Policy::Merge),
+        [(1000, 1000, vec![1000, 50000, 60000]), (1000, 1000, vec![1000, 60000]), (1000, 1000, vec![1000, 50000, 50001, 60000])]
+    );
+    for name in ["crlf-group-file", "comments-and-blank-lines", "whitespace-members"] {
+        assert_eq!(outcomes(name, Policy::Strict), [(1000, 1000, vec![1000, 60000])], "{name}: Strict is never open");
+    }
+    // A distribution-style file: the application user in four system groups.
+    assert_eq!(outcomes("distribution-style", Policy::Merge), [(1000, 1000, vec![4, 29, 44, 100, 1000, 60000])]);
+    // containerd#11937's shape: user `name`, primary group daemon, member of group `name`.
+    assert_eq!(outcomes("same-name-group", Policy::Merge), [(1000, 1, vec![1, 1000, 60000])]);
+}

@@ -18,7 +18,7 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     let mut suite = TestSuite::new(format!("sgpc on {runtime}"));
     suite.set_time(report.duration);
     for case in &report.cases {
-        let message = case.judgement.reasons.join("\n");
+        let message = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.judgement.reasons.iter().cloned()).collect::<Vec<_>>().join("\n");
         let status = match case.judgement.verdict {
             Verdict::Pass | Verdict::Rejected => TestCaseStatus::success(),
             Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => {
@@ -34,8 +34,10 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         };
         let mut test = TestCase::new(case.id.to_string(), status);
         test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);
-        if !case.judgement.notes.is_empty() {
-            test.set_system_out(case.judgement.notes.join("\n"));
+        let described = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.references.iter().map(|r| format!("reference: {r}")));
+        let out: Vec<String> = described.chain(case.judgement.notes.iter().map(|n| format!("note: {n}"))).collect();
+        if !out.is_empty() {
+            test.set_system_out(out.join("\n"));
         }
         suite.add_test_case(test);
     }

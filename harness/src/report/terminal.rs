@@ -64,6 +64,9 @@ pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: 
     )?;
     let indent = " ".repeat(18);
     if !matches!(result.judgement.verdict, Verdict::Pass | Verdict::Rejected) {
+        if let Some(spec) = &result.spec {
+            writeln!(out, "{indent}{}", paint(style, "1", &format!("spec: {spec}")))?;
+        }
         for reason in &result.judgement.reasons {
             writeln!(out, "{indent}{reason}")?;
         }
