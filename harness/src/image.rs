@@ -163,6 +163,7 @@ fn parse_lines<T, E: std::fmt::Display>(
     parse: fn(&str) -> Result<T, E>,
 ) -> Result<ParsedLines<T>, InputError> {
     let Some(raw) = raw else { return Ok((None, None)) };
+    let is_passwd = field == "passwd";
     let mut lines = Vec::new();
     let mut entries = Vec::new();
     for (index, spanned) in raw.into_iter().enumerate() {
@@ -173,10 +174,15 @@ fn parse_lines<T, E: std::fmt::Display>(
             RawLine::Marked { line, malformed } => (line, malformed),
         };
         if let Some(c) = etc::forbidden_character(&text) {
-            return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} contains the control character {c:?}; only a final \\r (a CRLF file) may be planted")));
+            return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} contains {c:?}, a control character or a non-ASCII blank; only a final \\r (a CRLF file) may be planted")));
         }
         if etc::is_layout_line(&text) && !marked_malformed {
-            // A comment or blank line: planted as it is, no entry (see `etc::Reading`).
+            // A comment or blank line: planted as it is. `/etc/group`'s readings of it are
+            // modelled (see `etc::Reading`); `/etc/passwd` has one reading, so a commented-out
+            // entry there (which some readers take as an entry) is refused.
+            if is_passwd && text.contains(':') {
+                return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} looks like a commented-out entry, which some readers of /etc/passwd take as an entry; write a comment without ':'")));
+            }
             lines.push(text);
             continue;
         }

@@ -2,8 +2,10 @@
 //!
 //! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime
 //! ([`provision`]), drives it through a [`target`], judges each case ([`verdict`]) and hands the
-//! finished run to the [`report`]ers.
+//! finished run to the [`report`]ers. `sgpc matrix` ([`matrix`]) runs many runtimes at once and
+//! lists where they differ ([`divergence`]).
 
+pub mod divergence;
 pub mod etc;
 pub mod identity;
 pub mod image;

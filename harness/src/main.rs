@@ -428,6 +428,11 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
             println!("{:<24}   DEVIATION {deviation}", "");
         }
     }
+    let expected_leaks = report.divergences.iter().filter(|d| d.only_missing_feature).count();
+    match report.divergences.len() {
+        0 => println!("No divergence: every runtime that ran a case attached the same identity"),
+        n => println!("Divergences on {n} cases ({} where runtimes disagree, {expected_leaks} expected Strict leaks); see the reports", n - expected_leaks),
+    }
     use sgpc::report::matrix as m;
     markdown.write(|out| m::write_markdown(out, &report))?;
     html.write(|out| m::write_html(out, &report))?;

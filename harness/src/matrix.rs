@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::divergence::{self, Divergence};
 use crate::input::{self, InputError};
 use crate::oracle;
 use crate::provision::containerd::OciRuntime;
@@ -176,10 +177,10 @@ pub fn expected_labels(expected: &Expected, catalogue: &Catalogue, case: &CaseId
     match (expected.outcome, case.policy) {
         (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec!["PASS".into()],
         (Outcome::NoStrict, Policy::Strict) => {
-            let leaks = catalogue
-                .scenario(&case.scenario)
-                .and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, s).ok())
-                .unwrap_or_default();
+            let leaks = catalogue.scenario(&case.scenario).and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, s).ok());
+            // Loading the catalogue derived every case, so this cannot happen; if it did, no
+            // verdict would match and the matrix would say so.
+            let Some(leaks) = leaks else { return vec!["(the KEP model cannot derive this case)".into()] };
             let mut labels: Vec<String> = leaks.iter().map(|leak| if leak.is_empty() { "UNSUPPORTED" } else { "UNSUPPORTED+LEAK" }.to_string()).collect();
             labels.sort();
             labels.dedup();
@@ -221,8 +222,11 @@ pub struct MatrixReport {
     pub harness_version: String,
     pub columns: Vec<Column>,
     pub rows: Vec<Row>,
-    /// Differences between runtimes that are not failures.
-    pub divergences: Vec<String>,
+    /// Every case on which runtimes attached different identities or one refused the Pod.
+    pub divergences: Vec<Divergence>,
+    /// Differences between runtimes that are no divergence: the names `id` prints for the same
+    /// numbers, the order of `status.user`.
+    pub notes: Vec<String>,
     #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
 }
@@ -440,13 +444,22 @@ pub async fn run_matrix(entries: &[Entry], catalogue: &Catalogue, cases: &[CaseI
             cells: columns.iter().map(|c| c.results.iter().find(|r| r.id == *case).map(cell)).collect(),
         })
         .collect();
-    let divergences = divergences(&columns, cases);
+    let notes = notes(&columns, cases);
+    let divergences = cases
+        .iter()
+        .filter_map(|case| {
+            let results: Vec<(&str, &CaseResult)> =
+                columns.iter().filter_map(|c| c.results.iter().find(|r| r.id == *case).map(|r| (c.name.as_str(), r))).collect();
+            divergence::of_case(case, &results)
+        })
+        .collect();
     MatrixReport {
-        schema_version: 1,
+        schema_version: 2,
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         columns,
         rows,
         divergences,
+        notes,
         duration: started.elapsed(),
     }
 }
@@ -467,9 +480,9 @@ fn cell(result: &CaseResult) -> Cell {
     }
 }
 
-/// Differences between runtimes that are not failures: group order in `status.user`, the names
-/// `id` prints for the same numbers.
-fn divergences(columns: &[Column], cases: &[CaseId]) -> Vec<String> {
+/// Differences between runtimes that are no divergence: group order in `status.user`, the
+/// names `id` prints for the same numbers.
+fn notes(columns: &[Column], cases: &[CaseId]) -> Vec<String> {
     let mut out = Vec::new();
     for case in cases {
         // identity (numbers) -> what `id` printed -> columns

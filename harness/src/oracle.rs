@@ -15,9 +15,9 @@
 //!   user (KEP-3619, "Merge"; membership as `initgroups(3)`/POSIX `getgrent` define it: a user
 //!   is a member of every group that lists it, whatever that group is called). Under `Strict`
 //!   only the former (KEP-3619, "Strict").
-//! - where the specs leave the file's reading open (comments, whitespace, CRLF line endings:
-//!   see [`Reading`]), every outcome an allowed reading gives is allowed, and the verdict names
-//!   the one the runtime chose.
+//! - where the specs leave the file's reading open (comments, blanks, CRLF line endings, extra
+//!   fields, a GID that is no number: see [`Reading`]), every outcome an allowed reading gives
+//!   is allowed, and the verdict names a reading that gives the runtime's.
 //! - access: uid 0 reads everything (CAP_DAC_OVERRIDE), anyone else through membership of the
 //!   protected directory's group (POSIX file permissions).
 //!
@@ -52,35 +52,39 @@ pub struct PodSpec<'a> {
 /// What the rules give for one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derivation {
-    /// The identity under glibc's reading of the image's `/etc/group` ([`Reading::Glibc`]).
+    /// The identity under glibc's `getgrent` reading of the image's `/etc/group`
+    /// ([`Reading::GETGRENT`]).
     pub identity: Identity,
-    /// Groups that `/etc/group` gives the user (glibc's reading): attached under Merge, never
-    /// under Strict.
+    /// Groups that `/etc/group` gives the user (`getgrent`'s reading): attached under Merge,
+    /// never under Strict.
     pub implicit_groups: GroupSet,
     pub access: BTreeMap<String, Access>,
     /// Where each id comes from, one line each: what `sgpc list --explain` prints.
     pub explanation: Vec<String>,
     /// The name of the uid's `/etc/passwd` entry, if it has one: whose memberships count.
     pub user_name: Option<String>,
-    /// Why each expected group is expected ("supplementalGroups", "image /etc/group line 3").
+    /// Why each expected group is expected ("supplementalGroups", "image /etc/group line 3"),
+    /// under every reading.
     pub sources: BTreeMap<u32, Vec<String>>,
     /// Where the readings of the image's `/etc/group` allowed by the specs give different
     /// identities: every allowed outcome, glibc's first. Empty when they all agree.
     pub open: Vec<AllowedOutcome>,
 }
 
-/// One outcome the specs allow for an open case, and the readings that give it.
+/// One outcome the specs allow for an open case, and a reading that gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AllowedOutcome {
     pub identity: Identity,
     pub access: BTreeMap<String, Access>,
-    pub readings: Vec<Reading>,
+    /// A reading of the image's `/etc/group` that gives this outcome: a known reader's if one
+    /// does ([`Reading::describe`]).
+    pub reading: String,
 }
 
 impl AllowedOutcome {
-    /// The readings behind this outcome, for a note or a reason.
-    pub fn describe(&self) -> String {
-        self.readings.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; or ")
+    /// The reading behind this outcome, for a note or a reason.
+    pub fn describe(&self) -> &str {
+        &self.reading
     }
 }
 
@@ -106,17 +110,17 @@ fn memberships(recipe: &Recipe, user: &str, reading: Reading) -> Vec<GroupLine> 
 pub fn leaks_by_reading(recipe: &Recipe, scenario: &Scenario) -> Result<Vec<GroupSet>, OracleError> {
     let strict = derive(recipe, scenario, Policy::Strict)?;
     let Some(user) = strict.user_name else { return Ok(vec![GroupSet::default()]) };
-    Ok(Reading::ALL
-        .iter()
-        .map(|&reading| memberships(recipe, &user, reading).iter().map(|l| l.gid).filter(|g| !strict.identity.groups.contains(*g)).collect())
+    Ok(Reading::all()
+        .into_iter()
+        .map(|reading| memberships(recipe, &user, reading).iter().map(|l| l.gid).filter(|g| !strict.identity.groups.contains(*g)).collect())
         .collect())
 }
 
-/// Groups of the image's `/etc/group` named like the user that list the user: where
-/// containerd/containerd#11937 shows.
+/// Groups of the image's `/etc/group` named like the user that list the user, under any
+/// reading: where containerd/containerd#11937 shows.
 pub fn self_named_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
     let Some(user) = derive(recipe, scenario, Policy::Strict)?.user_name else { return Ok(GroupSet::default()) };
-    Ok(memberships(recipe, &user, Reading::Glibc).iter().filter(|g| g.name == user).map(|g| g.gid).collect())
+    Ok(Reading::all().into_iter().flat_map(|r| memberships(recipe, &user, r)).filter(|g| g.name == user).map(|g| g.gid).collect())
 }
 
 pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
@@ -161,15 +165,19 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
 
     let user_name = entry.map(|e| e.name.clone());
     let by_reading: Vec<(Reading, Vec<GroupLine>)> =
-        Reading::ALL.iter().map(|&r| (r, user_name.as_deref().map(|u| memberships(recipe, u, r)).unwrap_or_default())).collect();
+        Reading::all().into_iter().map(|r| (r, user_name.as_deref().map(|u| memberships(recipe, u, r)).unwrap_or_default())).collect();
     let implicit_groups: GroupSet = by_reading[0].1.iter().map(|l| l.gid).collect();
     if policy == Policy::Strict {
         if !implicit_groups.is_empty() {
             explanation.push(format!("groups {implicit_groups} of the image's /etc/group: left out (Strict)"));
         }
     } else {
-        for line in &by_reading[0].1 {
-            sources.entry(line.gid).or_default().push(format!("image /etc/group line {} {:?}", line.number, line.text));
+        for line in by_reading.iter().flat_map(|(_, lines)| lines) {
+            let source = format!("image /etc/group line {} {:?}", line.number, line.text);
+            let known = sources.entry(line.gid).or_default();
+            if !known.contains(&source) {
+                known.push(source);
+            }
         }
         if !implicit_groups.is_empty() {
             explanation.push(format!("groups {implicit_groups}: the image's /etc/group lists the user (Merge)"));
@@ -182,17 +190,25 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             .map(|v| (v.token_path(), if uid == 0 || groups.contains(v.gid) { Access::Allowed } else { Access::Denied }))
             .collect()
     };
-    let mut outcomes: Vec<AllowedOutcome> = Vec::new();
+    // Outcomes differ only in their groups (uid and gid do not depend on the reading, access
+    // follows from the groups); a known reader names an outcome where one gives it.
+    let mut outcomes: Vec<(AllowedOutcome, bool)> = Vec::new();
     for (reading, lines) in &by_reading {
         let mut groups = declared.clone();
         if policy != Policy::Strict {
             groups.0.extend(lines.iter().map(|l| l.gid));
         }
-        match outcomes.iter_mut().find(|o| o.identity.groups == groups) {
-            Some(outcome) => outcome.readings.push(*reading),
-            None => outcomes.push(AllowedOutcome { access: access_of(&groups), identity: Identity { uid, gid, groups }, readings: vec![*reading] }),
+        let known = reading.known_reader().is_some();
+        match outcomes.iter_mut().find(|(o, _)| o.identity.groups == groups) {
+            Some((outcome, named)) if known && !*named => {
+                outcome.reading = reading.describe();
+                *named = true;
+            }
+            Some(_) => {}
+            None => outcomes.push((AllowedOutcome { access: access_of(&groups), identity: Identity { uid, gid, groups }, reading: reading.describe() }, known)),
         }
     }
+    let outcomes: Vec<AllowedOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let primary = outcomes[0].clone();
     let open = if outcomes.len() > 1 {
         for o in &outcomes[1..] {

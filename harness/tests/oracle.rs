@@ -108,3 +108,34 @@ fn catalogue_v2_covers_the_forms_real_images_have() {
     // containerd#11937's shape: user `name`, primary group daemon, member of group `name`.
     assert_eq!(outcomes("same-name-group", Policy::Merge), [(1000, 1, vec![1, 1000, 60000])]);
 }
+
+/// Each open choice of the file's reading is made independently: a reader that drops a CRLF
+/// file's `\r` but keeps the blank before a member (moby/sys/user, which containerd and CRI-O
+/// use) gets an outcome that no whole-file reading gives.
+#[test]
+fn every_combination_of_the_open_choices_is_an_allowed_outcome() {
+    let recipe = sgpc::image::Recipe::parse(
+        Path::new("mixed.yaml"),
+        "name: mixed\nuser: \"1000\"\npasswd:\n  - \"alice:x:1000:1000::/:/bin/sh\"\ngroup:\n  - \"a:x:50000:alice\\r\"\n  - \"b:x:50001:bob, alice\\r\"\n",
+    )
+    .unwrap();
+    let scenario = sgpc::scenario::Scenario::parse(Path::new("mixed-case.yaml"), "name: mixed\nsummary: s\nimage: mixed\n", std::slice::from_ref(&recipe)).unwrap();
+    let allowed: Vec<Vec<u32>> = scenario.expect_merge.allowed.iter().map(|o| o.identity.groups.iter().collect()).collect();
+    for groups in [vec![1000], vec![1000, 50000], vec![1000, 50000, 50001]] {
+        assert!(allowed.contains(&groups), "{groups:?} is allowed: {allowed:?}");
+    }
+    let moby = scenario.expect_merge.allowed.iter().find(|o| o.identity.groups.iter().collect::<Vec<_>>() == [1000, 50000]).unwrap();
+    assert!(moby.reading.contains("moby/sys/user"), "{}", moby.reading);
+}
+
+#[test]
+fn passwd_lines_the_model_cannot_read_one_way_are_refused() {
+    let parse = |line: &str| sgpc::image::Recipe::parse(Path::new("r.yaml"), &format!("name: r\npasswd:\n  - '{line}'\n"));
+    let err = parse("#alice:x:1000:50000::/:/bin/sh").unwrap_err();
+    assert!(err.to_string().contains("commented-out entry"), "{err}");
+    let err = parse(" alice:x:1000:1000::/:/bin/sh").unwrap_err();
+    assert!(err.to_string().contains("blanks"), "{err}");
+    let err = parse("alice:x:1000:1000::/:/bin/sh\u{a0}").unwrap_err();
+    assert!(err.to_string().contains("'\\u{a0}'"), "{err}");
+    assert!(parse("# users of this image").is_ok());
+}

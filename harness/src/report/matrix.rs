@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use crate::divergence::{Behaviour, Divergence};
 use crate::matrix::{Column, MatrixReport};
 use crate::verdict::Verdict;
 
@@ -55,11 +56,48 @@ pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Res
             writeln!(out, "  - set-up failed: {}", error.replace('\n', " "))?;
         }
     }
-    if !report.divergences.is_empty() {
-        writeln!(out, "\n## Divergences that are not failures\n")?;
-        for d in &report.divergences {
-            writeln!(out, "- {d}")?;
+    write_divergences_markdown(out, report)?;
+    if !report.notes.is_empty() {
+        writeln!(out, "\n## Differences that are no divergence\n")?;
+        for note in &report.notes {
+            writeln!(out, "- {note}")?;
         }
+    }
+    Ok(())
+}
+
+const NO_DIVERGENCE: &str = "No runtime attached a different identity than another, or refused a Pod that another ran, on any case.";
+
+/// The divergences that disagree about the rules first, then the expected leaks of runtimes
+/// without Strict support.
+fn ordered(report: &MatrixReport) -> [(&'static str, Vec<&Divergence>); 2] {
+    let (expected, real): (Vec<&Divergence>, Vec<&Divergence>) = report.divergences.iter().partition(|d| d.only_missing_feature);
+    [("Runtimes that disagree", real), ("Expected leaks: Strict on runtimes that do not support it", expected)]
+}
+
+fn verdict_list(b: &Behaviour) -> String {
+    b.verdicts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn write_divergences_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
+    writeln!(out, "\n## Divergences between runtimes\n")?;
+    if report.divergences.is_empty() {
+        writeln!(out, "{NO_DIVERGENCE}")?;
+        return Ok(());
+    }
+    for (title, divergences) in ordered(report) {
+        if divergences.is_empty() {
+            continue;
+        }
+        writeln!(out, "### {title} ({} cases)\n", divergences.len())?;
+        writeln!(out, "| case | runtimes | attached | matches | verdicts |\n|---|---|---|---|---|")?;
+        for d in divergences {
+            for b in &d.behaviours {
+                let cells = [b.runtimes.join(", "), b.attached.clone(), b.matches.clone(), verdict_list(b)].map(|c| c.replace('|', "\\|"));
+                writeln!(out, "| `{}` | {} |", d.case, cells.join(" | "))?;
+            }
+        }
+        writeln!(out)?;
     }
     Ok(())
 }
@@ -85,7 +123,7 @@ table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;paddin
 th{background:#f3f3f3;position:sticky;top:0}td.case{font-family:monospace;white-space:nowrap}
 td.pass,td.rejected{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
 td.unsupported{background:#fcefc2}td.refused{background:#f5d0a9;font-weight:bold}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
-details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
+a.diverges{text-decoration:none;color:#b00}details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
 
 pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
     writeln!(out, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>sgpc runtime matrix</title><style>{STYLE}</style></head><body>")?;
@@ -102,6 +140,10 @@ pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
                 Some(cell) => {
                     let hover = cell.observed.join("\n");
                     write!(out, "<td class=\"{}\" title=\"{}\">{}", css_class(cell.verdict), escape(&hover), escape(&cell.label))?;
+                    if let Some(d) = report.divergences.iter().find(|d| d.case == row.case) {
+                        let (mark, what) = if d.only_missing_feature { ("◇", "runtimes differ: the expected leak of a runtime without Strict support") } else { ("◆", "runtimes disagree on this case") };
+                        write!(out, " <a class=\"diverges\" href=\"#divergences\" title=\"{what}\">{mark}</a>")?;
+                    }
                     if !cell.reasons.is_empty() || !cell.notes.is_empty() {
                         write!(out, "<details><summary>why</summary>")?;
                         for line in cell.reasons.iter().chain(&cell.notes).chain(&cell.observed) {
@@ -122,10 +164,27 @@ pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
         writeln!(out, "<li><b>{}</b>{}: {}{}{setup}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
     }
     writeln!(out, "</ul>")?;
-    if !report.divergences.is_empty() {
-        writeln!(out, "<h2>Divergences that are not failures</h2><ul>")?;
-        for d in &report.divergences {
-            writeln!(out, "<li>{}</li>", escape(d))?;
+    writeln!(out, "<h2 id=\"divergences\">Divergences between runtimes</h2>")?;
+    if report.divergences.is_empty() {
+        writeln!(out, "<p>{}</p>", escape(NO_DIVERGENCE))?;
+    }
+    for (title, divergences) in ordered(report) {
+        if divergences.is_empty() {
+            continue;
+        }
+        writeln!(out, "<h3>{} ({} cases)</h3><table><tr><th>case</th><th>runtimes</th><th>attached</th><th>matches</th><th>verdicts</th></tr>", escape(title), divergences.len())?;
+        for d in divergences {
+            for b in &d.behaviours {
+                let cells = [d.case.to_string(), b.runtimes.join(", "), b.attached.clone(), b.matches.clone(), verdict_list(b)];
+                writeln!(out, "<tr>{}</tr>", cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect::<String>())?;
+            }
+        }
+        writeln!(out, "</table>")?;
+    }
+    if !report.notes.is_empty() {
+        writeln!(out, "<h2>Differences that are no divergence</h2><ul>")?;
+        for note in &report.notes {
+            writeln!(out, "<li>{}</li>", escape(note))?;
         }
         writeln!(out, "</ul>")?;
     }
@@ -169,7 +228,7 @@ mod tests {
             duration: std::time::Duration::ZERO,
             results: Vec::new(),
         };
-        MatrixReport { schema_version: 1, harness_version: "0".into(), columns: vec![column], rows: Vec::new(), divergences: Vec::new(), duration: std::time::Duration::ZERO }
+        MatrixReport { schema_version: 2, harness_version: "0".into(), columns: vec![column], rows: Vec::new(), divergences: Vec::new(), notes: Vec::new(), duration: std::time::Duration::ZERO }
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! Divergences between runtimes: for one case, the runtimes grouped by what they attached.
+//!
+//! Two runtimes diverge on a case when the identity the kernel gave the first process, the
+//! exec'd process's identity, a `ContainerStatus.user` that disagrees with the process, or the
+//! file access differ, or when one refused the Pod and another ran it. A runtime that does not
+//! report `ContainerStatus.user` at all does not diverge by that alone: the verdict judges it.
+//! Cases a runtime could not run (ERROR) say nothing about the runtime and are left out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::identity::Identity;
+use crate::observation::{Observations, Point};
+use crate::run::CaseResult;
+use crate::scenario::{Access, CaseId, Expectation};
+use crate::verdict::Verdict;
+
+/// One case on which runtimes did different things.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    pub case: CaseId,
+    /// One entry per distinct behaviour, in the order the runtimes were given.
+    pub behaviours: Vec<Behaviour>,
+    /// Every behaviour outside the allowed outcomes is a Strict case on a runtime that does
+    /// not support Strict (UNSUPPORTED): the expected leak, not a disagreement about the rules.
+    pub only_missing_feature: bool,
+}
+
+/// What some runtimes did on a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Behaviour {
+    pub runtimes: Vec<String>,
+    /// What they attached, or that they refused the Pod.
+    pub attached: String,
+    /// The rule or allowed alternative it matches, or that it matches none.
+    pub matches: String,
+    /// The verdict of each of `runtimes`, in the same order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// What a runtime did on a case, comparable across runtimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Refused,
+    Ran { process: Identity, exec: Option<Identity>, status_user: Option<Identity>, access: Vec<(String, String, Access)> },
+}
+
+fn seen(result: &CaseResult) -> Option<Seen> {
+    match result.judgement.verdict {
+        Verdict::Refused => return Some(Seen::Refused),
+        Verdict::Error => return None,
+        _ => {}
+    }
+    let obs: &Observations = result.observations.as_ref()?;
+    let at = |point: Point| obs.identities.iter().find(|o| o.point == point).map(|o| o.identity.clone());
+    let process = at(Point::FirstProcessKernel)?;
+    let differing = |point: Point| at(point).filter(|i| *i != process);
+    let mut access: Vec<(String, String, Access)> = obs.access.iter().map(|a| (format!("{:?}", a.prober), a.path.clone(), a.access)).collect();
+    access.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Some(Seen::Ran { exec: differing(Point::ExecId), status_user: differing(Point::CriStatus).or_else(|| differing(Point::PodStatus)), process: process.clone(), access })
+}
+
+fn describe(seen: &Seen) -> String {
+    match seen {
+        Seen::Refused => "refused the Pod".into(),
+        Seen::Ran { process, exec, status_user, access } => {
+            let mut parts = vec![process.to_string()];
+            parts.extend(exec.iter().map(|i| format!("exec'd process {i}")));
+            parts.extend(status_user.iter().map(|i| format!("status.user {i}")));
+            let mut files: Vec<String> = access.iter().map(|(_, path, a)| format!("{path} {}", if *a == Access::Allowed { "readable" } else { "denied" })).collect();
+            files.dedup();
+            parts.extend(files);
+            parts.join("; ")
+        }
+    }
+}
+
+/// Which rule of the model, or which allowed alternative, a behaviour matches.
+fn matched(seen: &Seen, expected: Option<&Expectation>) -> String {
+    let (Seen::Ran { process, access, .. }, Some(expected)) = (seen, expected) else {
+        return match seen {
+            Seen::Refused => "none: a Pod the Kubernetes API accepts was not run".into(),
+            Seen::Ran { .. } => "unknown: the case has no expectation".into(),
+        };
+    };
+    let access_agrees = |want: &BTreeMap<String, Access>| access.iter().all(|(_, path, a)| want.get(path) == Some(a));
+    if expected.allowed.is_empty() {
+        return if *process == expected.identity && access_agrees(&expected.access) { "the model's outcome".into() } else { "none of the allowed outcomes".into() };
+    }
+    match expected.allowed.iter().find(|o| o.identity == *process && access_agrees(&o.access)) {
+        Some(o) => format!("allowed outcome: {}", o.describe()),
+        None => "none of the allowed outcomes".into(),
+    }
+}
+
+/// The divergence of one case across runtimes (`(runtime name, its result)`), if any.
+pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Divergence> {
+    let mut groups: Vec<(Seen, Vec<(&str, &CaseResult)>)> = Vec::new();
+    for &(name, result) in results {
+        let Some(seen) = seen(result) else { continue };
+        match groups.iter_mut().find(|(s, _)| *s == seen) {
+            Some((_, members)) => members.push((name, result)),
+            None => groups.push((seen, vec![(name, result)])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    let behaviours: Vec<Behaviour> = groups
+        .iter()
+        .map(|(seen, members)| Behaviour {
+            runtimes: members.iter().map(|(name, _)| name.to_string()).collect(),
+            attached: describe(seen),
+            matches: matched(seen, members[0].1.expected.as_ref()),
+            verdicts: members.iter().map(|(_, r)| r.judgement.verdict).collect(),
+        })
+        .collect();
+    let only_missing_feature = behaviours
+        .iter()
+        .filter(|b| b.matches.starts_with("none"))
+        .all(|b| b.verdicts.iter().all(|v| matches!(v, Verdict::Unsupported { .. })));
+    Some(Divergence { case: case.clone(), behaviours, only_missing_feature })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::IdentityObservation;
+    use crate::run::error_result;
+    use crate::scenario::Policy;
+    use crate::verdict::Judgement;
+
+    fn case() -> CaseId {
+        CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }
+    }
+
+    fn expected() -> Expectation {
+        Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() }
+    }
+
+    /// A recorded result: what a runtime attached, as every observation point saw it.
+    fn ran(groups: &[u32], verdict: Verdict) -> CaseResult {
+        let mut result = error_result(&case(), "", "");
+        let identity = Identity::observed(1000, 3000, groups.iter().copied());
+        let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::ExecId, Point::CriStatus]
+            .into_iter()
+            .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: groups.to_vec(), printed: String::new() })
+            .collect();
+        result.observations = Some(Observations { identities, ..Observations::default() });
+        result.expected = Some(expected());
+        result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new() };
+        result
+    }
+
+    #[test]
+    fn runtimes_that_agree_do_not_diverge_and_errors_say_nothing() {
+        let (a, b) = (ran(&[3000, 4000], Verdict::Pass), ran(&[3000, 4000], Verdict::Pass));
+        let error = error_result(&case(), "", "could not start");
+        assert_eq!(of_case(&case(), &[("a", &a), ("b", &b), ("c", &error)]), None);
+    }
+
+    #[test]
+    fn a_leak_and_a_refusal_are_divergences_with_the_rule_each_side_matches() {
+        let pass = ran(&[3000, 4000], Verdict::Pass);
+        let leak = ran(&[3000, 4000, 50000], Verdict::Unsupported { leak: true });
+        let d = of_case(&case(), &[("2.x", &pass), ("1.7", &leak), ("1.6", &leak)]).expect("a divergence");
+        assert_eq!(d.behaviours.len(), 2);
+        assert_eq!(d.behaviours[0].runtimes, ["2.x"]);
+        assert_eq!(d.behaviours[0].matches, "the model's outcome");
+        assert_eq!(d.behaviours[1].runtimes, ["1.7", "1.6"]);
+        assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000 50000}");
+        assert_eq!(d.behaviours[1].matches, "none of the allowed outcomes");
+        assert!(d.only_missing_feature, "only runtimes without Strict support are outside the model");
+
+        let mut refused = ran(&[], Verdict::Refused);
+        refused.observations = None;
+        let d = of_case(&case(), &[("2.x", &refused), ("1.7", &pass)]).expect("a refusal diverges from a run");
+        assert_eq!(d.behaviours[0].attached, "refused the Pod");
+        assert!(!d.only_missing_feature, "a refusal is a real divergence");
+    }
+
+    #[test]
+    fn a_status_user_that_disagrees_with_the_process_is_part_of_the_behaviour() {
+        let pass = ran(&[3000, 4000], Verdict::Pass);
+        let mut lying = ran(&[3000, 4000], Verdict::Fail);
+        for o in &mut lying.observations.as_mut().unwrap().identities {
+            if o.point == Point::CriStatus {
+                o.identity = Identity::observed(1000, 3000, [3000]);
+            }
+        }
+        let d = of_case(&case(), &[("a", &pass), ("b", &lying)]).expect("status.user differs");
+        assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000}; status.user uid=1000 gid=3000 groups={3000}");
+        // Absent status.user (a runtime without the feature) is not a divergence by itself.
+        let mut absent = ran(&[3000, 4000], Verdict::Pass);
+        absent.observations.as_mut().unwrap().identities.retain(|o| o.point != Point::CriStatus);
+        assert_eq!(of_case(&case(), &[("a", &pass), ("c", &absent)]), None);
+    }
+}
