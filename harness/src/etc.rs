@@ -154,18 +154,23 @@ impl Reading {
 
     /// One line for reports: the choices, and the reader that makes them if one is known.
     pub fn describe(&self) -> String {
-        let choices = format!(
+        let choices = self.choices();
+        match self.known_reader() {
+            Some(reader) => format!("{choices} (as {reader} reads it)"),
+            None => choices,
+        }
+    }
+
+    /// The choices this reading makes, in words.
+    pub fn choices(&self) -> String {
+        format!(
             "/etc/group read with comments {}, {}, {}, the member list ending {}, a GID that is no number {}",
             if self.comments { "skipped" } else { "read as entries" },
             self.line.describe("lines"),
             self.fields.describe("fields"),
             if self.list_ends_at_colon { "at the next ':'" } else { "at the end of the line" },
             if self.bad_gid_is_zero { "read as 0" } else { "skipping its line" },
-        );
-        match self.known_reader() {
-            Some(reader) => format!("{choices} (as {reader} reads it)"),
-            None => choices,
-        }
+        )
     }
 }
 

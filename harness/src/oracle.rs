@@ -191,24 +191,38 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             .collect()
     };
     // Outcomes differ only in their groups (uid and gid do not depend on the reading, access
-    // follows from the groups); a known reader names an outcome where one gives it.
-    let mut outcomes: Vec<(AllowedOutcome, bool)> = Vec::new();
+    // follows from the groups); the known readers that give an outcome name it.
+    let mut outcomes: Vec<(AllowedOutcome, Reading, Vec<&str>)> = Vec::new();
     for (reading, lines) in &by_reading {
         let mut groups = declared.clone();
         if policy != Policy::Strict {
             groups.0.extend(lines.iter().map(|l| l.gid));
         }
-        let known = reading.known_reader().is_some();
-        match outcomes.iter_mut().find(|(o, _)| o.identity.groups == groups) {
-            Some((outcome, named)) if known && !*named => {
-                outcome.reading = reading.describe();
-                *named = true;
+        let index = match outcomes.iter().position(|(o, _, _)| o.identity.groups == groups) {
+            Some(index) => index,
+            None => {
+                outcomes.push((AllowedOutcome { access: access_of(&groups), identity: Identity { uid, gid, groups }, reading: String::new() }, *reading, Vec::new()));
+                outcomes.len() - 1
             }
-            Some(_) => {}
-            None => outcomes.push((AllowedOutcome { access: access_of(&groups), identity: Identity { uid, gid, groups }, reading: reading.describe() }, known)),
+        };
+        if let Some(reader) = reading.known_reader() {
+            let (_, shown, readers) = &mut outcomes[index];
+            if readers.is_empty() {
+                *shown = *reading;
+            }
+            readers.push(reader);
         }
     }
-    let outcomes: Vec<AllowedOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
+    let outcomes: Vec<AllowedOutcome> = outcomes
+        .into_iter()
+        .map(|(mut outcome, shown, readers)| {
+            outcome.reading = match readers.as_slice() {
+                [] => shown.choices(),
+                readers => format!("{} (as {} read it)", shown.choices(), readers.join(" and ")),
+            };
+            outcome
+        })
+        .collect();
     let primary = outcomes[0].clone();
     let open = if outcomes.len() > 1 {
         for o in &outcomes[1..] {

@@ -198,9 +198,27 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
     for c in report["columns"].as_array().unwrap() {
         assert_eq!(c["deviations"].as_array().map(Vec::len), Some(0), "{}: {}", c["name"], c["deviations"]);
     }
+    // Divergences, from the verdict issue: containerd 2.x refuses what 1.6 and 1.7 run; every
+    // containerd agrees on the same-name group (a model failure, no divergence); the Strict
+    // leaks of 1.6 and 1.7 are the expected kind.
+    let divergence = |case: &str| report["divergences"].as_array().unwrap().iter().find(|d| format!("{}/{}", d["case"]["scenario"].as_str().unwrap(), d["case"]["policy"].as_str().unwrap()) == case).cloned();
+    let refusal = divergence("gid-4294967294/merge").expect("containerd 2.x refusing a large gid diverges from 1.6 and 1.7");
+    assert_eq!(refusal["only_missing_feature"], false);
+    let behaviours = refusal["behaviours"].as_array().unwrap();
+    assert_eq!(behaviours.len(), 2, "{refusal}");
+    let refused = behaviours.iter().find(|b| b["attached"] == "refused the Pod").expect("a refusing side");
+    assert_eq!(refused["runtimes"], serde_json::json!(["containerd-2.x-runc", "containerd-2.x-youki"]));
+    let ran = behaviours.iter().find(|b| b["attached"] != "refused the Pod").unwrap();
+    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc"]));
+    assert_eq!(ran["matches"], "the model's outcome");
+    assert_eq!(divergence("same-name-group/merge"), None, "every containerd leaves the group out alike");
+    assert_eq!(divergence("kep-blog/strict").expect("1.6 and 1.7 leak")["only_missing_feature"], true);
+    assert_eq!(divergence("kep-blog/merge"), None);
     let html = std::fs::read_to_string(out.path().join("matrix.html")).unwrap();
     assert!(html.contains("class=\"leak\"") && html.contains("class=\"pass\""));
     let md = std::fs::read_to_string(out.path().join("matrix.md")).unwrap();
     assert!(md.contains("**UNSUPPORTED+LEAK**"));
+    assert!(md.contains("| `gid-4294967294/merge` | containerd-2.x-runc, containerd-2.x-youki | refused the Pod |"), "{md}");
+    assert!(html.contains("title=\"runtimes disagree on this case\""), "the divergent cells are marked");
 }
 

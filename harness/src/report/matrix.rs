@@ -232,6 +232,41 @@ mod tests {
     }
 
     #[test]
+    fn a_matrix_without_divergence_says_so_and_one_with_a_divergence_shows_it() {
+        let mut report = failed_setup();
+        for write in [write_markdown, write_html] {
+            let mut out = Vec::new();
+            write(&mut out, &report).unwrap();
+            assert!(String::from_utf8(out).unwrap().contains(NO_DIVERGENCE));
+        }
+        let case = crate::scenario::CaseId { scenario: "gid-4294967294".into(), policy: crate::scenario::Policy::Merge };
+        let behaviour = |runtimes: &[&str], attached: &str, matches: &str, verdict: Verdict| Behaviour {
+            runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
+            attached: attached.into(),
+            matches: matches.into(),
+            verdicts: vec![verdict; runtimes.len()],
+        };
+        report.divergences = vec![Divergence {
+            case: case.clone(),
+            behaviours: vec![
+                behaviour(&["containerd-1.7"], "uid=1000 gid=1000 groups={1000 4294967294}", "the model's outcome", Verdict::Pass),
+                behaviour(&["containerd-2.1"], "refused the Pod", "none: a Pod the Kubernetes API accepts was not run", Verdict::Refused),
+            ],
+            only_missing_feature: false,
+        }];
+        report.rows = vec![crate::matrix::Row { case, summary: String::new(), cells: vec![None] }];
+        let mut md = Vec::new();
+        write_markdown(&mut md, &report).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(md.contains("### Runtimes that disagree (1 cases)"), "{md}");
+        assert!(md.contains("| `gid-4294967294/merge` | containerd-2.1 | refused the Pod | none: a Pod the Kubernetes API accepts was not run | REFUSED |"), "{md}");
+        let mut json = Vec::new();
+        write_json(&mut json, &report).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json["divergences"][0]["behaviours"][1]["verdicts"][0]["kind"], "REFUSED");
+    }
+
+    #[test]
     fn a_failed_setup_shows_in_every_format_with_the_runtime_that_answered() {
         let report = failed_setup();
         for write in [write_markdown, write_html, write_json] {
