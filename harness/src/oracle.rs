@@ -132,12 +132,15 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
 
     let uid = match run_as_user {
         Some(uid) => {
-            explanation.push(format!("uid {uid}: runAsUser"));
+            explanation.push(format!("uid {uid}: runAsUser [Kubernetes API SecurityContext.runAsUser]"));
             uid
         }
         None => {
             let uid = resolve_image_user(recipe)?;
-            explanation.push(format!("uid {uid}: image USER {:?} as kubelet sends it (no runAsUser)", recipe.user.as_deref().unwrap_or("")));
+            explanation.push(format!(
+                "uid {uid}: image USER {:?} as kubelet sends it, no runAsUser [kubelet getImageUser; OCI image spec config User; kubernetes#61967]",
+                recipe.user.as_deref().unwrap_or("")
+            ));
             uid
         }
     };
@@ -147,19 +150,20 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
         (None, Some(e)) => (e.gid, format!("the /etc/passwd entry of {:?}", e.name)),
         (None, None) => (0, format!("uid {uid} has no /etc/passwd entry")),
     };
-    explanation.push(format!("gid {gid}: {gid_source}"));
+    let gid_rule = if run_as_group.is_some() { "Kubernetes API SecurityContext.runAsGroup" } else { "kubelet's CRI mapping: no run_as_group, the user's passwd gid" };
+    explanation.push(format!("gid {gid}: {gid_source} [{gid_rule}]"));
     sources.entry(gid).or_default().push(format!("the primary gid ({gid_source})"));
 
     let mut declared: GroupSet = GroupSet::default();
     declared.insert(gid);
     if let Some(fs_group) = spec.pod.fs_group {
         declared.insert(fs_group);
-        explanation.push(format!("group {fs_group}: fsGroup"));
+        explanation.push(format!("group {fs_group}: fsGroup [Kubernetes API PodSecurityContext.fsGroup]"));
         sources.entry(fs_group).or_default().push("fsGroup".into());
     }
     for &g in &spec.pod.supplemental_groups {
         declared.insert(g);
-        explanation.push(format!("group {g}: supplementalGroups"));
+        explanation.push(format!("group {g}: supplementalGroups [Kubernetes API PodSecurityContext.supplementalGroups]"));
         sources.entry(g).or_default().push("supplementalGroups".into());
     }
 
@@ -169,7 +173,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     let implicit_groups: GroupSet = by_reading[0].1.iter().map(|l| l.gid).collect();
     if policy == Policy::Strict {
         if !implicit_groups.is_empty() {
-            explanation.push(format!("groups {implicit_groups} of the image's /etc/group: left out (Strict)"));
+            explanation.push(format!("groups {implicit_groups} of the image's /etc/group: left out [KEP-3619 Strict]"));
         }
     } else {
         for line in by_reading.iter().flat_map(|(_, lines)| lines) {
@@ -180,7 +184,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             }
         }
         if !implicit_groups.is_empty() {
-            explanation.push(format!("groups {implicit_groups}: the image's /etc/group lists the user (Merge)"));
+            explanation.push(format!("groups {implicit_groups}: the image's /etc/group lists the user [KEP-3619 Merge; initgroups(3) membership]"));
         }
     }
 
@@ -226,7 +230,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     let primary = outcomes[0].clone();
     let open = if outcomes.len() > 1 {
         for o in &outcomes[1..] {
-            explanation.push(format!("also allowed, groups {}: {}", o.identity.groups, o.describe()));
+            explanation.push(format!("also allowed, groups {}: {} [the specs are silent: POSIX defines no group file, group(5) no comments, blanks or line endings]", o.identity.groups, o.describe()));
         }
         outcomes
     } else {

@@ -159,10 +159,31 @@ fn no_scenario_reaches_outside_the_run_directory() {
 
 #[test]
 fn list_explain_prints_the_rules_behind_each_expectation() {
-    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["list", "--explain", "--filter", "^kep-blog/strict$"]).output().unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success());
-    for line in ["expect uid=1000 gid=3000 groups={3000 4000}", "gid 3000: runAsGroup", "group 4000: supplementalGroups", "groups {50000} of the image's /etc/group: left out (Strict)"] {
+    let explain = |filter: &str| {
+        let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["list", "--explain", "--filter", filter]).output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // Each rule with its source.
+    let text = explain("^(kep-blog|fsgroup)/strict$");
+    for line in [
+        "expect uid=1000 gid=3000 groups={3000 4000}",
+        "uid 1000: runAsUser [Kubernetes API SecurityContext.runAsUser]",
+        "gid 3000: runAsGroup [Kubernetes API SecurityContext.runAsGroup]",
+        "group 4000: supplementalGroups [Kubernetes API PodSecurityContext.supplementalGroups]",
+        "group 2000: fsGroup [Kubernetes API PodSecurityContext.fsGroup]",
+        "groups {50000} of the image's /etc/group: left out [KEP-3619 Strict]",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let text = explain("^(image-user-name-group|crlf-group-file)/merge$");
+    for line in [
+        "uid 1000: image USER \"alice:other\" as kubelet sends it, no runAsUser [kubelet getImageUser; OCI image spec config User; kubernetes#61967]",
+        "gid 1000: the /etc/passwd entry of \"alice\" [kubelet's CRI mapping: no run_as_group, the user's passwd gid]",
+        "groups {50000}: the image's /etc/group lists the user [KEP-3619 Merge; initgroups(3) membership]",
+        "also allowed, groups {1000 50000 60000}: ",
+        "[the specs are silent: POSIX defines no group file, group(5) no comments, blanks or line endings]",
+    ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }

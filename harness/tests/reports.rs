@@ -12,8 +12,12 @@ fn case(scenario: &str, verdict: Verdict, reason: &str) -> CaseResult {
     let mut result = error_result(&CaseId { scenario: scenario.into(), policy: Policy::Strict }, "a summary", reason);
     result.judgement = Judgement { verdict, reasons: if reason.is_empty() { vec![] } else { vec![reason.into()] }, notes: vec!["a note".into()] };
     result.duration = Duration::from_millis(180);
+    result.spec = Some("runtime should not add the groups that the image's /etc/group gives the user".into());
+    result.references = vec!["KEP-3619".into(), "kubernetes/kubernetes#112879".into()];
     result
 }
+
+const SPEC: &str = "runtime should not add the groups that the image's /etc/group gives the user";
 
 fn fixture(verdicts: &[Verdict]) -> RunReport {
     RunReport {
@@ -65,6 +69,7 @@ fn terminal_lines_and_summary() {
     assert_eq!(text.matches("reason of case").count(), 5, "reasons under cases that are neither PASS nor REJECTED:\n{text}");
     assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 failed, 1 refused, 2 unsupported (1 leak), 1 errors"), "{text}");
     assert!(!text.contains('\x1b'), "no colour unless asked");
+    assert_eq!(text.matches(&format!("spec: {SPEC}")).count(), 5, "the spec sentence heads the reasons of cases that are not PASS:\n{text}");
 }
 
 #[test]
@@ -77,7 +82,8 @@ fn junit_separates_failures_from_errors() {
     assert!(xml.contains("type=\"REFUSED\""), "{xml}");
     assert!(xml.contains("errors=\"1\""), "{xml}");
     assert!(xml.contains("type=\"UNSUPPORTED+LEAK\""), "{xml}");
-    assert!(xml.contains("<error message=\"reason of case\" type=\"ERROR\""), "{xml}");
+    assert!(xml.contains("<error message=\"spec: runtime should not add the groups that the image&apos;s /etc/group gives the user\nreason of case\" type=\"ERROR\""), "{xml}");
+    assert_eq!(xml.matches("reference: kubernetes/kubernetes#112879").count(), 7, "every case names its references: {xml}");
 }
 
 #[test]
@@ -96,6 +102,8 @@ fn json_carries_verdicts_and_runtime() {
     assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None), ("REJECTED", None), ("REFUSED", None)]);
     assert_eq!(value["cases"][0]["id"]["policy"], "strict");
     assert_eq!(value["cases"][0]["duration_ms"], 180.0);
+    assert_eq!(value["cases"][0]["spec"], SPEC);
+    assert_eq!(value["cases"][0]["references"][1], "kubernetes/kubernetes#112879");
 }
 
 #[test]
