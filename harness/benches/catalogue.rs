@@ -17,7 +17,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use sgpc::run::{Session, SessionConfig, TargetChoice};
 use sgpc::scenario::{Catalogue, CaseId};
-use sgpc::target::cri::{container_config, parse_cri_log, sandbox_config, socket_path, CaseRequest};
+use sgpc::driver::cri::{container_config, parse_cri_log, sandbox_config, socket_path, CaseRequest};
 use tonic::transport::{Endpoint, Uri};
 
 const JOBS: usize = 4;

@@ -1,11 +1,12 @@
 //! sgpc: an end-to-end conformance harness for Kubernetes' `supplementalGroupsPolicy` (KEP-3619).
 //!
 //! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime
-//! ([`provision`]), drives it through a [`target`], judges each case ([`verdict`]) and hands the
+//! ([`provision`]), drives it through a [`driver`], judges each case ([`verdict`]) and hands the
 //! finished run to the [`report`]ers. `sgpc matrix` ([`matrix`]) runs many runtimes at once and
 //! lists where they differ ([`divergence`]).
 
 pub mod divergence;
+pub mod driver;
 pub mod etc;
 pub mod identity;
 pub mod image;
@@ -18,5 +19,4 @@ pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod scenario;
-pub mod target;
 pub mod verdict;

@@ -12,7 +12,7 @@ use sgpc::provision::state::StateDir;
 use sgpc::report::{json, junit, terminal};
 use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
 use sgpc::scenario::Catalogue;
-use sgpc::target::Timeouts;
+use sgpc::driver::Timeouts;
 
 /// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
 #[derive(Parser)]
@@ -285,7 +285,7 @@ fn explain_case(catalogue: &Catalogue, scenario: &sgpc::scenario::Scenario, poli
 fn build_images(dir: &Path, out: &Path, busybox: &Path) -> anyhow::Result<i32> {
     let payload = Payload { busybox: busybox.to_path_buf(), ..Payload::default() };
     let recipes = image::Recipe::load_dir(dir)?;
-    for (built, path) in image::write_archives(&recipes, &payload, out, sgpc::target::kube::IMAGE_REPOSITORY)? {
+    for (built, path) in image::write_archives(&recipes, &payload, out, sgpc::driver::kube::IMAGE_REPOSITORY)? {
         println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
     }
     Ok(exit_code::PASS)
@@ -486,7 +486,7 @@ async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario
     let cluster = match &args.kind {
         None => None,
         Some(node_image) => {
-            let archives = image::write_archives(&catalogue.images, &payload, work.path(), sgpc::target::kube::IMAGE_REPOSITORY)?;
+            let archives = image::write_archives(&catalogue.images, &payload, work.path(), sgpc::driver::kube::IMAGE_REPOSITORY)?;
             let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
             Some(sgpc::provision::kind::prepare(node_image, args.reuse_cluster, &archives, work.path())?)
         }
@@ -511,14 +511,14 @@ async fn run_kube_on_cluster(
     started: Instant,
     outputs: RunOutputs,
 ) -> anyhow::Result<i32> {
-    use sgpc::target::kube::KubeTarget;
+    use sgpc::driver::kube::KubeDriver;
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
     let mut report = empty_report();
     report.images = plan.images.values().cloned().collect();
-    let target = KubeTarget::connect(kubeconfig, timeout).await?;
+    let target = KubeDriver::connect(kubeconfig, timeout).await?;
     let minor = target.server_minor().await.context("asking the API server for its version")?;
-    report.runtime = Some(sgpc::target::cri::RuntimeInfo {
+    report.runtime = Some(sgpc::driver::cri::RuntimeInfo {
         endpoint: args.kubeconfig.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "default kubeconfig".into()),
         runtime_name: "kubernetes".into(),
         runtime_version: format!("1.{minor}"),

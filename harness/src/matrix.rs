@@ -19,7 +19,7 @@ use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
 use crate::run::{self, CaseResult, Session, SessionConfig, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
-use crate::target::cri::RuntimeInfo;
+use crate::driver::cri::RuntimeInfo;
 use crate::verdict::Verdict;
 
 #[derive(Debug, Deserialize)]
@@ -516,15 +516,6 @@ impl MatrixReport {
             return run::exit_code::FAIL;
         }
         let undeclared = self.columns.iter().filter(|c| c.expect.is_none() && c.skipped.is_none()).flat_map(|c| &c.results);
-        let mut code = run::exit_code::PASS;
-        for r in undeclared {
-            code = match (code, r.judgement.verdict) {
-                (_, Verdict::Fail | Verdict::Refused) | (run::exit_code::FAIL, _) => run::exit_code::FAIL,
-                (_, Verdict::Error) | (run::exit_code::ERROR, _) => run::exit_code::ERROR,
-                (_, Verdict::Unsupported { .. }) => run::exit_code::UNSUPPORTED,
-                (c, Verdict::Pass | Verdict::Rejected) => c,
-            };
-        }
-        code
+        run::exit_code::of(undeclared.map(|r| r.judgement.verdict))
     }
 }

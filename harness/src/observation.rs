@@ -83,6 +83,9 @@ pub struct Observations {
     /// (`run_as_user=1000 (from ImageStatus)`); `None` when the Pod set one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_user: Option<String>,
+    /// Ids a runtime reported that are no ids (see [`Observations::push_reported_user`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid_ids: Vec<String>,
 }
 
 impl Observations {
@@ -105,14 +108,25 @@ impl Observations {
         self.identities.push(IdentityObservation { point, identity, raw_groups, printed: printed.to_string() });
     }
 
-    /// Records a reported user (`status.user.linux`), or that it is missing.
+    /// Records a reported user (`status.user.linux`), or that it is missing. The API types the
+    /// ids as int64; one outside 0..=4294967295 is no id (`uid_t`/`gid_t` are 32-bit): a
+    /// finding about the runtime, recorded instead of an identity that a cast would invent
+    /// (-1 would read as 4294967295, 4294968296 as 1000).
     pub fn push_reported_user(&mut self, point: Point, user: Option<(i64, i64, Vec<i64>)>) {
-        match user {
-            Some((uid, gid, groups)) => {
-                let raw: Vec<u32> = groups.iter().map(|&g| g as u32).collect();
-                self.push(point, (Identity::observed(uid as u32, gid as u32, raw.iter().copied()), raw), "");
-            }
-            None => self.status_user_missing = true,
+        let Some((uid, gid, groups)) = user else {
+            self.status_user_missing = true;
+            return;
+        };
+        let mut bad = Vec::new();
+        let mut id = |what: String, value: i64| {
+            u32::try_from(value).map_err(|_| bad.push(format!("{} reports {what} {value}, which is no id (0..=4294967295)", point.describe()))).ok()
+        };
+        let uid = id("uid".into(), uid);
+        let gid = id("gid".into(), gid);
+        let raw: Vec<Option<u32>> = groups.iter().enumerate().map(|(i, &g)| id(format!("supplementalGroups[{i}]"), g)).collect();
+        match (uid, gid, raw.into_iter().collect::<Option<Vec<u32>>>()) {
+            (Some(uid), Some(gid), Some(raw)) => self.push(point, (Identity::observed(uid, gid, raw.iter().copied()), raw), ""),
+            _ => self.invalid_ids.extend(bad),
         }
     }
 }

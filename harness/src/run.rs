@@ -20,8 +20,8 @@ use crate::provision::RuntimeDaemon;
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
-use crate::target::cri::{CaseRequest, CriError, CriTarget, RuntimeInfo};
-use crate::target::Timeouts;
+use crate::driver::cri::{CaseRequest, CriError, CriDriver, RuntimeInfo};
+use crate::driver::Timeouts;
 use crate::verdict::{self, Judgement, Verdict};
 
 /// Named process exit codes of `sgpc run`.
@@ -34,6 +34,20 @@ pub mod exit_code {
     pub const ERROR: i32 = 2;
     /// No failure or error, but some Strict cases are unsupported by the runtime.
     pub const UNSUPPORTED: i32 = 3;
+
+    use crate::verdict::Verdict;
+
+    /// The one ranking of verdicts, for runs and matrices: FAIL and REFUSED (a found fault is
+    /// the most important news) outrank ERROR, which outranks UNSUPPORTED; nothing is PASS.
+    pub fn of(verdicts: impl IntoIterator<Item = Verdict>) -> i32 {
+        let severity = |verdict: Verdict| match verdict {
+            Verdict::Pass | Verdict::Rejected => (0, PASS),
+            Verdict::Unsupported { .. } => (1, UNSUPPORTED),
+            Verdict::Error => (2, ERROR),
+            Verdict::Fail | Verdict::Refused => (3, FAIL),
+        };
+        verdicts.into_iter().map(severity).max_by_key(|(rank, _)| *rank).map_or(PASS, |(_, code)| code)
+    }
 }
 
 /// Which runtime a session drives.
@@ -203,17 +217,10 @@ impl RunReport {
     }
 
     /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
+    /// A failed set-up or a run of nothing counts as an ERROR.
     pub fn exit_code(&self) -> i32 {
-        let t = self.totals();
-        if t.fail > 0 || t.refused > 0 {
-            exit_code::FAIL
-        } else if t.error > 0 || self.setup_error.is_some() || self.cases.is_empty() {
-            exit_code::ERROR
-        } else if t.unsupported > 0 {
-            exit_code::UNSUPPORTED
-        } else {
-            exit_code::PASS
-        }
+        let not_run = (self.setup_error.is_some() || self.cases.is_empty()).then_some(Verdict::Error);
+        exit_code::of(self.cases.iter().map(|c| c.judgement.verdict).chain(not_run))
     }
 }
 
@@ -265,7 +272,7 @@ impl Resources {
         Ok(self.state.save(&self.record)?)
     }
 
-    async fn teardown(mut self, target: Option<(&CriTarget, &str)>) -> anyhow::Result<()> {
+    async fn teardown(mut self, target: Option<(&CriDriver, &str)>) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         // A runtime of ours that died took its sandboxes' state with it; what is left of
         // them (shims, container processes, mounts) lives under the run directory.
@@ -287,7 +294,7 @@ impl Resources {
             // A set-up that failed after pulling has no target to hand: connect again.
             let reconnected = match target {
                 Some(_) => None,
-                None => CriTarget::connect(&cri.endpoint, Timeouts::default()).await.map_err(|e| problems.push(format!("{e}"))).ok(),
+                None => CriDriver::connect(&cri.endpoint, Timeouts::default()).await.map_err(|e| problems.push(format!("{e}"))).ok(),
             };
             if let Some(target) = &reconnected {
                 if let Err(e) = target.remove_run(&self.record.run_id).await {
@@ -330,7 +337,7 @@ impl Resources {
 }
 
 /// Removes every sandbox of the run, then checks the runtime's own lists are empty of it.
-async fn remove_and_verify(target: &CriTarget, run_id: &str) -> anyhow::Result<()> {
+async fn remove_and_verify(target: &CriDriver, run_id: &str) -> anyhow::Result<()> {
     target.remove_run(run_id).await?;
     let sandboxes = target.sandboxes_of_run(run_id).await?;
     let containers = target.containers_of_run(run_id).await?;
@@ -354,7 +361,7 @@ pub struct Session {
     pub provisioned: Option<String>,
     pub images: BTreeMap<String, ImageRecord>,
     catalogue: Catalogue,
-    target: CriTarget,
+    target: CriDriver,
     resources: Resources,
 }
 
@@ -373,7 +380,7 @@ pub fn build_images(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload) 
 
 /// What provisioning produced, before it becomes a session.
 struct Provisioned {
-    target: CriTarget,
+    target: CriDriver,
     runtime: RuntimeInfo,
     provisioned: Option<String>,
     images: BTreeMap<String, ImageRecord>,
@@ -491,7 +498,7 @@ impl Session {
     }
 
     /// The CRI target, for tests that inspect the runtime directly.
-    pub fn target(&self) -> &CriTarget {
+    pub fn target(&self) -> &CriDriver {
         &self.target
     }
 
@@ -507,8 +514,8 @@ impl Session {
     }
 }
 
-async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriTarget, RuntimeInfo)> {
-    let target = CriTarget::connect(endpoint, timeouts).await?;
+async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriDriver, RuntimeInfo)> {
+    let target = CriDriver::connect(endpoint, timeouts).await?;
     let runtime = target.info().await.context("asking the runtime for its version and status")?;
     Ok((target, runtime))
 }
@@ -517,7 +524,7 @@ async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriTarge
 async fn start_proxy(settings: &ProxySettings, upstream: &str, runtime_pid: Option<u32>, dir: &Path) -> anyhow::Result<(tokio::process::Child, String)> {
     let socket = dir.join("proxy.sock");
     let mut command = tokio::process::Command::new(&settings.binary);
-    command.arg("--listen").arg(&socket).arg("--upstream").arg(crate::target::cri::socket_path(upstream));
+    command.arg("--listen").arg(&socket).arg("--upstream").arg(crate::driver::cri::socket_path(upstream));
     command.arg("--delay-ms").arg(settings.delay.as_millis().to_string());
     for fault in &settings.faults {
         command.arg("--fault").arg(clap::ValueEnum::to_possible_value(fault).map(|v| v.get_name().to_string()).unwrap_or_default());
@@ -662,7 +669,7 @@ async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts:
         return Cleaned { record, actions, problems };
     }
     if let Some(cri) = &record.cri {
-        match CriTarget::connect(&cri.endpoint, timeouts).await {
+        match CriDriver::connect(&cri.endpoint, timeouts).await {
             Err(e) => problems.push(format!("{e}")),
             Ok(target) => {
                 for sandbox in target.sandboxes_of_run(&cri.run_label).await.unwrap_or_else(|e| {
@@ -812,7 +819,7 @@ impl KubePlan {
         let images = build_images(catalogue, cases, payload)?
             .into_iter()
             .map(|b| {
-                let reference = format!("{}/{}:{}", crate::target::kube::IMAGE_REPOSITORY, b.name, b.tag());
+                let reference = format!("{}/{}:{}", crate::driver::kube::IMAGE_REPOSITORY, b.name, b.tag());
                 (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
             })
             .collect();
@@ -820,10 +827,10 @@ impl KubePlan {
     }
 
     /// The Pod request of a case, or why there is none.
-    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::target::kube::PodRequest<'a>, String> {
+    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::driver::kube::PodRequest<'a>, String> {
         let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| format!("no scenario named {:?}", id.scenario))?;
         let image = self.images.get(&scenario.image).ok_or_else(|| format!("image {:?} was not built", scenario.image))?;
-        Ok(crate::target::kube::PodRequest {
+        Ok(crate::driver::kube::PodRequest {
             case: id.to_string(),
             scenario,
             policy: id.policy,
@@ -835,10 +842,10 @@ impl KubePlan {
 
     /// The namespace and every Pod, as YAML documents: what `--dry-run` prints.
     pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
-        let mut docs = vec![serde_saphyr::to_string(&crate::target::kube::namespace_manifest(&self.namespace, &self.run_id))?];
+        let mut docs = vec![serde_saphyr::to_string(&crate::driver::kube::namespace_manifest(&self.namespace, &self.run_id))?];
         for id in cases {
             let request = self.request(catalogue, id).map_err(anyhow::Error::msg)?;
-            docs.push(serde_saphyr::to_string(&crate::target::kube::pod_manifest(&request))?);
+            docs.push(serde_saphyr::to_string(&crate::driver::kube::pod_manifest(&request))?);
         }
         Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
     }
@@ -846,7 +853,7 @@ impl KubePlan {
 
 /// Runs cases on a cluster, `jobs` at a time, and judges each from what the cluster showed.
 pub async fn run_kube_cases(
-    target: &crate::target::kube::KubeTarget,
+    target: &crate::driver::kube::KubeDriver,
     plan: &KubePlan,
     catalogue: &Catalogue,
     cases: &[CaseId],
@@ -864,7 +871,7 @@ pub async fn run_kube_cases(
     results
 }
 
-async fn kube_case(target: &crate::target::kube::KubeTarget, plan: &KubePlan, catalogue: &Catalogue, id: &CaseId, server_minor: u32) -> CaseResult {
+async fn kube_case(target: &crate::driver::kube::KubeDriver, plan: &KubePlan, catalogue: &Catalogue, id: &CaseId, server_minor: u32) -> CaseResult {
     let started = Instant::now();
     let mut result = error_result(id, "", "not run");
     result.judgement = match (plan.request(catalogue, id), catalogue.scenario(&id.scenario).and_then(|s| catalogue.recipe(&s.image).map(|r| (s, r)))) {
@@ -873,7 +880,7 @@ async fn kube_case(target: &crate::target::kube::KubeTarget, plan: &KubePlan, ca
             result.image = plan.images.get(&scenario.image).cloned();
             match (oracle::declared_groups(recipe, scenario), target.run_case(&request, server_minor).await) {
                 (Ok(declared), Ok(facts)) => {
-                    crate::target::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &declared, &recipe.lenient_group_lines(), &facts)
+                    crate::driver::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &declared, &recipe.lenient_group_lines(), &facts)
                 }
                 (Err(e), _) => Judgement::error(format!("the KEP model cannot derive this case: {e}")),
                 (_, Err(e)) => Judgement::error(format!("{e:#}")),

@@ -210,6 +210,7 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     }
 
     let (mut reasons, chosen) = held_to_expectation(ctx, obs);
+    reasons.extend(obs.invalid_ids.iter().cloned());
     let mut notes = order_notes(obs);
     notes.extend(chosen);
     if let Some(reason) = &ctx.expected.deviation {
@@ -296,7 +297,7 @@ mod tests {
             .iter()
             .map(|&point| IdentityObservation { point, identity: Identity::observed(1000, 3000, groups.iter().copied()), raw_groups: groups.to_vec(), printed: String::new() })
             .collect();
-        Observations { identities, access: Vec::new(), status_user_missing: false, image_user: None }
+        Observations { identities, ..Observations::default() }
     }
 
     fn judge_strict(feature: bool, obs: &Observations) -> Judgement {
@@ -404,6 +405,23 @@ mod tests {
     fn strict_without_feature_but_no_leak_is_still_unsupported() {
         let j = judge_strict(false, &observed(&[3000, 4000]));
         assert_eq!(j.verdict, Verdict::Unsupported { leak: false });
+    }
+
+    #[test]
+    fn a_reported_id_out_of_range_is_a_finding_not_a_cast() {
+        for (uid, gid, groups) in [(1000, 3000, vec![3000, 4000 + (1 << 32)]), (1000, -1, vec![3000, 4000]), (1000 + (1 << 32), 3000, vec![3000, 4000])] {
+            let mut obs = observed(&[3000, 4000]);
+            obs.identities.retain(|o| o.point != Point::CriStatus);
+            obs.push_reported_user(Point::CriStatus, Some((uid, gid, groups.clone())));
+            assert!(!obs.identities.iter().any(|o| o.point == Point::CriStatus), "no identity is invented from {groups:?}");
+            let j = judge_strict(true, &obs);
+            assert_eq!(j.verdict, Verdict::Fail, "{uid} {gid} {groups:?}: {j:?}");
+            assert!(j.reasons.iter().any(|r| r.contains("which is no id (0..=4294967295)")), "{:?}", j.reasons);
+        }
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities.retain(|o| o.point != Point::CriStatus);
+        obs.push_reported_user(Point::CriStatus, Some((1000, 3000, vec![3000, 4000])));
+        assert_eq!(judge_strict(true, &obs).verdict, Verdict::Pass);
     }
 
     #[test]

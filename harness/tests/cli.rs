@@ -214,7 +214,7 @@ async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
         .arg(&junit)
         .output()
         .unwrap();
-    let target = sgpc::target::cri::CriTarget::connect(&containerd.endpoint, sgpc::target::Timeouts::default()).await.unwrap();
+    let target = sgpc::driver::cri::CriDriver::connect(&containerd.endpoint, sgpc::driver::Timeouts::default()).await.unwrap();
     let left: Vec<String> = target.image_references().await.unwrap().into_iter().filter(|r| r.contains("/sgpc/")).collect();
     containerd.daemon.stop().await.unwrap();
     assert!(left.is_empty(), "a failed set-up removes the images it pulled: {left:?}");

@@ -14,7 +14,7 @@ use sgpc::identity::GroupSet;
 use sgpc::provision::kind::{self, ClusterSpec};
 use sgpc::run::KubePlan;
 use sgpc::scenario::{CaseId, Policy};
-use sgpc::target::kube::{interpret, pod_manifest, KubeFacts, REJECTION_MESSAGE, REJECTION_REASON};
+use sgpc::driver::kube::{interpret, pod_manifest, KubeFacts, REJECTION_MESSAGE, REJECTION_REASON};
 use sgpc::verdict::Verdict;
 
 fn plan() -> (sgpc::scenario::Catalogue, KubePlan) {

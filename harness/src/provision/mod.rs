@@ -157,9 +157,9 @@ pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
 /// Waits until a runtime daemon sgpc started answers CRI `Version`; on failure kills it and
 /// puts the tail of its log in the error.
 pub async fn wait_for_cri(child: &mut Child, endpoint: &str, log: &Path, name: &str) -> anyhow::Result<()> {
-    use crate::target::{cri::CriTarget, Timeouts};
+    use crate::driver::{cri::CriDriver, Timeouts};
     let ready = wait_until(&format!("{name} to answer CRI Version"), Duration::from_secs(30), || async {
-        match CriTarget::connect(endpoint, Timeouts::default()).await {
+        match CriDriver::connect(endpoint, Timeouts::default()).await {
             Ok(target) => target.info().await.is_ok(),
             Err(_) => false,
         }

@@ -202,7 +202,7 @@ pub fn write_json(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
 mod tests {
     use super::*;
     use crate::matrix::{Column, Source};
-    use crate::target::cri::RuntimeInfo;
+    use crate::driver::cri::RuntimeInfo;
 
     /// A column whose runtime answered, then failed to set up: every format names the runtime
     /// and shows the set-up error.

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 
 use crate::run::{CaseResult, RunReport};
-use crate::target::cri::RuntimeInfo;
+use crate::driver::cri::RuntimeInfo;
 use crate::verdict::Verdict;
 
 /// Formatting options; colour only when the caller decided the output is a terminal.

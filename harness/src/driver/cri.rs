@@ -83,7 +83,7 @@ pub struct CaseRequest<'a> {
 
 /// A connected CRI runtime.
 #[derive(Clone)]
-pub struct CriTarget {
+pub struct CriDriver {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
     endpoint: String,
@@ -318,9 +318,9 @@ fn open_no_follow(path: &Path, flags: i32, create: bool) -> std::io::Result<std:
     options.open(path)
 }
 
-impl CriTarget {
+impl CriDriver {
     /// Connects to a CRI endpoint; fails at once when nothing listens.
-    pub async fn connect(endpoint: &str, timeouts: Timeouts) -> Result<CriTarget, CriError> {
+    pub async fn connect(endpoint: &str, timeouts: Timeouts) -> Result<CriDriver, CriError> {
         let path = socket_path(endpoint);
         let channel = Endpoint::from_static("http://[::]:50051")
             .connect_timeout(timeouts.rpc)
@@ -330,7 +330,7 @@ impl CriTarget {
             }))
             .await
             .map_err(|e| CriError::Connect { endpoint: endpoint.to_string(), reason: root_cause(&e) })?;
-        Ok(CriTarget {
+        Ok(CriDriver {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
             endpoint: endpoint.to_string(),

@@ -2,7 +2,7 @@
 //! level proves the runtime; this level proves what Kubernetes users see: kubelet's admission,
 //! pod status and node status.
 //!
-//! Split in three: [`pod_manifest`] builds the Pod (pure), [`KubeTarget`] creates it and collects
+//! Split in three: [`pod_manifest`] builds the Pod (pure), [`KubeDriver`] creates it and collects
 //! [`KubeFacts`] (typed API objects as the API server returned them, plus the probe output), and
 //! [`interpret`] judges the facts (pure), so every verdict is tested on recorded shapes.
 //!
@@ -236,14 +236,14 @@ pub fn interpret(case: &str, policy: Policy, expected: &Expectation, declared: &
 }
 
 /// A live cluster, through kube-rs.
-pub struct KubeTarget {
+pub struct KubeDriver {
     client: kube::Client,
     timeout: Duration,
 }
 
-impl KubeTarget {
+impl KubeDriver {
     /// Connects with a kubeconfig file, or the default (`KUBECONFIG`, `~/.kube/config`, in-cluster).
-    pub async fn connect(kubeconfig: Option<&std::path::Path>, timeout: Duration) -> anyhow::Result<KubeTarget> {
+    pub async fn connect(kubeconfig: Option<&std::path::Path>, timeout: Duration) -> anyhow::Result<KubeDriver> {
         let config = match kubeconfig {
             Some(path) => {
                 let file = kube::config::Kubeconfig::read_from(path).map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
@@ -251,7 +251,7 @@ impl KubeTarget {
             }
             None => kube::Config::infer().await?,
         };
-        Ok(KubeTarget { client: kube::Client::try_from(config)?, timeout })
+        Ok(KubeDriver { client: kube::Client::try_from(config)?, timeout })
     }
 
     /// The API server's minor version.

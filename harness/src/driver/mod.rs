@@ -1,4 +1,5 @@
-//! Targets: the ways sgpc drives a runtime: over the CRI, or through Kubernetes.
+//! Drivers: the ways sgpc drives a runtime: over the CRI, or through Kubernetes. (Named
+//! `driver`, not `target`, so that tools skipping Cargo's `target/` do not skip it.)
 
 pub mod cri;
 pub mod kube;
