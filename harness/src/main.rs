@@ -419,7 +419,7 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let config = sgpc::matrix::MatrixConfig { base, cache: args.cache.clone(), jobs: usize::from(args.jobs) };
     println!("Running {} cases on {} runtimes: {}", cases.len(), entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
     let report = tokio::select! {
-        report = sgpc::matrix::run_matrix(&entries, &catalogue, &cases, &config) => report,
+        report = sgpc::matrix::run_matrix_with_progress(&entries, &catalogue, &cases, &config, &matrix_progress) => report,
         signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime was stopped"),
     };
     for column in &report.columns {
@@ -439,6 +439,14 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     json.write(|out| m::write_json(out, &report))?;
     println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
     Ok(report.exit_code())
+}
+
+/// One line per finished case, prefixed by its column, and one when a column starts.
+fn matrix_progress(column: &str, event: run::Event<'_>) {
+    match event {
+        run::Event::Started { total, runtime } => println!("{column:<24} started: {} {}, {total} cases", runtime.runtime_name, runtime.runtime_version),
+        run::Event::CaseFinished { result, done, total } => println!("{column:<24} {:>16} ({done:>3}/{total}) {}", result.judgement.verdict.to_string(), result.id),
+    }
 }
 
 /// The report files of a run, opened before it starts.

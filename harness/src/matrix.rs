@@ -17,7 +17,7 @@ use crate::input::{self, InputError};
 use crate::oracle;
 use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
-use crate::run::{self, CaseResult, Session, SessionConfig, TargetChoice};
+use crate::run::{self, CaseResult, Event, Session, SessionConfig, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::driver::cri::RuntimeInfo;
 use crate::verdict::Verdict;
@@ -322,7 +322,10 @@ fn fetch_release(cache: &Path, version: &str) -> Result<PathBuf, String> {
 }
 
 /// Runs one entry from start to teardown.
-async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig) -> Column {
+/// What a matrix run tells its caller while it works: a column's events, by column name.
+pub type Progress<'p> = &'p dyn Fn(&str, Event<'_>);
+
+async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig, progress: Progress<'_>) -> Column {
     let started = Instant::now();
     let mut column = Column {
         name: entry.name.clone(),
@@ -368,7 +371,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         Ok(session) => {
             column.startup = Some(starting.elapsed());
             column.runtime = Some(session.runtime.clone());
-            column.results = run::run_cases(&session, cases, config.jobs, |_| {}).await;
+            column.results = run::run_cases(&session, cases, config.jobs, |event| progress(&entry.name, event)).await;
             if let Err(e) = session.teardown().await {
                 column.setup_error = Some(format!("{e:#}"));
             }
@@ -434,8 +437,13 @@ pub fn summarize(column: &Column) -> String {
 
 /// Runs every entry concurrently and assembles the table.
 pub async fn run_matrix(entries: &[Entry], catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig) -> MatrixReport {
+    run_matrix_with_progress(entries, catalogue, cases, config, &|_, _| {}).await
+}
+
+/// [`run_matrix`], telling `progress` each column's events as they happen.
+pub async fn run_matrix_with_progress(entries: &[Entry], catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig, progress: Progress<'_>) -> MatrixReport {
     let started = Instant::now();
-    let columns = futures::future::join_all(entries.iter().map(|e| run_entry(e, catalogue, cases, config))).await;
+    let columns = futures::future::join_all(entries.iter().map(|e| run_entry(e, catalogue, cases, config, progress))).await;
     let rows = cases
         .iter()
         .map(|case| Row {

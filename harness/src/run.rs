@@ -469,7 +469,8 @@ impl Session {
         };
         let observations = match self.target.run_case(&request).await {
             Ok(o) => o,
-            Err(CriError::Refused { step, message }) => {
+            Err(CriError::Refused { step, status }) => {
+                let message = crate::driver::cri::refusal(&status);
                 // A refusal is only the runtime's if what it holds under the reference is ours.
                 match self.target.image_id(&image.reference).await {
                     Ok(Some(id)) if image.digests().named_by(&id) => {}
@@ -488,6 +489,7 @@ impl Session {
             declared: &declared,
             image_groups: &recipe.lenient_group_lines(),
             feature: self.runtime.supplemental_groups_policy,
+            host_view: true,
         };
         let mut judgement = verdict::judge(&ctx, &observations);
         if let Ok(self_named) = oracle::self_named_groups(recipe, scenario) {
@@ -803,6 +805,15 @@ pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec
     catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
 }
 
+/// Why a case has no Pod request: the plan and the catalogue disagree (sgpc's own bug).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no scenario named {0:?}")]
+    NoScenario(String),
+    #[error("image {0:?} was not built")]
+    NotBuilt(String),
+}
+
 /// The Kubernetes level: what a run needs before it touches a cluster.
 #[derive(Debug, Clone)]
 pub struct KubePlan {
@@ -827,9 +838,9 @@ impl KubePlan {
     }
 
     /// The Pod request of a case, or why there is none.
-    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::driver::kube::PodRequest<'a>, String> {
-        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| format!("no scenario named {:?}", id.scenario))?;
-        let image = self.images.get(&scenario.image).ok_or_else(|| format!("image {:?} was not built", scenario.image))?;
+    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::driver::kube::PodRequest<'a>, PlanError> {
+        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
+        let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
         Ok(crate::driver::kube::PodRequest {
             case: id.to_string(),
             scenario,
@@ -844,7 +855,7 @@ impl KubePlan {
     pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
         let mut docs = vec![serde_saphyr::to_string(&crate::driver::kube::namespace_manifest(&self.namespace, &self.run_id))?];
         for id in cases {
-            let request = self.request(catalogue, id).map_err(anyhow::Error::msg)?;
+            let request = self.request(catalogue, id)?;
             docs.push(serde_saphyr::to_string(&crate::driver::kube::pod_manifest(&request))?);
         }
         Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
@@ -886,7 +897,7 @@ async fn kube_case(target: &crate::driver::kube::KubeDriver, plan: &KubePlan, ca
                 (_, Err(e)) => Judgement::error(format!("{e:#}")),
             }
         }
-        (Err(e), _) => Judgement::error(e),
+        (Err(e), _) => Judgement::error(e.to_string()),
         (_, None) => Judgement::error("scenario or image missing"),
     };
     result.duration = started.elapsed();

@@ -33,12 +33,16 @@ const LOG_FILE: &str = "probe.log";
 pub enum CriError {
     #[error("cannot connect to the CRI endpoint {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
-    #[error("{step} failed: {message}")]
-    Rpc { step: &'static str, message: String },
+    /// The status is kept whole (its code, and the transport error beneath it), not as the
+    /// error's source: tonic's own Display repeats the message with its metadata.
+    #[error("{step} failed: {}: {}", status.code(), status.message())]
+    Rpc { step: &'static str, status: tonic::Status },
     /// The runtime itself answered a step that creates the Pod with an error (not a transport
     /// failure, a timeout or a cancellation): it refuses to run it.
-    #[error("{step} was refused by the runtime: {message}")]
-    Refused { step: &'static str, message: String },
+    #[error("{step} was refused by the runtime: {}", refusal(status))]
+    Refused { step: &'static str, status: tonic::Status },
+    #[error("the exec'd probe exited {exit_code}: {stderr}")]
+    ProbeExit { exit_code: i32, stderr: String },
     #[error("{step} did not finish within {after:?}")]
     Timeout { step: &'static str, after: Duration },
     #[error("the container runs image {reported:?}, not the bytes sgpc built (manifest {}, config {}): the verdict would not be about sgpc's image", expected.manifest, expected.config)]
@@ -51,6 +55,11 @@ pub enum CriError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `code: message` of a status the runtime answered.
+pub fn refusal(status: &tonic::Status) -> String {
+    format!("{}: {}", status.code(), status.message())
 }
 
 /// What a runtime says about itself.
@@ -107,7 +116,7 @@ async fn bounded<T>(step: &'static str, after: Duration, call: impl Future<Outpu
     tracing::debug!(step, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "CRI call");
     match outcome {
         Err(_) => Err(CriError::Timeout { step, after }),
-        Ok(Err(status)) => Err(CriError::Rpc { step, message: format!("{}: {}", status.code(), status.message()) }),
+        Ok(Err(status)) => Err(CriError::Rpc { step, status }),
         Ok(Ok(response)) => Ok(response.into_inner()),
     }
 }
@@ -121,11 +130,10 @@ async fn creating<T>(step: &'static str, after: Duration, call: impl Future<Outp
         Ok(response) => Ok(response.into_inner()),
         Err(status) => {
             let from_runtime = std::error::Error::source(&status).is_none();
-            let message = format!("{}: {}", status.code(), status.message());
             match status.code() {
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Err(CriError::Rpc { step, message }),
-                _ if from_runtime => Err(CriError::Refused { step, message }),
-                _ => Err(CriError::Rpc { step, message }),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Err(CriError::Rpc { step, status }),
+                _ if from_runtime => Err(CriError::Refused { step, status }),
+                _ => Err(CriError::Rpc { step, status }),
             }
         }
     }
@@ -404,10 +412,7 @@ impl CriDriver {
         };
         let exec = bounded("ExecSync", rpc + Duration::from_secs(1), self.runtime.clone().exec_sync(exec)).await?;
         if exec.exit_code != 0 {
-            return Err(CriError::Rpc {
-                step: "ExecSync",
-                message: format!("probe exited {}: {}", exec.exit_code, String::from_utf8_lossy(&exec.stderr)),
-            });
+            return Err(CriError::ProbeExit { exit_code: exec.exit_code, stderr: String::from_utf8_lossy(&exec.stderr).into_owned() });
         }
         let exec = observation::parse_probe(&String::from_utf8_lossy(&exec.stdout), &req.case)?;
 

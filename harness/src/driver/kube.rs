@@ -222,9 +222,8 @@ pub fn interpret(case: &str, policy: Policy, expected: &Expectation, declared: &
         Ok(obs) => obs,
         Err(e) => return Judgement::error(e),
     };
-    let ctx = verdict::Context { policy, expected, declared, image_groups, feature: feature && !dropped };
+    let ctx = verdict::Context { policy, expected, declared, image_groups, feature: feature && !dropped, host_view: false };
     let mut judgement = verdict::judge(&ctx, &obs);
-    judgement.notes.retain(|n| !n.contains("host's view"));
     if dropped {
         judgement.notes.push("the API server dropped spec.securityContext.supplementalGroupsPolicy (feature gate off or API server too old)".into());
     }
