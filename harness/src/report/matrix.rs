@@ -80,16 +80,16 @@ fn verdict_list(b: &Behaviour) -> String {
 }
 
 fn write_divergences_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
-    writeln!(out, "\n## Divergences between runtimes\n")?;
+    writeln!(out, "\n## Divergences between runtimes")?;
     if report.divergences.is_empty() {
-        writeln!(out, "{NO_DIVERGENCE}")?;
+        writeln!(out, "\n{NO_DIVERGENCE}")?;
         return Ok(());
     }
     for (title, divergences) in ordered(report) {
         if divergences.is_empty() {
             continue;
         }
-        writeln!(out, "### {title} ({} cases)\n", divergences.len())?;
+        writeln!(out, "\n### {title} ({} cases)\n", divergences.len())?;
         writeln!(out, "| case | runtimes | attached | matches | verdicts |\n|---|---|---|---|---|")?;
         for d in divergences {
             for b in &d.behaviours {
@@ -97,7 +97,6 @@ fn write_divergences_markdown(out: &mut dyn Write, report: &MatrixReport) -> any
                 writeln!(out, "| `{}` | {} |", d.case, cells.join(" | "))?;
             }
         }
-        writeln!(out)?;
     }
     Ok(())
 }
