@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sgpc::etc::{parse_group, parse_passwd};
+use sgpc::etc::{parse_group, parse_passwd, read_group, Reading};
 use sgpc::image::Recipe;
 use sgpc::observation::{parse_id_output, parse_probe};
 use sgpc::scenario::Scenario;
@@ -55,6 +55,26 @@ proptest! {
     #[test]
     fn recipe_loader_never_panics(text in mutated(RECIPE)) {
         let _ = Recipe::parse(Path::new("fuzz.yaml"), &text);
+    }
+
+    /// The model opens a case only where the specs are silent: a group file of well-formed
+    /// lines (no comment, blank, CR, extra field or non-numeric GID) reads the same under
+    /// every reading, and every reading of any file is total.
+    #[test]
+    fn readings_agree_where_the_specs_are_not_silent(
+        lines in proptest::collection::vec(("[a-z][a-z0-9-]{0,6}", 0u32..=4294967294, proptest::collection::vec("[a-z][a-z0-9]{0,4}", 0..4)), 0..8),
+        noise in proptest::collection::vec("[ #a-z0-9:,\r]{0,20}", 0..3),
+    ) {
+        let clean: Vec<String> = lines.iter().map(|(name, gid, members)| format!("{name}:x:{gid}:{}", members.join(","))).collect();
+        let read = |lines: &[String], reading| -> Vec<(u32, Vec<String>)> { read_group(lines, reading).into_iter().map(|l| (l.gid, l.members)).collect() };
+        let first = read(&clean, Reading::GETGRENT);
+        for reading in Reading::all() {
+            prop_assert_eq!(&read(&clean, reading), &first, "{:?}", reading);
+        }
+        let noisy: Vec<String> = clean.iter().cloned().chain(noise).collect();
+        for reading in Reading::all() {
+            let _ = read(&noisy, reading);
+        }
     }
 
     #[test]
