@@ -5,6 +5,7 @@
 //! finished run to the [`report`]ers. `sgpc matrix` ([`matrix`]) runs many runtimes at once and
 //! lists where they differ ([`divergence`]).
 
+pub mod case;
 pub mod divergence;
 pub mod driver;
 pub mod etc;

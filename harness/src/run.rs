@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::image::{self, ImageContent, Payload};
 use crate::observation::Observations;
-use crate::oracle;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
 use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
@@ -22,6 +21,7 @@ use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
 use crate::driver::cri::{CaseRequest, CriError, CriDriver, RuntimeInfo};
 use crate::driver::Timeouts;
+use crate::case::Case;
 use crate::verdict::{self, Judgement, Verdict};
 
 /// Named process exit codes of `sgpc run`.
@@ -442,17 +442,12 @@ impl Session {
     }
 
     async fn observe_and_judge(&self, id: &CaseId, result: &mut CaseResult) -> Judgement {
-        let Some(scenario) = self.catalogue.scenario(&id.scenario) else {
-            return Judgement::error(format!("no scenario named {:?}", id.scenario));
+        let case = match Case::resolve(&self.catalogue, id) {
+            Ok(case) => case,
+            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
         };
+        let scenario = case.scenario;
         result.describe(scenario);
-        let Some(recipe) = self.catalogue.recipe(&scenario.image) else {
-            return Judgement::error(format!("no image recipe named {:?}", scenario.image));
-        };
-        let declared = match oracle::declared_groups(recipe, scenario) {
-            Ok(d) => d,
-            Err(e) => return Judgement::error(format!("the KEP model cannot derive this case: {e}")),
-        };
         let Some(image) = self.images.get(&scenario.image) else {
             return Judgement::error(format!("image {:?} was not provisioned", scenario.image));
         };
@@ -483,18 +478,8 @@ impl Session {
             }
             Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
         };
-        let ctx = verdict::Context {
-            policy: id.policy,
-            expected: scenario.expectation(id.policy),
-            declared: &declared,
-            image_groups: &recipe.lenient_group_lines(),
-            feature: self.runtime.supplemental_groups_policy,
-            host_view: true,
-        };
-        let mut judgement = verdict::judge(&ctx, &observations);
-        if let Ok(self_named) = oracle::self_named_groups(recipe, scenario) {
-            verdict::name_known_bugs(&mut judgement, &self.runtime.runtime_name, &observations, ctx.expected, &self_named);
-        }
+        let mut judgement = verdict::judge(&case.context(self.runtime.supplemental_groups_policy, true), &observations);
+        verdict::name_known_bugs(&mut judgement, &self.runtime.runtime_name, &observations, case.expected, &case.self_named);
         result.observations = Some(observations);
         judgement
     }
@@ -885,20 +870,17 @@ pub async fn run_kube_cases(
 async fn kube_case(target: &crate::driver::kube::KubeDriver, plan: &KubePlan, catalogue: &Catalogue, id: &CaseId, server_minor: u32) -> CaseResult {
     let started = Instant::now();
     let mut result = error_result(id, "", "not run");
-    result.judgement = match (plan.request(catalogue, id), catalogue.scenario(&id.scenario).and_then(|s| catalogue.recipe(&s.image).map(|r| (s, r)))) {
-        (Ok(request), Some((scenario, recipe))) => {
-            result.describe(scenario);
-            result.image = plan.images.get(&scenario.image).cloned();
-            match (oracle::declared_groups(recipe, scenario), target.run_case(&request, server_minor).await) {
-                (Ok(declared), Ok(facts)) => {
-                    crate::driver::kube::interpret(&request.case, id.policy, scenario.expectation(id.policy), &declared, &recipe.lenient_group_lines(), &facts)
-                }
-                (Err(e), _) => Judgement::error(format!("the KEP model cannot derive this case: {e}")),
-                (_, Err(e)) => Judgement::error(format!("{e:#}")),
+    result.judgement = match (Case::resolve(catalogue, id), plan.request(catalogue, id)) {
+        (Ok(case), Ok(request)) => {
+            result.describe(case.scenario);
+            result.image = plan.images.get(&case.scenario.image).cloned();
+            match target.run_case(&request, server_minor).await {
+                Ok(facts) => crate::driver::kube::interpret(&case, &facts),
+                Err(e) => Judgement::error(format!("{e:#}")),
             }
         }
-        (Err(e), _) => Judgement::error(e.to_string()),
-        (_, None) => Judgement::error("scenario or image missing"),
+        (Err(e), _) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+        (_, Err(e)) => Judgement::error(e.to_string()),
     };
     result.duration = started.elapsed();
     result

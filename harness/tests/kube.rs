@@ -10,7 +10,6 @@ use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::json;
-use sgpc::identity::GroupSet;
 use sgpc::provision::kind::{self, ClusterSpec};
 use sgpc::run::KubePlan;
 use sgpc::scenario::{CaseId, Policy};
@@ -139,12 +138,6 @@ fn probe_output(case: &str, groups: &[u32]) -> String {
     )
 }
 
-fn strict_blog() -> (sgpc::scenario::Expectation, GroupSet, Vec<sgpc::etc::GroupLine>) {
-    let catalogue = support::catalogue();
-    let s = catalogue.scenario("kep-blog").unwrap();
-    let recipe = catalogue.recipe(&s.image).unwrap();
-    (s.expect_strict.clone(), sgpc::oracle::declared_groups(recipe, s).unwrap(), recipe.lenient_group_lines())
-}
 
 fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts {
     KubeFacts {
@@ -158,8 +151,9 @@ fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts 
 }
 
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
-    let (expected, declared, image_groups) = strict_blog();
-    interpret("kep-blog/strict", Policy::Strict, &expected, &declared, &image_groups, f)
+    let catalogue = support::catalogue();
+    let case = sgpc::case::Case::resolve(&catalogue, &CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }).unwrap();
+    interpret(&case, f)
 }
 
 #[test]

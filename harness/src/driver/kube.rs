@@ -17,10 +17,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::etc::GroupLine;
-use crate::identity::GroupSet;
+use crate::case::Case;
 use crate::observation::{self, Observations, Point};
-use crate::scenario::{Expectation, Policy, Scenario};
+use crate::scenario::{Policy, Scenario};
 use crate::verdict::{self, Judgement, Verdict};
 
 /// Label put on the namespace and every Pod of a run.
@@ -198,7 +197,8 @@ fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
 /// - A policy the API server dropped (feature gate off) is `UNSUPPORTED` for Strict.
 /// - A Pod that ran is judged like a CRI case, with `status.user` held against the process and
 ///   the node's feature flag standing for the runtime's.
-pub fn interpret(case: &str, policy: Policy, expected: &Expectation, declared: &GroupSet, image_groups: &[GroupLine], facts: &KubeFacts) -> Judgement {
+pub fn interpret(case: &Case<'_>, facts: &KubeFacts) -> Judgement {
+    let policy = case.id.policy;
     let feature = node_feature(facts.node.as_ref());
     if rejected(&facts.pod) {
         let mut reasons = Vec::new();
@@ -218,12 +218,11 @@ pub fn interpret(case: &str, policy: Policy, expected: &Expectation, declared: &
         };
     }
     let dropped = policy.api_value().is_some() && stored_policy(&facts.pod).is_none();
-    let obs = match observations(case, facts) {
+    let obs = match observations(&case.id.to_string(), facts) {
         Ok(obs) => obs,
         Err(e) => return Judgement::error(e),
     };
-    let ctx = verdict::Context { policy, expected, declared, image_groups, feature: feature && !dropped, host_view: false };
-    let mut judgement = verdict::judge(&ctx, &obs);
+    let mut judgement = verdict::judge(&case.context(feature && !dropped, false), &obs);
     if dropped {
         judgement.notes.push("the API server dropped spec.securityContext.supplementalGroupsPolicy (feature gate off or API server too old)".into());
     }
