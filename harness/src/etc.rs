@@ -23,7 +23,7 @@ pub struct GroupEntry {
 pub enum LineError {
     #[error("expected {expected} colon-separated fields, found {found}")]
     FieldCount { expected: usize, found: usize },
-    #[error("field `{field}` must be a number from 0 to 4294967295, found {value:?}")]
+    #[error("field `{field}` must be a number from 0 to 4294967294, found {value:?}")]
     BadId { field: &'static str, value: String },
     #[error("the name field is empty")]
     EmptyName,
@@ -31,8 +31,10 @@ pub enum LineError {
     BlankInName,
 }
 
+/// An id of a well-formed line: 0..=4294967294 (4294967295 is `(gid_t)-1`, which setgroups
+/// refuses).
 fn parse_id(field: &'static str, value: &str) -> Result<u32, LineError> {
-    value.parse().map_err(|_| LineError::BadId { field, value: value.to_string() })
+    value.parse().ok().filter(|id| *id <= crate::scenario::MAX_ID).ok_or_else(|| LineError::BadId { field, value: value.to_string() })
 }
 
 fn split_fields(line: &str, expected: usize) -> Result<Vec<&str>, LineError> {
@@ -199,10 +201,10 @@ fn read_group_line(text: &str, reading: Reading) -> Option<(String, u32, Vec<Str
     let (name, _password, gid) = (fields.next()?, fields.next()?, fields.next()?);
     let list = fields.next().unwrap_or("");
     let list = if reading.list_ends_at_colon { list.split(':').next().unwrap_or("") } else { list };
-    let gid = match reading.fields.apply(gid).parse() {
-        Ok(gid) => gid,
-        Err(_) if reading.bad_gid_is_zero => 0,
-        Err(_) => return None,
+    let gid = match reading.fields.apply(gid).parse::<u32>().ok().filter(|g| *g <= crate::scenario::MAX_ID) {
+        Some(gid) => gid,
+        None if reading.bad_gid_is_zero => 0,
+        None => return None,
     };
     let members = list.split(',').map(|m| reading.fields.apply(m)).filter(|m| !m.is_empty()).map(str::to_string).collect();
     Some((reading.fields.apply(name).to_string(), gid, members))
@@ -246,7 +248,7 @@ pub fn is_layout_line(text: &str) -> bool {
 pub fn forbidden_character(line: &str) -> Option<char> {
     // Non-ASCII blanks (U+00A0...) are blanks to Go's strings.TrimSpace, not to C's isspace:
     // readers would disagree on them in ways the model does not follow.
-    line.strip_suffix('\r').unwrap_or(line).chars().find(|c| c.is_control() || (c.is_whitespace() && !c.is_ascii()))
+    line.strip_suffix('\r').unwrap_or(line).chars().find(|c| c.is_control() || (c.is_whitespace() && !c.is_ascii()) || crate::input::is_invisible(*c))
 }
 
 #[cfg(test)]
@@ -330,6 +332,7 @@ mod tests {
             parse_group("g:x:4294967296:"),
             Err(LineError::BadId { field: "gid", value: "4294967296".into() })
         );
+        assert_eq!(parse_group("g:x:4294967295:"), Err(LineError::BadId { field: "gid", value: "4294967295".into() }), "(gid_t)-1");
         assert_eq!(parse_group(":x:1:"), Err(LineError::EmptyName));
         assert_eq!(parse_passwd(" alice:x:1000:1000::/:/bin/sh"), Err(LineError::BlankInName));
     }

@@ -45,10 +45,17 @@ struct RawRecipe {
 
 /// A planted line: plain text, or `{line: ..., malformed: true}` for edge-case images.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a line of text, or {line: TEXT, malformed: true}")]
 enum RawLine {
     Plain(String),
-    Marked { line: String, malformed: bool },
+    Marked(MarkedLine),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkedLine {
+    line: String,
+    malformed: bool,
 }
 
 /// A validated image recipe.
@@ -83,7 +90,7 @@ impl Recipe {
                 format!("{:?} is not a valid image name: use lower-case letters, digits and '-'", raw.name),
             ));
         }
-        if let Some(c) = raw.description.chars().find(|c| c.is_control()) {
+        if let Some(c) = raw.description.chars().find(|c| c.is_control() || input::is_invisible(*c)) {
             return Err(InputError::new(path, None, Some("description"), format!("contains the control character {c:?}: write plain text")));
         }
         let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
@@ -132,7 +139,7 @@ impl Recipe {
 /// to start; a recipe must say that it means it.
 fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -> Result<(), InputError> {
     let error = |message: String| InputError::new(path, None, Some("user"), message);
-    if let Some(c) = user.chars().find(|c| c.is_control() || c.is_whitespace()) {
+    if let Some(c) = user.chars().find(|c| c.is_control() || c.is_whitespace() || input::is_invisible(*c)) {
         return Err(error(format!("{user:?} contains {c:?}: expected `user`, `uid`, `user:group` or `uid:gid`")));
     }
     // Only the part before `:` reaches a runtime through kubelet (see `oracle`).
@@ -145,6 +152,21 @@ fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -
         (false, true) => Err(error(format!("{user:?} resolves in the recipe's files, but `unknownUserIntended` says it should not"))),
         _ => Ok(()),
     }
+}
+
+/// Why a malformed line cannot be planted: readers read it in ways the model does not follow.
+/// `/etc/passwd` has one reading in the model (glibc fills a line's missing fields, Go readers
+/// take what is there); a GID with a sign or beyond 4294967294 becomes different gids (glibc's
+/// `strtoul` clamps to 4294967295, Go's `Atoi` then `uint32` wraps).
+fn unmodelled_malformation(is_passwd: bool, text: &str) -> Option<&'static str> {
+    if is_passwd {
+        return Some("a malformed /etc/passwd line is read differently by different readers, and the model reads /etc/passwd one way; leave it out");
+    }
+    let gid = text.split(':').nth(2)?.trim_matches(|c: char| c.is_ascii_whitespace());
+    let digits = gid.strip_prefix(['+', '-']).unwrap_or(gid);
+    let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let valid = numeric && digits == gid && gid.parse::<u32>().is_ok_and(|g| g <= crate::scenario::MAX_ID);
+    (numeric && !valid).then_some("its GID is a number with a sign or beyond 4294967294, which readers turn into different gids (glibc clamps, Go wraps); write a GID that is no number at all")
 }
 
 fn is_image_name(name: &str) -> bool {
@@ -171,8 +193,13 @@ fn parse_lines<T, E: std::fmt::Display>(
         let field = format!("{field}[{index}]");
         let (text, marked_malformed) = match spanned.value {
             RawLine::Plain(text) => (text, false),
-            RawLine::Marked { line, malformed } => (line, malformed),
+            RawLine::Marked(MarkedLine { line, malformed }) => (line, malformed),
         };
+        if marked_malformed {
+            if let Some(why) = unmodelled_malformation(is_passwd, &text) {
+                return Err(InputError::new(path, line_no, Some(&field), format!("{text:?}: {why}")));
+            }
+        }
         if let Some(c) = etc::forbidden_character(&text) {
             return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} contains {c:?}, a control character or a non-ASCII blank; only a final \\r (a CRLF file) may be planted")));
         }
@@ -182,6 +209,10 @@ fn parse_lines<T, E: std::fmt::Display>(
             // entry there (which some readers take as an entry) is refused.
             if is_passwd && text.contains(':') {
                 return Err(InputError::new(path, line_no, Some(&field), format!("{text:?} looks like a commented-out entry, which some readers of /etc/passwd take as an entry; write a comment without ':'")));
+            }
+            // Some readers take a commented-out group line as an entry: its GID must be one.
+            if let Some(why) = unmodelled_malformation(false, &text) {
+                return Err(InputError::new(path, line_no, Some(&field), format!("{text:?}: {why}")));
             }
             lines.push(text);
             continue;

@@ -89,3 +89,10 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     files.sort();
     Ok(files)
 }
+
+/// Unicode formatting characters that change how text displays without being seen (bidi
+/// overrides and isolates, zero-width characters, line and paragraph separators, the BOM):
+/// refused in anything sgpc prints from input, so that a report reads as it is.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}

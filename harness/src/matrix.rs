@@ -279,7 +279,7 @@ fn resolve(entry: &Entry, cache: &Path) -> Result<(TargetChoice, Option<String>)
             Ok((TargetChoice::Containerd { bin_dir: dir.clone() }, None))
         }
         Source::ContainerdRelease { version } => {
-            let dir = fetch_release(cache, version)?;
+            let dir = crate::provision::release::fetch(cache, version).map_err(|e| format!("{e:#}"))?;
             Ok((TargetChoice::Containerd { bin_dir: dir }, Some(version.clone())))
         }
         Source::CrioDir { dir } => {
@@ -290,41 +290,10 @@ fn resolve(entry: &Entry, cache: &Path) -> Result<(TargetChoice, Option<String>)
     }
 }
 
-/// The upstream release tarball's address for a containerd version.
-pub fn release_url(version: &str) -> String {
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        _ => "amd64",
-    };
-    format!("https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz")
-}
-
-/// Downloads and unpacks an upstream containerd release (needs the internet; `curl` and `tar`).
-fn fetch_release(cache: &Path, version: &str) -> Result<PathBuf, String> {
-    let root = cache.join("releases").join(format!("containerd-{version}"));
-    let bin = root.join("bin");
-    if bin.join("containerd").is_file() {
-        return Ok(bin);
-    }
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    let url = release_url(version);
-    let tarball = root.join("release.tar.gz");
-    let download = std::process::Command::new("curl").args(["-fsSL", "--max-time", "120", "-o"]).arg(&tarball).arg(&url).status();
-    if !matches!(download, Ok(s) if s.success()) {
-        let _ = std::fs::remove_dir_all(&root);
-        return Err(format!("cannot download {url} (this entry needs the internet)"));
-    }
-    let unpack = std::process::Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&root).status();
-    if !matches!(unpack, Ok(s) if s.success()) {
-        return Err(format!("cannot unpack {}", tarball.display()));
-    }
-    Ok(bin)
-}
-
-/// Runs one entry from start to teardown.
 /// What a matrix run tells its caller while it works: a column's events, by column name.
 pub type Progress<'p> = &'p dyn Fn(&str, Event<'_>);
 
+/// Runs one entry from start to teardown.
 async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], config: &MatrixConfig, progress: Progress<'_>) -> Column {
     let started = Instant::now();
     let mut column = Column {

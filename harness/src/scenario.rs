@@ -2,7 +2,8 @@
 //! expected under each policy.
 //!
 //! Loading is two-staged: raw serde structs that mirror the file (unknown fields rejected), then
-//! validated types with ids checked to be in 0..=4294967295 and images resolved.
+//! validated types with ids checked (a Pod's to the Kubernetes API's 0..=2147483647, any other to
+//! 0..=4294967294) and images resolved.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +56,11 @@ impl fmt::Display for Policy {
 }
 
 type RawId = Spanned<i64>;
+
+/// The largest valid uid or gid: 4294967295 is `(uid_t)-1`.
+pub const MAX_ID: u32 = 4_294_967_294;
+/// The largest id the Kubernetes API accepts in a Pod.
+pub const MAX_POD_ID: u32 = 2_147_483_647;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -308,20 +314,37 @@ impl Validator<'_> {
         if text.trim().is_empty() {
             return Err(self.error(None, field, "is empty: write one line of plain text"));
         }
-        match text.chars().find(|c| c.is_control()) {
-            Some(c) => Err(self.error(None, field, format!("contains the control character {c:?}: write one line of plain text"))),
+        match text.chars().find(|c| c.is_control() || crate::input::is_invisible(*c)) {
+            Some(c) => Err(self.error(None, field, format!("contains {c:?}, a control or invisible formatting character: write one line of plain text"))),
             None => Ok(()),
         }
     }
 
+    /// An id anywhere: 0..=4294967294 (`(gid_t)-1`, 4294967295, means "no change" to
+    /// setresgid and is refused by setgroups).
     fn id(&self, field: &str, raw: &RawId) -> Result<u32, InputError> {
-        u32::try_from(raw.value).map_err(|_| {
-            self.error(Some(raw.referenced.line()), field, format!("{} is not an id: expected 0..=4294967295", raw.value))
+        self.id_up_to(field, raw, MAX_ID)
+    }
+
+    /// An id a Pod declares: 0..=2147483647, what the Kubernetes API accepts
+    /// (apimachinery `IsValidUserID`/`IsValidGroupID`).
+    fn pod_id(&self, field: &str, raw: &RawId) -> Result<u32, InputError> {
+        self.id_up_to(field, raw, MAX_POD_ID)
+    }
+
+    fn id_up_to(&self, field: &str, raw: &RawId, max: u32) -> Result<u32, InputError> {
+        u32::try_from(raw.value).ok().filter(|id| *id <= max).ok_or_else(|| {
+            let why = if max == MAX_POD_ID { " (the Kubernetes API's range for the ids a Pod declares)" } else { "" };
+            self.error(Some(raw.referenced.line()), field, format!("{} is not an id: expected 0..={max}{why}", raw.value))
         })
     }
 
-    fn opt_id(&self, field: &str, raw: &Option<RawId>) -> Result<Option<u32>, InputError> {
-        raw.as_ref().map(|r| self.id(field, r)).transpose()
+    fn opt_pod_id(&self, field: &str, raw: &Option<RawId>) -> Result<Option<u32>, InputError> {
+        raw.as_ref().map(|r| self.pod_id(field, r)).transpose()
+    }
+
+    fn pod_ids(&self, field: &str, raw: &[RawId]) -> Result<Vec<u32>, InputError> {
+        raw.iter().enumerate().map(|(i, r)| self.pod_id(&format!("{field}[{i}]"), r)).collect()
     }
 
     fn ids(&self, field: &str, raw: &[RawId]) -> Result<Vec<u32>, InputError> {
@@ -347,15 +370,15 @@ impl Validator<'_> {
         };
         let psc = &raw.pod.security_context;
         let pod = PodSecurity {
-            run_as_user: self.opt_id("pod.securityContext.runAsUser", &psc.run_as_user)?,
-            run_as_group: self.opt_id("pod.securityContext.runAsGroup", &psc.run_as_group)?,
-            supplemental_groups: self.ids("pod.securityContext.supplementalGroups", &psc.supplemental_groups)?,
-            fs_group: self.opt_id("pod.securityContext.fsGroup", &psc.fs_group)?,
+            run_as_user: self.opt_pod_id("pod.securityContext.runAsUser", &psc.run_as_user)?,
+            run_as_group: self.opt_pod_id("pod.securityContext.runAsGroup", &psc.run_as_group)?,
+            supplemental_groups: self.pod_ids("pod.securityContext.supplementalGroups", &psc.supplemental_groups)?,
+            fs_group: self.opt_pod_id("pod.securityContext.fsGroup", &psc.fs_group)?,
         };
         let csc = &raw.container.security_context;
         let container = ContainerSecurity {
-            run_as_user: self.opt_id("container.securityContext.runAsUser", &csc.run_as_user)?,
-            run_as_group: self.opt_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
+            run_as_user: self.opt_pod_id("container.securityContext.runAsUser", &csc.run_as_user)?,
+            run_as_group: self.opt_pod_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
         };
         let volumes = raw
             .volumes
@@ -454,7 +477,7 @@ impl Validator<'_> {
             return Err(self.error(None, &format!("{field}.access"), format!("no expected access for the probed file {missing:?}")));
         }
         let deviation = match &raw.deviation {
-            Some(reason) if reason.trim().is_empty() || reason.chars().any(char::is_control) => {
+            Some(reason) if reason.trim().is_empty() || reason.chars().any(|c| c.is_control() || crate::input::is_invisible(c)) => {
                 return Err(self.error(None, &format!("{field}.deviation"), "expected a one-line reason"));
             }
             other => other.clone(),
@@ -483,7 +506,7 @@ pub fn is_dns_label(name: &str) -> bool {
 pub fn is_clean_absolute_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else { return false };
     !rest.is_empty()
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace() || crate::input::is_invisible(c))
         && rest.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 

@@ -139,3 +139,39 @@ fn passwd_lines_the_model_cannot_read_one_way_are_refused() {
     assert!(err.to_string().contains("'\\u{a0}'"), "{err}");
     assert!(parse("# users of this image").is_ok());
 }
+
+/// Found by attacking the loader: lines the model cannot read as every reader does are refused
+/// at load, naming the file, the field and why.
+#[test]
+fn lines_readers_turn_into_different_ids_are_refused() {
+    let recipe = |group: &str| sgpc::image::Recipe::parse(Path::new("r.yaml"), &format!("name: r\nuser: \"1000\"\npasswd:\n  - \"alice:x:1000:1000::/:/bin/sh\"\ngroup:\n  - {group}\n"));
+    for group in [
+        "{line: \"g:x:-1:alice\", malformed: true}",
+        "{line: \"g:x:4294967297:alice\", malformed: true}",
+        "{line: \"g:x:+5:alice\", malformed: true}",
+        "\"#g:x:-1:alice\"",
+        "\"g:x:4294967295:alice\"",
+    ] {
+        let err = recipe(group).expect_err(group);
+        assert_eq!(err.field.as_deref(), Some("group[0]"), "{group}: {err}");
+    }
+    assert!(recipe("{line: \"g:x::alice\", malformed: true}").is_ok(), "a GID that is no number at all is modelled");
+    let err = sgpc::image::Recipe::parse(Path::new("r.yaml"), "name: r\npasswd:\n  - {line: \"alice:x:1000:1000\", malformed: true}\n").unwrap_err();
+    assert!(err.to_string().contains("reads /etc/passwd one way"), "{err}");
+    let err = recipe("{line: \"g:x:1:alice\", malformed: false, reason: x}").unwrap_err();
+    assert!(err.to_string().contains("a line of text, or {line: TEXT, malformed: true}"), "{err}");
+}
+
+#[test]
+fn pod_ids_are_held_to_the_api_range_and_text_to_what_displays() {
+    let images = sgpc::image::Recipe::load_dir(&root().join("images")).unwrap();
+    let scenario = |extra: &str| sgpc::scenario::Scenario::parse(Path::new("s.yaml"), &format!("name: s\nsummary: s\nimage: kep-blog\n{extra}"), &images);
+    let err = scenario("pod:\n  securityContext: {runAsUser: 2147483648}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("pod.securityContext.runAsUser"), "{err}");
+    assert!(err.to_string().contains("0..=2147483647"), "{err}");
+    assert!(scenario("pod:\n  securityContext: {runAsUser: 2147483647}\n").is_ok());
+    for text in ["\"a\\u202Eb\"", "\"\\u200B\"", "\"a\\u2028b\""] {
+        let err = scenario(&format!("references: [{text}]\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("references[0]"), "{text}: {err}");
+    }
+}

@@ -1,4 +1,5 @@
-//! Provisioners: the processes a run starts (a registry, a containerd) and the removal of
+//! Provisioners: what a run fetches (Debian packages, releases) and starts (a registry, a
+//! containerd, a CRI-O), and the removal of
 //! everything they leave: processes, mounts and directories.
 
 pub mod containerd;
@@ -6,6 +7,7 @@ pub mod crio;
 pub mod debian;
 pub mod kind;
 pub mod registry;
+pub mod release;
 pub mod state;
 
 use std::path::Path;
