@@ -363,6 +363,9 @@ pub struct Session {
     catalogue: Catalogue,
     target: CriDriver,
     resources: Resources,
+    /// Cases started so far: each run of a case gets a directory of its own, also a case run
+    /// again in the same session (protected directories are always created fresh).
+    cases_started: std::sync::atomic::AtomicUsize,
 }
 
 /// Builds the pause image (first) and every image the cases use, once each.
@@ -415,6 +418,7 @@ impl Session {
                 catalogue: catalogue.clone(),
                 target: p.target,
                 resources,
+                cases_started: std::sync::atomic::AtomicUsize::new(0),
             }),
             Err(e) => {
                 let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());
@@ -458,7 +462,7 @@ impl Session {
             policy: id.policy,
             image_ref: image.reference.clone(),
             image_digests: image.digests(),
-            case_dir: self.dir().join("cases").join(format!("{}-{}", id.scenario, id.policy)),
+            case_dir: self.dir().join("cases").join(format!("{}-{}-{}", id.scenario, id.policy, self.cases_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
             run_id: self.run_id.clone(),
             runtime_handler: self.runtime_handler.clone(),
         };

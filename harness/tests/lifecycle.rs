@@ -139,6 +139,20 @@ async fn many_cases_in_flight_keep_their_observations_apart() {
     assert_eq!(results.len(), cases.len());
 }
 
+/// A case run again in the same session (as `make bench` does) is judged again, not refused
+/// because the first run's protected directory exists (found when the bench ERRORed with EEXIST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_run_twice_in_one_session_is_judged_twice() {
+    let catalogue = support::catalogue();
+    let case = CaseId { scenario: "protected-file-access".into(), policy: sgpc::scenario::Policy::Strict };
+    let session = Session::start(&support::containerd_config(), &catalogue, std::slice::from_ref(&case)).await.unwrap();
+    let first = session.run_case(&case).await;
+    let second = session.run_case(&case).await;
+    session.teardown().await.unwrap();
+    assert_eq!(first.judgement.verdict, Verdict::Pass, "{:?}", first.judgement);
+    assert_eq!(second.judgement.verdict, Verdict::Pass, "{:?}", second.judgement);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctr_imports_the_oci_archive() {
     let catalogue = support::catalogue();
