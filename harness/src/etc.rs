@@ -154,16 +154,8 @@ impl Reading {
         known.iter().find(|(r, _)| r == self).map(|(_, name)| *name)
     }
 
-    /// One line for reports: the choices, and the reader that makes them if one is known.
-    pub fn describe(&self) -> String {
-        let choices = self.choices();
-        match self.known_reader() {
-            Some(reader) => format!("{choices} (as {reader} reads it)"),
-            None => choices,
-        }
-    }
-
-    /// The choices this reading makes, in words.
+    /// The choices this reading makes, in words (the model adds the known readers that make
+    /// them).
     pub fn choices(&self) -> String {
         format!(
             "/etc/group read with comments {}, {}, {}, the member list ending {}, a GID that is no number {}",

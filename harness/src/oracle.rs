@@ -76,8 +76,8 @@ pub struct Derivation {
 pub struct AllowedOutcome {
     pub identity: Identity,
     pub access: BTreeMap<String, Access>,
-    /// A reading of the image's `/etc/group` that gives this outcome: a known reader's if one
-    /// does ([`Reading::describe`]).
+    /// A reading of the image's `/etc/group` that gives this outcome ([`Reading::choices`]),
+    /// with the known readers that read so.
     pub reading: String,
 }
 
