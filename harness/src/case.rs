@@ -7,7 +7,7 @@ use crate::etc::GroupLine;
 use crate::identity::GroupSet;
 use crate::image::Recipe;
 use crate::oracle::{self, OracleError};
-use crate::scenario::{CaseId, Catalogue, Expectation, Scenario};
+use crate::scenario::{CaseId, Catalogue, Expectation, Policy, Scenario};
 use crate::verdict;
 
 /// Why a case id does not resolve: the catalogue and the case list disagree, or the model
@@ -29,7 +29,8 @@ pub struct Case<'a> {
     pub scenario: &'a Scenario,
     pub recipe: &'a Recipe,
     pub expected: &'a Expectation,
-    /// The groups the Pod declares: all that Strict may attach ([`oracle::declared_groups`]).
+    /// The groups the Pod declares (primary gid, fsGroup, supplementalGroups): all that Strict
+    /// may attach (KEP-3619 "Strict"), so the model's Strict derivation.
     pub declared: GroupSet,
     /// Groups named like the user that list it, where containerd/containerd#11937 shows.
     pub self_named: GroupSet,
@@ -41,13 +42,14 @@ impl<'a> Case<'a> {
     pub fn resolve(catalogue: &'a Catalogue, id: &CaseId) -> Result<Case<'a>, CaseError> {
         let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| CaseError::NoScenario(id.scenario.clone()))?;
         let recipe = catalogue.recipe(&scenario.image).ok_or_else(|| CaseError::NoRecipe(scenario.image.clone()))?;
+        let strict = oracle::derive(recipe, scenario, Policy::Strict).map_err(CaseError::Model)?;
         Ok(Case {
             id: id.clone(),
             scenario,
             recipe,
             expected: scenario.expectation(id.policy),
-            declared: oracle::declared_groups(recipe, scenario).map_err(CaseError::Model)?,
-            self_named: oracle::self_named_groups(recipe, scenario).map_err(CaseError::Model)?,
+            self_named: oracle::self_named_groups(recipe, strict.user_name.as_deref()),
+            declared: strict.identity.groups,
             image_groups: recipe.lenient_group_lines(),
         })
     }

@@ -93,13 +93,6 @@ pub fn derive(recipe: &Recipe, scenario: &Scenario, policy: Policy) -> Result<De
     derive_spec(recipe, &PodSpec { pod: &scenario.pod, container: &scenario.container, volumes: &scenario.volumes }, policy)
 }
 
-/// The groups the Pod itself declares, which Strict attaches and nothing more (KEP-3619,
-/// "Strict"): the primary gid, `fsGroup` and `supplementalGroups`. Any other group a process
-/// holds under Strict is a leak.
-pub fn declared_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
-    Ok(derive(recipe, scenario, Policy::Strict)?.identity.groups)
-}
-
 /// The groups the image's `/etc/group` lists the user in under `reading`.
 fn memberships(recipe: &Recipe, user: &str, reading: Reading) -> Vec<GroupLine> {
     etc::read_group(recipe.group_lines.as_deref().unwrap_or_default(), reading).into_iter().filter(|line| line.members.iter().any(|m| m == user)).collect()
@@ -116,11 +109,12 @@ pub fn leaks_by_reading(recipe: &Recipe, scenario: &Scenario) -> Result<Vec<Grou
         .collect())
 }
 
-/// Groups of the image's `/etc/group` named like the user that list the user, under any
-/// reading: where containerd/containerd#11937 shows.
-pub fn self_named_groups(recipe: &Recipe, scenario: &Scenario) -> Result<GroupSet, OracleError> {
-    let Some(user) = derive(recipe, scenario, Policy::Strict)?.user_name else { return Ok(GroupSet::default()) };
-    Ok(Reading::all().into_iter().flat_map(|r| memberships(recipe, &user, r)).filter(|g| g.name == user).map(|g| g.gid).collect())
+/// Groups of the image's `/etc/group` named like the user (the passwd name of the derived uid,
+/// [`Derivation::user_name`]) that list the user, under any reading: where
+/// containerd/containerd#11937 shows.
+pub fn self_named_groups(recipe: &Recipe, user: Option<&str>) -> GroupSet {
+    let Some(user) = user else { return GroupSet::default() };
+    Reading::all().into_iter().flat_map(|r| memberships(recipe, user, r)).filter(|g| g.name == user).map(|g| g.gid).collect()
 }
 
 pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {

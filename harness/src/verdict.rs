@@ -80,7 +80,7 @@ pub struct Context<'a> {
     pub policy: Policy,
     pub expected: &'a Expectation,
     /// The groups the Pod declares (primary gid, fsGroup, supplementalGroups): all that
-    /// Strict may attach ([`crate::oracle::declared_groups`]).
+    /// Strict may attach ([`crate::case::Case::declared`]).
     pub declared: &'a GroupSet,
     /// The image's `/etc/group`, read leniently: only to say where an extra group came from.
     pub image_groups: &'a [GroupLine],
@@ -173,15 +173,14 @@ fn mismatches(ctx: &Context<'_>, want: &Identity, want_access: &BTreeMap<String,
 /// allowed outcome in turn: the mismatches against the first (the primary) when none matches,
 /// and a note naming the outcome that matched.
 fn held_to_expectation(ctx: &Context<'_>, obs: &Observations) -> (Vec<String>, Option<String>) {
-    let primary = mismatches(ctx, &ctx.expected.identity, &ctx.expected.access, obs);
-    if ctx.expected.allowed.is_empty() {
-        return (primary, None);
-    }
     let open = "the specs leave this case open";
     if let Some(chosen) = ctx.expected.allowed.iter().find(|o| mismatches(ctx, &o.identity, &o.access, obs).is_empty()) {
         return (Vec::new(), Some(format!("{open}; the runtime's outcome {} is allowed: {}", chosen.identity, chosen.describe())));
     }
-    let mut reasons = primary;
+    let mut reasons = mismatches(ctx, &ctx.expected.identity, &ctx.expected.access, obs);
+    if ctx.expected.allowed.is_empty() {
+        return (reasons, None);
+    }
     let allowed: Vec<String> = ctx.expected.allowed.iter().map(|o| format!("{} ({})", o.identity, o.describe())).collect();
     reasons.push(format!("{open}, but the runtime matches none of the allowed outcomes: {}", allowed.join("; ")));
     (reasons, None)
