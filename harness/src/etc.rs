@@ -240,7 +240,7 @@ pub fn is_layout_line(text: &str) -> bool {
 pub fn forbidden_character(line: &str) -> Option<char> {
     // Non-ASCII blanks (U+00A0...) are blanks to Go's strings.TrimSpace, not to C's isspace:
     // readers would disagree on them in ways the model does not follow.
-    line.strip_suffix('\r').unwrap_or(line).chars().find(|c| c.is_control() || (c.is_whitespace() && !c.is_ascii()) || crate::input::is_invisible(*c))
+    line.strip_suffix('\r').unwrap_or(line).chars().find(|c| crate::input::is_unprintable(*c) || (c.is_whitespace() && !c.is_ascii()))
 }
 
 #[cfg(test)]

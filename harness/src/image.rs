@@ -90,7 +90,7 @@ impl Recipe {
                 format!("{:?} is not a valid image name: use lower-case letters, digits and '-'", raw.name),
             ));
         }
-        if let Some(c) = raw.description.chars().find(|c| c.is_control() || input::is_invisible(*c)) {
+        if let Some(c) = raw.description.chars().find(|c| input::is_unprintable(*c)) {
             return Err(InputError::new(path, None, Some("description"), format!("contains the control character {c:?}: write plain text")));
         }
         let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
@@ -139,7 +139,7 @@ impl Recipe {
 /// to start; a recipe must say that it means it.
 fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -> Result<(), InputError> {
     let error = |message: String| InputError::new(path, None, Some("user"), message);
-    if let Some(c) = user.chars().find(|c| c.is_control() || c.is_whitespace() || input::is_invisible(*c)) {
+    if let Some(c) = user.chars().find(|c| input::is_unprintable(*c) || c.is_whitespace()) {
         return Err(error(format!("{user:?} contains {c:?}: expected `user`, `uid`, `user:group` or `uid:gid`")));
     }
     // Only the part before `:` reaches a runtime through kubelet (see `oracle`).

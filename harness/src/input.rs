@@ -90,9 +90,14 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
+/// A character refused in anything sgpc prints from input, so that a report reads as it is:
+/// a control character, or an invisible formatting one ([`is_invisible`]).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || is_invisible(c)
+}
+
 /// Unicode formatting characters that change how text displays without being seen (bidi
-/// overrides and isolates, zero-width characters, line and paragraph separators, the BOM):
-/// refused in anything sgpc prints from input, so that a report reads as it is.
+/// overrides and isolates, zero-width characters, line and paragraph separators, the BOM).
 pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }

@@ -314,7 +314,7 @@ impl Validator<'_> {
         if text.trim().is_empty() {
             return Err(self.error(None, field, "is empty: write one line of plain text"));
         }
-        match text.chars().find(|c| c.is_control() || crate::input::is_invisible(*c)) {
+        match text.chars().find(|c| crate::input::is_unprintable(*c)) {
             Some(c) => Err(self.error(None, field, format!("contains {c:?}, a control or invisible formatting character: write one line of plain text"))),
             None => Ok(()),
         }
@@ -477,7 +477,7 @@ impl Validator<'_> {
             return Err(self.error(None, &format!("{field}.access"), format!("no expected access for the probed file {missing:?}")));
         }
         let deviation = match &raw.deviation {
-            Some(reason) if reason.trim().is_empty() || reason.chars().any(|c| c.is_control() || crate::input::is_invisible(c)) => {
+            Some(reason) if reason.trim().is_empty() || reason.chars().any(crate::input::is_unprintable) => {
                 return Err(self.error(None, &format!("{field}.deviation"), "expected a one-line reason"));
             }
             other => other.clone(),
@@ -506,7 +506,7 @@ pub fn is_dns_label(name: &str) -> bool {
 pub fn is_clean_absolute_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else { return false };
     !rest.is_empty()
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace() || crate::input::is_invisible(c))
+        && !path.chars().any(|c| crate::input::is_unprintable(c) || c.is_whitespace())
         && rest.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
