@@ -35,8 +35,17 @@ pub struct Behaviour {
     pub attached: String,
     /// The rule or allowed alternative it matches, or that it matches none.
     pub matches: String,
+    /// `matches`, typed: what discovery groups classes by.
+    #[serde(skip)]
+    pub rule: Rule,
     /// The verdict of each of `runtimes`, in the same order.
     pub verdicts: Vec<Verdict>,
+    /// Upstream bugs the verdicts name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_bugs: Vec<String>,
+    /// What the runtime said when it refused the Pod (the first of `runtimes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
 
 /// What a runtime did on a case, comparable across runtimes.
@@ -77,25 +86,59 @@ fn describe(seen: &Seen) -> String {
 }
 
 /// Which rule of the model, or which allowed alternative, a behaviour matches.
-fn matched(seen: &Seen, expected: Option<&Expectation>) -> String {
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// The model's one outcome.
+    Model,
+    /// One of several outcomes the specs allow, by the reading that gives it.
+    Allowed { reading: String },
+    /// No allowed outcome.
+    NoneAllowed,
+    /// A Pod the Kubernetes API accepts was not run.
+    Refused,
+    /// The case has no expectation (it could not be resolved).
+    NoExpectation,
+}
+
+impl Rule {
+    /// Whether the behaviour breaks the rules (matches no allowed outcome or refused the Pod).
+    pub fn is_violation(&self) -> bool {
+        matches!(self, Rule::NoneAllowed | Rule::Refused)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::Model => f.write_str("the model's outcome"),
+            Rule::Allowed { reading } => write!(f, "allowed outcome: {reading}"),
+            Rule::NoneAllowed => f.write_str("none of the allowed outcomes"),
+            Rule::Refused => f.write_str("none: a Pod the Kubernetes API accepts was not run"),
+            Rule::NoExpectation => f.write_str("unknown: the case has no expectation"),
+        }
+    }
+}
+
+fn matched(seen: &Seen, expected: Option<&Expectation>) -> Rule {
     let (Seen::Ran { process, access, .. }, Some(expected)) = (seen, expected) else {
         return match seen {
-            Seen::Refused => "none: a Pod the Kubernetes API accepts was not run".into(),
-            Seen::Ran { .. } => "unknown: the case has no expectation".into(),
+            Seen::Refused => Rule::Refused,
+            Seen::Ran { .. } => Rule::NoExpectation,
         };
     };
     let access_agrees = |want: &BTreeMap<String, Access>| access.iter().all(|(_, path, a)| want.get(path) == Some(a));
     if expected.allowed.is_empty() {
-        return if *process == expected.identity && access_agrees(&expected.access) { "the model's outcome".into() } else { "none of the allowed outcomes".into() };
+        return if *process == expected.identity && access_agrees(&expected.access) { Rule::Model } else { Rule::NoneAllowed };
     }
     match expected.allowed.iter().find(|o| o.identity == *process && access_agrees(&o.access)) {
-        Some(o) => format!("allowed outcome: {}", o.describe()),
-        None => "none of the allowed outcomes".into(),
+        Some(o) => Rule::Allowed { reading: o.describe().to_string() },
+        None => Rule::NoneAllowed,
     }
 }
 
-/// The divergence of one case across runtimes (`(runtime name, its result)`), if any.
-pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Divergence> {
+/// The runtimes (`(runtime name, its result)`) grouped by what they did on one case, in the
+/// order given; runtimes that could not run the case (ERROR) are left out.
+pub fn behaviours(results: &[(&str, &CaseResult)]) -> Vec<Behaviour> {
     let mut groups: Vec<(Seen, Vec<(&str, &CaseResult)>)> = Vec::new();
     for &(name, result) in results {
         let Some(seen) = seen(result) else { continue };
@@ -104,22 +147,41 @@ pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Diverge
             None => groups.push((seen, vec![(name, result)])),
         }
     }
-    if groups.len() < 2 {
+    groups
+        .iter()
+        .map(|(seen, members)| {
+            let rule = matched(seen, members[0].1.expected.as_ref());
+            Behaviour {
+                runtimes: members.iter().map(|(name, _)| name.to_string()).collect(),
+                attached: describe(seen),
+                matches: rule.to_string(),
+                rule,
+                verdicts: members.iter().map(|(_, r)| r.judgement.verdict).collect(),
+                known_bugs: {
+                    let mut bugs: Vec<String> = members.iter().flat_map(|(_, r)| r.judgement.known_bugs.clone()).collect();
+                    bugs.sort();
+                    bugs.dedup();
+                    bugs
+                },
+                refusal: (*seen == Seen::Refused).then(|| members[0].1.judgement.reasons.first().cloned()).flatten(),
+            }
+        })
+        .collect()
+}
+
+/// Every behaviour that breaks the rules is a Strict case on a runtime that does not support
+/// Strict (UNSUPPORTED): the expected leak, not a disagreement about the rules.
+pub fn only_missing_feature(behaviours: &[Behaviour]) -> bool {
+    behaviours.iter().filter(|b| b.rule.is_violation()).all(|b| b.verdicts.iter().all(|v| matches!(v, Verdict::Unsupported { .. })))
+}
+
+/// The divergence of one case across runtimes (`(runtime name, its result)`), if any.
+pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Divergence> {
+    let behaviours = behaviours(results);
+    if behaviours.len() < 2 {
         return None;
     }
-    let behaviours: Vec<Behaviour> = groups
-        .iter()
-        .map(|(seen, members)| Behaviour {
-            runtimes: members.iter().map(|(name, _)| name.to_string()).collect(),
-            attached: describe(seen),
-            matches: matched(seen, members[0].1.expected.as_ref()),
-            verdicts: members.iter().map(|(_, r)| r.judgement.verdict).collect(),
-        })
-        .collect();
-    let only_missing_feature = behaviours
-        .iter()
-        .filter(|b| b.matches.starts_with("none"))
-        .all(|b| b.verdicts.iter().all(|v| matches!(v, Verdict::Unsupported { .. })));
+    let only_missing_feature = only_missing_feature(&behaviours);
     Some(Divergence { case: case.clone(), behaviours, only_missing_feature })
 }
 
@@ -149,7 +211,7 @@ mod tests {
             .collect();
         result.observations = Some(Observations { identities, ..Observations::default() });
         result.expected = Some(expected());
-        result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new() };
+        result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new(), known_bugs: Vec::new() };
         result
     }
 

@@ -254,7 +254,9 @@ pub enum LayerEntry {
 #[derive(Debug, Clone)]
 pub struct ImageContent {
     pub name: String,
-    pub entries: Vec<LayerEntry>,
+    /// The layers, bottom first. Crafted images share their first layer (busybox), so a
+    /// registry and a runtime hold it once however many images a discovery builds.
+    pub layers: Vec<Vec<LayerEntry>>,
     pub user: Option<String>,
     pub entrypoint: Vec<String>,
 }
@@ -281,14 +283,14 @@ fn read_binary(path: &Path, package: &str) -> anyhow::Result<Vec<u8>> {
 impl ImageContent {
     /// The crafted image of a recipe: busybox, applet links, planted `/etc` files.
     pub fn from_recipe(recipe: &Recipe, payload: &Payload) -> anyhow::Result<ImageContent> {
-        let mut entries = vec![
+        let mut base = vec![
             LayerEntry::Dir { path: "bin".into() },
             LayerEntry::File { path: "bin/busybox".into(), mode: 0o755, data: read_binary(&payload.busybox, "busybox-static")? },
         ];
         for applet in APPLETS {
-            entries.push(LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+            base.push(LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
         }
-        entries.push(LayerEntry::Dir { path: "etc".into() });
+        let mut entries = vec![LayerEntry::Dir { path: "etc".into() }];
         for (name, lines) in [("passwd", &recipe.passwd_lines), ("group", &recipe.group_lines)] {
             if let Some(lines) = lines {
                 let data = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
@@ -298,7 +300,7 @@ impl ImageContent {
         entries.push(LayerEntry::Dir { path: "tmp".into() });
         Ok(ImageContent {
             name: recipe.name.clone(),
-            entries,
+            layers: vec![base, entries],
             user: recipe.user.clone(),
             entrypoint: vec!["/bin/sh".into()],
         })
@@ -308,11 +310,11 @@ impl ImageContent {
     pub fn pause(payload: &Payload) -> anyhow::Result<ImageContent> {
         Ok(ImageContent {
             name: PAUSE_IMAGE.into(),
-            entries: vec![LayerEntry::File {
+            layers: vec![vec![LayerEntry::File {
                 path: "catatonit".into(),
                 mode: 0o755,
                 data: read_binary(&payload.catatonit, "catatonit")?,
-            }],
+            }]],
             user: None,
             entrypoint: vec!["/catatonit".into(), "-P".into()],
         })
@@ -370,7 +372,8 @@ impl Digests {
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
     pub name: String,
-    pub layer: Blob,
+    /// Bottom first.
+    pub layers: Vec<Blob>,
     pub config: Blob,
     pub manifest: Blob,
 }
@@ -406,14 +409,14 @@ impl BuiltImage {
         let docker_manifest = json!([{
             "Config": self.config.archive_path(),
             "RepoTags": [reference],
-            "Layers": [self.layer.archive_path()],
+            "Layers": self.layers.iter().map(Blob::archive_path).collect::<Vec<_>>(),
         }]);
         let mut files: Vec<(String, Vec<u8>)> = vec![
             ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
             ("index.json".into(), serde_json::to_vec(&index)?),
             ("manifest.json".into(), serde_json::to_vec(&docker_manifest)?),
         ];
-        for blob in [&self.layer, &self.config, &self.manifest] {
+        for blob in self.layers.iter().chain([&self.config, &self.manifest]) {
             files.push((blob.archive_path(), blob.data.clone()));
         }
         let mut entries = vec![
@@ -458,11 +461,14 @@ fn oci_architecture() -> &'static str {
 
 /// Serialises an image into its layer, config and manifest blobs.
 pub fn build(content: &ImageContent) -> anyhow::Result<BuiltImage> {
-    let tar = write_tar(&content.entries)?;
-    let diff_id = sha256_digest(&tar);
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar)?;
-    let layer = Blob::new(MEDIA_LAYER, gz.finish()?);
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for entries in &content.layers {
+        let tar = write_tar(entries)?;
+        let diff_id = sha256_digest(&tar);
+        layers.push(compressed_layer(&diff_id, &tar)?);
+        diff_ids.push(diff_id);
+    }
 
     let mut image_config = BTreeMap::new();
     image_config.insert("Env", json!(["PATH=/bin:/usr/bin:/sbin:/usr/sbin"]));
@@ -474,17 +480,37 @@ pub fn build(content: &ImageContent) -> anyhow::Result<BuiltImage> {
         "architecture": oci_architecture(),
         "os": "linux",
         "config": image_config,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config = Blob::new(MEDIA_CONFIG, serde_json::to_vec(&config)?);
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": config.descriptor(),
-        "layers": [layer.descriptor()],
+        "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
     });
     let manifest = Blob::new(MEDIA_MANIFEST, serde_json::to_vec(&manifest)?);
-    Ok(BuiltImage { name: content.name.clone(), layer, config, manifest })
+    Ok(BuiltImage { name: content.name.clone(), layers, config, manifest })
+}
+
+/// The gzip of a layer tar. Gzip is deterministic here (mtime 0, fixed level), so the busybox
+/// layer every crafted image shares is compressed once per process and reused by its digest.
+fn compressed_layer(diff_id: &str, tar: &[u8]) -> anyhow::Result<Blob> {
+    static SHARED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, Blob>>> = std::sync::OnceLock::new();
+    const WORTH_KEEPING: usize = 64 * 1024;
+    let shared = SHARED.get_or_init(Default::default);
+    if let Some(blob) = shared.lock().ok().and_then(|m| m.get(diff_id).cloned()) {
+        return Ok(blob);
+    }
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    gz.write_all(tar)?;
+    let blob = Blob::new(MEDIA_LAYER, gz.finish()?);
+    if tar.len() >= WORTH_KEEPING {
+        if let Ok(mut map) = shared.lock() {
+            map.insert(diff_id.to_string(), blob.clone());
+        }
+    }
+    Ok(blob)
 }
 
 fn write_tar(entries: &[LayerEntry]) -> anyhow::Result<Vec<u8>> {
@@ -598,10 +624,10 @@ mod tests {
     fn built_image_is_deterministic_and_well_formed() {
         let content = ImageContent {
             name: "t".into(),
-            entries: vec![
+            layers: vec![vec![
                 LayerEntry::Dir { path: "etc".into() },
                 LayerEntry::File { path: "etc/group".into(), mode: 0o644, data: b"g:x:1:\n".to_vec() },
-            ],
+            ]],
             user: Some("1000".into()),
             entrypoint: vec!["/bin/sh".into()],
         };
@@ -609,7 +635,7 @@ mod tests {
         let b = build(&content).unwrap();
         assert_eq!(a.manifest.digest, b.manifest.digest);
         let manifest: serde_json::Value = serde_json::from_slice(&a.manifest.data).unwrap();
-        assert_eq!(manifest["layers"][0]["digest"], a.layer.digest);
+        assert_eq!(manifest["layers"][0]["digest"], a.layers[0].digest);
         assert_eq!(manifest["config"]["digest"], a.config.digest);
         let config: serde_json::Value = serde_json::from_slice(&a.config.data).unwrap();
         assert_eq!(config["config"]["User"], "1000");

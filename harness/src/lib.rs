@@ -3,9 +3,11 @@
 //! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime
 //! ([`provision`]), drives it through a [`driver`], judges each case ([`verdict`]) and hands the
 //! finished run to the [`report`]ers. `sgpc matrix` ([`matrix`]) runs many runtimes at once and
-//! lists where they differ ([`divergence`]).
+//! lists where they differ ([`divergence`]); `sgpc discover` ([`discover`]) generates cases,
+//! runs them on a matrix and shrinks each class of divergence to a minimal case.
 
 pub mod case;
+pub mod discover;
 pub mod divergence;
 pub mod driver;
 pub mod etc;

@@ -44,6 +44,9 @@ enum Command {
     Run(RunArgs),
     /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
     Matrix(MatrixArgs),
+    /// Generate cases, run them on every runtime of a matrix file, and report each class of
+    /// divergence shrunk to a minimal case, written as catalogue files.
+    Discover(DiscoverArgs),
     /// Remove what runs killed before they could clean up left behind (processes, mounts,
     /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
     Clean {
@@ -107,6 +110,39 @@ struct MatrixArgs {
     /// Only cases whose id (scenario/policy) matches this regular expression.
     #[arg(long)]
     filter: Option<regex::Regex>,
+    /// Where run directories are created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    work_root: PathBuf,
+}
+
+#[derive(Args)]
+struct DiscoverArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The matrix file naming the runtimes.
+    #[arg(long, default_value = "matrix.yaml")]
+    matrix: PathBuf,
+    /// Cases to run on every runtime (generated scenarios under default, Merge and Strict).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cases: u32,
+    /// The seed: the same seed gives the same cases, classes and minimal cases.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory for discovery.md, discovery.json and classes/cNN/{scenarios,images}/.
+    #[arg(long, default_value = "target/sgpc/discover")]
+    out: PathBuf,
+    /// Cache for Debian packages and releases.
+    #[arg(long, default_value = ".cache")]
+    cache: PathBuf,
+    /// Cases in flight at once, per runtime (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Generated scenarios whose images are built and pushed together.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
+    batch: u16,
+    /// Shrinking steps per class at most (0: report the first case as found).
+    #[arg(long, default_value_t = 40)]
+    shrink_steps: u16,
     /// Where run directories are created (removed at the end).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     work_root: PathBuf,
@@ -223,6 +259,10 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Matrix(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_matrix(args))
+        }
+        Command::Discover(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run_discover(args))
         }
         Command::Fetch { suite, package, cache } => {
             let unpacked = sgpc::provision::debian::fetch(&cache, &suite, &package)?;
@@ -438,6 +478,67 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     html.write(|out| m::write_html(out, &report))?;
     json.write(|out| m::write_json(out, &report))?;
     println!("Matrix [{:>8.3}s] reports in {}", report.duration.as_secs_f64(), args.out.display());
+    Ok(report.exit_code())
+}
+
+async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
+    use sgpc::discover::{self, Progress};
+    use sgpc::report::discover as d;
+    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let entries = sgpc::matrix::load(&args.matrix, &catalogue)?;
+    let [markdown, json] = ["discovery.md", "discovery.json"].map(|name| Output::open(&args.out.join(name)));
+    let (markdown, json) = (markdown?, json?);
+    if !args.work_root.is_dir() {
+        anyhow::bail!("--work-root {} is not a directory", args.work_root.display());
+    }
+    clean_before_run().await?;
+    let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
+    base.work_root = args.work_root.clone();
+    let mut config = discover::DiscoverConfig::new(base, args.seed, args.cases as usize);
+    config.cache = args.cache.clone();
+    config.jobs = usize::from(args.jobs);
+    config.batch = usize::from(args.batch);
+    config.max_shrink_rounds = usize::from(args.shrink_steps);
+    println!("Discovering with seed {}: {} cases on {} runtimes: {}", args.seed, args.cases, entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
+    let progress = |event: Progress<'_>| match event {
+        Progress::RuntimeStarted { runtime, info } => println!("{runtime:<24} started: {} {}", info.runtime_name, info.runtime_version),
+        Progress::RuntimeNotRun { runtime, reason } => println!("{runtime:<24} not run: {reason}"),
+        Progress::CaseDone { runtime, done, total, classes, elapsed } => println!("{runtime:<24} {done:>5}/{total} cases, {classes} classes, {:.0} s", elapsed.as_secs_f64()),
+        Progress::ClassFound { number, key, case } => println!("class {number:>2} found on {case}: {}", key.describe()),
+        Progress::Shrunk { number, round, case } => {
+            let lines = |l: &Option<Vec<String>>| l.as_ref().map_or(0, Vec::len);
+            println!("class {number:>2} shrink step {round}: {} passwd + {} group lines", lines(&case.passwd), lines(&case.group));
+        }
+    };
+    let report = tokio::select! {
+        report = discover::discover(&entries, &config, &progress) => report,
+        signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime was stopped"),
+    };
+    for class in &report.classes {
+        let verified = if class.verified { "verified" } else { "NOT verified on every runtime" };
+        println!("Class {:>2} ({} cases, shrunk in {} steps, {verified}): {}", class.number, class.cases.len(), class.shrink_rounds, class.description);
+    }
+    let classes_dir = args.out.join("classes");
+    if classes_dir.is_dir() {
+        // Classes of an earlier discovery would read as this one's.
+        let ours = regex::Regex::new(r"^c\d{2,}$")?;
+        for entry in std::fs::read_dir(&classes_dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() && ours.is_match(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
+    }
+    for (path, text) in d::class_files(&report) {
+        let path = args.out.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    markdown.write(|out| d::write_markdown(out, &report))?;
+    json.write(|out| d::write_json(out, &report))?;
+    println!("Discovery [{:>8.3}s] {} classes; reports in {}", report.duration.as_secs_f64(), report.classes.len(), args.out.display());
     Ok(report.exit_code())
 }
 

@@ -264,30 +264,49 @@ pub struct MatrixConfig {
     pub jobs: usize,
 }
 
+/// Why an entry cannot run on this machine (missing binaries, no network).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(String);
+
 /// Makes an entry's source runnable: fetches Debian packages and upstream releases, checks
-/// directories. `Err` means the entry cannot run on this machine, with the reason.
-fn resolve(entry: &Entry, cache: &Path) -> Result<(TargetChoice, Option<String>), String> {
-    match &entry.source {
+/// directories. Gives the entry's session config and the version its source served.
+pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
+    let unavailable = |e: anyhow::Error| Unavailable(format!("{e:#}"));
+    let (target, version) = match &entry.source {
         Source::ContainerdDebian { suite } => {
-            let unpacked = debian::fetch(cache, suite, "containerd").map_err(|e| format!("{e:#}"))?;
-            Ok((TargetChoice::Containerd { bin_dir: unpacked.bin_dir() }, Some(unpacked.version)))
+            let unpacked = debian::fetch(cache, suite, "containerd").map_err(|e| unavailable(e.into()))?;
+            (TargetChoice::Containerd { bin_dir: unpacked.bin_dir() }, Some(unpacked.version))
         }
         Source::ContainerdDir { dir } => {
             if !dir.join("containerd").is_file() {
-                return Err(format!("{} is missing", dir.join("containerd").display()));
+                return Err(Unavailable(format!("{} is missing", dir.join("containerd").display())));
             }
-            Ok((TargetChoice::Containerd { bin_dir: dir.clone() }, None))
+            (TargetChoice::Containerd { bin_dir: dir.clone() }, None)
         }
         Source::ContainerdRelease { version } => {
-            let dir = crate::provision::release::fetch(cache, version).map_err(|e| format!("{e:#}"))?;
-            Ok((TargetChoice::Containerd { bin_dir: dir }, Some(version.clone())))
+            let dir = crate::provision::release::fetch(cache, version).map_err(|e| unavailable(e.into()))?;
+            (TargetChoice::Containerd { bin_dir: dir }, Some(version.clone()))
         }
         Source::CrioDir { dir } => {
-            crate::provision::crio::find_binaries(dir).map_err(|e| format!("{e:#}"))?;
-            Ok((TargetChoice::Crio { bin_dir: dir.clone() }, None))
+            crate::provision::crio::find_binaries(dir).map_err(|e| unavailable(e.into()))?;
+            (TargetChoice::Crio { bin_dir: dir.clone() }, None)
         }
-        Source::Cri { endpoint } => Ok((TargetChoice::Cri { endpoint: endpoint.clone() }, None)),
+        Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),
+    };
+    let mut config = base.clone();
+    config.target = target;
+    config.oci_runtimes = vec![entry.oci_runtime.clone()];
+    if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
+        config.runtime_handler = String::new();
     }
+    Ok((config, version))
+}
+
+/// [`session_config`] off the async threads: fetching a package blocks.
+pub async fn session_config_blocking(entry: &Entry, base: &SessionConfig, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
+    let (entry, base, cache) = (entry.clone(), base.clone(), cache.to_path_buf());
+    tokio::task::spawn_blocking(move || session_config(&entry, &base, &cache)).await.unwrap_or_else(|e| Err(Unavailable(e.to_string())))
 }
 
 /// What a matrix run tells its caller while it works: a column's events, by column name.
@@ -311,26 +330,16 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         duration: Duration::ZERO,
         results: Vec::new(),
     };
-    let resolved = {
-        let (entry, cache) = (entry.clone(), config.cache.clone());
-        tokio::task::spawn_blocking(move || resolve(&entry, &cache)).await.unwrap_or_else(|e| Err(e.to_string()))
-    };
-    let target = match resolved {
-        Ok((target, version)) => {
+    let session_config = match session_config_blocking(entry, &config.base, &config.cache).await {
+        Ok((session_config, version)) => {
             column.source_version = version;
-            target
+            session_config
         }
         Err(reason) => {
-            column.skipped = Some(reason);
+            column.skipped = Some(reason.to_string());
             return finish(column, catalogue, cases, started);
         }
     };
-    let mut session_config = config.base.clone();
-    session_config.target = target;
-    session_config.oci_runtimes = vec![entry.oci_runtime.clone()];
-    if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
-        session_config.runtime_handler = String::new();
-    }
     let starting = Instant::now();
     match Session::start(&session_config, catalogue, cases).await {
         Err(e) => {

@@ -488,6 +488,47 @@ impl Session {
         judgement
     }
 
+    /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
+    /// pushes the images built for them that the session lacks to its registry and pulls them.
+    pub async fn add(&mut self, catalogue: &Catalogue, built: &[image::BuiltImage]) -> anyhow::Result<()> {
+        let registry = self.resources.registry.as_ref().context("the session has no registry")?;
+        let credentials = registry.credentials.clone();
+        // Pushes and pulls four at a time: a discovery adds hundreds of small images.
+        const IN_FLIGHT: usize = 4;
+        let new = built.iter().filter(|b| !self.images.contains_key(&b.name) && b.name != image::PAUSE_IMAGE);
+        let pushed: Vec<ImageRecord> = futures::stream::iter(new)
+            .map(|image| async move {
+                let reference = registry.push(image).await.with_context(|| format!("pushing image {}", image.name))?;
+                anyhow::Ok(ImageRecord { name: image.name.clone(), reference, manifest_digest: image.manifest.digest.clone(), config_digest: image.config.digest.clone() })
+            })
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+        for record in &pushed {
+            remember_if_new(&mut self.resources, &self.target, record).await?;
+        }
+        let target = &self.target;
+        futures::stream::iter(&pushed)
+            .map(|record| pull_checked(target, record, &credentials))
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<()>>>()?;
+        self.images.extend(pushed.into_iter().map(|r| (r.name.clone(), r)));
+        for scenario in &catalogue.scenarios {
+            if self.catalogue.scenario(&scenario.name).is_some() {
+                anyhow::bail!("scenario {:?} is already in the session", scenario.name);
+            }
+        }
+        let new_recipes = catalogue.images.iter().filter(|r| self.catalogue.recipe(&r.name).is_none()).cloned().collect::<Vec<_>>();
+        self.catalogue.images.extend(new_recipes);
+        self.catalogue.scenarios.extend(catalogue.scenarios.iter().cloned());
+        Ok(())
+    }
+
     /// The CRI target, for tests that inspect the runtime directly.
     pub fn target(&self) -> &CriDriver {
         &self.target
@@ -604,22 +645,11 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     }
     let mut images = BTreeMap::new();
     for record in pushed {
-        if let Some(cri) = resources.record.cri.as_mut() {
-            // A runtime sgpc did not start runs sandboxes from its own sandbox image.
-            if record.name == image::PAUSE_IMAGE {
-                continue;
-            }
-            // Remember what was not there before, to remove it. An image whose id the runtime
-            // already had stays: CRI RemoveImage would take the runtime's own references too.
-            if !target.has_image(&record.reference).await? && !target.has_image(&record.config_digest).await? {
-                cri.pulled_images.push(record.reference.clone());
-                resources.state.save(&resources.record)?;
-            }
+        // A runtime sgpc did not start runs sandboxes from its own sandbox image.
+        if resources.record.cri.is_some() && record.name == image::PAUSE_IMAGE {
+            continue;
         }
-        let pulled = target.pull(&record.reference, Some(&credentials)).await.with_context(|| format!("pulling {}", record.reference))?;
-        if !record.digests().named_by(&pulled) {
-            anyhow::bail!("pulling {} gave image {pulled:?}, not the bytes sgpc built (manifest {}, config {})", record.reference, record.manifest_digest, record.config_digest);
-        }
+        pull(resources, &target, &record, &credentials).await?;
         images.insert(record.name.clone(), record);
     }
     if let TargetChoice::Cri { endpoint } = &config.target {
@@ -628,6 +658,33 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         target.preflight_sandbox(run_id, &config.runtime_handler, &resources.dir.join("preflight")).await.map_err(|e| anyhow::anyhow!(sandbox_hint(endpoint, &e.to_string())))?;
     }
     Ok(Provisioned { target, runtime, provisioned, images })
+}
+
+/// Pulls a pushed image into the runtime and checks it got sgpc's bytes.
+async fn pull(resources: &mut Resources, target: &CriDriver, record: &ImageRecord, credentials: &registry::Credentials) -> anyhow::Result<()> {
+    remember_if_new(resources, target, record).await?;
+    pull_checked(target, record, credentials).await
+}
+
+/// In a runtime sgpc did not start, records an image that was not there before, to be removed
+/// at the end; an image whose id the runtime already had stays (CRI RemoveImage would take the
+/// runtime's own references too).
+async fn remember_if_new(resources: &mut Resources, target: &CriDriver, record: &ImageRecord) -> anyhow::Result<()> {
+    if let Some(cri) = resources.record.cri.as_mut() {
+        if !target.has_image(&record.reference).await? && !target.has_image(&record.config_digest).await? {
+            cri.pulled_images.push(record.reference.clone());
+            resources.state.save(&resources.record)?;
+        }
+    }
+    Ok(())
+}
+
+async fn pull_checked(target: &CriDriver, record: &ImageRecord, credentials: &registry::Credentials) -> anyhow::Result<()> {
+    let pulled = target.pull(&record.reference, Some(credentials)).await.with_context(|| format!("pulling {}", record.reference))?;
+    if !record.digests().named_by(&pulled) {
+        anyhow::bail!("pulling {} gave image {pulled:?}, not the bytes sgpc built (manifest {}, config {})", record.reference, record.manifest_digest, record.config_digest);
+    }
+    Ok(())
 }
 
 /// What cleaning after one stale run did (or, dry, would do).

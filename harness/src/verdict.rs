@@ -61,16 +61,19 @@ pub struct Judgement {
     pub reasons: Vec<String>,
     /// Divergences that are not failures (group order, status.user on an unsupporting runtime).
     pub notes: Vec<String>,
+    /// Upstream bugs whose signature the failure shows (`containerd/containerd#11937`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_bugs: Vec<String>,
 }
 
 impl Judgement {
     pub fn error(message: impl Into<String>) -> Judgement {
-        Judgement { verdict: Verdict::Error, reasons: vec![message.into()], notes: Vec::new() }
+        Judgement { verdict: Verdict::Error, reasons: vec![message.into()], notes: Vec::new(), known_bugs: Vec::new() }
     }
 
     /// The runtime refused the Pod at `step`, saying `message`.
     pub fn refused(step: &str, message: &str) -> Judgement {
-        Judgement { verdict: Verdict::Refused, reasons: vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")], notes: Vec::new() }
+        Judgement { verdict: Verdict::Refused, reasons: vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")], notes: Vec::new(), known_bugs: Vec::new() }
     }
 }
 
@@ -239,7 +242,7 @@ pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     } else {
         Verdict::Fail
     };
-    Judgement { verdict, reasons, notes }
+    Judgement { verdict, reasons, notes, known_bugs: Vec::new() }
 }
 
 /// Upstream bugs whose signature a FAIL can show. The verdict stays FAIL; the reason names the
@@ -266,6 +269,7 @@ pub fn name_known_bugs(judgement: &mut Judgement, runtime_name: &str, obs: &Obse
     };
     let mut wants = std::iter::once(&expected.identity).chain(expected.allowed.iter().map(|o| &o.identity));
     if wants.any(shows_signature) {
+        judgement.known_bugs.push(CONTAINERD_11937.to_string());
         judgement.reasons.insert(
             0,
             format!("known bug {CONTAINERD_11937} (open): containerd leaves out a group named like the user ({self_named}) although /etc/group lists the user in it; POSIX initgroups(3) membership includes it"),

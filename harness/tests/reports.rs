@@ -10,7 +10,7 @@ use sgpc::verdict::{Judgement, Verdict};
 
 fn case(scenario: &str, verdict: Verdict, reason: &str) -> CaseResult {
     let mut result = error_result(&CaseId { scenario: scenario.into(), policy: Policy::Strict }, "a summary", reason);
-    result.judgement = Judgement { verdict, reasons: if reason.is_empty() { vec![] } else { vec![reason.into()] }, notes: vec!["a note".into()] };
+    result.judgement = Judgement { verdict, reasons: if reason.is_empty() { vec![] } else { vec![reason.into()] }, notes: vec!["a note".into()], known_bugs: Vec::new() };
     result.duration = Duration::from_millis(180);
     result.spec = Some("runtime should not add the groups that the image's /etc/group gives the user".into());
     result.references = vec!["KEP-3619".into(), "kubernetes/kubernetes#112879".into()];

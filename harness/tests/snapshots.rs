@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sgpc::divergence::{Behaviour, Divergence};
+use sgpc::divergence::{Behaviour, Divergence, Rule};
 use sgpc::driver::cri::RuntimeInfo;
 use sgpc::identity::Identity;
 use sgpc::matrix::{Cell, Column, Expected, MatrixReport, Outcome, Row, Source};
@@ -60,7 +60,7 @@ fn case(scenario: &str, policy: Policy, verdict: Verdict, reasons: &[&str], note
         sources: BTreeMap::new(),
     });
     result.observations = (verdict != Verdict::Error && verdict != Verdict::Refused).then(|| observed(&[3000, 4000]));
-    result.judgement = Judgement { verdict, reasons: reasons.iter().map(|r| r.to_string()).collect(), notes: notes.iter().map(|n| n.to_string()).collect() };
+    result.judgement = Judgement { verdict, reasons: reasons.iter().map(|r| r.to_string()).collect(), notes: notes.iter().map(|n| n.to_string()).collect(), known_bugs: Vec::new() };
     result.duration = Duration::from_millis(180);
     result
 }
@@ -157,8 +157,8 @@ fn matrix() -> MatrixReport {
     let divergences = vec![Divergence {
         case: CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge },
         behaviours: vec![
-            Behaviour { runtimes: vec!["containerd-1.7-runc".into()], attached: "uid=1000 gid=1000 groups={1000 60000 4294967294}".into(), matches: "the model's outcome".into(), verdicts: vec![Verdict::Pass] },
-            Behaviour { runtimes: vec!["containerd-2.x-runc".into()], attached: "refused the Pod".into(), matches: "none: a Pod the Kubernetes API accepts was not run".into(), verdicts: vec![Verdict::Refused] },
+            Behaviour { runtimes: vec!["containerd-1.7-runc".into()], attached: "uid=1000 gid=1000 groups={1000 60000 4294967294}".into(), matches: "the model's outcome".into(), rule: Rule::Model, verdicts: vec![Verdict::Pass], known_bugs: Vec::new(), refusal: None },
+            Behaviour { runtimes: vec!["containerd-2.x-runc".into()], attached: "refused the Pod".into(), matches: "none: a Pod the Kubernetes API accepts was not run".into(), rule: Rule::Refused, verdicts: vec![Verdict::Refused], known_bugs: Vec::new(), refusal: Some("CreateContainer failed: uids and gids must be in range 0-2147483647".into()) },
         ],
         only_missing_feature: false,
     }];

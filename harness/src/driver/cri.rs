@@ -263,6 +263,43 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
     }
 }
 
+/// The identity fields of the sandbox and container requests a case sends, as one text: what a
+/// discovered divergence shows so that anyone can check it against the runtime. The image
+/// user is what kubelet takes from `ImageStatus` (the part of `USER` before `:`; none is 0).
+pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, policy: Policy) -> String {
+    let req = CaseRequest {
+        case: format!("{}/{policy}", scenario.name),
+        scenario,
+        policy,
+        image_ref: String::new(),
+        image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
+        case_dir: PathBuf::new(),
+        run_id: String::new(),
+        runtime_handler: String::new(),
+    };
+    let user_part = recipe.user.as_deref().map(|u| u.split_once(':').map_or(u, |(user, _)| user));
+    let image_user = match user_part {
+        None => ImageUser::Uid(0),
+        Some(user) => user.parse::<i64>().map_or_else(|_| ImageUser::Name(user.to_string()), ImageUser::Uid),
+    };
+    let sandbox = sandbox_config(&req).linux.and_then(|l| l.security_context).unwrap_or_default();
+    let container = container_config(&req, Vec::new(), Some(&image_user)).linux.and_then(|l| l.security_context).unwrap_or_default();
+    let policy_name = |p: i32| cri::SupplementalGroupsPolicy::try_from(p).map_or_else(|_| p.to_string(), |p| p.as_str_name().to_string());
+    format!(
+        "RunPodSandbox linux.security_context {{run_as_user: {:?}, run_as_group: {:?}, supplemental_groups: {:?}, supplemental_groups_policy: {}}}; \
+         CreateContainer linux.security_context {{run_as_user: {:?}, run_as_username: {:?}, run_as_group: {:?}, supplemental_groups: {:?}, supplemental_groups_policy: {}}}",
+        sandbox.run_as_user.map(|v| v.value),
+        sandbox.run_as_group.map(|v| v.value),
+        sandbox.supplemental_groups,
+        policy_name(sandbox.supplemental_groups_policy),
+        container.run_as_user.map(|v| v.value),
+        container.run_as_username,
+        container.run_as_group.map(|v| v.value),
+        container.supplemental_groups,
+        policy_name(container.supplemental_groups_policy),
+    )
+}
+
 /// Joins a CRI log file (`<RFC3339Nano> <stream> <P|F> <content>` per line; `P` lines are
 /// partial and continue on the next line) back into the text the process wrote.
 pub fn parse_cri_log(log: &str) -> String {

@@ -212,9 +212,9 @@ pub fn interpret(case: &Case<'_>, facts: &KubeFacts) -> Judgement {
             reasons.push(format!("the Pod was rejected without a Warning event with reason {REJECTION_REASON}"));
         }
         return if reasons.is_empty() {
-            Judgement { verdict: Verdict::Rejected, reasons: vec![REJECTION_MESSAGE.into()], notes: Vec::new() }
+            Judgement { verdict: Verdict::Rejected, reasons: vec![REJECTION_MESSAGE.into()], notes: Vec::new(), known_bugs: Vec::new() }
         } else {
-            Judgement { verdict: Verdict::Fail, reasons, notes: Vec::new() }
+            Judgement { verdict: Verdict::Fail, reasons, notes: Vec::new(), known_bugs: Vec::new() }
         };
     }
     let dropped = policy.api_value().is_some() && stored_policy(&facts.pod).is_none();

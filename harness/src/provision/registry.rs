@@ -111,7 +111,7 @@ impl Registry {
         let client = Client::try_from(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() })
             .context("building the registry client")?;
         client.auth(&parsed, &self.credentials.auth(), RegistryOperation::Push).await.context("registry auth")?;
-        for blob in [&image.layer, &image.config] {
+        for blob in image.layers.iter().chain([&image.config]) {
             client.push_blob(&parsed, blob.data.clone(), &blob.digest).await.with_context(|| format!("pushing blob {} of {tagged}", blob.digest))?;
         }
         let content_type = http::HeaderValue::from_static(crate::image::MEDIA_MANIFEST);

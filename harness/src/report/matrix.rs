@@ -239,17 +239,20 @@ mod tests {
             assert!(String::from_utf8(out).unwrap().contains(NO_DIVERGENCE));
         }
         let case = crate::scenario::CaseId { scenario: "gid-4294967294".into(), policy: crate::scenario::Policy::Merge };
-        let behaviour = |runtimes: &[&str], attached: &str, matches: &str, verdict: Verdict| Behaviour {
+        let behaviour = |runtimes: &[&str], attached: &str, rule: crate::divergence::Rule, verdict: Verdict| Behaviour {
             runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
             attached: attached.into(),
-            matches: matches.into(),
+            matches: rule.to_string(),
+            rule,
             verdicts: vec![verdict; runtimes.len()],
+            known_bugs: Vec::new(),
+            refusal: None,
         };
         report.divergences = vec![Divergence {
             case: case.clone(),
             behaviours: vec![
-                behaviour(&["containerd-1.7"], "uid=1000 gid=1000 groups={1000 4294967294}", "the model's outcome", Verdict::Pass),
-                behaviour(&["containerd-2.1"], "refused the Pod", "none: a Pod the Kubernetes API accepts was not run", Verdict::Refused),
+                behaviour(&["containerd-1.7"], "uid=1000 gid=1000 groups={1000 4294967294}", crate::divergence::Rule::Model, Verdict::Pass),
+                behaviour(&["containerd-2.1"], "refused the Pod", crate::divergence::Rule::Refused, Verdict::Refused),
             ],
             only_missing_feature: false,
         }];

@@ -1,0 +1,187 @@
+//! Classification: which generated cases are news, and which are the same news.
+//!
+//! A case is news when runtimes attach different identities (or one refuses the Pod), or when
+//! they agree on an outcome that matches no allowed outcome of the model, or when any verdict is
+//! FAIL or REFUSED. Cases are the same news (one class) when the runtimes split into the same
+//! groups, each group matching the same rule with the same verdicts. The policy is not part of
+//! the class: default and Merge are one rule.
+
+use serde::Serialize;
+
+use crate::divergence::{self, Behaviour, Rule};
+use crate::run::CaseResult;
+use crate::verdict::Verdict;
+
+/// What kind of news a class is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Runtimes disagree, and at least one breaks the rules beyond a missing Strict.
+    Divergence,
+    /// Runtimes disagree, each within an allowed outcome (the specs leave the case open).
+    AllowedDivergence,
+    /// The only rule broken is Strict on runtimes that do not support it: the expected leak.
+    ExpectedLeak,
+    /// Every runtime did the same, and it breaks the rules: the model and the runtimes disagree.
+    ModelFailure,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Divergence => "divergence",
+            Kind::AllowedDivergence => "divergence within the allowed outcomes",
+            Kind::ExpectedLeak => "expected Strict leak (runtimes without the feature)",
+            Kind::ModelFailure => "every runtime outside the model",
+        }
+    }
+}
+
+/// One group of a class: runtimes that did the same, the rule it matches, their verdicts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Side {
+    pub runtimes: Vec<String>,
+    pub rule: String,
+    pub verdicts: Vec<String>,
+}
+
+/// What makes two cases the same news.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ClassKey {
+    pub kind: Kind,
+    pub sides: Vec<Side>,
+}
+
+impl ClassKey {
+    /// The runtimes whose behaviour makes the class: the ones to re-run when shrinking.
+    pub fn runtimes(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.sides.iter().flat_map(|s| s.runtimes.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// One line: `runc, youki: refused (REFUSED) | 1.6, 1.7: the model's outcome (PASS)`.
+    pub fn describe(&self) -> String {
+        let sides: Vec<String> = self.sides.iter().map(|s| format!("{}: {} ({})", s.runtimes.join(", "), s.rule, s.verdicts.join(", "))).collect();
+        format!("{}: {}", self.kind.describe(), sides.join(" | "))
+    }
+}
+
+/// The class of one case from each runtime's result, or `None` when the case is no news.
+pub fn classify(results: &[(&str, &CaseResult)]) -> Option<(ClassKey, Vec<Behaviour>)> {
+    let behaviours = divergence::behaviours(results);
+    let violation = behaviours.iter().any(|b| b.rule.is_violation());
+    let failed = behaviours.iter().flat_map(|b| &b.verdicts).any(|v| matches!(v, Verdict::Fail | Verdict::Refused));
+    let kind = match behaviours.len() {
+        0 => return None,
+        1 if violation || failed => Kind::ModelFailure,
+        1 => return None,
+        _ if divergence::only_missing_feature(&behaviours) && !failed => {
+            if violation {
+                Kind::ExpectedLeak
+            } else {
+                Kind::AllowedDivergence
+            }
+        }
+        _ => Kind::Divergence,
+    };
+    let mut sides: Vec<Side> = behaviours.iter().map(side).collect();
+    sides.sort();
+    Some((ClassKey { kind, sides }, behaviours))
+}
+
+fn side(behaviour: &Behaviour) -> Side {
+    let mut runtimes = behaviour.runtimes.clone();
+    runtimes.sort();
+    let mut verdicts: Vec<String> = behaviour.verdicts.iter().map(ToString::to_string).collect();
+    verdicts.sort();
+    verdicts.dedup();
+    let rule = match &behaviour.rule {
+        // Which reading gave an allowed outcome is part of the news.
+        Rule::Allowed { reading } => format!("allowed outcome ({reading})"),
+        other => other.to_string(),
+    };
+    Side { runtimes, rule, verdicts }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::observation::{IdentityObservation, Observations, Point};
+    use crate::run::error_result;
+    use crate::scenario::{CaseId, Expectation, Policy};
+    use crate::verdict::Judgement;
+
+    fn case() -> CaseId {
+        CaseId { scenario: "d7-0000".into(), policy: Policy::Merge }
+    }
+
+    /// A result shaped as the live discovery recorded it: every observation point saw `groups`.
+    fn ran(groups: &[u32], verdict: Verdict, expected: &[u32]) -> CaseResult {
+        let mut result = error_result(&case(), "", "");
+        let identity = Identity::observed(1001, 1001, groups.iter().copied());
+        let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::ExecId, Point::CriStatus]
+            .into_iter()
+            .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: groups.to_vec(), printed: String::new() })
+            .collect();
+        result.observations = Some(Observations { identities, ..Observations::default() });
+        let expected = Identity::observed(1001, 1001, expected.iter().copied());
+        result.expected = Some(Expectation { identity: expected, access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() });
+        result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new(), known_bugs: Vec::new() };
+        result
+    }
+
+    fn refused() -> CaseResult {
+        let mut result = ran(&[], Verdict::Refused, &[1001, 2147483648]);
+        result.observations = None;
+        result
+    }
+
+    #[test]
+    fn agreement_within_the_model_is_no_news_and_errors_say_nothing() {
+        let (a, b) = (ran(&[1001], Verdict::Pass, &[1001]), ran(&[1001], Verdict::Pass, &[1001]));
+        let error = error_result(&case(), "", "could not start");
+        assert_eq!(classify(&[("a", &a), ("b", &b), ("c", &error)]), None);
+    }
+
+    #[test]
+    fn the_large_gid_refusal_is_a_divergence_of_its_own() {
+        let model = ran(&[1001, 2147483648], Verdict::Pass, &[1001, 2147483648]);
+        let (refused_runc, refused_youki) = (refused(), refused());
+        let (key, behaviours) = classify(&[("1.6", &model), ("2.x-runc", &refused_runc), ("1.7", &model), ("2.x-youki", &refused_youki)]).expect("news");
+        assert_eq!(key.kind, Kind::Divergence);
+        assert_eq!(key.sides.len(), 2);
+        assert_eq!(key.sides[0], Side { runtimes: vec!["1.6".into(), "1.7".into()], rule: "the model's outcome".into(), verdicts: vec!["PASS".into()] });
+        assert_eq!(key.sides[1].runtimes, ["2.x-runc", "2.x-youki"]);
+        assert_eq!(key.runtimes(), ["1.6", "1.7", "2.x-runc", "2.x-youki"]);
+        assert_eq!(behaviours.len(), 2);
+        // The order runtimes come in does not make another class.
+        let (again, _) = classify(&[("2.x-youki", &refused_youki), ("1.7", &model), ("2.x-runc", &refused_runc), ("1.6", &model)]).unwrap();
+        assert_eq!(again, key);
+    }
+
+    #[test]
+    fn strict_leaks_of_runtimes_without_the_feature_are_their_own_kind() {
+        let pass = ran(&[1001], Verdict::Pass, &[1001]);
+        let leak = ran(&[1000, 1001], Verdict::Unsupported { leak: true }, &[1001]);
+        let (key, _) = classify(&[("1.6", &leak), ("2.x", &pass)]).unwrap();
+        assert_eq!(key.kind, Kind::ExpectedLeak);
+        // Another leaked group is the same class.
+        let other_leak = ran(&[1001, 60000], Verdict::Unsupported { leak: true }, &[1001]);
+        assert_eq!(classify(&[("1.6", &other_leak), ("2.x", &pass)]).unwrap().0, key);
+    }
+
+    #[test]
+    fn every_runtime_outside_the_model_is_a_model_failure_not_a_divergence() {
+        let dropped = ran(&[100], Verdict::Fail, &[100, 1000]);
+        let (key, _) = classify(&[("1.6", &dropped), ("2.x", &dropped)]).unwrap();
+        assert_eq!(key.kind, Kind::ModelFailure);
+        assert_eq!(key.sides.len(), 1);
+        let (all_refused, _) = classify(&[("1.6", &refused()), ("2.x", &refused())]).unwrap();
+        assert_eq!(all_refused.kind, Kind::ModelFailure);
+        assert_ne!(all_refused, key, "a refusal and a dropped group are different news");
+    }
+}

@@ -1,0 +1,476 @@
+//! Differential discovery: generated cases run on every runtime of a matrix; each class of
+//! divergence is shrunk to a minimal case and written in the catalogue's format.
+//!
+//! One session per runtime lives for the whole discovery; images are built once per batch and
+//! pushed to every session's registry; the runtimes run each batch concurrently. Shrinking runs
+//! candidates only on the runtimes a class involves, every class's candidates in the same round.
+
+pub mod classify;
+pub mod generate;
+pub mod shrink;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::divergence::Behaviour;
+use crate::image::{self, ImageContent, Payload};
+use crate::matrix::{self, Entry};
+use crate::run::{self, CaseResult, Session, SessionConfig};
+use crate::scenario::{Catalogue, CaseId, Policy};
+use crate::driver::cri::RuntimeInfo;
+
+use classify::ClassKey;
+use generate::GenCase;
+use shrink::Shrinker;
+
+/// What a discovery needs besides the matrix entries.
+#[derive(Debug, Clone)]
+pub struct DiscoverConfig {
+    pub base: SessionConfig,
+    /// Cache for Debian packages and releases.
+    pub cache: std::path::PathBuf,
+    /// Cases in flight at once, per runtime.
+    pub jobs: usize,
+    pub seed: u64,
+    /// Cases to run on every runtime: generated scenarios × their three policies.
+    pub cases: usize,
+    /// Scenarios whose images are built and pushed together.
+    pub batch: usize,
+    /// Shrinking rounds per class at most (each keeps one smaller candidate).
+    pub max_shrink_rounds: usize,
+    /// Candidates per class tried in one round.
+    pub shrink_window: usize,
+    /// Cases in flight at once, per runtime, while shrinking (few runtimes run each round).
+    pub shrink_jobs: usize,
+}
+
+impl DiscoverConfig {
+    pub fn new(base: SessionConfig, seed: u64, cases: usize) -> DiscoverConfig {
+        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4 }
+    }
+}
+
+/// What a discovery tells its caller while it works.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    RuntimeStarted { runtime: &'a str, info: &'a RuntimeInfo },
+    RuntimeNotRun { runtime: &'a str, reason: &'a str },
+    /// A runtime finished a case of the generated batches.
+    CaseDone { runtime: &'a str, done: usize, total: usize, classes: usize, elapsed: Duration },
+    ClassFound { number: usize, key: &'a ClassKey, case: &'a CaseId },
+    Shrunk { number: usize, round: usize, case: &'a GenCase },
+}
+
+/// One runtime of the discovery.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeRun {
+    pub name: String,
+    pub runtime: Option<RuntimeInfo>,
+    /// Why it did not run (not available here, or its set-up failed).
+    pub not_run: Option<String>,
+    pub cases_run: usize,
+    /// Cases it could not run (ERROR): they say nothing about the runtime.
+    pub errors: usize,
+    /// Why the end of its session was not clean.
+    pub teardown_error: Option<String>,
+}
+
+/// A class of divergence: the key, how many cases showed it, and its shrunk case.
+#[derive(Debug, Clone, Serialize)]
+pub struct Class {
+    pub number: usize,
+    pub key: ClassKey,
+    pub description: String,
+    /// The generated cases that showed it, in generation order (the first is the one shrunk).
+    pub cases: Vec<CaseId>,
+    pub first: GenCase,
+    pub minimal: GenCase,
+    /// What every runtime did on the minimal case.
+    pub behaviours: Vec<Behaviour>,
+    /// The identity fields of the CRI requests the minimal case sends (as kubelet would).
+    pub cri_request: String,
+    /// One runtime per side of the class: shrinking runs candidates only on these.
+    pub representatives: Vec<String>,
+    /// The class as the representatives alone show it: what a candidate must keep.
+    #[serde(skip)]
+    pub representative_key: ClassKey,
+    /// The minimal case, run again on every runtime of the class, shows the same class.
+    pub verified: bool,
+    pub shrink_rounds: usize,
+    pub candidates_run: usize,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "shrink_ms")]
+    pub shrink_time: Duration,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "startup_ms")]
+    pub startup: Duration,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "build_ms")]
+    pub build: Duration,
+    /// Pushing to the registries and pulling into the runtimes.
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "provision_ms")]
+    pub provision: Duration,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "run_ms")]
+    pub run: Duration,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "shrink_ms")]
+    pub shrink: Duration,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "teardown_ms")]
+    pub teardown: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveryReport {
+    pub schema_version: u32,
+    pub harness_version: String,
+    pub seed: u64,
+    pub scenarios: usize,
+    pub cases: usize,
+    pub runtimes: Vec<RuntimeRun>,
+    pub classes: Vec<Class>,
+    /// Cases some runtime could not run, with the reason (at most 20 listed).
+    pub errors: Vec<String>,
+    pub timings: Timings,
+    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+impl DiscoveryReport {
+    /// 2 when no runtime ran or every case was an ERROR; 1 when a class breaks the rules
+    /// (a divergence, or every runtime outside the model); 0 otherwise (no class, or only
+    /// expected leaks and divergences within the allowed outcomes).
+    pub fn exit_code(&self) -> i32 {
+        let ran = self.runtimes.iter().any(|r| r.not_run.is_none() && r.cases_run > r.errors);
+        if !ran {
+            return run::exit_code::ERROR;
+        }
+        let news = self.classes.iter().any(|c| matches!(c.key.kind, classify::Kind::Divergence | classify::Kind::ModelFailure));
+        if news {
+            run::exit_code::FAIL
+        } else {
+            run::exit_code::PASS
+        }
+    }
+}
+
+struct Running {
+    name: String,
+    session: Session,
+}
+
+/// Runs a discovery: starts every entry's runtime, runs the generated cases, classifies and
+/// shrinks. Every session is torn down before it returns.
+pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn Fn(Progress<'_>)) -> DiscoveryReport {
+    let started = Instant::now();
+    let scenarios = config.cases.div_ceil(Policy::ALL.len());
+    let generated = generate::generate(config.seed, scenarios);
+    let all_cases: Vec<CaseId> = generated.iter().flat_map(|g| Policy::ALL.map(|policy| CaseId { scenario: g.name.clone(), policy })).take(config.cases).collect();
+    let mut timings = Timings::default();
+    let mut runtimes: Vec<RuntimeRun> = entries.iter().map(|e| RuntimeRun { name: e.name.clone(), runtime: None, not_run: None, cases_run: 0, errors: 0, teardown_error: None }).collect();
+
+    let starting = Instant::now();
+    let mut running = start_sessions(entries, config, &mut runtimes, progress).await;
+    timings.startup = starting.elapsed();
+
+    let mut results: BTreeMap<CaseId, Vec<(String, CaseResult)>> = BTreeMap::new();
+    let mut classes: Vec<Class> = Vec::new();
+    let mut class_of: BTreeMap<ClassKey, usize> = BTreeMap::new();
+    let mut done_per_runtime: BTreeMap<String, usize> = BTreeMap::new();
+    for batch in generated.chunks(config.batch.max(1)) {
+        let ids: Vec<CaseId> = all_cases.iter().filter(|c| batch.iter().any(|g| g.name == c.scenario)).cloned().collect();
+        let counted = std::cell::RefCell::new(&mut done_per_runtime);
+        let on_case = |runtime: &str| {
+            let mut counts = counted.borrow_mut();
+            let done = counts.entry(runtime.to_string()).or_default();
+            *done += 1;
+            if *done % 25 == 0 {
+                progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
+            }
+        };
+        let batch_results = run_batch(&mut running, batch, &ids, None, config.jobs, &config.base.payload, &mut timings, &on_case).await;
+        for (runtime, result) in batch_results {
+            results.entry(result.id.clone()).or_default().push((runtime, result));
+        }
+        for id in &ids {
+            let Some(per_runtime) = results.get(id) else { continue };
+            let view: Vec<(&str, &CaseResult)> = per_runtime.iter().map(|(n, r)| (n.as_str(), r)).collect();
+            if let Some((key, behaviours)) = classify::classify(&view) {
+                match class_of.get(&key) {
+                    Some(&i) => classes[i].cases.push(id.clone()),
+                    None => {
+                        let first = generated.iter().find(|g| g.name == id.scenario).cloned().map(|g| pinned(g, id.policy));
+                        let Some(first) = first else { continue };
+                        let representatives = choose_representatives(&key, &classes);
+                        let of_representatives: Vec<(&str, &CaseResult)> = view.iter().filter(|(n, _)| representatives.iter().any(|r| r == n)).copied().collect();
+                        let Some((representative_key, _)) = classify::classify(&of_representatives) else { continue };
+                        class_of.insert(key.clone(), classes.len());
+                        progress(Progress::ClassFound { number: classes.len() + 1, key: &key, case: id });
+                        let mut class = new_class(classes.len() + 1, key, id.clone(), first, behaviours);
+                        class.representatives = representatives;
+                        class.representative_key = representative_key;
+                        classes.push(class);
+                    }
+                }
+            }
+        }
+    }
+    for (runtime, done) in &done_per_runtime {
+        progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
+    }
+    let mut errors = Vec::new();
+    for run in &mut runtimes {
+        let mine = results.values().flatten().filter(|(n, _)| *n == run.name);
+        for (_, result) in mine {
+            run.cases_run += 1;
+            if result.judgement.verdict == crate::verdict::Verdict::Error {
+                run.errors += 1;
+                if errors.len() < 20 {
+                    errors.push(format!("{} on {}: {}", result.id, run.name, result.judgement.reasons.join("; ")));
+                }
+            }
+        }
+    }
+
+    let shrinking = Instant::now();
+    shrink_classes(&mut running, &mut classes, config, progress).await;
+    timings.shrink = shrinking.elapsed();
+
+    let tearing = Instant::now();
+    for Running { name, session } in running {
+        if let Err(e) = session.teardown().await {
+            if let Some(run) = runtimes.iter_mut().find(|r| r.name == name) {
+                run.teardown_error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    timings.teardown = tearing.elapsed();
+    DiscoveryReport {
+        schema_version: 1,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        seed: config.seed,
+        scenarios,
+        cases: all_cases.len(),
+        runtimes,
+        classes,
+        errors,
+        timings,
+        duration: started.elapsed(),
+    }
+}
+
+/// Pins a generated scenario to the policy a class showed under (default runs unpinned).
+fn pinned(mut case: GenCase, policy: Policy) -> GenCase {
+    case.policy = (policy != Policy::Default).then_some(policy);
+    case
+}
+
+/// One runtime per side of `key`, each the one that represents the fewest classes so far:
+/// shrinking's work spreads over the runtimes instead of queueing on the first.
+fn choose_representatives(key: &ClassKey, classes: &[Class]) -> Vec<String> {
+    let load = |name: &String| classes.iter().filter(|c| c.representatives.contains(name)).count();
+    key.sides.iter().filter_map(|side| side.runtimes.iter().min_by_key(|name| load(name)).cloned()).collect()
+}
+
+fn key_placeholder() -> ClassKey {
+    ClassKey { kind: classify::Kind::Divergence, sides: Vec::new() }
+}
+
+fn new_class(number: usize, key: ClassKey, case: CaseId, first: GenCase, behaviours: Vec<Behaviour>) -> Class {
+    Class {
+        number,
+        description: key.describe(),
+        key,
+        cases: vec![case],
+        cri_request: String::new(),
+        minimal: first.clone(),
+        first,
+        behaviours,
+        representatives: Vec::new(),
+        representative_key: key_placeholder(),
+        verified: false,
+        shrink_rounds: 0,
+        candidates_run: 0,
+        shrink_time: Duration::ZERO,
+    }
+}
+
+async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &mut [RuntimeRun], progress: &dyn Fn(Progress<'_>)) -> Vec<Running> {
+    let empty = Catalogue { scenarios: Vec::new(), images: Vec::new() };
+    let starts = entries.iter().map(|entry| {
+        let empty = &empty;
+        async move {
+            let (session_config, _) = matrix::session_config_blocking(entry, &config.base, &config.cache).await.map_err(|e| e.to_string())?;
+            Session::start(&session_config, empty, &[]).await.map_err(|e| format!("set-up failed: {e}"))
+        }
+    });
+    let started = futures::future::join_all(starts).await;
+    let mut running = Vec::new();
+    for ((entry, run), outcome) in entries.iter().zip(runtimes.iter_mut()).zip(started) {
+        match outcome {
+            Ok(session) => {
+                progress(Progress::RuntimeStarted { runtime: &entry.name, info: &session.runtime });
+                run.runtime = Some(session.runtime.clone());
+                running.push(Running { name: entry.name.clone(), session });
+            }
+            Err(reason) => {
+                progress(Progress::RuntimeNotRun { runtime: &entry.name, reason: &reason });
+                run.not_run = Some(reason);
+            }
+        }
+    }
+    running
+}
+
+/// Builds a batch's images once, adds them to every session (or only `only`), runs `ids` on
+/// each concurrently. Results are `(runtime, result)`; a session that could not take the batch
+/// gives ERROR results for it.
+async fn run_batch(
+    running: &mut [Running],
+    batch: &[GenCase],
+    ids: &[CaseId],
+    only: Option<&[String]>,
+    jobs: usize,
+    payload: &Payload,
+    timings: &mut Timings,
+    on_case: &dyn Fn(&str),
+) -> Vec<(String, CaseResult)> {
+    let mut out = Vec::new();
+    let building = Instant::now();
+    let built = match build_batch(batch, payload).await {
+        Ok(built) => built,
+        Err(e) => {
+            for run in running.iter() {
+                out.extend(ids.iter().map(|id| (run.name.clone(), run::error_result(id, "", &format!("building the batch's images: {e:#}")))));
+            }
+            return out;
+        }
+    };
+    let (catalogue, built) = built;
+    timings.build += building.elapsed();
+    let chosen = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let providing = Instant::now();
+    let added = futures::future::join_all(running.iter_mut().filter(|r| chosen(&r.name)).map(|r| {
+        let (catalogue, built) = (&catalogue, &built);
+        async move {
+            let outcome = r.session.add(catalogue, built).await;
+            (r.name.clone(), outcome)
+        }
+    }))
+    .await;
+    timings.provision += providing.elapsed();
+    let failed: BTreeMap<String, String> = added.into_iter().filter_map(|(name, outcome)| outcome.err().map(|e| (name, format!("{e:#}")))).collect();
+    let running_now = Instant::now();
+    let ran = futures::future::join_all(running.iter().filter(|r| chosen(&r.name) && !failed.contains_key(&r.name)).map(|r| async move {
+        let on_event = |event: run::Event<'_>| {
+            if let run::Event::CaseFinished { .. } = event {
+                on_case(&r.name);
+            }
+        };
+        (r.name.clone(), run::run_cases(&r.session, ids, jobs, on_event).await)
+    }))
+    .await;
+    timings.run += running_now.elapsed();
+    tracing::info!(images = batch.len(), cases = ids.len(), build_ms = (providing - building).as_millis() as u64, provision_ms = (running_now - providing).as_millis() as u64, run_ms = running_now.elapsed().as_millis() as u64, "batch");
+    for (name, results) in ran {
+        out.extend(results.into_iter().map(|r| (name.clone(), r)));
+    }
+    for (name, why) in failed {
+        out.extend(ids.iter().map(|id| (name.clone(), run::error_result(id, "", &format!("adding the batch's images: {why}")))));
+    }
+    out
+}
+
+/// Loads a batch through the catalogue's parsers and builds its images (off the async threads).
+async fn build_batch(batch: &[GenCase], payload: &Payload) -> anyhow::Result<(Catalogue, Vec<image::BuiltImage>)> {
+    let (batch, payload) = (batch.to_vec(), payload.clone());
+    tokio::task::spawn_blocking(move || {
+        let catalogue = generate::catalogue(&batch)?;
+        let built = catalogue.images.iter().map(|r| image::build(&ImageContent::from_recipe(r, &payload)?)).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((catalogue, built))
+    })
+    .await?
+}
+
+async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: &DiscoverConfig, progress: &dyn Fn(Progress<'_>)) {
+    // Shrinking's own build and run times are in each class's shrink time.
+    let mut timings = Timings::default();
+    let started = Instant::now();
+    let mut shrinkers: Vec<Shrinker> = classes.iter().map(|c| Shrinker::new(c.minimal.clone(), config.shrink_window, config.max_shrink_rounds)).collect();
+    let prefix = format!("d{}", config.seed);
+    for round in 1.. {
+        // Every open class's next window, named uniquely for this round.
+        let mut batch: Vec<GenCase> = Vec::new();
+        let mut ids: Vec<CaseId> = Vec::new();
+        let mut owners: Vec<(usize, usize)> = Vec::new();
+        for (i, shrinker) in shrinkers.iter().enumerate() {
+            for (k, candidate) in shrinker.window().iter().enumerate() {
+                let name = format!("{prefix}-c{:02}-r{round:03}-{k}", classes[i].number);
+                ids.push(CaseId { scenario: name.clone(), policy: classes[i].cases[0].policy });
+                batch.push(GenCase { name, ..candidate.clone() });
+                owners.push((i, k));
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let mut involved: Vec<String> = owners.iter().flat_map(|&(i, _)| classes[i].representatives.clone()).collect();
+        involved.sort();
+        involved.dedup();
+        let results = run_batch(running, &batch, &ids, Some(&involved), config.shrink_jobs, &config.base.payload, &mut timings, &|_| {}).await;
+        for (i, (shrinker, class)) in shrinkers.iter_mut().zip(classes.iter_mut()).enumerate() {
+            if shrinker.is_done() {
+                continue;
+            }
+            let kept = owners.iter().zip(&ids).filter(|((owner, _), _)| *owner == i).find_map(|((_, k), id)| {
+                let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && class.representatives.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
+                let (key, _) = classify::classify(&view)?;
+                (key == class.representative_key).then_some(*k)
+            });
+            shrinker.observe(kept);
+            if kept.is_some() {
+                progress(Progress::Shrunk { number: class.number, round: shrinker.steps, case: &shrinker.current });
+            }
+            if shrinker.is_done() {
+                class.shrink_time = started.elapsed();
+            }
+        }
+    }
+    for (class, shrinker) in classes.iter_mut().zip(shrinkers) {
+        class.minimal = shrinker.current;
+        class.shrink_rounds = shrinker.steps;
+        class.candidates_run = shrinker.tried;
+        class.cri_request = cri_request(&class.minimal, class.cases[0].policy);
+    }
+    verify(running, classes, config, &mut timings).await;
+}
+
+/// Runs every class's minimal case once more on all the class's runtimes: what the report shows
+/// is that run, and whether it still shows the whole class.
+async fn verify(running: &mut [Running], classes: &mut [Class], config: &DiscoverConfig, timings: &mut Timings) {
+    if classes.is_empty() {
+        return;
+    }
+    let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", c.first.name.split('-').next().unwrap_or("d"), c.number), ..c.minimal.clone() }).collect();
+    let ids: Vec<CaseId> = batch.iter().zip(classes.iter()).map(|(g, c)| CaseId { scenario: g.name.clone(), policy: c.cases[0].policy }).collect();
+    let mut involved: Vec<String> = classes.iter().flat_map(|c| c.key.runtimes()).collect();
+    involved.sort();
+    involved.dedup();
+    let results = run_batch(running, &batch, &ids, Some(&involved), config.shrink_jobs, &config.base.payload, timings, &|_| {}).await;
+    for (class, id) in classes.iter_mut().zip(&ids) {
+        let wanted = class.key.runtimes();
+        let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && wanted.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
+        class.behaviours = crate::divergence::behaviours(&view);
+        class.verified = classify::classify(&view).is_some_and(|(key, _)| key == class.key);
+    }
+}
+
+/// The identity fields of the CRI requests a case sends, with the image user as kubelet
+/// derives it from `ImageStatus`.
+fn cri_request(case: &GenCase, policy: Policy) -> String {
+    let Ok(catalogue) = generate::catalogue(std::slice::from_ref(case)) else { return String::new() };
+    let (Some(scenario), Some(recipe)) = (catalogue.scenarios.first(), catalogue.images.first()) else { return String::new() };
+    crate::driver::cri::identity_request(scenario, recipe, policy)
+}

@@ -1,0 +1,123 @@
+//! The discovery reports: Markdown for people, JSON for tools, and each class's minimal case
+//! as catalogue files.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::discover::generate::{self, GenCase};
+use crate::discover::{Class, DiscoveryReport};
+
+/// The emitted case of a class: its minimal case under a stable name, `d<seed>-c<class>`.
+pub fn emitted(report: &DiscoveryReport, class: &Class) -> GenCase {
+    let mut case = class.minimal.clone();
+    case.name = format!("d{}-c{:02}", report.seed, class.number);
+    case.origin = format!("seed {}, class {}: {}; shrunk from {}", report.seed, class.number, class.key.kind.describe(), class.first.name);
+    case
+}
+
+/// Where a class's files go under the output directory: `classes/c<NN>/{scenarios,images}/`.
+pub fn class_dir(class: &Class) -> PathBuf {
+    PathBuf::from("classes").join(format!("c{:02}", class.number))
+}
+
+/// Every class's scenario and recipe, as (path under the output directory, text).
+pub fn class_files(report: &DiscoveryReport) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for class in &report.classes {
+        let case = emitted(report, class);
+        let dir = class_dir(class);
+        files.push((dir.join("scenarios").join(format!("{}.yaml", case.name)), generate::scenario_yaml(&case)));
+        files.push((dir.join("images").join(format!("{}.yaml", case.name)), generate::recipe_yaml(&case)));
+    }
+    files
+}
+
+pub fn write_json(out: &mut dyn Write, report: &DiscoveryReport) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn seconds(d: std::time::Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+pub fn write_markdown(out: &mut dyn Write, report: &DiscoveryReport) -> anyhow::Result<()> {
+    writeln!(out, "# sgpc discover, seed {}\n", report.seed)?;
+    writeln!(
+        out,
+        "{} cases ({} generated scenarios under default, Merge and Strict) on {} runtimes in {}; {} classes.\n",
+        report.cases,
+        report.scenarios,
+        report.runtimes.iter().filter(|r| r.not_run.is_none()).count(),
+        seconds(report.duration),
+        report.classes.len()
+    )?;
+    writeln!(out, "| runtime | version | cases run | ERROR | note |\n|---|---|---|---|---|")?;
+    for r in &report.runtimes {
+        let version = r.runtime.as_ref().map(|i| format!("{} {}", i.runtime_name, i.runtime_version)).unwrap_or_default();
+        let note = r.not_run.as_deref().or(r.teardown_error.as_deref()).unwrap_or("").replace('|', "\\|").replace('\n', " ");
+        writeln!(out, "| {} | {version} | {} | {} | {note} |", r.name, r.cases_run, r.errors)?;
+    }
+    let t = &report.timings;
+    writeln!(
+        out,
+        "\nTime: start-up {}, image builds {}, pushes and pulls {}, running cases {}, shrinking {}, teardown {}.",
+        seconds(t.startup),
+        seconds(t.build),
+        seconds(t.provision),
+        seconds(t.run),
+        seconds(t.shrink),
+        seconds(t.teardown)
+    )?;
+    for class in &report.classes {
+        write_class(out, report, class)?;
+    }
+    if !report.errors.is_empty() {
+        writeln!(out, "\n## Cases a runtime could not run (ERROR: sgpc's failure, not the runtime's)\n")?;
+        for e in &report.errors {
+            writeln!(out, "- {}", e.replace('\n', " "))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_class(out: &mut dyn Write, report: &DiscoveryReport, class: &Class) -> anyhow::Result<()> {
+    let case = emitted(report, class);
+    let dir = class_dir(class);
+    writeln!(out, "\n## Class {}: {}\n", class.number, class.key.kind.describe())?;
+    writeln!(out, "{}\n", class.description.replace('|', "\\|"))?;
+    let examples: Vec<String> = class.cases.iter().take(8).map(|c| format!("`{c}`")).collect();
+    writeln!(out, "- shown by {} generated cases: {}{}", class.cases.len(), examples.join(", "), if class.cases.len() > 8 { ", …" } else { "" })?;
+    writeln!(
+        out,
+        "- shrunk from `{}` in {} steps ({} candidates run, {})",
+        class.first.name,
+        class.shrink_rounds,
+        class.candidates_run,
+        seconds(class.shrink_time)
+    )?;
+    writeln!(out, "- files: `{}`, `{}`", dir.join("scenarios").join(format!("{}.yaml", case.name)).display(), dir.join("images").join(format!("{}.yaml", case.name)).display())?;
+    writeln!(out, "- reproduce: `sgpc run --containerd DIR --scenarios {0}/scenarios --images {0}/images`\n", dir.display())?;
+    writeln!(out, "Minimal case:\n\n```yaml\n{}{}```\n", generate::recipe_yaml(&case), generate::scenario_yaml(&case))?;
+    writeln!(out, "CRI request: `{}`\n", class.cri_request)?;
+    writeln!(out, "| runtimes | attached | matches | verdicts |\n|---|---|---|---|")?;
+    for b in &class.behaviours {
+        let verdicts: Vec<String> = b.verdicts.iter().map(ToString::to_string).collect();
+        writeln!(out, "| {} | {} | {} | {} |", b.runtimes.join(", "), b.attached.replace('|', "\\|"), b.matches.replace('|', "\\|"), verdicts.join(", "))?;
+    }
+    writeln!(out)?;
+    for b in &class.behaviours {
+        for bug in &b.known_bugs {
+            writeln!(out, "- {}: known bug {bug}", b.runtimes.join(", "))?;
+        }
+        if let Some(refusal) = &b.refusal {
+            writeln!(out, "- {} refused: {}", b.runtimes.join(", "), refusal.replace('\n', " "))?;
+        }
+    }
+    match class.verified {
+        true => writeln!(out, "- verified: the minimal case, run again on all {} runtimes of the class, shows the same class", class.key.runtimes().len())?,
+        false => writeln!(out, "- **not verified**: run again on all runtimes of the class, the minimal case showed the behaviours above, not the whole class (shrinking ran it on {} only)", class.representatives.join(", "))?,
+    }
+    Ok(())
+}
