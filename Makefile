@@ -40,7 +40,7 @@ test: setup
 	$(CARGO) test --workspace --no-fail-fast
 
 bench: setup
-	$(CARGO) bench --bench catalogue --bench matrix
+	$(CARGO) bench --bench catalogue --bench matrix --bench discover
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -5,229 +5,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+
+mod cli;
+
+use cli::{Cli, Command, DiscoverArgs, ImagesCommand, MatrixArgs, RunArgs};
 use sgpc::image::{self, Payload};
-use sgpc::provision::containerd::OciRuntime;
 use sgpc::provision::state::StateDir;
 use sgpc::report::{json, junit, terminal};
-use sgpc::run::{self, exit_code, Event, ProxySettings, RunReport, Session, SessionConfig, TargetChoice};
+use sgpc::run::{self, exit_code, Event, RunReport, SessionConfig, TargetChoice};
 use sgpc::scenario::Catalogue;
 use sgpc::driver::Timeouts;
-
-/// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Work with the crafted images.
-    Images {
-        #[command(subcommand)]
-        command: ImagesCommand,
-    },
-    /// List the cases (scenario/policy) of the catalogue.
-    List {
-        #[command(flatten)]
-        input: InputArgs,
-        /// Only cases whose id (scenario/policy) matches this regular expression.
-        #[arg(long)]
-        filter: Option<regex::Regex>,
-        /// Print how the KEP model derives each case's expected identity, rule by rule.
-        #[arg(long)]
-        explain: bool,
-    },
-    /// Run the catalogue against a runtime.
-    Run(RunArgs),
-    /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
-    Matrix(MatrixArgs),
-    /// Generate cases, run them on every runtime of a matrix file, and report each class of
-    /// divergence shrunk to a minimal case, written as catalogue files.
-    Discover(DiscoverArgs),
-    /// Remove what runs killed before they could clean up left behind (processes, mounts,
-    /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
-    Clean {
-        /// Only list what would be removed.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Download a package from a Debian suite into the cache and unpack it (not installed).
-    Fetch {
-        /// Debian suite or codename, e.g. bookworm, trixie, sid.
-        #[arg(long)]
-        suite: String,
-        #[arg(long, default_value = "containerd")]
-        package: String,
-        #[arg(long, default_value = ".cache")]
-        cache: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum ImagesCommand {
-    /// Build every image recipe (and the pause image) into OCI archives.
-    Build {
-        #[arg(long, default_value = "images")]
-        images: PathBuf,
-        /// Directory for the `<name>.oci.tar` archives.
-        #[arg(long, default_value = "target/sgpc/images")]
-        out: PathBuf,
-        /// Static busybox to put in the images.
-        #[arg(long, default_value = "/bin/busybox")]
-        busybox: PathBuf,
-    },
-}
-
-#[derive(Args)]
-struct InputArgs {
-    /// Directory of scenario files.
-    #[arg(long, default_value = "scenarios")]
-    scenarios: PathBuf,
-    /// Directory of image recipes.
-    #[arg(long, default_value = "images")]
-    images: PathBuf,
-}
-
-#[derive(Args)]
-struct MatrixArgs {
-    #[command(flatten)]
-    input: InputArgs,
-    /// The matrix file.
-    #[arg(long, default_value = "matrix.yaml")]
-    file: PathBuf,
-    /// Directory for matrix.md, matrix.html and matrix.json.
-    #[arg(long, default_value = "target/sgpc/matrix")]
-    out: PathBuf,
-    /// Cache for Debian packages and releases.
-    #[arg(long, default_value = ".cache")]
-    cache: PathBuf,
-    /// Cases in flight at once, per runtime (at least 1).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: u16,
-    /// Only cases whose id (scenario/policy) matches this regular expression.
-    #[arg(long)]
-    filter: Option<regex::Regex>,
-    /// Where run directories are created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
-    work_root: PathBuf,
-}
-
-#[derive(Args)]
-struct DiscoverArgs {
-    #[command(flatten)]
-    input: InputArgs,
-    /// The matrix file naming the runtimes.
-    #[arg(long, default_value = "matrix.yaml")]
-    matrix: PathBuf,
-    /// Cases to run on every runtime (generated scenarios under default, Merge and Strict).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    cases: u32,
-    /// The seed: the same seed gives the same cases, classes and minimal cases.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Directory for discovery.md, discovery.json and classes/cNN/{scenarios,images}/.
-    #[arg(long, default_value = "target/sgpc/discover")]
-    out: PathBuf,
-    /// Cache for Debian packages and releases.
-    #[arg(long, default_value = ".cache")]
-    cache: PathBuf,
-    /// Cases in flight at once, per runtime (at least 1).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: u16,
-    /// Generated scenarios whose images are built and pushed together.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
-    batch: u16,
-    /// Shrinking steps per class at most (0: report the first case as found).
-    #[arg(long, default_value_t = 40)]
-    shrink_steps: u16,
-    /// Where run directories are created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
-    work_root: PathBuf,
-}
-
-#[derive(Args)]
-struct RunArgs {
-    #[command(flatten)]
-    input: InputArgs,
-    /// An existing CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
-    #[arg(long, group = "runtime")]
-    cri: Option<String>,
-    /// A directory holding containerd 1.x or 2.x binaries to start privately.
-    #[arg(long, group = "runtime")]
-    containerd: Option<PathBuf>,
-    /// A directory holding crio, conmon, pinns and runc or crun, to start privately.
-    #[arg(long, group = "runtime")]
-    crio: Option<PathBuf>,
-    /// The Kubernetes level: run the cases as Pods on the current cluster (images must be
-    /// loaded: `sgpc images build`, then `kind load image-archive`).
-    #[arg(long, group = "runtime")]
-    kube: bool,
-    /// With --kube: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config).
-    #[arg(long, requires = "kube")]
-    kubeconfig: Option<PathBuf>,
-    /// With --kube: print the exact manifests that would be applied, and touch nothing.
-    #[arg(long, requires = "kube")]
-    dry_run: bool,
-    /// With --kube: create a kind cluster from this node image (e.g. kindest/node:v1.33.1),
-    /// load sgpc's images into it, run there, and delete it at the end.
-    #[arg(long, requires = "kube")]
-    kind: Option<String>,
-    /// With --kind: reuse the cluster if it exists, and keep it at the end.
-    #[arg(long, requires = "kind")]
-    reuse_cluster: bool,
-    /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
-    /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
-    #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
-    oci_runtimes: Vec<OciRuntime>,
-    /// The CRI runtime handler the cases ask for (default: the runtime's default handler).
-    #[arg(long, default_value = "")]
-    runtime_handler: String,
-    /// The registry binary (Debian's docker-registry).
-    #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
-    registry: PathBuf,
-    /// Static busybox to put in the images.
-    #[arg(long, default_value = "/bin/busybox")]
-    busybox: PathBuf,
-    /// Only cases whose id (scenario/policy) matches this regular expression.
-    #[arg(long)]
-    filter: Option<regex::Regex>,
-    /// Write a JUnit XML report here.
-    #[arg(long)]
-    junit: Option<PathBuf>,
-    /// Write a JSON report here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Cases in flight at once (at least 1).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: u16,
-    /// Seconds one CRI call may take.
-    #[arg(long, default_value_t = 30)]
-    rpc_timeout: u64,
-    /// Seconds one image pull may take.
-    #[arg(long, default_value_t = 120)]
-    pull_timeout: u64,
-    /// Seconds the first process may take to print its probe output.
-    #[arg(long, default_value_t = 30)]
-    probe_timeout: u64,
-    /// Print notes for passing cases too.
-    #[arg(long, short)]
-    verbose: bool,
-    /// Where the run directory is created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
-    work_root: PathBuf,
-    /// Self-test: put sgpc-cri-proxy in front of the runtime and inject this fault (repeatable).
-    #[arg(long = "fault", value_enum)]
-    faults: Vec<sgpc::proxy::Fault>,
-    /// With --fault: pod-scoped faults apply to sandboxes (`<scenario>-<policy>`) matching this.
-    #[arg(long)]
-    fault_pods: Option<String>,
-    /// With --fault slow: how long a call is held, in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
-    fault_delay_ms: u64,
-}
 
 fn main() {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("SGPC_LOG")).with_writer(std::io::stderr).init();
@@ -331,15 +119,16 @@ fn build_images(dir: &Path, out: &Path, busybox: &Path) -> anyhow::Result<i32> {
     Ok(exit_code::PASS)
 }
 
-async fn shutdown_signal() -> &'static str {
+async fn shutdown_signal() -> String {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,
     };
-    tokio::select! {
+    let signal = tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
-    }
+    };
+    signal.to_string()
 }
 
 async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
@@ -357,90 +146,27 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     if args.kube {
         return run_kube(&args, &catalogue, &cases, started, outputs).await;
     }
-    let target = match (&args.cri, &args.containerd, &args.crio) {
-        (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
-        (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
-        (None, None, Some(dir)) => {
-            // Fail at once, before building anything, when the directory is incomplete.
-            sgpc::provision::crio::find_binaries(dir)?;
-            TargetChoice::Crio { bin_dir: dir.clone() }
-        }
-        (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
-    };
+    let config = args.session_config()?;
     clean_before_run().await?;
-    let mut config = SessionConfig::new(target);
-    config.timeouts = Timeouts {
-        rpc: Duration::from_secs(args.rpc_timeout),
-        pull: Duration::from_secs(args.pull_timeout),
-        probe: Duration::from_secs(args.probe_timeout),
-    };
-    config.payload.busybox = args.busybox.clone();
-    config.registry_binary = args.registry.clone();
-    if !args.oci_runtimes.is_empty() {
-        config.oci_runtimes = args.oci_runtimes.clone();
-    }
-    config.runtime_handler = args.runtime_handler.clone();
-    config.work_root = args.work_root.clone();
-    if !args.faults.is_empty() {
-        let mut proxy = ProxySettings::beside_current_exe(args.faults.clone());
-        proxy.pods = args.fault_pods.clone();
-        proxy.delay = Duration::from_millis(args.fault_delay_ms);
-        config.proxy = Some(proxy);
-    }
-
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
-    let mut report = empty_report();
-
-    let session = tokio::select! {
-        s = Session::start(&config, &catalogue, &cases) => Some(s),
-        signal = shutdown_signal() => { report.setup_error = Some(format!("interrupted by {signal} during set-up")); None }
+    let on_event = |event: Event<'_>| {
+        let mut out = stdout.lock();
+        let _ = match event {
+            Event::Started { total, runtime } => terminal::write_header(&mut out, style, runtime, total),
+            Event::CaseFinished { result, done, total } => terminal::write_case(&mut out, style, result, done, total),
+        };
+        let _ = out.flush();
     };
-    match session {
-        None => {}
-        Some(Err(e)) => {
-            report.setup_error = Some(e.to_string());
-            report.runtime = e.runtime;
-            report.provisioned = e.provisioned;
-        }
-        Some(Ok(session)) => {
-            report.runtime = Some(session.runtime.clone());
-            report.provisioned = session.provisioned.clone();
-            report.images = session.images.values().cloned().collect();
-            let mut finished = Vec::new();
-            let mut on_event = |event: Event<'_>| {
-                let mut out = stdout.lock();
-                let _ = match event {
-                    Event::Started { total, runtime } => terminal::write_header(&mut out, style, runtime, total),
-                    Event::CaseFinished { result, done, total } => {
-                        finished.push(result.id.clone());
-                        terminal::write_case(&mut out, style, result, done, total)
-                    }
-                };
-                let _ = out.flush();
-            };
-            tokio::select! {
-                results = run::run_cases(&session, &cases, usize::from(args.jobs), &mut on_event) => report.cases = results,
-                signal = shutdown_signal() => report.setup_error = Some(format!("interrupted by {signal}; cases not finished are ERROR")),
-            }
-            if let Err(e) = session.teardown().await {
-                report.setup_error = Some(match report.setup_error.take() {
-                    Some(first) => format!("{first}; {e:#}"),
-                    None => format!("{e:#}"),
-                });
-            }
-        }
-    }
+    let run = run::run_session(&config, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await;
     // Cases that never finished (set-up failed or the run was interrupted) are ERROR, for one
     // reason that the summary prints once.
-    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
-    let added = run::fill_unfinished(&mut report.cases, &cases, &catalogue, &reason);
-    if !added.is_empty() {
-        let names: Vec<String> = added.iter().map(ToString::to_string).collect();
-        println!("           ERROR {} cases not run (the reason follows): {}", added.len(), names.join(" "));
+    if !run.not_run.is_empty() {
+        let names: Vec<String> = run.not_run.iter().map(ToString::to_string).collect();
+        println!("           ERROR {} cases not run (the reason follows): {}", run.not_run.len(), names.join(" "));
     }
+    let mut report = run.report;
     report.duration = started.elapsed();
-
     finish_run(&report, outputs, style)
 }
 
@@ -492,13 +218,7 @@ async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--work-root {} is not a directory", args.work_root.display());
     }
     clean_before_run().await?;
-    let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
-    base.work_root = args.work_root.clone();
-    let mut config = discover::DiscoverConfig::new(base, args.seed, args.cases as usize);
-    config.cache = args.cache.clone();
-    config.jobs = usize::from(args.jobs);
-    config.batch = usize::from(args.batch);
-    config.max_shrink_rounds = usize::from(args.shrink_steps);
+    let config = args.config();
     println!("Discovering with seed {}: {} cases on {} runtimes: {}", args.seed, args.cases, entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
     let progress = |event: Progress<'_>| match event {
         Progress::RuntimeStarted { runtime, info } => println!("{runtime:<24} started: {} {}", info.runtime_name, info.runtime_version),
@@ -568,19 +288,6 @@ fn finish_run(report: &RunReport, outputs: RunOutputs, style: terminal::Style) -
     Ok(report.exit_code())
 }
 
-fn empty_report() -> RunReport {
-    RunReport {
-        schema_version: 1,
-        harness_version: env!("CARGO_PKG_VERSION").to_string(),
-        provisioned: None,
-        runtime: None,
-        images: Vec::new(),
-        cases: Vec::new(),
-        setup_error: None,
-        duration: Duration::ZERO,
-    }
-}
-
 /// `sgpc run --kube`: the cases as Pods on a cluster; the namespace is removed at the end.
 async fn run_kube(args: &RunArgs, catalogue: &Catalogue, cases: &[sgpc::scenario::CaseId], started: Instant, outputs: RunOutputs) -> anyhow::Result<i32> {
     let payload = Payload { busybox: args.busybox.clone(), ..Payload::default() };
@@ -623,7 +330,7 @@ async fn run_kube_on_cluster(
     use sgpc::driver::kube::KubeDriver;
     let stdout = std::io::stdout();
     let style = terminal::Style { color: stdout.is_terminal(), verbose: args.verbose };
-    let mut report = empty_report();
+    let mut report = RunReport::empty();
     report.images = plan.images.values().cloned().collect();
     let target = KubeDriver::connect(kubeconfig, timeout).await?;
     let minor = target.server_minor().await.context("asking the API server for its version")?;
@@ -649,14 +356,6 @@ async fn run_kube_on_cluster(
     run::fill_unfinished(&mut report.cases, cases, catalogue, &reason);
     report.duration = started.elapsed();
     finish_run(&report, outputs, style)
-}
-
-fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {
-    let (handler, binary) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected NAME=PATH, e.g. youki=/root/.cargo/bin/youki"))?;
-    if handler.is_empty() || !handler.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("{handler:?}: a runtime handler name is letters, digits, '-' and '_'"));
-    }
-    Ok(OciRuntime { handler: handler.to_string(), binary: PathBuf::from(binary) })
 }
 
 /// A report file, created (with its directories) when a run starts and written when it ends.

@@ -17,7 +17,7 @@ use crate::input::{self, InputError};
 use crate::oracle;
 use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
-use crate::run::{self, CaseResult, Event, Session, SessionConfig, TargetChoice};
+use crate::run::{self, CaseResult, Event, SessionConfig, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::driver::cri::RuntimeInfo;
 use crate::verdict::Verdict;
@@ -340,21 +340,11 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
             return finish(column, catalogue, cases, started);
         }
     };
-    let starting = Instant::now();
-    match Session::start(&session_config, catalogue, cases).await {
-        Err(e) => {
-            column.setup_error = Some(e.to_string());
-            column.runtime = e.runtime;
-        }
-        Ok(session) => {
-            column.startup = Some(starting.elapsed());
-            column.runtime = Some(session.runtime.clone());
-            column.results = run::run_cases(&session, cases, config.jobs, |event| progress(&entry.name, event)).await;
-            if let Err(e) = session.teardown().await {
-                column.setup_error = Some(format!("{e:#}"));
-            }
-        }
-    }
+    let run = run::run_session(&session_config, catalogue, cases, config.jobs, std::future::pending(), |event| progress(&entry.name, event)).await;
+    column.startup = run.startup;
+    column.runtime = run.report.runtime;
+    column.setup_error = run.report.setup_error;
+    column.results = run.report.cases;
     finish(column, catalogue, cases, started)
 }
 

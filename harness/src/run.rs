@@ -198,6 +198,20 @@ pub struct Totals {
 }
 
 impl RunReport {
+    /// A report of nothing yet: what a run fills in.
+    pub fn empty() -> RunReport {
+        RunReport {
+            schema_version: 1,
+            harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            provisioned: None,
+            runtime: None,
+            images: Vec::new(),
+            cases: Vec::new(),
+            setup_error: None,
+            duration: Duration::ZERO,
+        }
+    }
+
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for c in &self.cases {
@@ -780,6 +794,65 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
+}
+
+/// What [`run_session`] gives: the run's report, and how long set-up took (`None` when it
+/// failed).
+pub struct SessionRun {
+    pub report: RunReport,
+    pub startup: Option<Duration>,
+    /// The cases that got an ERROR without running (set-up failed, interrupted).
+    pub not_run: Vec<CaseId>,
+}
+
+/// The one lifecycle of a session, for `sgpc run` and each matrix column: start, run the cases
+/// `jobs` at a time, tear down, and make every case that did not finish an ERROR for the one
+/// reason that stopped it. `interrupted` (a signal, say) stops set-up or the run and names why.
+pub async fn run_session(
+    config: &SessionConfig,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    jobs: usize,
+    interrupted: impl std::future::Future<Output = String>,
+    on_event: impl FnMut(Event<'_>),
+) -> SessionRun {
+    let started = Instant::now();
+    let mut report = RunReport::empty();
+    let mut startup = None;
+    let interrupted = std::pin::pin!(interrupted);
+    let mut interrupted = futures::FutureExt::fuse(interrupted);
+    let session = tokio::select! {
+        s = Session::start(config, catalogue, cases) => Some(s),
+        why = &mut interrupted => { report.setup_error = Some(format!("interrupted by {why} during set-up")); None }
+    };
+    match session {
+        None => {}
+        Some(Err(e)) => {
+            report.setup_error = Some(e.to_string());
+            report.runtime = e.runtime;
+            report.provisioned = e.provisioned;
+        }
+        Some(Ok(session)) => {
+            startup = Some(started.elapsed());
+            report.runtime = Some(session.runtime.clone());
+            report.provisioned = session.provisioned.clone();
+            report.images = session.images.values().cloned().collect();
+            tokio::select! {
+                results = run_cases(&session, cases, jobs, on_event) => report.cases = results,
+                why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
+            }
+            if let Err(e) = session.teardown().await {
+                report.setup_error = Some(match report.setup_error.take() {
+                    Some(first) => format!("{first}; {e:#}"),
+                    None => format!("{e:#}"),
+                });
+            }
+        }
+    }
+    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
+    let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason);
+    report.duration = started.elapsed();
+    SessionRun { report, startup, not_run }
 }
 
 /// Why no sandbox could start in a runtime sgpc did not start, and what to do about it.

@@ -1,0 +1,284 @@
+//! The command line: clap's arguments, and their conversion into the library's plans
+//! (`SessionConfig`, `DiscoverConfig`), checked before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sgpc::driver::Timeouts;
+use sgpc::provision::containerd::OciRuntime;
+use sgpc::run::{ProxySettings, SessionConfig, TargetChoice};
+
+/// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Work with the crafted images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// List the cases (scenario/policy) of the catalogue.
+    List {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Only cases whose id (scenario/policy) matches this regular expression.
+        #[arg(long)]
+        filter: Option<regex::Regex>,
+        /// Print how the KEP model derives each case's expected identity, rule by rule.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Run the catalogue against a runtime.
+    Run(RunArgs),
+    /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
+    Matrix(MatrixArgs),
+    /// Generate cases, run them on every runtime of a matrix file, and report each class of
+    /// divergence shrunk to a minimal case, written as catalogue files.
+    Discover(DiscoverArgs),
+    /// Remove what runs killed before they could clean up left behind (processes, mounts,
+    /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
+    Clean {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Download a package from a Debian suite into the cache and unpack it (not installed).
+    Fetch {
+        /// Debian suite or codename, e.g. bookworm, trixie, sid.
+        #[arg(long)]
+        suite: String,
+        #[arg(long, default_value = "containerd")]
+        package: String,
+        #[arg(long, default_value = ".cache")]
+        cache: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImagesCommand {
+    /// Build every image recipe (and the pause image) into OCI archives.
+    Build {
+        #[arg(long, default_value = "images")]
+        images: PathBuf,
+        /// Directory for the `<name>.oci.tar` archives.
+        #[arg(long, default_value = "target/sgpc/images")]
+        out: PathBuf,
+        /// Static busybox to put in the images.
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct InputArgs {
+    /// Directory of scenario files.
+    #[arg(long, default_value = "scenarios")]
+    pub scenarios: PathBuf,
+    /// Directory of image recipes.
+    #[arg(long, default_value = "images")]
+    pub images: PathBuf,
+}
+
+#[derive(Args)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The matrix file.
+    #[arg(long, default_value = "matrix.yaml")]
+    pub file: PathBuf,
+    /// Directory for matrix.md, matrix.html and matrix.json.
+    #[arg(long, default_value = "target/sgpc/matrix")]
+    pub out: PathBuf,
+    /// Cache for Debian packages and releases.
+    #[arg(long, default_value = ".cache")]
+    pub cache: PathBuf,
+    /// Cases in flight at once, per runtime (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Only cases whose id (scenario/policy) matches this regular expression.
+    #[arg(long)]
+    pub filter: Option<regex::Regex>,
+    /// Where run directories are created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub work_root: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The matrix file naming the runtimes.
+    #[arg(long, default_value = "matrix.yaml")]
+    pub matrix: PathBuf,
+    /// Cases to run on every runtime (generated scenarios under default, Merge and Strict).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cases: u32,
+    /// The seed: the same seed gives the same cases, classes and minimal cases.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory for discovery.md, discovery.json and classes/cNN/{scenarios,images}/.
+    #[arg(long, default_value = "target/sgpc/discover")]
+    pub out: PathBuf,
+    /// Cache for Debian packages and releases.
+    #[arg(long, default_value = ".cache")]
+    pub cache: PathBuf,
+    /// Cases in flight at once, per runtime (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Generated scenarios whose images are built and pushed together.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: u16,
+    /// Shrinking steps per class at most (0: report the first case as found).
+    #[arg(long, default_value_t = 40)]
+    pub shrink_steps: u16,
+    /// Where run directories are created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub work_root: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// An existing CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
+    #[arg(long, group = "runtime")]
+    pub cri: Option<String>,
+    /// A directory holding containerd 1.x or 2.x binaries to start privately.
+    #[arg(long, group = "runtime")]
+    pub containerd: Option<PathBuf>,
+    /// A directory holding crio, conmon, pinns and runc or crun, to start privately.
+    #[arg(long, group = "runtime")]
+    pub crio: Option<PathBuf>,
+    /// The Kubernetes level: run the cases as Pods on the current cluster (images must be
+    /// loaded: `sgpc images build`, then `kind load image-archive`).
+    #[arg(long, group = "runtime")]
+    pub kube: bool,
+    /// With --kube: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config).
+    #[arg(long, requires = "kube")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kube: print the exact manifests that would be applied, and touch nothing.
+    #[arg(long, requires = "kube")]
+    pub dry_run: bool,
+    /// With --kube: create a kind cluster from this node image (e.g. kindest/node:v1.33.1),
+    /// load sgpc's images into it, run there, and delete it at the end.
+    #[arg(long, requires = "kube")]
+    pub kind: Option<String>,
+    /// With --kind: reuse the cluster if it exists, and keep it at the end.
+    #[arg(long, requires = "kind")]
+    pub reuse_cluster: bool,
+    /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
+    /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
+    #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
+    pub oci_runtimes: Vec<OciRuntime>,
+    /// The CRI runtime handler the cases ask for (default: the runtime's default handler).
+    #[arg(long, default_value = "")]
+    pub runtime_handler: String,
+    /// The registry binary (Debian's docker-registry).
+    #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
+    pub registry: PathBuf,
+    /// Static busybox to put in the images.
+    #[arg(long, default_value = "/bin/busybox")]
+    pub busybox: PathBuf,
+    /// Only cases whose id (scenario/policy) matches this regular expression.
+    #[arg(long)]
+    pub filter: Option<regex::Regex>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write a JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Cases in flight at once (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Seconds one CRI call may take.
+    #[arg(long, default_value_t = 30)]
+    pub rpc_timeout: u64,
+    /// Seconds one image pull may take.
+    #[arg(long, default_value_t = 120)]
+    pub pull_timeout: u64,
+    /// Seconds the first process may take to print its probe output.
+    #[arg(long, default_value_t = 30)]
+    pub probe_timeout: u64,
+    /// Print notes for passing cases too.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Where the run directory is created (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub work_root: PathBuf,
+    /// Self-test: put sgpc-cri-proxy in front of the runtime and inject this fault (repeatable).
+    #[arg(long = "fault", value_enum)]
+    pub faults: Vec<sgpc::proxy::Fault>,
+    /// With --fault: pod-scoped faults apply to sandboxes (`<scenario>-<policy>`) matching this.
+    #[arg(long)]
+    pub fault_pods: Option<String>,
+    /// With --fault slow: how long a call is held, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub fault_delay_ms: u64,
+}
+
+
+impl RunArgs {
+    /// The session `sgpc run` starts for a CRI-level target.
+    pub fn session_config(&self) -> anyhow::Result<SessionConfig> {
+        let target = match (&self.cri, &self.containerd, &self.crio) {
+            (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
+            (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
+            (None, None, Some(dir)) => {
+                // Fail at once, before building anything, when the directory is incomplete.
+                sgpc::provision::crio::find_binaries(dir)?;
+                TargetChoice::Crio { bin_dir: dir.clone() }
+            }
+            (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
+        };
+        let mut config = SessionConfig::new(target);
+        config.timeouts = Timeouts {
+            rpc: Duration::from_secs(self.rpc_timeout),
+            pull: Duration::from_secs(self.pull_timeout),
+            probe: Duration::from_secs(self.probe_timeout),
+        };
+        config.payload.busybox = self.busybox.clone();
+        config.registry_binary = self.registry.clone();
+        if !self.oci_runtimes.is_empty() {
+            config.oci_runtimes = self.oci_runtimes.clone();
+        }
+        config.runtime_handler = self.runtime_handler.clone();
+        config.work_root = self.work_root.clone();
+        if !self.faults.is_empty() {
+            let mut proxy = ProxySettings::beside_current_exe(self.faults.clone());
+            proxy.pods = self.fault_pods.clone();
+            proxy.delay = Duration::from_millis(self.fault_delay_ms);
+            config.proxy = Some(proxy);
+        }
+        Ok(config)
+    }
+}
+
+impl DiscoverArgs {
+    pub fn config(&self) -> sgpc::discover::DiscoverConfig {
+        let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
+        base.work_root = self.work_root.clone();
+        let mut config = sgpc::discover::DiscoverConfig::new(base, self.seed, self.cases as usize);
+        config.cache = self.cache.clone();
+        config.jobs = usize::from(self.jobs);
+        config.batch = usize::from(self.batch);
+        config.max_shrink_rounds = usize::from(self.shrink_steps);
+        config
+    }
+}
+
+fn parse_oci_runtime(text: &str) -> Result<OciRuntime, String> {
+    let (handler, binary) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected NAME=PATH, e.g. youki=/root/.cargo/bin/youki"))?;
+    if handler.is_empty() || !handler.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("{handler:?}: a runtime handler name is letters, digits, '-' and '_'"));
+    }
+    Ok(OciRuntime { handler: handler.to_string(), binary: PathBuf::from(binary) })
+}
+
