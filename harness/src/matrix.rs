@@ -275,7 +275,7 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
     let unavailable = |e: anyhow::Error| Unavailable(format!("{e:#}"));
     let (target, version) = match &entry.source {
         Source::ContainerdDebian { suite } => {
-            let unpacked = debian::fetch(cache, suite, "containerd").map_err(|e| unavailable(e.into()))?;
+            let unpacked = debian::fetch(cache, suite, "containerd").map_err(unavailable)?;
             (TargetChoice::Containerd { bin_dir: unpacked.bin_dir() }, Some(unpacked.version))
         }
         Source::ContainerdDir { dir } => {
@@ -289,7 +289,7 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
             (TargetChoice::Containerd { bin_dir: dir }, Some(version.clone()))
         }
         Source::CrioDir { dir } => {
-            crate::provision::crio::find_binaries(dir).map_err(|e| unavailable(e.into()))?;
+            crate::provision::crio::find_binaries(dir).map_err(unavailable)?;
             (TargetChoice::Crio { bin_dir: dir.clone() }, None)
         }
         Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),

@@ -360,9 +360,13 @@ async fn remove_and_verify(target: &CriDriver, run_id: &str) -> anyhow::Result<(
 }
 
 impl Drop for Resources {
+    /// After a panic, or when the run's future is dropped (`sgpc matrix` and `sgpc discover`
+    /// on a signal): kills every process under the run directory, unmounts and removes it. The
+    /// record goes too, unless the run put sandboxes or images into a `--cri` runtime, which
+    /// only an async clean can remove (`sgpc clean`, or the next run).
     fn drop(&mut self) {
-        if self.dir.exists() {
-            let _ = crate::provision::remove_tree(&self.dir);
+        if self.dir.exists() && crate::provision::remove_tree(&self.dir).is_ok() && self.record.cri.is_none() {
+            self.state.forget(&self.record.run_id);
         }
     }
 }

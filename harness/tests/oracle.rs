@@ -31,7 +31,9 @@ fn catalogue_covers_the_issue_seeds() {
     let catalogue = catalogue();
     assert!(catalogue.scenarios.len() >= 12, "catalogue v1 has 12 scenarios");
     // The seeds of the conformance core issue, copied from the issue text, not from the files.
-    let seeds: [(&str, [u32; 3], &[u32], &[u32]); 4] = [
+    // (scenario, [uid, gid, unused], Merge groups, Strict groups)
+    type Seed = (&'static str, [u32; 3], &'static [u32], &'static [u32]);
+    let seeds: [Seed; 4] = [
         ("kep-blog", [1000, 3000, 0], &[3000, 4000, 50000], &[3000, 4000]),
         ("issue-112879", [1000, 1000, 0], &[1000, 50000, 60000], &[1000, 60000]),
         ("cri-tools", [1000, 1000, 0], &[1000, 1234, 50000], &[1000, 1234]),

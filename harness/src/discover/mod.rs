@@ -186,11 +186,11 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
             let mut counts = counted.borrow_mut();
             let done = counts.entry(runtime.to_string()).or_default();
             *done += 1;
-            if *done % 25 == 0 {
+            if done.is_multiple_of(25) {
                 progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
             }
         };
-        let batch_results = run_batch(&mut running, batch, &ids, None, config.jobs, &config.base.payload, &mut timings, &on_case).await;
+        let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, only: None, jobs: config.jobs }, &config.base.payload, &mut timings, &on_case).await;
         for (runtime, result) in batch_results {
             results.entry(result.id.clone()).or_default().push((runtime, result));
         }
@@ -327,16 +327,8 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
 /// Builds a batch's images once, adds them to every session (or only `only`), runs `ids` on
 /// each concurrently. Results are `(runtime, result)`; a session that could not take the batch
 /// gives ERROR results for it.
-async fn run_batch(
-    running: &mut [Running],
-    batch: &[GenCase],
-    ids: &[CaseId],
-    only: Option<&[String]>,
-    jobs: usize,
-    payload: &Payload,
-    timings: &mut Timings,
-    on_case: &dyn Fn(&str),
-) -> Vec<(String, CaseResult)> {
+async fn run_batch(running: &mut [Running], work: &Batch<'_>, payload: &Payload, timings: &mut Timings, on_case: &dyn Fn(&str)) -> Vec<(String, CaseResult)> {
+    let Batch { cases: batch, ids, only, jobs } = *work;
     let mut out = Vec::new();
     let building = Instant::now();
     let built = match build_batch(batch, payload).await {
@@ -383,6 +375,16 @@ async fn run_batch(
     out
 }
 
+/// What one batch runs: its generated scenarios, the cases of them, on which runtimes (all when
+/// `only` is `None`), how many at once per runtime.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    cases: &'a [GenCase],
+    ids: &'a [CaseId],
+    only: Option<&'a [String]>,
+    jobs: usize,
+}
+
 /// Loads a batch through the catalogue's parsers and builds its images (off the async threads).
 async fn build_batch(batch: &[GenCase], payload: &Payload) -> anyhow::Result<(Catalogue, Vec<image::BuiltImage>)> {
     let (batch, payload) = (batch.to_vec(), payload.clone());
@@ -419,7 +421,7 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
         let mut involved: Vec<String> = owners.iter().flat_map(|&(i, _)| classes[i].representatives.clone()).collect();
         involved.sort();
         involved.dedup();
-        let results = run_batch(running, &batch, &ids, Some(&involved), config.shrink_jobs, &config.base.payload, &mut timings, &|_| {}).await;
+        let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &config.base.payload, &mut timings, &|_| {}).await;
         for (i, (shrinker, class)) in shrinkers.iter_mut().zip(classes.iter_mut()).enumerate() {
             if shrinker.is_done() {
                 continue;
@@ -458,7 +460,7 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     let mut involved: Vec<String> = classes.iter().flat_map(|c| c.key.runtimes()).collect();
     involved.sort();
     involved.dedup();
-    let results = run_batch(running, &batch, &ids, Some(&involved), config.shrink_jobs, &config.base.payload, timings, &|_| {}).await;
+    let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &config.base.payload, timings, &|_| {}).await;
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();
         let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && wanted.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
