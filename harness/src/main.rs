@@ -225,14 +225,14 @@ async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
         Progress::RuntimeNotRun { runtime, reason } => println!("{runtime:<24} not run: {reason}"),
         Progress::CaseDone { runtime, done, total, classes, elapsed } => println!("{runtime:<24} {done:>5}/{total} cases, {classes} classes, {:.0} s", elapsed.as_secs_f64()),
         Progress::ClassFound { number, key, case } => println!("class {number:>2} found on {case}: {}", key.describe()),
-        Progress::Shrunk { number, round, case } => {
+        Progress::Shrunk { number, step, case } => {
             let lines = |l: &Option<Vec<String>>| l.as_ref().map_or(0, Vec::len);
-            println!("class {number:>2} shrink step {round}: {} passwd + {} group lines", lines(&case.passwd), lines(&case.group));
+            println!("class {number:>2} shrink step {step}: {} passwd + {} group lines", lines(&case.passwd), lines(&case.group));
         }
     };
     let report = tokio::select! {
         report = discover::discover(&entries, &config, &progress) => report,
-        signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime was stopped"),
+        signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime sgpc started was stopped (`sgpc clean` removes what a --cri runtime still holds)"),
     };
     for class in &report.classes {
         let verified = if class.verified { "verified" } else { "NOT verified on every runtime" };

@@ -509,6 +509,9 @@ impl Session {
     /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
     /// pushes the images built for them that the session lacks to its registry and pulls them.
     pub async fn add(&mut self, catalogue: &Catalogue, built: &[image::BuiltImage]) -> anyhow::Result<()> {
+        if let Some(scenario) = catalogue.scenarios.iter().find(|s| self.catalogue.scenario(&s.name).is_some()) {
+            anyhow::bail!("scenario {:?} is already in the session", scenario.name);
+        }
         let registry = self.resources.registry.as_ref().context("the session has no registry")?;
         let credentials = registry.credentials.clone();
         // Pushes and pulls four at a time: a discovery adds hundreds of small images.
@@ -536,11 +539,6 @@ impl Session {
             .into_iter()
             .collect::<anyhow::Result<Vec<()>>>()?;
         self.images.extend(pushed.into_iter().map(|r| (r.name.clone(), r)));
-        for scenario in &catalogue.scenarios {
-            if self.catalogue.scenario(&scenario.name).is_some() {
-                anyhow::bail!("scenario {:?} is already in the session", scenario.name);
-            }
-        }
         let new_recipes = catalogue.images.iter().filter(|r| self.catalogue.recipe(&r.name).is_none()).cloned().collect::<Vec<_>>();
         self.catalogue.images.extend(new_recipes);
         self.catalogue.scenarios.extend(catalogue.scenarios.iter().cloned());

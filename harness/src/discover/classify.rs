@@ -24,6 +24,9 @@ pub enum Kind {
     ExpectedLeak,
     /// Every runtime did the same, and it breaks the rules: the model and the runtimes disagree.
     ModelFailure,
+    /// Every runtime attached the model's identity, but a verdict fails on what a runtime
+    /// reported (`status.user`, an id out of range).
+    ReportFailure,
 }
 
 impl Kind {
@@ -33,6 +36,7 @@ impl Kind {
             Kind::AllowedDivergence => "divergence within the allowed outcomes",
             Kind::ExpectedLeak => "expected Strict leak (runtimes without the feature)",
             Kind::ModelFailure => "every runtime outside the model",
+            Kind::ReportFailure => "the model's identity, but a verdict fails on what a runtime reported",
         }
     }
 }
@@ -74,7 +78,8 @@ pub fn classify(results: &[(&str, &CaseResult)]) -> Option<(ClassKey, Vec<Behavi
     let failed = behaviours.iter().flat_map(|b| &b.verdicts).any(|v| matches!(v, Verdict::Fail | Verdict::Refused));
     let kind = match behaviours.len() {
         0 => return None,
-        1 if violation || failed => Kind::ModelFailure,
+        1 if violation => Kind::ModelFailure,
+        1 if failed => Kind::ReportFailure,
         1 => return None,
         _ if divergence::only_missing_feature(&behaviours) && !failed => {
             if violation {
@@ -183,5 +188,33 @@ mod tests {
         let (all_refused, _) = classify(&[("1.6", &refused()), ("2.x", &refused())]).unwrap();
         assert_eq!(all_refused.kind, Kind::ModelFailure);
         assert_ne!(all_refused, key, "a refusal and a dropped group are different news");
+    }
+
+    #[test]
+    fn shrinking_represents_every_side_and_every_verdict() {
+        let model = ran(&[1001, 2147483648], Verdict::Pass, &[1001, 2147483648]);
+        let view = [("1.6", &model), ("1.7", &model), ("2.x-runc", &refused()), ("2.x-youki", &refused())];
+        let (key, _) = classify(&view).unwrap();
+        let (chosen, chosen_key) = crate::discover::representatives(&key, &view, &[]);
+        assert_eq!(chosen, ["1.6", "2.x-runc"], "one per side");
+        assert_eq!(chosen_key.kind, key.kind);
+        // A side whose runtimes got different verdicts keeps one runtime per verdict, so the
+        // representatives show the same kind of news.
+        let (pass, fail) = (ran(&[1001], Verdict::Pass, &[1001]), ran(&[1001], Verdict::Fail, &[1001]));
+        let view = [("a", &pass), ("b", &fail)];
+        let (key, _) = classify(&view).unwrap();
+        let (chosen, chosen_key) = crate::discover::representatives(&key, &view, &[]);
+        assert_eq!(chosen, ["b", "a"]);
+        assert_eq!(chosen_key, key);
+    }
+
+    #[test]
+    fn the_model_identity_with_a_failing_verdict_is_no_model_failure() {
+        // One runtime attached the model's identity but its status.user was missing while it
+        // advertises the feature (FAIL); the other passed: one behaviour, two verdicts.
+        let (pass, fail) = (ran(&[1001], Verdict::Pass, &[1001]), ran(&[1001], Verdict::Fail, &[1001]));
+        let (key, _) = classify(&[("a", &pass), ("b", &fail)]).unwrap();
+        assert_eq!(key.kind, Kind::ReportFailure);
+        assert_eq!(key.sides[0].verdicts, ["FAIL", "PASS"]);
     }
 }

@@ -20,6 +20,7 @@ use crate::matrix::{self, Entry};
 use crate::run::{self, CaseResult, Session, SessionConfig};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::driver::cri::RuntimeInfo;
+use crate::verdict::Verdict;
 
 use classify::ClassKey;
 use generate::GenCase;
@@ -60,7 +61,8 @@ pub enum Progress<'a> {
     /// A runtime finished a case of the generated batches.
     CaseDone { runtime: &'a str, done: usize, total: usize, classes: usize, elapsed: Duration },
     ClassFound { number: usize, key: &'a ClassKey, case: &'a CaseId },
-    Shrunk { number: usize, round: usize, case: &'a GenCase },
+    /// A class's case got smaller: its `step`th kept reduction.
+    Shrunk { number: usize, step: usize, case: &'a GenCase },
 }
 
 /// One runtime of the discovery.
@@ -91,15 +93,22 @@ pub struct Class {
     pub behaviours: Vec<Behaviour>,
     /// The identity fields of the CRI requests the minimal case sends (as kubelet would).
     pub cri_request: String,
-    /// One runtime per side of the class: shrinking runs candidates only on these.
+    /// One runtime per side and verdict of the class: shrinking runs candidates only on these.
     pub representatives: Vec<String>,
     /// The class as the representatives alone show it: what a candidate must keep.
     #[serde(skip)]
     pub representative_key: ClassKey,
     /// The minimal case, run again on every runtime of the class, shows the same class.
     pub verified: bool,
+    /// Runtimes that could not run the minimal case when it was run again (ERROR), with why.
+    pub verification_errors: Vec<String>,
     pub shrink_rounds: usize,
     pub candidates_run: usize,
+    /// Shrinking rounds in which a representative could not run a candidate (ERROR): the window
+    /// was tried again (at most [`SHRINK_RETRIES`] times, then passed over).
+    pub shrink_errors: usize,
+    /// From the start of shrinking until this class's shrinking ended (classes shrink side by
+    /// side, so these overlap).
     #[serde(serialize_with = "crate::run::serialize_millis", rename = "shrink_ms")]
     pub shrink_time: Duration,
 }
@@ -131,6 +140,8 @@ pub struct DiscoveryReport {
     pub cases: usize,
     pub runtimes: Vec<RuntimeRun>,
     pub classes: Vec<Class>,
+    /// Cases left out of the classes because some runtime could not run them (ERROR).
+    pub unclassified: usize,
     /// Cases some runtime could not run, with the reason (at most 20 listed).
     pub errors: Vec<String>,
     pub timings: Timings,
@@ -140,14 +151,14 @@ pub struct DiscoveryReport {
 
 impl DiscoveryReport {
     /// 2 when no runtime ran or every case was an ERROR; 1 when a class breaks the rules
-    /// (a divergence, or every runtime outside the model); 0 otherwise (no class, or only
+    /// (a divergence, every runtime outside the model, a failing verdict); 0 otherwise (no class, or only
     /// expected leaks and divergences within the allowed outcomes).
     pub fn exit_code(&self) -> i32 {
         let ran = self.runtimes.iter().any(|r| r.not_run.is_none() && r.cases_run > r.errors);
         if !ran {
             return run::exit_code::ERROR;
         }
-        let news = self.classes.iter().any(|c| matches!(c.key.kind, classify::Kind::Divergence | classify::Kind::ModelFailure));
+        let news = self.classes.iter().any(|c| matches!(c.key.kind, classify::Kind::Divergence | classify::Kind::ModelFailure | classify::Kind::ReportFailure));
         if news {
             run::exit_code::FAIL
         } else {
@@ -178,6 +189,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
     let mut results: BTreeMap<CaseId, Vec<(String, CaseResult)>> = BTreeMap::new();
     let mut classes: Vec<Class> = Vec::new();
     let mut class_of: BTreeMap<ClassKey, usize> = BTreeMap::new();
+    let mut unclassified = 0;
     let mut done_per_runtime: BTreeMap<String, usize> = BTreeMap::new();
     for batch in generated.chunks(config.batch.max(1)) {
         let ids: Vec<CaseId> = all_cases.iter().filter(|c| batch.iter().any(|g| g.name == c.scenario)).cloned().collect();
@@ -196,25 +208,40 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
         }
         for id in &ids {
             let Some(per_runtime) = results.get(id) else { continue };
-            let view: Vec<(&str, &CaseResult)> = per_runtime.iter().map(|(n, r)| (n.as_str(), r)).collect();
-            if let Some((key, behaviours)) = classify::classify(&view) {
-                match class_of.get(&key) {
-                    Some(&i) => classes[i].cases.push(id.clone()),
-                    None => {
-                        let first = generated.iter().find(|g| g.name == id.scenario).cloned().map(|g| pinned(g, id.policy));
-                        let Some(first) = first else { continue };
-                        let representatives = choose_representatives(&key, &classes);
-                        let of_representatives: Vec<(&str, &CaseResult)> = view.iter().filter(|(n, _)| representatives.iter().any(|r| r == n)).copied().collect();
-                        let Some((representative_key, _)) = classify::classify(&of_representatives) else { continue };
-                        class_of.insert(key.clone(), classes.len());
-                        progress(Progress::ClassFound { number: classes.len() + 1, key: &key, case: id });
-                        let mut class = new_class(classes.len() + 1, key, id.clone(), first, behaviours);
-                        class.representatives = representatives;
-                        class.representative_key = representative_key;
-                        classes.push(class);
-                    }
-                }
+            // A case some runtime could not run (ERROR: sgpc's failure) is not classified: without
+            // that runtime, the others would form a class of their own.
+            if per_runtime.iter().any(|(_, r)| r.judgement.verdict == Verdict::Error) {
+                unclassified += 1;
+                continue;
             }
+            let view: Vec<(&str, &CaseResult)> = per_runtime.iter().map(|(n, r)| (n.as_str(), r)).collect();
+            let Some((key, behaviours)) = classify::classify(&view) else { continue };
+            if let Some(&i) = class_of.get(&key) {
+                classes[i].cases.push(id.clone());
+                continue;
+            }
+            let Some(first) = generated.iter().find(|g| g.name == id.scenario) else { continue };
+            let (representatives, representative_key) = representatives(&key, &view, &classes);
+            class_of.insert(key.clone(), classes.len());
+            progress(Progress::ClassFound { number: classes.len() + 1, key: &key, case: id });
+            classes.push(Class {
+                number: classes.len() + 1,
+                description: key.describe(),
+                key,
+                cases: vec![id.clone()],
+                cri_request: String::new(),
+                minimal: pinned(first.clone(), id.policy),
+                first: pinned(first.clone(), id.policy),
+                behaviours,
+                representatives,
+                representative_key,
+                verified: false,
+                verification_errors: Vec::new(),
+                shrink_rounds: 0,
+                candidates_run: 0,
+                shrink_errors: 0,
+                shrink_time: Duration::ZERO,
+            });
         }
     }
     for (runtime, done) in &done_per_runtime {
@@ -225,7 +252,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
         let mine = results.values().flatten().filter(|(n, _)| *n == run.name);
         for (_, result) in mine {
             run.cases_run += 1;
-            if result.judgement.verdict == crate::verdict::Verdict::Error {
+            if result.judgement.verdict == Verdict::Error {
                 run.errors += 1;
                 if errors.len() < 20 {
                     errors.push(format!("{} on {}: {}", result.id, run.name, result.judgement.reasons.join("; ")));
@@ -255,6 +282,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
         cases: all_cases.len(),
         runtimes,
         classes,
+        unclassified,
         errors,
         timings,
         duration: started.elapsed(),
@@ -267,33 +295,25 @@ fn pinned(mut case: GenCase, policy: Policy) -> GenCase {
     case
 }
 
-/// One runtime per side of `key`, each the one that represents the fewest classes so far:
-/// shrinking's work spreads over the runtimes instead of queueing on the first.
-fn choose_representatives(key: &ClassKey, classes: &[Class]) -> Vec<String> {
+/// The runtimes shrinking runs candidates on, and the class as they alone show it. Per side, one
+/// runtime per distinct verdict (the one representing the fewest classes so far, so the work
+/// spreads): the representatives then show every side with every verdict, hence the same kind.
+/// Where they would not (cannot happen by construction, but the class must never vanish),
+/// every runtime of the class represents it.
+fn representatives(key: &ClassKey, view: &[(&str, &CaseResult)], classes: &[Class]) -> (Vec<String>, ClassKey) {
     let load = |name: &String| classes.iter().filter(|c| c.representatives.contains(name)).count();
-    key.sides.iter().filter_map(|side| side.runtimes.iter().min_by_key(|name| load(name)).cloned()).collect()
-}
-
-fn key_placeholder() -> ClassKey {
-    ClassKey { kind: classify::Kind::Divergence, sides: Vec::new() }
-}
-
-fn new_class(number: usize, key: ClassKey, case: CaseId, first: GenCase, behaviours: Vec<Behaviour>) -> Class {
-    Class {
-        number,
-        description: key.describe(),
-        key,
-        cases: vec![case],
-        cri_request: String::new(),
-        minimal: first.clone(),
-        first,
-        behaviours,
-        representatives: Vec::new(),
-        representative_key: key_placeholder(),
-        verified: false,
-        shrink_rounds: 0,
-        candidates_run: 0,
-        shrink_time: Duration::ZERO,
+    let verdict_of = |name: &String| view.iter().find(|(n, _)| n == name).map(|(_, r)| r.judgement.verdict.to_string());
+    let mut chosen: Vec<String> = Vec::new();
+    for side in &key.sides {
+        for verdict in &side.verdicts {
+            let showing = side.runtimes.iter().filter(|n| verdict_of(n).as_ref() == Some(verdict));
+            chosen.extend(showing.min_by_key(|n| load(n)).cloned());
+        }
+    }
+    let of_chosen: Vec<(&str, &CaseResult)> = view.iter().filter(|(n, _)| chosen.iter().any(|c| c == n)).copied().collect();
+    match classify::classify(&of_chosen) {
+        Some((chosen_key, _)) if chosen_key.kind == key.kind => (chosen, chosen_key),
+        _ => (key.runtimes(), key.clone()),
     }
 }
 
@@ -396,29 +416,51 @@ async fn build_batch(batch: &[GenCase], payload: &Payload) -> anyhow::Result<(Ca
     .await?
 }
 
+/// How often a window is run again after a representative could not run one of its candidates.
+pub const SHRINK_RETRIES: usize = 2;
+
+/// What one candidate showed on the class's representatives.
+enum Shown {
+    Class,
+    Other,
+    /// A representative could not run it (ERROR): nothing is known.
+    Unknown,
+}
+
+fn shown(class: &Class, results: &[(String, CaseResult)], id: &CaseId) -> Shown {
+    let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && class.representatives.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
+    if view.len() < class.representatives.len() || view.iter().any(|(_, r)| r.judgement.verdict == Verdict::Error) {
+        return Shown::Unknown;
+    }
+    match classify::classify(&view) {
+        Some((key, _)) if key == class.representative_key => Shown::Class,
+        _ => Shown::Other,
+    }
+}
+
 async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: &DiscoverConfig, progress: &dyn Fn(Progress<'_>)) {
-    // Shrinking's own build and run times are in each class's shrink time.
+    // Shrinking's own build and run times are in the shrink time, not in the generation's.
     let mut timings = Timings::default();
     let started = Instant::now();
     let mut shrinkers: Vec<Shrinker> = classes.iter().map(|c| Shrinker::new(c.minimal.clone(), config.shrink_window, config.max_shrink_rounds)).collect();
-    let prefix = format!("d{}", config.seed);
+    let mut retries = vec![0; classes.len()];
     for round in 1.. {
         // Every open class's next window, named uniquely for this round.
         let mut batch: Vec<GenCase> = Vec::new();
         let mut ids: Vec<CaseId> = Vec::new();
-        let mut owners: Vec<(usize, usize)> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
         for (i, shrinker) in shrinkers.iter().enumerate() {
             for (k, candidate) in shrinker.window().iter().enumerate() {
-                let name = format!("{prefix}-c{:02}-r{round:03}-{k}", classes[i].number);
+                let name = format!("{}-c{:02}-r{round:03}-{k}", name_prefix(config.seed), classes[i].number);
                 ids.push(CaseId { scenario: name.clone(), policy: classes[i].cases[0].policy });
                 batch.push(GenCase { name, ..candidate.clone() });
-                owners.push((i, k));
+                owners.push(i);
             }
         }
         if batch.is_empty() {
             break;
         }
-        let mut involved: Vec<String> = owners.iter().flat_map(|&(i, _)| classes[i].representatives.clone()).collect();
+        let mut involved: Vec<String> = owners.iter().flat_map(|&i| classes[i].representatives.clone()).collect();
         involved.sort();
         involved.dedup();
         let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &config.base.payload, &mut timings, &|_| {}).await;
@@ -426,14 +468,34 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
             if shrinker.is_done() {
                 continue;
             }
-            let kept = owners.iter().zip(&ids).filter(|((owner, _), _)| *owner == i).find_map(|((_, k), id)| {
-                let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && class.representatives.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
-                let (key, _) = classify::classify(&view)?;
-                (key == class.representative_key).then_some(*k)
-            });
+            // The first candidate, in order, that shows the class; an unknown one before it
+            // leaves the answer open, so the window runs again (the result must not depend on
+            // which candidates happened to fail).
+            let mine = owners.iter().zip(&ids).filter(|(owner, _)| **owner == i).map(|(_, id)| id);
+            let mut kept = None;
+            let mut unknown = false;
+            for (k, id) in mine.enumerate() {
+                match shown(class, &results, id) {
+                    Shown::Class => {
+                        kept = Some(k);
+                        break;
+                    }
+                    Shown::Other => {}
+                    Shown::Unknown => {
+                        unknown = true;
+                        break;
+                    }
+                }
+            }
+            if unknown && retries[i] < SHRINK_RETRIES {
+                retries[i] += 1;
+                class.shrink_errors += 1;
+                continue;
+            }
+            retries[i] = 0;
             shrinker.observe(kept);
             if kept.is_some() {
-                progress(Progress::Shrunk { number: class.number, round: shrinker.steps, case: &shrinker.current });
+                progress(Progress::Shrunk { number: class.number, step: shrinker.steps, case: &shrinker.current });
             }
             if shrinker.is_done() {
                 class.shrink_time = started.elapsed();
@@ -449,13 +511,18 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
     verify(running, classes, config, &mut timings).await;
 }
 
+/// Generated names start `d<seed>`: `d7-0012`, `d7-c01-r003-2`.
+fn name_prefix(seed: u64) -> String {
+    format!("d{seed}")
+}
+
 /// Runs every class's minimal case once more on all the class's runtimes: what the report shows
 /// is that run, and whether it still shows the whole class.
 async fn verify(running: &mut [Running], classes: &mut [Class], config: &DiscoverConfig, timings: &mut Timings) {
     if classes.is_empty() {
         return;
     }
-    let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", c.first.name.split('-').next().unwrap_or("d"), c.number), ..c.minimal.clone() }).collect();
+    let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", name_prefix(config.seed), c.number), ..c.minimal.clone() }).collect();
     let ids: Vec<CaseId> = batch.iter().zip(classes.iter()).map(|(g, c)| CaseId { scenario: g.name.clone(), policy: c.cases[0].policy }).collect();
     let mut involved: Vec<String> = classes.iter().flat_map(|c| c.key.runtimes()).collect();
     involved.sort();
@@ -464,8 +531,9 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();
         let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && wanted.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();
+        class.verification_errors = view.iter().filter(|(_, r)| r.judgement.verdict == Verdict::Error).map(|(n, r)| format!("{n}: {}", r.judgement.reasons.join("; "))).collect();
         class.behaviours = crate::divergence::behaviours(&view);
-        class.verified = classify::classify(&view).is_some_and(|(key, _)| key == class.key);
+        class.verified = class.verification_errors.is_empty() && classify::classify(&view).is_some_and(|(key, _)| key == class.key);
     }
 }
 

@@ -7,11 +7,15 @@ use std::path::PathBuf;
 use crate::discover::generate::{self, GenCase};
 use crate::discover::{Class, DiscoveryReport};
 
-/// The emitted case of a class: its minimal case under a stable name, `d<seed>-c<class>`.
+/// The emitted case of a class under a stable name, `d<seed>-c<class>`: its minimal case, or,
+/// when that did not show the whole class when run again, the generated case that did.
 pub fn emitted(report: &DiscoveryReport, class: &Class) -> GenCase {
-    let mut case = class.minimal.clone();
+    let (mut case, how) = match class.verified {
+        true => (class.minimal.clone(), format!("shrunk from {}", class.first.name)),
+        false => (class.first.clone(), format!("{} as generated: its shrunk form did not show the whole class when run again", class.first.name)),
+    };
     case.name = format!("d{}-c{:02}", report.seed, class.number);
-    case.origin = format!("seed {}, class {}: {}; shrunk from {}", report.seed, class.number, class.key.kind.describe(), class.first.name);
+    case.origin = format!("seed {}, class {}: {}; {how}", report.seed, class.number, class.key.kind.describe());
     case
 }
 
@@ -53,6 +57,9 @@ pub fn write_markdown(out: &mut dyn Write, report: &DiscoveryReport) -> anyhow::
         seconds(report.duration),
         report.classes.len()
     )?;
+    if report.unclassified > 0 {
+        writeln!(out, "{} cases are left out of the classes: some runtime could not run them (ERROR, listed at the end).\n", report.unclassified)?;
+    }
     writeln!(out, "| runtime | version | cases run | ERROR | note |\n|---|---|---|---|---|")?;
     for r in &report.runtimes {
         let version = r.runtime.as_ref().map(|i| format!("{} {}", i.runtime_name, i.runtime_version)).unwrap_or_default();
@@ -98,8 +105,8 @@ fn write_class(out: &mut dyn Write, report: &DiscoveryReport, class: &Class) -> 
         seconds(class.shrink_time)
     )?;
     writeln!(out, "- files: `{}`, `{}`", dir.join("scenarios").join(format!("{}.yaml", case.name)).display(), dir.join("images").join(format!("{}.yaml", case.name)).display())?;
-    writeln!(out, "- reproduce: `sgpc run --containerd DIR --scenarios {0}/scenarios --images {0}/images`\n", dir.display())?;
-    writeln!(out, "Minimal case:\n\n```yaml\n{}{}```\n", generate::recipe_yaml(&case), generate::scenario_yaml(&case))?;
+    writeln!(out, "- reproduce (paths under the output directory): `sgpc run --containerd DIR --scenarios {0}/scenarios --images {0}/images`\n", dir.display())?;
+    writeln!(out, "{}:\n\n```yaml\n{}{}```\n", if class.verified { "Minimal case" } else { "Case (as generated)" }, generate::recipe_yaml(&case), generate::scenario_yaml(&case))?;
     writeln!(out, "CRI request: `{}`\n", class.cri_request)?;
     writeln!(out, "| runtimes | attached | matches | verdicts |\n|---|---|---|---|")?;
     for b in &class.behaviours {
@@ -117,7 +124,13 @@ fn write_class(out: &mut dyn Write, report: &DiscoveryReport, class: &Class) -> 
     }
     match class.verified {
         true => writeln!(out, "- verified: the minimal case, run again on all {} runtimes of the class, shows the same class", class.key.runtimes().len())?,
-        false => writeln!(out, "- **not verified**: run again on all runtimes of the class, the minimal case showed the behaviours above, not the whole class (shrinking ran it on {} only)", class.representatives.join(", "))?,
+        false => writeln!(out, "- **not verified**: run again on all runtimes of the class, the shrunk case showed the behaviours above, not the whole class (shrinking ran it on {} only); the files hold the case as generated", class.representatives.join(", "))?,
+    }
+    for error in &class.verification_errors {
+        writeln!(out, "- could not run it again on {} (ERROR)", error.replace('\n', " "))?;
+    }
+    if class.shrink_errors > 0 {
+        writeln!(out, "- {} shrinking rounds had a candidate a runtime could not run (ERROR); those windows ran again", class.shrink_errors)?;
     }
     Ok(())
 }
