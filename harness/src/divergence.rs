@@ -33,10 +33,9 @@ pub struct Behaviour {
     pub runtimes: Vec<String>,
     /// What they attached, or that they refused the Pod.
     pub attached: String,
-    /// The rule or allowed alternative it matches, or that it matches none.
-    pub matches: String,
-    /// `matches`, typed: what discovery groups classes by.
-    #[serde(skip)]
+    /// The rule or allowed alternative it matches, or that it matches none (written as
+    /// `matches`, in words).
+    #[serde(rename = "matches", serialize_with = "serialize_display")]
     pub rule: Rule,
     /// The verdict of each of `runtimes`, in the same order.
     pub verdicts: Vec<Verdict>,
@@ -136,6 +135,10 @@ fn matched(seen: &Seen, expected: Option<&Expectation>) -> Rule {
     }
 }
 
+fn serialize_display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 /// The runtimes (`(runtime name, its result)`) grouped by what they did on one case, in the
 /// order given; runtimes that could not run the case (ERROR) are left out.
 pub fn behaviours(results: &[(&str, &CaseResult)]) -> Vec<Behaviour> {
@@ -154,7 +157,6 @@ pub fn behaviours(results: &[(&str, &CaseResult)]) -> Vec<Behaviour> {
             Behaviour {
                 runtimes: members.iter().map(|(name, _)| name.to_string()).collect(),
                 attached: describe(seen),
-                matches: rule.to_string(),
                 rule,
                 verdicts: members.iter().map(|(_, r)| r.judgement.verdict).collect(),
                 known_bugs: {
@@ -186,7 +188,7 @@ pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Diverge
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observation::IdentityObservation;
     use crate::run::error_result;
@@ -201,18 +203,23 @@ mod tests {
         Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() }
     }
 
-    /// A recorded result: what a runtime attached, as every observation point saw it.
-    fn ran(groups: &[u32], verdict: Verdict) -> CaseResult {
-        let mut result = error_result(&case(), "", "");
-        let identity = Identity::observed(1000, 3000, groups.iter().copied());
+    /// A recorded result: what a runtime attached (`uid`, `gid`, `groups`), as every observation
+    /// point saw it, judged `verdict` against `expected`.
+    pub(crate) fn recorded(case: &CaseId, (uid, gid): (u32, u32), groups: &[u32], verdict: Verdict, expected: Expectation) -> CaseResult {
+        let mut result = error_result(case, "", "");
+        let identity = Identity::observed(uid, gid, groups.iter().copied());
         let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::ExecId, Point::CriStatus]
             .into_iter()
             .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: groups.to_vec(), printed: String::new() })
             .collect();
         result.observations = Some(Observations { identities, ..Observations::default() });
-        result.expected = Some(expected());
+        result.expected = Some(expected);
         result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new(), known_bugs: Vec::new() };
         result
+    }
+
+    fn ran(groups: &[u32], verdict: Verdict) -> CaseResult {
+        recorded(&case(), (1000, 3000), groups, verdict, expected())
     }
 
     #[test]
@@ -229,10 +236,10 @@ mod tests {
         let d = of_case(&case(), &[("2.x", &pass), ("1.7", &leak), ("1.6", &leak)]).expect("a divergence");
         assert_eq!(d.behaviours.len(), 2);
         assert_eq!(d.behaviours[0].runtimes, ["2.x"]);
-        assert_eq!(d.behaviours[0].matches, "the model's outcome");
+        assert_eq!(d.behaviours[0].rule.to_string(), "the model's outcome");
         assert_eq!(d.behaviours[1].runtimes, ["1.7", "1.6"]);
         assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000 50000}");
-        assert_eq!(d.behaviours[1].matches, "none of the allowed outcomes");
+        assert_eq!(d.behaviours[1].rule.to_string(), "none of the allowed outcomes");
         assert!(d.only_missing_feature, "only runtimes without Strict support are outside the model");
 
         let mut refused = ran(&[], Verdict::Refused);

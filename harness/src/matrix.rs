@@ -337,7 +337,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         }
         Err(reason) => {
             column.skipped = Some(reason.to_string());
-            return finish(column, catalogue, cases, started);
+            return finish(column, catalogue, started);
         }
     };
     let run = run::run_session(&session_config, catalogue, cases, config.jobs, std::future::pending(), |event| progress(&entry.name, event)).await;
@@ -345,14 +345,12 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
     column.runtime = run.report.runtime;
     column.setup_error = run.report.setup_error;
     column.results = run.report.cases;
-    finish(column, catalogue, cases, started)
+    finish(column, catalogue, started)
 }
 
-fn finish(mut column: Column, catalogue: &Catalogue, cases: &[CaseId], started: Instant) -> Column {
-    let reason = column.skipped.clone().or(column.setup_error.clone()).unwrap_or_else(|| "not run".into());
-    if column.skipped.is_none() {
-        run::fill_unfinished(&mut column.results, cases, catalogue, &reason);
-    }
+/// The column's summary and deviations; every case of a column that ran has a result
+/// ([`run::run_session`] makes the unfinished ones ERROR).
+fn finish(mut column: Column, catalogue: &Catalogue, started: Instant) -> Column {
     column.summary = summarize(&column);
     if let Some(expected) = &column.expect {
         column.deviations = match &column.skipped {

@@ -157,8 +157,8 @@ fn matrix() -> MatrixReport {
     let divergences = vec![Divergence {
         case: CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge },
         behaviours: vec![
-            Behaviour { runtimes: vec!["containerd-1.7-runc".into()], attached: "uid=1000 gid=1000 groups={1000 60000 4294967294}".into(), matches: "the model's outcome".into(), rule: Rule::Model, verdicts: vec![Verdict::Pass], known_bugs: Vec::new(), refusal: None },
-            Behaviour { runtimes: vec!["containerd-2.x-runc".into()], attached: "refused the Pod".into(), matches: "none: a Pod the Kubernetes API accepts was not run".into(), rule: Rule::Refused, verdicts: vec![Verdict::Refused], known_bugs: Vec::new(), refusal: Some("CreateContainer failed: uids and gids must be in range 0-2147483647".into()) },
+            Behaviour { runtimes: vec!["containerd-1.7-runc".into()], attached: "uid=1000 gid=1000 groups={1000 60000 4294967294}".into(), rule: Rule::Model, verdicts: vec![Verdict::Pass], known_bugs: Vec::new(), refusal: None },
+            Behaviour { runtimes: vec!["containerd-2.x-runc".into()], attached: "refused the Pod".into(), rule: Rule::Refused, verdicts: vec![Verdict::Refused], known_bugs: Vec::new(), refusal: Some("CreateContainer failed: uids and gids must be in range 0-2147483647".into()) },
         ],
         only_missing_feature: false,
     }];

@@ -115,10 +115,8 @@ mod tests {
 
     use super::*;
     use crate::identity::Identity;
-    use crate::observation::{IdentityObservation, Observations, Point};
     use crate::run::error_result;
     use crate::scenario::{CaseId, Expectation, Policy};
-    use crate::verdict::Judgement;
 
     fn case() -> CaseId {
         CaseId { scenario: "d7-0000".into(), policy: Policy::Merge }
@@ -126,17 +124,8 @@ mod tests {
 
     /// A result shaped as the live discovery recorded it: every observation point saw `groups`.
     fn ran(groups: &[u32], verdict: Verdict, expected: &[u32]) -> CaseResult {
-        let mut result = error_result(&case(), "", "");
-        let identity = Identity::observed(1001, 1001, groups.iter().copied());
-        let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::ExecId, Point::CriStatus]
-            .into_iter()
-            .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: groups.to_vec(), printed: String::new() })
-            .collect();
-        result.observations = Some(Observations { identities, ..Observations::default() });
-        let expected = Identity::observed(1001, 1001, expected.iter().copied());
-        result.expected = Some(Expectation { identity: expected, access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() });
-        result.judgement = Judgement { verdict, reasons: Vec::new(), notes: Vec::new(), known_bugs: Vec::new() };
-        result
+        let expected = Expectation { identity: Identity::observed(1001, 1001, expected.iter().copied()), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() };
+        crate::divergence::tests::recorded(&case(), (1001, 1001), groups, verdict, expected)
     }
 
     fn refused() -> CaseResult {

@@ -349,31 +349,21 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
 /// gives ERROR results for it.
 async fn run_batch(running: &mut [Running], work: &Batch<'_>, payload: &Payload, timings: &mut Timings, on_case: &dyn Fn(&str)) -> Vec<(String, CaseResult)> {
     let Batch { cases: batch, ids, only, jobs } = *work;
-    let mut out = Vec::new();
-    let building = Instant::now();
-    let built = match build_batch(batch, payload).await {
-        Ok(built) => built,
-        Err(e) => {
-            for run in running.iter() {
-                out.extend(ids.iter().map(|id| (run.name.clone(), run::error_result(id, "", &format!("building the batch's images: {e:#}")))));
-            }
-            return out;
-        }
-    };
-    let (catalogue, built) = built;
-    timings.build += building.elapsed();
     let chosen = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let building = Instant::now();
+    let built = build_batch(batch, payload).await;
     let providing = Instant::now();
-    let added = futures::future::join_all(running.iter_mut().filter(|r| chosen(&r.name)).map(|r| {
-        let (catalogue, built) = (&catalogue, &built);
-        async move {
-            let outcome = r.session.add(catalogue, built).await;
-            (r.name.clone(), outcome)
-        }
-    }))
-    .await;
+    timings.build += providing - building;
+    // Runtime -> why it cannot run the batch.
+    let failed: BTreeMap<String, String> = match &built {
+        Err(e) => running.iter().filter(|r| chosen(&r.name)).map(|r| (r.name.clone(), format!("building the batch's images: {e:#}"))).collect(),
+        Ok((catalogue, built)) => futures::future::join_all(running.iter_mut().filter(|r| chosen(&r.name)).map(|r| async move { (r.name.clone(), r.session.add(catalogue, built).await) }))
+            .await
+            .into_iter()
+            .filter_map(|(name, outcome)| outcome.err().map(|e| (name, format!("adding the batch's images: {e:#}"))))
+            .collect(),
+    };
     timings.provision += providing.elapsed();
-    let failed: BTreeMap<String, String> = added.into_iter().filter_map(|(name, outcome)| outcome.err().map(|e| (name, format!("{e:#}")))).collect();
     let running_now = Instant::now();
     let ran = futures::future::join_all(running.iter().filter(|r| chosen(&r.name) && !failed.contains_key(&r.name)).map(|r| async move {
         let on_event = |event: run::Event<'_>| {
@@ -386,11 +376,12 @@ async fn run_batch(running: &mut [Running], work: &Batch<'_>, payload: &Payload,
     .await;
     timings.run += running_now.elapsed();
     tracing::info!(images = batch.len(), cases = ids.len(), build_ms = (providing - building).as_millis() as u64, provision_ms = (running_now - providing).as_millis() as u64, run_ms = running_now.elapsed().as_millis() as u64, "batch");
+    let mut out = Vec::new();
     for (name, results) in ran {
         out.extend(results.into_iter().map(|r| (name.clone(), r)));
     }
     for (name, why) in failed {
-        out.extend(ids.iter().map(|id| (name.clone(), run::error_result(id, "", &format!("adding the batch's images: {why}")))));
+        out.extend(ids.iter().map(|id| (name.clone(), run::error_result(id, "", &why))));
     }
     out
 }

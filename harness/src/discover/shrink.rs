@@ -86,6 +86,13 @@ enum File {
     Group,
 }
 
+fn lines(case: &GenCase, file: File) -> &Option<Vec<String>> {
+    match file {
+        File::Passwd => &case.passwd,
+        File::Group => &case.group,
+    }
+}
+
 fn lines_of(case: &mut GenCase, file: File) -> &mut Option<Vec<String>> {
     match file {
         File::Passwd => &mut case.passwd,
@@ -100,7 +107,7 @@ fn with(case: &GenCase, change: impl FnOnce(&mut GenCase)) -> GenCase {
 }
 
 fn file_reductions(case: &GenCase, file: File, out: &mut Vec<GenCase>) {
-    let Some(lines) = lines_of(&mut case.clone(), file).clone() else { return };
+    let Some(lines) = lines(case, file) else { return };
     out.push(with(case, |c| *lines_of(c, file) = None));
     // Halves, quarters, ... then single lines (ddmin's order).
     let mut chunk = lines.len() / 2;
@@ -134,7 +141,7 @@ fn line_reductions(line: &str, group: bool) -> Vec<String> {
         return out;
     }
     let members: Vec<&str> = fields[3].split(',').collect();
-    if members.len() > 1 || !fields[3].is_empty() {
+    if !fields[3].is_empty() {
         for skip in 0..members.len() {
             let kept: Vec<&str> = members.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, m)| *m).collect();
             out.push(format!("{}:{}:{}:{}", fields[0], fields[1], fields[2], kept.join(",")));

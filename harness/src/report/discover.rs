@@ -111,7 +111,7 @@ fn write_class(out: &mut dyn Write, report: &DiscoveryReport, class: &Class) -> 
     writeln!(out, "| runtimes | attached | matches | verdicts |\n|---|---|---|---|")?;
     for b in &class.behaviours {
         let verdicts: Vec<String> = b.verdicts.iter().map(ToString::to_string).collect();
-        writeln!(out, "| {} | {} | {} | {} |", b.runtimes.join(", "), b.attached.replace('|', "\\|"), b.matches.replace('|', "\\|"), verdicts.join(", "))?;
+        writeln!(out, "| {} | {} | {} | {} |", b.runtimes.join(", "), b.attached.replace('|', "\\|"), b.rule.to_string().replace('|', "\\|"), verdicts.join(", "))?;
     }
     writeln!(out)?;
     for b in &class.behaviours {

@@ -93,7 +93,7 @@ fn write_divergences_markdown(out: &mut dyn Write, report: &MatrixReport) -> any
         writeln!(out, "| case | runtimes | attached | matches | verdicts |\n|---|---|---|---|---|")?;
         for d in divergences {
             for b in &d.behaviours {
-                let cells = [b.runtimes.join(", "), b.attached.clone(), b.matches.clone(), verdict_list(b)].map(|c| c.replace('|', "\\|"));
+                let cells = [b.runtimes.join(", "), b.attached.clone(), b.rule.to_string(), verdict_list(b)].map(|c| c.replace('|', "\\|"));
                 writeln!(out, "| `{}` | {} |", d.case, cells.join(" | "))?;
             }
         }
@@ -174,7 +174,7 @@ pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
         writeln!(out, "<h3>{} ({} cases)</h3><table><tr><th>case</th><th>runtimes</th><th>attached</th><th>matches</th><th>verdicts</th></tr>", escape(title), divergences.len())?;
         for d in divergences {
             for b in &d.behaviours {
-                let cells = [d.case.to_string(), b.runtimes.join(", "), b.attached.clone(), b.matches.clone(), verdict_list(b)];
+                let cells = [d.case.to_string(), b.runtimes.join(", "), b.attached.clone(), b.rule.to_string(), verdict_list(b)];
                 writeln!(out, "<tr>{}</tr>", cells.iter().map(|c| format!("<td>{}</td>", escape(c))).collect::<String>())?;
             }
         }
@@ -242,7 +242,6 @@ mod tests {
         let behaviour = |runtimes: &[&str], attached: &str, rule: crate::divergence::Rule, verdict: Verdict| Behaviour {
             runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
             attached: attached.into(),
-            matches: rule.to_string(),
             rule,
             verdicts: vec![verdict; runtimes.len()],
             known_bugs: Vec::new(),
