@@ -36,7 +36,7 @@ pub enum Command {
         explain: bool,
     },
     /// Run the catalogue against a runtime.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the catalogue against every runtime of a matrix file at once; write the matrix reports.
     Matrix(MatrixArgs),
     /// Generate cases, run them on every runtime of a matrix file, and report each class of
@@ -259,6 +259,33 @@ impl RunArgs {
         }
         Ok(config)
     }
+}
+
+impl RunArgs {
+    /// The Kubernetes level's plan for `sgpc run --kube`.
+    pub fn kube_config(&self) -> sgpc::run::KubeConfig {
+        sgpc::run::KubeConfig {
+            kubeconfig: self.kubeconfig.clone(),
+            kind: self.kind.clone().map(|image| (image, self.reuse_cluster)),
+            timeout: Duration::from_secs(self.probe_timeout + self.pull_timeout),
+            payload: sgpc::image::Payload { busybox: self.busybox.clone(), ..Default::default() },
+            work_root: self.work_root.clone(),
+        }
+    }
+}
+
+impl MatrixArgs {
+    pub fn config(&self) -> sgpc::matrix::MatrixConfig {
+        let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
+        base.work_root = self.work_root.clone();
+        sgpc::matrix::MatrixConfig { base, cache: self.cache.clone(), jobs: usize::from(self.jobs) }
+    }
+}
+
+/// `--work-root` must be a directory before anything runs.
+pub fn check_work_root(dir: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.is_dir(), "--work-root {} is not a directory", dir.display());
+    Ok(())
 }
 
 impl DiscoverArgs {

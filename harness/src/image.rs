@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
@@ -639,5 +639,21 @@ mod tests {
         assert_eq!(manifest["config"]["digest"], a.config.digest);
         let config: serde_json::Value = serde_json::from_slice(&a.config.data).unwrap();
         assert_eq!(config["config"]["User"], "1000");
+    }
+}
+
+/// An image as the run used it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRecord {
+    pub name: String,
+    /// What the runtime is asked to run: the repository at the manifest digest.
+    pub reference: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+}
+
+impl ImageRecord {
+    pub fn digests(&self) -> Digests {
+        Digests { manifest: self.manifest_digest.clone(), config: self.config_digest.clone() }
     }
 }

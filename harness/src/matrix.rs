@@ -19,7 +19,7 @@ use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
 use crate::run::{self, CaseResult, Event, SessionConfig, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
-use crate::driver::cri::RuntimeInfo;
+use crate::driver::RuntimeInfo;
 use crate::verdict::Verdict;
 
 #[derive(Debug, Deserialize)]

@@ -86,6 +86,46 @@ pub struct Observations {
     /// Ids a runtime reported that are no ids (see [`Observations::push_reported_user`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub invalid_ids: Vec<String>,
+    /// The runtime refused the Pod (CRI level): no process ran, so nothing else was observed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    /// What Kubernetes did with the Pod (Kubernetes level only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Admission>,
+}
+
+/// A runtime's own error answer to a step that creates the Pod (not a transport failure, a
+/// timeout or a cancellation), for a Pod whose image is checked to be sgpc's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// `RunPodSandbox`, `CreateContainer` or `StartContainer`.
+    pub step: String,
+    /// `code: message` as the runtime answered.
+    pub message: String,
+}
+
+/// What the API server and kubelet did with a case's Pod, read from the API objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Admission {
+    /// The API server's minor version (33 for v1.33): from 1.33 kubelet must reject Strict on
+    /// a node without the feature (KEP-3619, "Strict on unsupported nodes").
+    pub server_minor: u32,
+    /// The node's `status.features.supplementalGroupsPolicy` (absent means no).
+    pub node_feature: bool,
+    /// The Pod asked for a policy and the stored Pod has none: the API server dropped the field
+    /// (feature gate off, or too old a server).
+    pub policy_dropped: bool,
+    /// The Pod failed with reason `SupplementalGroupsPolicyNotSupported`.
+    pub rejected: bool,
+    /// A Warning event with that reason was recorded for the Pod.
+    pub warning_event: bool,
+}
+
+impl Observations {
+    /// A runtime's refusal: the only observation of a Pod that never ran.
+    pub fn refused(step: &str, message: &str) -> Observations {
+        Observations { refusal: Some(Refusal { step: step.to_string(), message: message.to_string() }), ..Observations::default() }
+    }
 }
 
 impl Observations {

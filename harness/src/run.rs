@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::image::{self, ImageContent, Payload};
+use crate::image::{self, ImageContent, ImageRecord, Payload};
 use crate::observation::Observations;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
@@ -19,8 +19,9 @@ use crate::provision::RuntimeDaemon;
 use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
 use crate::scenario::{Catalogue, CaseId, Expectation};
-use crate::driver::cri::{CaseRequest, CriError, CriDriver, RuntimeInfo};
-use crate::driver::Timeouts;
+use crate::driver::cri::{CaseRequest, CriDriver, CriError};
+use crate::driver::kube::{KubePlan, KubeRun};
+use crate::driver::{Driver, DriverError, RuntimeInfo, Timeouts};
 use crate::case::Case;
 use crate::verdict::{self, Judgement, Verdict};
 
@@ -113,22 +114,6 @@ impl SessionConfig {
             proxy: None,
             state_dir: StateDir::from_env(),
         }
-    }
-}
-
-/// An image as the run used it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageRecord {
-    pub name: String,
-    /// What the runtime is asked to run: the repository at the manifest digest.
-    pub reference: String,
-    pub manifest_digest: String,
-    pub config_digest: String,
-}
-
-impl ImageRecord {
-    pub fn digests(&self) -> image::Digests {
-        image::Digests { manifest: self.manifest_digest.clone(), config: self.config_digest.clone() }
     }
 }
 
@@ -238,11 +223,15 @@ impl RunReport {
     }
 }
 
-/// What the runner tells reporters while it works.
+/// What the runner tells reporters while it works (after cargo-nextest's events): the terminal
+/// streams them; file reports are written on `RunFinished`.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Started { total: usize, runtime: &'a RuntimeInfo },
+    RunStarted { total: usize, runtime: &'a RuntimeInfo },
     CaseFinished { result: &'a CaseResult, done: usize, total: usize },
+    /// Cases that got an ERROR without running (set-up failed, interrupted), for one reason.
+    CasesNotRun { cases: &'a [CaseId], reason: &'a str },
+    RunFinished { report: &'a RunReport },
 }
 
 /// Why a session did not start, with what was learnt about the runtime before it failed, so
@@ -449,6 +438,11 @@ impl Session {
         }
     }
 
+    /// The scenarios and recipes the session can run (discovery adds to them).
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
     /// The run directory: logs, fixtures, the runtime's and registry's data.
     pub fn dir(&self) -> &Path {
         &self.resources.dir
@@ -456,54 +450,7 @@ impl Session {
 
     /// Runs one case and judges it. Runtime misbehaviour and harness failures become verdicts.
     pub async fn run_case(&self, id: &CaseId) -> CaseResult {
-        let started = Instant::now();
-        let mut result = error_result(id, "", "not run");
-        result.judgement = self.observe_and_judge(id, &mut result).await;
-        result.duration = started.elapsed();
-        result
-    }
-
-    async fn observe_and_judge(&self, id: &CaseId, result: &mut CaseResult) -> Judgement {
-        let case = match Case::resolve(&self.catalogue, id) {
-            Ok(case) => case,
-            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
-        };
-        let scenario = case.scenario;
-        result.describe(scenario);
-        let Some(image) = self.images.get(&scenario.image) else {
-            return Judgement::error(format!("image {:?} was not provisioned", scenario.image));
-        };
-        result.image = Some(image.clone());
-        let request = CaseRequest {
-            case: id.to_string(),
-            scenario,
-            policy: id.policy,
-            image_ref: image.reference.clone(),
-            image_digests: image.digests(),
-            case_dir: self.dir().join("cases").join(format!("{}-{}-{}", id.scenario, id.policy, self.cases_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
-            run_id: self.run_id.clone(),
-            runtime_handler: self.runtime_handler.clone(),
-        };
-        let observations = match self.target.run_case(&request).await {
-            Ok(o) => o,
-            Err(CriError::Refused { step, status }) => {
-                let message = crate::driver::cri::refusal(&status);
-                // A refusal is only the runtime's if what it holds under the reference is ours.
-                match self.target.image_id(&image.reference).await {
-                    Ok(Some(id)) if image.digests().named_by(&id) => {}
-                    Ok(other) => return Judgement::error(format!("{step} failed ({message}), and the runtime holds {other:?} under {}, not the bytes sgpc built (config {})", image.reference, image.config_digest)),
-                    Err(e) => return Judgement::error(format!("{step} failed ({message}); checking the image afterwards failed too: {e}")),
-                }
-                let mut judgement = Judgement::refused(step, &message);
-                judgement.notes.extend(refusal_hint(&message));
-                return judgement;
-            }
-            Err(e) => return Judgement::error(format!("{:#}", anyhow::Error::from(e))),
-        };
-        let mut judgement = verdict::judge(&case.context(self.runtime.supplemental_groups_policy, true), &observations);
-        verdict::name_known_bugs(&mut judgement, &self.runtime.runtime_name, &observations, case.expected, &case.self_named);
-        result.observations = Some(observations);
-        judgement
+        run_case(self, &self.catalogue, &self.images, id).await
     }
 
     /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
@@ -559,6 +506,43 @@ impl Session {
     /// Removes every sandbox of the run, stops containerd and the registry, removes the run dir.
     pub async fn teardown(self) -> anyhow::Result<()> {
         self.resources.teardown(Some((&self.target, &self.run_id))).await
+    }
+}
+
+impl Driver for Session {
+    fn runtime(&self) -> &RuntimeInfo {
+        &self.runtime
+    }
+
+    fn reads_host_proc(&self) -> bool {
+        true
+    }
+
+    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
+        let id = &case.id;
+        let started = self.cases_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = CaseRequest {
+            case: id.to_string(),
+            scenario: case.scenario,
+            policy: id.policy,
+            image_ref: image.reference.clone(),
+            image_digests: image.digests(),
+            case_dir: self.dir().join("cases").join(format!("{}-{}-{started}", id.scenario, id.policy)),
+            run_id: self.run_id.clone(),
+            runtime_handler: self.runtime_handler.clone(),
+        };
+        match self.target.run_case(&request).await {
+            Err(CriError::Refused { step, status }) => {
+                let message = crate::driver::cri::refusal(&status);
+                // A refusal is only the runtime's if what it holds under the reference is ours.
+                match self.target.image_id(&image.reference).await {
+                    Ok(Some(held)) if image.digests().named_by(&held) => Ok(Observations::refused(step, &message)),
+                    Ok(held) => Err(CriError::RefusedOtherImage { step, message, held, reference: image.reference.clone(), config: image.config_digest.clone() }.into()),
+                    Err(e) => Err(CriError::RefusalUnchecked { step, message, source: Box::new(e) }.into()),
+                }
+            }
+            observed => Ok(observed?),
+        }
     }
 }
 
@@ -783,12 +767,19 @@ async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts:
     Cleaned { record, actions, problems }
 }
 
-/// Runs cases `jobs` at a time; `on_event` sees each result as it finishes. Results come back
-/// in the order of `cases`.
-pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_event: impl FnMut(Event<'_>)) -> Vec<CaseResult> {
-    on_event(Event::Started { total: cases.len(), runtime: &session.runtime });
+/// Runs cases on any driver, `jobs` at a time; `on_event` sees each result as it finishes.
+/// Results come back in the order of `cases`.
+pub async fn run_cases(
+    driver: &impl Driver,
+    catalogue: &Catalogue,
+    images: &BTreeMap<String, ImageRecord>,
+    cases: &[CaseId],
+    jobs: usize,
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Vec<CaseResult> {
+    on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, session.run_case(id))).buffer_unordered(jobs.max(1));
+    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, run_case(driver, catalogue, images, id))).buffer_unordered(jobs.max(1));
     while let Some(result) = stream.next().await {
         results.push(result);
         let done = results.len();
@@ -796,6 +787,38 @@ pub async fn run_cases(session: &Session, cases: &[CaseId], jobs: usize, mut on_
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
+}
+
+/// Runs one case on a driver and judges it: the one place where a case is resolved, run and
+/// judged. What sgpc could not observe is an ERROR; everything else the verdict engine decides.
+pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTreeMap<String, ImageRecord>, id: &CaseId) -> CaseResult {
+    let started = Instant::now();
+    let mut result = error_result(id, "", "not run");
+    let case = match Case::resolve(catalogue, id) {
+        Ok(case) => case,
+        Err(e) => {
+            result.judgement = Judgement::error(format!("{:#}", anyhow::Error::from(e)));
+            return result;
+        }
+    };
+    result.describe(case.scenario);
+    result.image = images.get(&case.scenario.image).cloned();
+    result.judgement = match &result.image {
+        None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
+        Some(image) => match driver.run_case(&case, image).await {
+            Err(e) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+            Ok(observations) => {
+                let runtime = driver.runtime();
+                let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
+                verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
+                // A refusal is the whole observation: the report shows it as the verdict's reason.
+                result.observations = observations.refusal.is_none().then_some(observations);
+                judgement
+            }
+        },
+    };
+    result.duration = started.elapsed();
+    result
 }
 
 /// What [`run_session`] gives: the run's report, and how long set-up took (`None` when it
@@ -816,7 +839,7 @@ pub async fn run_session(
     cases: &[CaseId],
     jobs: usize,
     interrupted: impl std::future::Future<Output = String>,
-    on_event: impl FnMut(Event<'_>),
+    mut on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
     let started = Instant::now();
     let mut report = RunReport::empty();
@@ -840,20 +863,91 @@ pub async fn run_session(
             report.provisioned = session.provisioned.clone();
             report.images = session.images.values().cloned().collect();
             tokio::select! {
-                results = run_cases(&session, cases, jobs, on_event) => report.cases = results,
+                results = run_cases(&session, catalogue, &session.images, cases, jobs, &mut on_event) => report.cases = results,
                 why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
             }
             if let Err(e) = session.teardown().await {
-                report.setup_error = Some(match report.setup_error.take() {
-                    Some(first) => format!("{first}; {e:#}"),
-                    None => format!("{e:#}"),
-                });
+                add_setup_error(&mut report, format!("{e:#}"));
             }
         }
     }
+    conclude(report, cases, catalogue, started, startup, on_event)
+}
+
+/// What `sgpc run --kube` needs: where the cluster is (or the kind node image to create one
+/// from), how long a Pod may take, and the image payload.
+#[derive(Debug, Clone)]
+pub struct KubeConfig {
+    pub kubeconfig: Option<PathBuf>,
+    /// Create a kind cluster from this node image, and whether to reuse (and keep) it.
+    pub kind: Option<(String, bool)>,
+    pub timeout: Duration,
+    pub payload: Payload,
+    pub work_root: PathBuf,
+}
+
+/// The same lifecycle on a Kubernetes cluster: (create a kind cluster and load the images,)
+/// create the run's namespace, run the cases as Pods, delete the namespace (and the cluster).
+pub async fn run_kube_session(
+    config: &KubeConfig,
+    plan: KubePlan,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    jobs: usize,
+    interrupted: impl std::future::Future<Output = String>,
+    mut on_event: impl FnMut(Event<'_>),
+) -> anyhow::Result<SessionRun> {
+    let started = Instant::now();
+    let mut report = RunReport::empty();
+    report.images = plan.images.values().cloned().collect();
+    let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&config.work_root)?;
+    let cluster = match &config.kind {
+        None => None,
+        Some((node_image, reuse)) => {
+            let archives = image::write_archives(&catalogue.images, &config.payload, work.path(), crate::driver::kube::IMAGE_REPOSITORY)?;
+            let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
+            Some(crate::provision::kind::prepare(node_image, *reuse, &archives, work.path())?)
+        }
+    };
+    let kubeconfig = cluster.as_ref().map(|c| c.kubeconfig.clone()).or_else(|| config.kubeconfig.clone());
+    let mut startup = None;
+    match KubeRun::start(kubeconfig.as_deref(), config.timeout, plan).await {
+        Err(e) => report.setup_error = Some(format!("{:#}", anyhow::Error::from(e))),
+        Ok(run) => {
+            startup = Some(started.elapsed());
+            report.runtime = Some(run.runtime().clone());
+            tokio::select! {
+                results = run_cases(&run, catalogue, run.images(), cases, jobs, &mut on_event) => report.cases = results,
+                why = interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
+            }
+            if let Err(e) = run.finish().await {
+                add_setup_error(&mut report, format!("{:#}", anyhow::Error::from(e)));
+            }
+        }
+    }
+    if let Some(cluster) = cluster {
+        cluster.finish()?;
+    }
+    Ok(conclude(report, cases, catalogue, started, startup, on_event))
+}
+
+fn add_setup_error(report: &mut RunReport, error: String) {
+    report.setup_error = Some(match report.setup_error.take() {
+        Some(first) => format!("{first}; {error}"),
+        None => error,
+    });
+}
+
+/// The end of every lifecycle: each case that did not finish is an ERROR for the one reason
+/// that stopped the run, and the reporters hear of it and of the finished run.
+fn conclude(mut report: RunReport, cases: &[CaseId], catalogue: &Catalogue, started: Instant, startup: Option<Duration>, mut on_event: impl FnMut(Event<'_>)) -> SessionRun {
     let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
     let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason);
+    if !not_run.is_empty() {
+        on_event(Event::CasesNotRun { cases: &not_run, reason: &reason });
+    }
     report.duration = started.elapsed();
+    on_event(Event::RunFinished { report: &report });
     SessionRun { report, startup, not_run }
 }
 
@@ -867,13 +961,6 @@ fn sandbox_hint(endpoint: &str, error: &str) -> String {
          `sandbox_image` (1.x) or `[plugins.\"io.containerd.cri.v1.images\".pinned_images] sandbox` (2.x) at the name it prints; \
          for CRI-O, load it into its storage (`skopeo copy oci-archive:DIR/pause.oci.tar containers-storage:NAME`) and set `pause_image = \"NAME\"` and `pause_command = \"\"`"
     )
-}
-
-/// What a user can do about a refusal whose cause is known; only where its own pattern matches.
-fn refusal_hint(message: &str) -> Option<String> {
-    (message.contains("OCI runtime create failed") && message.contains("unknown version specified")).then(|| {
-        "the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`".to_string()
-    })
 }
 
 /// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
@@ -924,100 +1011,4 @@ pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
 /// Selects cases whose id (`scenario/policy`) matches `filter`.
 pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
     catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
-}
-
-/// Why a case has no Pod request: the plan and the catalogue disagree (sgpc's own bug).
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("no scenario named {0:?}")]
-    NoScenario(String),
-    #[error("image {0:?} was not built")]
-    NotBuilt(String),
-}
-
-/// The Kubernetes level: what a run needs before it touches a cluster.
-#[derive(Debug, Clone)]
-pub struct KubePlan {
-    pub run_id: String,
-    pub namespace: String,
-    /// Image name -> reference in the cluster (`sgpc.local/sgpc/<name>:<tag>`).
-    pub images: BTreeMap<String, ImageRecord>,
-}
-
-impl KubePlan {
-    /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
-    /// and `kind load image-archive` loads carry the same) and names the run.
-    pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
-        let images = build_images(catalogue, cases, payload)?
-            .into_iter()
-            .map(|b| {
-                let reference = format!("{}/{}:{}", crate::driver::kube::IMAGE_REPOSITORY, b.name, b.tag());
-                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
-            })
-            .collect();
-        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images })
-    }
-
-    /// The Pod request of a case, or why there is none.
-    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<crate::driver::kube::PodRequest<'a>, PlanError> {
-        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
-        let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
-        Ok(crate::driver::kube::PodRequest {
-            case: id.to_string(),
-            scenario,
-            policy: id.policy,
-            image_ref: image.reference.clone(),
-            namespace: self.namespace.clone(),
-            run_id: self.run_id.clone(),
-        })
-    }
-
-    /// The namespace and every Pod, as YAML documents: what `--dry-run` prints.
-    pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
-        let mut docs = vec![serde_saphyr::to_string(&crate::driver::kube::namespace_manifest(&self.namespace, &self.run_id))?];
-        for id in cases {
-            let request = self.request(catalogue, id)?;
-            docs.push(serde_saphyr::to_string(&crate::driver::kube::pod_manifest(&request))?);
-        }
-        Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
-    }
-}
-
-/// Runs cases on a cluster, `jobs` at a time, and judges each from what the cluster showed.
-pub async fn run_kube_cases(
-    target: &crate::driver::kube::KubeDriver,
-    plan: &KubePlan,
-    catalogue: &Catalogue,
-    cases: &[CaseId],
-    server_minor: u32,
-    jobs: usize,
-    mut on_event: impl FnMut(&CaseResult, usize, usize),
-) -> Vec<CaseResult> {
-    let mut results: Vec<CaseResult> = Vec::new();
-    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, kube_case(target, plan, catalogue, id, server_minor))).buffer_unordered(jobs.max(1));
-    while let Some(result) = stream.next().await {
-        results.push(result);
-        on_event(&results[results.len() - 1], results.len(), cases.len());
-    }
-    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
-    results
-}
-
-async fn kube_case(target: &crate::driver::kube::KubeDriver, plan: &KubePlan, catalogue: &Catalogue, id: &CaseId, server_minor: u32) -> CaseResult {
-    let started = Instant::now();
-    let mut result = error_result(id, "", "not run");
-    result.judgement = match (Case::resolve(catalogue, id), plan.request(catalogue, id)) {
-        (Ok(case), Ok(request)) => {
-            result.describe(case.scenario);
-            result.image = plan.images.get(&case.scenario.image).cloned();
-            match target.run_case(&request, server_minor).await {
-                Ok(facts) => crate::driver::kube::interpret(&case, &facts),
-                Err(e) => Judgement::error(format!("{e:#}")),
-            }
-        }
-        (Err(e), _) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
-        (_, Err(e)) => Judgement::error(e.to_string()),
-    };
-    result.duration = started.elapsed();
-    result
 }

@@ -11,9 +11,13 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::json;
 use sgpc::provision::kind::{self, ClusterSpec};
-use sgpc::run::KubePlan;
+use sgpc::case::Case;
+use sgpc::driver::kube::{observations, pod_manifest, KubeFacts, KubePlan};
+use sgpc::driver::{Driver, DriverError, RuntimeInfo};
+use sgpc::image::ImageRecord;
+use sgpc::observation::Observations;
 use sgpc::scenario::{CaseId, Policy};
-use sgpc::driver::kube::{interpret, pod_manifest, KubeFacts, REJECTION_MESSAGE, REJECTION_REASON};
+use sgpc::verdict::admission::{REJECTION_MESSAGE, REJECTION_REASON};
 use sgpc::verdict::Verdict;
 
 fn plan() -> (sgpc::scenario::Catalogue, KubePlan) {
@@ -150,10 +154,35 @@ fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts 
     }
 }
 
+/// The Kubernetes level's driver with the cluster replaced by recorded API objects: what
+/// `KubeRun` reports about itself, and its conversion of the facts into observations.
+struct Recorded {
+    facts: KubeFacts,
+    runtime: RuntimeInfo,
+}
+
+impl Driver for Recorded {
+    fn runtime(&self) -> &RuntimeInfo {
+        &self.runtime
+    }
+
+    fn reads_host_proc(&self) -> bool {
+        false
+    }
+
+    async fn run_case(&self, case: &Case<'_>, _image: &ImageRecord) -> Result<Observations, DriverError> {
+        Ok(observations(&case.id, &self.facts)?)
+    }
+}
+
+/// The verdict the runner gives kep-blog/strict on these facts.
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
-    let catalogue = support::catalogue();
-    let case = sgpc::case::Case::resolve(&catalogue, &CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }).unwrap();
-    interpret(&case, f)
+    let (catalogue, plan) = plan();
+    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false };
+    let driver = Recorded { facts: f.clone(), runtime };
+    let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let result = futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id));
+    result.judgement
 }
 
 #[test]

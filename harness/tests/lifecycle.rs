@@ -127,7 +127,7 @@ async fn many_cases_in_flight_keep_their_observations_apart() {
     let catalogue = support::catalogue();
     let cases = catalogue.cases();
     let session = Session::start(&support::containerd_config(), &catalogue, &cases).await.unwrap();
-    let results = sgpc::run::run_cases(&session, &cases, 12, |_| {}).await;
+    let results = sgpc::run::run_cases(&session, session.catalogue(), &session.images, &cases, 12, &mut |_| {}).await;
     session.teardown().await.unwrap();
     let known_bug = |r: &sgpc::run::CaseResult| {
         support::CONTAINERD_KNOWN_FINDINGS

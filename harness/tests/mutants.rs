@@ -161,7 +161,7 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
     config.work_root = work_root.path().to_path_buf();
 
     let session = Session::start(&config, catalogue, &cases).await.map_err(|e| format!("ERROR: session with proxy did not start: {e:#}"))?;
-    let results = run_cases(&session, &cases, mutant.jobs, |_| {}).await;
+    let results = run_cases(&session, session.catalogue(), &session.images, &cases, mutant.jobs, &mut |_| {}).await;
     session.teardown().await.map_err(|e| format!("teardown failed: {e:#}"))?;
     if std::fs::read_dir(work_root.path()).map(|d| d.count()).unwrap_or(1) != 0 || !sgpc::provision::processes_under(work_root.path()).is_empty() {
         return Err("the run left files or processes behind".into());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sgpc::report::{json, junit, terminal};
 use sgpc::run::{error_result, exit_code, CaseResult, RunReport};
 use sgpc::scenario::{CaseId, Policy};
-use sgpc::driver::cri::RuntimeInfo;
+use sgpc::driver::RuntimeInfo;
 use sgpc::verdict::{Judgement, Verdict};
 
 fn case(scenario: &str, verdict: Verdict, reason: &str) -> CaseResult {

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sgpc::divergence::{Behaviour, Divergence, Rule};
-use sgpc::driver::cri::RuntimeInfo;
+use sgpc::driver::RuntimeInfo;
 use sgpc::identity::Identity;
 use sgpc::matrix::{Cell, Column, Expected, MatrixReport, Outcome, Row, Source};
 use sgpc::observation::{AccessObservation, IdentityObservation, Observations, Point, Prober};
 use sgpc::report::{json, junit, matrix as matrix_report, terminal};
-use sgpc::run::{error_result, CaseResult, ImageRecord, RunReport};
+use sgpc::image::ImageRecord;
+use sgpc::run::{error_result, CaseResult, RunReport};
 use sgpc::scenario::{Access, CaseId, Expectation, Policy};
 use sgpc::verdict::{Judgement, Verdict};
 

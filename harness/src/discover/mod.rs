@@ -19,7 +19,7 @@ use crate::image::{self, ImageContent, Payload};
 use crate::matrix::{self, Entry};
 use crate::run::{self, CaseResult, Session, SessionConfig};
 use crate::scenario::{Catalogue, CaseId, Policy};
-use crate::driver::cri::RuntimeInfo;
+use crate::driver::RuntimeInfo;
 use crate::verdict::Verdict;
 
 use classify::ClassKey;
@@ -366,12 +366,12 @@ async fn run_batch(running: &mut [Running], work: &Batch<'_>, payload: &Payload,
     timings.provision += providing.elapsed();
     let running_now = Instant::now();
     let ran = futures::future::join_all(running.iter().filter(|r| chosen(&r.name) && !failed.contains_key(&r.name)).map(|r| async move {
-        let on_event = |event: run::Event<'_>| {
+        let mut on_event = |event: run::Event<'_>| {
             if let run::Event::CaseFinished { .. } = event {
                 on_case(&r.name);
             }
         };
-        (r.name.clone(), run::run_cases(&r.session, ids, jobs, on_event).await)
+        (r.name.clone(), run::run_cases(&r.session, r.session.catalogue(), &r.session.images, ids, jobs, &mut on_event).await)
     }))
     .await;
     timings.run += running_now.elapsed();

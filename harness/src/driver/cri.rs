@@ -17,16 +17,12 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use serde::Serialize;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::Timeouts;
+use super::{RuntimeInfo, Timeouts, CONTAINER_NAME, RUN_LABEL};
 use crate::observation::{self, Observations, Point, ProbeError};
 use crate::scenario::{Policy, Scenario};
 
-/// Label put on every sandbox and container of a run; cleanup selects on it.
-pub const RUN_LABEL: &str = "sgpc.io/run";
-const CONTAINER_NAME: &str = "probe";
 const LOG_FILE: &str = "probe.log";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +45,17 @@ pub enum CriError {
     ImageMismatch { expected: crate::image::Digests, reported: String },
     #[error("reading the probe output")]
     Probe(#[from] ProbeError),
+    /// A refusal that cannot be the runtime's verdict on sgpc's Pod: it holds other bytes
+    /// under the reference.
+    #[error("{step} failed ({message}), and the runtime holds {held:?} under {reference}, not the bytes sgpc built (config {config})")]
+    RefusedOtherImage { step: &'static str, message: String, held: Option<String>, reference: String, config: String },
+    #[error("{step} failed ({message}); checking the image afterwards failed too")]
+    RefusalUnchecked {
+        step: &'static str,
+        message: String,
+        #[source]
+        source: Box<CriError>,
+    },
     #[error("{what}")]
     Io {
         what: String,
@@ -60,17 +67,6 @@ pub enum CriError {
 /// `code: message` of a status the runtime answered.
 pub fn refusal(status: &tonic::Status) -> String {
     format!("{}: {}", status.code(), status.message())
-}
-
-/// What a runtime says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuntimeInfo {
-    pub endpoint: String,
-    pub runtime_name: String,
-    pub runtime_version: String,
-    pub runtime_api_version: String,
-    /// `StatusResponse.features.supplemental_groups_policy`; `false` when `features` is absent.
-    pub supplemental_groups_policy: bool,
 }
 
 /// Everything the target needs to run one case: plain data prepared by the runner.

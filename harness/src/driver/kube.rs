@@ -17,20 +17,55 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::{Driver, DriverError, RuntimeInfo, CONTAINER_NAME, RUN_LABEL};
 use crate::case::Case;
-use crate::observation::{self, Observations, Point};
-use crate::scenario::{Policy, Scenario};
-use crate::verdict::{self, Judgement, Verdict};
+use crate::image::{ImageRecord, Payload};
+use crate::observation::{self, Admission, Observations, Point, ProbeError};
+use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
+use crate::verdict::admission::REJECTION_REASON;
 
-/// Label put on the namespace and every Pod of a run.
-pub const RUN_LABEL: &str = "sgpc.io/run";
-/// The reason kubelet (>= 1.33) gives when it rejects a Strict pod on a node without support.
-pub const REJECTION_REASON: &str = "SupplementalGroupsPolicyNotSupported";
-/// The message kubelet gives with it.
-pub const REJECTION_MESSAGE: &str = "Pod was rejected: SupplementalGroupsPolicy=Strict is not supported in this node";
 /// Repository the images get when loaded into a cluster (`kind load image-archive`).
 pub const IMAGE_REPOSITORY: &str = "sgpc.local/sgpc";
-const CONTAINER_NAME: &str = "probe";
+
+/// Why the Kubernetes level could not observe a case (an ERROR, never a verdict on the cluster).
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("reading kubeconfig {path}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("finding the cluster (KUBECONFIG, ~/.kube/config or in-cluster)")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("{step}")]
+    Api {
+        step: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the API server's minor version {0:?} is no number")]
+    Version(String),
+    #[error("Pod {pod} neither ran its probe nor was rejected within {after:?} (phase {phase:?})")]
+    Timeout { pod: String, after: Duration, phase: String },
+    #[error("the first process printed no probe output (the Pod did not run)")]
+    NoProbeOutput,
+    #[error("the exec'd probe gave no output")]
+    NoExecOutput,
+    #[error("reading the exec'd probe's output")]
+    Exec(#[source] std::io::Error),
+    #[error("{source_name}")]
+    Probe {
+        source_name: &'static str,
+        #[source]
+        source: ProbeError,
+    },
+}
+
+fn api(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let step = step.into();
+    move |source| KubeError::Api { step, source }
+}
 
 /// Everything needed to build one case's Pod.
 #[derive(Debug, Clone)]
@@ -169,12 +204,29 @@ fn stored_policy(pod: &Pod) -> Option<&str> {
     pod.spec.as_ref()?.security_context.as_ref()?.supplemental_groups_policy.as_deref()
 }
 
-/// The probe outputs and `status.user` as observations, for the verdict engine.
-fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
-    let log = facts.log.as_deref().ok_or("the first process printed no probe output (the Pod did not run)")?;
-    let exec = facts.exec.as_deref().ok_or("the exec'd probe printed nothing")?;
-    let first = observation::parse_probe(log, case).map_err(|e| format!("container log: {e}"))?;
-    let exec = observation::parse_probe(exec, case).map_err(|e| format!("exec: {e}"))?;
+/// What the API server and kubelet did with the Pod asked for with `policy`.
+pub fn admission(policy: Policy, facts: &KubeFacts) -> Admission {
+    Admission {
+        server_minor: facts.server_minor,
+        node_feature: node_feature(facts.node.as_ref()),
+        policy_dropped: policy.api_value().is_some() && stored_policy(&facts.pod).is_none(),
+        rejected: rejected(&facts.pod),
+        warning_event: warning_event(&facts.events),
+    }
+}
+
+/// What the cluster showed, as observations for the verdict engine: the admission outcome,
+/// and for a Pod that ran, the probe outputs and `status.user`.
+pub fn observations(id: &CaseId, facts: &KubeFacts) -> Result<Observations, KubeError> {
+    let admission = admission(id.policy, facts);
+    let case = &id.to_string();
+    if admission.rejected {
+        return Ok(Observations { admission: Some(admission), ..Observations::default() });
+    }
+    let log = facts.log.as_deref().ok_or(KubeError::NoProbeOutput)?;
+    let exec = facts.exec.as_deref().ok_or(KubeError::NoExecOutput)?;
+    let first = observation::parse_probe(log, case).map_err(|source| KubeError::Probe { source_name: "container log", source })?;
+    let exec = observation::parse_probe(exec, case).map_err(|source| KubeError::Probe { source_name: "exec", source })?;
     let mut obs = Observations::from_probes(first, exec);
     let user = facts
         .pod
@@ -186,51 +238,8 @@ fn observations(case: &str, facts: &KubeFacts) -> Result<Observations, String> {
         .and_then(|u| u.linux.as_ref())
         .map(|u| (u.uid, u.gid, u.supplemental_groups.clone().unwrap_or_default()));
     obs.push_reported_user(Point::PodStatus, user);
+    obs.admission = Some(admission);
     Ok(obs)
-}
-
-/// Judges one case from what the cluster showed.
-///
-/// - Strict on a node without the feature: kubelet >= 1.33 must reject the Pod (`REJECTED`, a
-///   pass, with the Warning event); a Pod that runs instead is `FAIL`. Before 1.33 Strict fell
-///   back to Merge: `UNSUPPORTED`, with `LEAK` when image groups show up.
-/// - A policy the API server dropped (feature gate off) is `UNSUPPORTED` for Strict.
-/// - A Pod that ran is judged like a CRI case, with `status.user` held against the process and
-///   the node's feature flag standing for the runtime's.
-pub fn interpret(case: &Case<'_>, facts: &KubeFacts) -> Judgement {
-    let policy = case.id.policy;
-    let feature = node_feature(facts.node.as_ref());
-    if rejected(&facts.pod) {
-        let mut reasons = Vec::new();
-        if policy != Policy::Strict {
-            reasons.push(format!("kubelet rejected a {policy} Pod with {REJECTION_REASON}; only Strict may be rejected"));
-        }
-        if feature {
-            reasons.push("kubelet rejected the Pod although the node advertises status.features.supplementalGroupsPolicy".into());
-        }
-        if !warning_event(&facts.events) {
-            reasons.push(format!("the Pod was rejected without a Warning event with reason {REJECTION_REASON}"));
-        }
-        return if reasons.is_empty() {
-            Judgement { verdict: Verdict::Rejected, reasons: vec![REJECTION_MESSAGE.into()], notes: Vec::new(), known_bugs: Vec::new() }
-        } else {
-            Judgement { verdict: Verdict::Fail, reasons, notes: Vec::new(), known_bugs: Vec::new() }
-        };
-    }
-    let dropped = policy.api_value().is_some() && stored_policy(&facts.pod).is_none();
-    let obs = match observations(&case.id.to_string(), facts) {
-        Ok(obs) => obs,
-        Err(e) => return Judgement::error(e),
-    };
-    let mut judgement = verdict::judge(&case.context(feature && !dropped, false), &obs);
-    if dropped {
-        judgement.notes.push("the API server dropped spec.securityContext.supplementalGroupsPolicy (feature gate off or API server too old)".into());
-    }
-    if policy == Policy::Strict && !feature && !dropped && facts.server_minor >= 33 && judgement.verdict != Verdict::Error {
-        judgement.verdict = Verdict::Fail;
-        judgement.reasons.insert(0, format!("kubelet 1.{} ran a Strict Pod on a node without status.features.supplementalGroupsPolicy; it must reject it ({REJECTION_REASON})", facts.server_minor));
-    }
-    judgement
 }
 
 /// A live cluster, through kube-rs.
@@ -241,79 +250,195 @@ pub struct KubeDriver {
 
 impl KubeDriver {
     /// Connects with a kubeconfig file, or the default (`KUBECONFIG`, `~/.kube/config`, in-cluster).
-    pub async fn connect(kubeconfig: Option<&std::path::Path>, timeout: Duration) -> anyhow::Result<KubeDriver> {
+    pub async fn connect(kubeconfig: Option<&std::path::Path>, timeout: Duration) -> Result<KubeDriver, KubeError> {
         let config = match kubeconfig {
             Some(path) => {
-                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?
+                let bad = |source| KubeError::Kubeconfig { path: path.display().to_string(), source };
+                let file = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
+                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await.map_err(bad)?
             }
-            None => kube::Config::infer().await?,
+            None => kube::Config::infer().await.map_err(KubeError::Infer)?,
         };
-        Ok(KubeDriver { client: kube::Client::try_from(config)?, timeout })
+        Ok(KubeDriver { client: kube::Client::try_from(config).map_err(api("creating the API client"))?, timeout })
     }
 
     /// The API server's minor version.
-    pub async fn server_minor(&self) -> anyhow::Result<u32> {
-        let info = self.client.apiserver_version().await?;
-        Ok(info.minor.trim_end_matches('+').parse()?)
+    pub async fn server_minor(&self) -> Result<u32, KubeError> {
+        let info = self.client.apiserver_version().await.map_err(api("asking the API server for its version"))?;
+        info.minor.trim_end_matches('+').parse().map_err(|_| KubeError::Version(info.minor.clone()))
     }
 
-    pub async fn create_namespace(&self, name: &str, run_id: &str) -> anyhow::Result<()> {
-        let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
-        api.create(&kube::api::PostParams::default(), &namespace_manifest(name, run_id)).await?;
+    pub async fn create_namespace(&self, name: &str, run_id: &str) -> Result<(), KubeError> {
+        let api_: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        api_.create(&kube::api::PostParams::default(), &namespace_manifest(name, run_id)).await.map_err(api(format!("creating namespace {name}")))?;
         Ok(())
     }
 
-    pub async fn delete_namespace(&self, name: &str) -> anyhow::Result<()> {
-        let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
-        match api.delete(name, &kube::api::DeleteParams::default()).await {
+    pub async fn delete_namespace(&self, name: &str) -> Result<(), KubeError> {
+        let api_: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        match api_.delete(name, &kube::api::DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(api(format!("deleting namespace {name}"))(e)),
         }
     }
 
     /// Creates the Pod, waits for it to run or be rejected, and collects the facts.
-    pub async fn run_case(&self, req: &PodRequest<'_>, server_minor: u32) -> anyhow::Result<KubeFacts> {
+    pub async fn run_pod(&self, req: &PodRequest<'_>, server_minor: u32) -> Result<KubeFacts, KubeError> {
         use kube::api::{AttachParams, DeleteParams, ListParams, LogParams, PostParams};
         let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), &req.namespace);
         let name = pod_name(&req.scenario.name, req.policy);
-        pods.create(&PostParams::default(), &pod_manifest(req)).await?;
+        pods.create(&PostParams::default(), &pod_manifest(req)).await.map_err(api(format!("creating Pod {name}")))?;
         let mut facts = KubeFacts { server_minor, ..Default::default() };
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            facts.pod = pods.get(&name).await?;
+            facts.pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
             let phase = facts.pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
             if phase == "Failed" || phase == "Succeeded" {
                 break;
             }
             if phase == "Running" {
-                let log = pods.logs(&name, &LogParams { container: Some(CONTAINER_NAME.into()), ..Default::default() }).await?;
+                let params = LogParams { container: Some(CONTAINER_NAME.into()), ..Default::default() };
+                let log = pods.logs(&name, &params).await.map_err(api(format!("reading the log of Pod {name}")))?;
                 if observation::probe_finished(&log) {
                     facts.log = Some(log);
                     break;
                 }
             }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "Pod {name} neither ran its probe nor was rejected within {:?} (phase {phase:?})", self.timeout);
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase });
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if facts.log.is_some() {
-            let mut attached = pods.exec(&name, observation::exec_command(), &AttachParams::default().container(CONTAINER_NAME).stderr(false)).await?;
-            let mut stdout = attached.stdout().ok_or_else(|| anyhow::anyhow!("exec gave no stdout"))?;
+            let exec = api(format!("exec'ing the probe in Pod {name}"));
+            let mut attached = pods.exec(&name, observation::exec_command(), &AttachParams::default().container(CONTAINER_NAME).stderr(false)).await.map_err(exec)?;
+            let mut stdout = attached.stdout().ok_or(KubeError::NoExecOutput)?;
             let mut text = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await?;
-            attached.join().await?;
+            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.map_err(KubeError::Exec)?;
+            attached.join().await.map_err(|e| KubeError::Exec(std::io::Error::other(e)))?;
             facts.exec = Some(text);
-            facts.pod = pods.get(&name).await?;
+            facts.pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
         }
         if let Some(node_name) = facts.pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
             let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
-            facts.node = Some(nodes.get(&node_name).await?);
+            facts.node = Some(nodes.get(&node_name).await.map_err(api(format!("reading node {node_name}")))?);
         }
         let events: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &req.namespace);
         let selector = format!("involvedObject.name={name}");
-        facts.events = events.list(&ListParams::default().fields(&selector)).await?.items;
-        pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await?;
+        facts.events = events.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
+        pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.map_err(api(format!("deleting Pod {name}")))?;
         Ok(facts)
+    }
+}
+
+/// Why a case has no Pod request: the plan and the catalogue disagree (sgpc's own bug).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no scenario named {0:?}")]
+    NoScenario(String),
+    #[error("image {0:?} was not built")]
+    NotBuilt(String),
+}
+
+/// The Kubernetes level: what a run needs before it touches a cluster.
+#[derive(Debug, Clone)]
+pub struct KubePlan {
+    pub run_id: String,
+    pub namespace: String,
+    /// Image name -> reference in the cluster (`sgpc.local/sgpc/<name>:<tag>`).
+    pub images: BTreeMap<String, ImageRecord>,
+}
+
+impl KubePlan {
+    /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
+    /// and `kind load image-archive` loads carry the same) and names the run.
+    pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
+        let images = crate::run::build_images(catalogue, cases, payload)?
+            .into_iter()
+            .map(|b| {
+                let reference = format!("{IMAGE_REPOSITORY}/{}:{}", b.name, b.tag());
+                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
+            })
+            .collect();
+        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images })
+    }
+
+    /// The Pod request of a case, or why there is none.
+    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<PodRequest<'a>, PlanError> {
+        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
+        let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
+        Ok(self.pod_request(scenario, id.policy, image))
+    }
+
+    fn pod_request<'a>(&self, scenario: &'a Scenario, policy: Policy, image: &ImageRecord) -> PodRequest<'a> {
+        PodRequest {
+            case: CaseId { scenario: scenario.name.clone(), policy }.to_string(),
+            scenario,
+            policy,
+            image_ref: image.reference.clone(),
+            namespace: self.namespace.clone(),
+            run_id: self.run_id.clone(),
+        }
+    }
+
+    /// The namespace and every Pod, as YAML documents: what `--dry-run` prints.
+    pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
+        let mut docs = vec![serde_saphyr::to_string(&namespace_manifest(&self.namespace, &self.run_id))?];
+        for id in cases {
+            docs.push(serde_saphyr::to_string(&pod_manifest(&self.request(catalogue, id)?))?);
+        }
+        Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
+    }
+}
+
+/// A cluster with the run's namespace: the Kubernetes level's [`Driver`].
+pub struct KubeRun {
+    driver: KubeDriver,
+    plan: KubePlan,
+    runtime: RuntimeInfo,
+    server_minor: u32,
+}
+
+impl KubeRun {
+    /// Connects, asks the API server its version and creates the run's namespace.
+    pub async fn start(kubeconfig: Option<&std::path::Path>, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
+        let driver = KubeDriver::connect(kubeconfig, timeout).await?;
+        let server_minor = driver.server_minor().await?;
+        let runtime = RuntimeInfo {
+            endpoint: kubeconfig.map_or_else(|| "default kubeconfig".into(), |p| p.display().to_string()),
+            runtime_name: "kubernetes".into(),
+            runtime_version: format!("1.{server_minor}"),
+            runtime_api_version: "v1".into(),
+            // Per node, read with each case (`Admission::node_feature`).
+            supplemental_groups_policy: false,
+        };
+        driver.create_namespace(&plan.namespace, &plan.run_id).await?;
+        Ok(KubeRun { driver, plan, runtime, server_minor })
+    }
+
+    pub fn images(&self) -> &BTreeMap<String, ImageRecord> {
+        &self.plan.images
+    }
+
+    /// Removes the run's namespace, and with it every Pod left.
+    pub async fn finish(self) -> Result<(), KubeError> {
+        self.driver.delete_namespace(&self.plan.namespace).await
+    }
+}
+
+impl Driver for KubeRun {
+    fn runtime(&self) -> &RuntimeInfo {
+        &self.runtime
+    }
+
+    fn reads_host_proc(&self) -> bool {
+        false
+    }
+
+    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
+        let request = self.plan.pod_request(case.scenario, case.id.policy, image);
+        let facts = self.driver.run_pod(&request, self.server_minor).await?;
+        Ok(observations(&case.id, &facts)?)
     }
 }

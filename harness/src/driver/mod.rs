@@ -4,7 +4,43 @@
 pub mod cri;
 pub mod kube;
 
+use std::future::Future;
 use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::case::Case;
+use crate::image::ImageRecord;
+use crate::observation::Observations;
+
+/// Label put on every sandbox, container, namespace and Pod of a run; cleanup selects on it.
+pub const RUN_LABEL: &str = "sgpc.io/run";
+/// The probe container's name, at every level.
+const CONTAINER_NAME: &str = "probe";
+
+/// A way of running cases on a runtime: a CRI endpoint ([`crate::run::Session`]), a Kubernetes
+/// cluster ([`kube::KubeRun`]). The runner (`run.rs` `run_cases`) resolves each case, asks the
+/// driver to run it, and judges what comes back; a driver only observes.
+pub trait Driver {
+    /// Who runs the cases: name, version, and whether it advertises the feature.
+    fn runtime(&self) -> &RuntimeInfo;
+    /// Whether this level reads the host's `/proc/<pid>/status` of the first process (the CRI
+    /// level does; the Kubernetes level is no process on the node).
+    fn reads_host_proc(&self) -> bool;
+    /// Runs one case on `image` (sgpc's own bytes for the case's recipe) and returns what was
+    /// seen, a refusal or admission outcome included; an error means sgpc could not observe.
+    fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> impl Future<Output = Result<Observations, DriverError>>;
+}
+
+/// Why a driver could not observe a case: sgpc's or the infrastructure's failure (an ERROR).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Cri(#[from] cri::CriError),
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
+}
+
 
 /// How long each kind of step may take. Every RPC and wait in a target is bounded by one of these.
 #[derive(Debug, Clone, Copy)]
@@ -21,4 +57,15 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts { rpc: Duration::from_secs(30), pull: Duration::from_secs(120), probe: Duration::from_secs(30) }
     }
+}
+
+/// What a runtime says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeInfo {
+    pub endpoint: String,
+    pub runtime_name: String,
+    pub runtime_version: String,
+    pub runtime_api_version: String,
+    /// `StatusResponse.features.supplemental_groups_policy`; `false` when `features` is absent.
+    pub supplemental_groups_policy: bool,
 }

@@ -2,10 +2,58 @@
 //! as catalogue files.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use crate::discover::generate::{self, GenCase};
-use crate::discover::{Class, DiscoveryReport};
+use crate::discover::{Class, DiscoveryReport, Progress};
+
+/// A line per progress event: runtimes started, cases done, classes found, shrink steps.
+pub fn write_progress(out: &mut dyn Write, event: &Progress<'_>) -> std::io::Result<()> {
+    match event {
+        Progress::RuntimeStarted { runtime, info } => writeln!(out, "{runtime:<24} started: {} {}", info.runtime_name, info.runtime_version),
+        Progress::RuntimeNotRun { runtime, reason } => writeln!(out, "{runtime:<24} not run: {reason}"),
+        Progress::CaseDone { runtime, done, total, classes, elapsed } => writeln!(out, "{runtime:<24} {done:>5}/{total} cases, {classes} classes, {:.0} s", elapsed.as_secs_f64()),
+        Progress::ClassFound { number, key, case } => writeln!(out, "class {number:>2} found on {case}: {}", key.describe()),
+        Progress::Shrunk { number, step, case } => {
+            let lines = |l: &Option<Vec<String>>| l.as_ref().map_or(0, Vec::len);
+            writeln!(out, "class {number:>2} shrink step {step}: {} passwd + {} group lines", lines(&case.passwd), lines(&case.group))
+        }
+    }
+}
+
+/// A line per class: its size, how it shrank, whether it was verified.
+pub fn write_summary(out: &mut dyn Write, report: &DiscoveryReport) -> std::io::Result<()> {
+    for class in &report.classes {
+        let verified = if class.verified { "verified" } else { "NOT verified on every runtime" };
+        writeln!(out, "Class {:>2} ({} cases, shrunk in {} steps, {verified}): {}", class.number, class.cases.len(), class.shrink_rounds, class.description)?;
+    }
+    Ok(())
+}
+
+/// Writes every class's scenario and recipe under `dir`, after removing the class directories
+/// an earlier discovery left there (they would read as this one's).
+pub fn write_class_files(dir: &Path, report: &DiscoveryReport) -> anyhow::Result<()> {
+    let classes_dir = dir.join("classes");
+    if classes_dir.is_dir() {
+        let ours = regex::Regex::new(r"^c\d{2,}$")?;
+        for entry in std::fs::read_dir(&classes_dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() && ours.is_match(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
+    }
+    for (path, text) in class_files(report) {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// The emitted case of a class under a stable name, `d<seed>-c<class>`: its minimal case, or,
 /// when that did not show the whole class when run again, the generated case that did.

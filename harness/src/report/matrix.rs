@@ -29,6 +29,32 @@ fn expectation_line(c: &Column) -> String {
     }
 }
 
+/// One line per finished case of a column, prefixed by its name, and one when it starts.
+pub fn write_progress(out: &mut dyn Write, column: &str, event: &crate::run::Event<'_>) -> std::io::Result<()> {
+    use crate::run::Event;
+    match *event {
+        Event::RunStarted { total, runtime } => writeln!(out, "{column:<24} started: {} {}, {total} cases", runtime.runtime_name, runtime.runtime_version),
+        Event::CaseFinished { result, done, total } => writeln!(out, "{column:<24} {:>16} ({done:>3}/{total}) {}", result.judgement.verdict.to_string(), result.id),
+        Event::CasesNotRun { cases, reason } => writeln!(out, "{column:<24} {} cases not run: {reason}", cases.len()),
+        Event::RunFinished { .. } => Ok(()),
+    }
+}
+
+/// The terminal's end of a matrix: a line per column with its deviations, and the divergences.
+pub fn write_summary(out: &mut dyn Write, report: &MatrixReport) -> std::io::Result<()> {
+    for column in &report.columns {
+        writeln!(out, "{:<24} {}", column.name, column.summary)?;
+        for deviation in &column.deviations {
+            writeln!(out, "{:<24}   DEVIATION {deviation}", "")?;
+        }
+    }
+    let expected_leaks = report.divergences.iter().filter(|d| d.only_missing_feature).count();
+    match report.divergences.len() {
+        0 => writeln!(out, "No divergence: every runtime that ran a case attached the same identity"),
+        n => writeln!(out, "Divergences on {n} cases ({} where runtimes disagree, {expected_leaks} expected Strict leaks); see the reports", n - expected_leaks),
+    }
+}
+
 pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
     writeln!(out, "# sgpc runtime matrix\n")?;
     write!(out, "| case |")?;
@@ -201,7 +227,7 @@ pub fn write_json(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
 mod tests {
     use super::*;
     use crate::matrix::{Column, Source};
-    use crate::driver::cri::RuntimeInfo;
+    use crate::driver::RuntimeInfo;
 
     /// A column whose runtime answered, then failed to set up: every format names the runtime
     /// and shows the set-up error.

@@ -5,4 +5,50 @@ pub mod discover;
 pub mod json;
 pub mod junit;
 pub mod matrix;
+pub mod output;
 pub mod terminal;
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::run::Event;
+pub use output::Output;
+
+/// The reporters of one run, consuming its events: the terminal streams them; the JUnit and
+/// JSON files asked for are opened at once and written on `RunFinished`.
+pub struct RunReporters {
+    style: terminal::Style,
+    junit: Option<Output>,
+    json: Option<Output>,
+    /// The first report that could not be written.
+    failed: Option<anyhow::Error>,
+}
+
+impl RunReporters {
+    pub fn new(style: terminal::Style, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<RunReporters> {
+        Ok(RunReporters { style, junit: junit.map(Output::open).transpose()?, json: json.map(Output::open).transpose()?, failed: None })
+    }
+
+    pub fn on_event(&mut self, event: Event<'_>) {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        // A terminal that went away is no reason to stop a run.
+        let _ = terminal::write_event(&mut out, self.style, &event);
+        let _ = out.flush();
+        if let Event::RunFinished { report } = event {
+            let files = [(self.junit.take(), junit::write as fn(&mut dyn Write, &crate::run::RunReport) -> anyhow::Result<()>), (self.json.take(), json::write)];
+            for (output, write) in files {
+                if let Some(output) = output {
+                    if let Err(e) = output.write(|out| write(out, report)) {
+                        self.failed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether every report was written.
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.failed.map_or(Ok(()), Err)
+    }
+}

@@ -8,8 +8,9 @@
 
 use std::io::{self, Write};
 
-use crate::run::{CaseResult, RunReport};
-use crate::driver::cri::RuntimeInfo;
+use crate::run::{CaseResult, Cleaned, Event, RunReport};
+use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
+use crate::driver::RuntimeInfo;
 use crate::verdict::Verdict;
 
 /// Formatting options; colour only when the caller decided the output is a terminal.
@@ -37,6 +38,63 @@ fn verdict_color(verdict: Verdict) -> &'static str {
         Verdict::Unsupported { leak: false } => "1;33",
         Verdict::Error => "1;31;7",
     }
+}
+
+/// One runner event: the header, a line per case, the cases not run, the summary.
+pub fn write_event(out: &mut dyn Write, style: Style, event: &Event<'_>) -> io::Result<()> {
+    match *event {
+        Event::RunStarted { total, runtime } => write_header(out, style, runtime, total),
+        Event::CaseFinished { result, done, total } => write_case(out, style, result, done, total),
+        Event::CasesNotRun { cases, .. } => write_not_run(out, cases),
+        Event::RunFinished { report } => write_summary(out, style, report),
+    }
+}
+
+/// Cases that never finished are ERROR for one reason, which the summary prints once.
+fn write_not_run(out: &mut dyn Write, cases: &[CaseId]) -> io::Result<()> {
+    let names: Vec<String> = cases.iter().map(ToString::to_string).collect();
+    writeln!(out, "           ERROR {} cases not run (the reason follows): {}", cases.len(), names.join(" "))
+}
+
+/// One paragraph per stale run: what was (or would be) removed, and what could not be.
+pub fn write_cleaned(out: &mut dyn Write, cleaned: &[Cleaned], dry_run: bool) -> io::Result<()> {
+    for c in cleaned {
+        let verb = if dry_run { "would clean" } else { "cleaned" };
+        writeln!(out, "{verb} run {} (owner pid {} is gone), {}", c.record.run_id, c.record.owner.pid, c.record.dir.display())?;
+        for action in &c.actions {
+            writeln!(out, "  {action}")?;
+        }
+        for problem in &c.problems {
+            writeln!(out, "  could not: {problem}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `sgpc list`: a line per case; with `explain`, its expectation and the rules that give it.
+pub fn write_list(out: &mut dyn Write, catalogue: &Catalogue, cases: &[CaseId], explain: bool) -> anyhow::Result<()> {
+    for case in cases {
+        let Some(scenario) = catalogue.scenario(&case.scenario) else { continue };
+        writeln!(out, "{case:<32} {}", scenario.summary)?;
+        if explain {
+            write_explanation(out, catalogue, scenario, case.policy)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_explanation(out: &mut dyn Write, catalogue: &Catalogue, scenario: &Scenario, policy: Policy) -> anyhow::Result<()> {
+    let recipe = catalogue.recipe(&scenario.image).ok_or_else(|| anyhow::anyhow!("no image recipe named {:?}", scenario.image))?;
+    let derivation = crate::oracle::derive(recipe, scenario, policy)?;
+    let expected = scenario.expectation(policy);
+    writeln!(out, "    expect {expected}")?;
+    for line in &derivation.explanation {
+        writeln!(out, "      {line}")?;
+    }
+    if let Some(reason) = &expected.deviation {
+        writeln!(out, "      deliberate deviation from the model ({}): {reason}", derivation.identity)?;
+    }
+    Ok(())
 }
 
 pub fn write_header(out: &mut dyn Write, style: Style, runtime: &RuntimeInfo, total: usize) -> io::Result<()> {

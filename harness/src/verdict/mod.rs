@@ -11,6 +11,11 @@
 //!   error for a Pod the Kubernetes API accepts: the runtime's behaviour, a finding (exit code
 //!   and JUnit as FAIL), never an ERROR.
 //! - `Error`: sgpc could not observe the case (harness or infrastructure failure).
+//!
+//! Every rule lives here: the identity and access rules below, the Kubernetes level's
+//! admission rules in [`admission`], the model itself in `oracle.rs`.
+
+pub mod admission;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +24,7 @@ use serde::Serialize;
 
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{Observations, Point};
+use crate::observation::{Observations, Point, Refusal};
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -71,10 +76,19 @@ impl Judgement {
         Judgement { verdict: Verdict::Error, reasons: vec![message.into()], notes: Vec::new(), known_bugs: Vec::new() }
     }
 
-    /// The runtime refused the Pod at `step`, saying `message`.
-    pub fn refused(step: &str, message: &str) -> Judgement {
-        Judgement { verdict: Verdict::Refused, reasons: vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")], notes: Vec::new(), known_bugs: Vec::new() }
+    /// The runtime refused the Pod, with what a user can do about it where the cause is known.
+    fn refused(refusal: &Refusal) -> Judgement {
+        let (step, message) = (&refusal.step, &refusal.message);
+        let reasons = vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")];
+        Judgement { verdict: Verdict::Refused, reasons, notes: refusal_hint(message).into_iter().collect(), known_bugs: Vec::new() }
     }
+}
+
+/// What a user can do about a refusal whose cause is known; only where its own pattern matches.
+fn refusal_hint(message: &str) -> Option<String> {
+    (message.contains("OCI runtime create failed") && message.contains("unknown version specified")).then(|| {
+        "the OCI runtime refused the runtime spec; Debian 12's crun 1.8.1, for one, refuses the specs containerd 1.7 and 2.x write with `unknown version specified`".to_string()
+    })
 }
 
 /// What the verdict engine needs besides the observations.
@@ -197,8 +211,24 @@ fn order_notes(obs: &Observations) -> Vec<String> {
         .collect()
 }
 
-/// Judges one case from its observations.
+/// Judges one case from its observations: a refusal, then the Kubernetes level's admission,
+/// then what the processes got.
 pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
+    if let Some(refusal) = &obs.refusal {
+        return Judgement::refused(refusal);
+    }
+    let Some(admission) = &obs.admission else { return judge_run(ctx, obs) };
+    if let Some(judgement) = admission::rejection(ctx.policy, admission) {
+        return judgement;
+    }
+    // The node's flag stands for the runtime's, which the Kubernetes level cannot ask.
+    let mut judgement = judge_run(&Context { feature: admission::feature(admission), ..ctx.clone() }, obs);
+    admission::after_run(ctx.policy, admission, &mut judgement);
+    judgement
+}
+
+/// Judges what the processes of a case that ran got.
+fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     if let Some(missing) = [Point::FirstProcessId, Point::ExecId, Point::FirstProcessKernel]
         .into_iter()
         .find(|p| !obs.identities.iter().any(|o| o.point == *p))
