@@ -94,8 +94,14 @@ pub enum Source {
 #[derive(Debug, Clone, Serialize)]
 pub struct Expected {
     pub outcome: Outcome,
-    /// Case id -> verdict label (`PASS`, `FAIL`, `UNSUPPORTED`, `UNSUPPORTED+LEAK`, `ERROR`).
-    pub exceptions: BTreeMap<String, String>,
+    /// Cases whose verdict differs from the outcome's, parsed when the matrix loads (written
+    /// as `case id: verdict label`).
+    #[serde(serialize_with = "serialize_exceptions")]
+    pub exceptions: BTreeMap<CaseId, Verdict>,
+}
+
+fn serialize_exceptions<S: serde::Serializer>(exceptions: &BTreeMap<CaseId, Verdict>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(exceptions.iter().map(|(case, verdict)| (case.to_string(), verdict.to_string())))
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +112,8 @@ pub struct Entry {
     pub expect: Option<Expected>,
 }
 
-const VERDICT_LABELS: [&str; 6] = ["PASS", "FAIL", "REFUSED", "UNSUPPORTED", "UNSUPPORTED+LEAK", "ERROR"];
+/// The verdicts a matrix column (the CRI level) can give: REJECTED is the Kubernetes level's.
+const COLUMN_VERDICTS: [Verdict; 6] = [Verdict::Pass, Verdict::Fail, Verdict::Refused, Verdict::Unsupported { leak: false }, Verdict::Unsupported { leak: true }, Verdict::Error];
 
 /// Resolves an OCI runtime named in the matrix: `runc` and `youki` have default paths.
 fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
@@ -124,7 +131,7 @@ fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
 /// Loads and checks a matrix file against the catalogue's case ids.
 pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError> {
     let raw: RawMatrix = input::read_yaml(path)?;
-    let case_ids: Vec<String> = catalogue.cases().iter().map(ToString::to_string).collect();
+    let case_ids: BTreeMap<String, CaseId> = catalogue.cases().into_iter().map(|c| (c.to_string(), c)).collect();
     let mut entries: Vec<Entry> = Vec::new();
     for (i, e) in raw.entries.into_iter().enumerate() {
         let field = |f: &str| format!("entries[{i}].{f}");
@@ -152,15 +159,16 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
         let expect = match e.expect {
             None => None,
             Some(x) => {
+                let mut exceptions = BTreeMap::new();
                 for (case, label) in &x.exceptions {
-                    if !case_ids.contains(case) {
-                        return Err(err("expect.exceptions", format!("{case:?} is not a case id of the catalogue (see `sgpc list`)")));
-                    }
-                    if !VERDICT_LABELS.contains(&label.as_str()) {
-                        return Err(err("expect.exceptions", format!("{label:?} for {case}: expected one of {VERDICT_LABELS:?}")));
-                    }
+                    let id = case_ids.get(case).ok_or_else(|| err("expect.exceptions", format!("{case:?} is not a case id of the catalogue (see `sgpc list`)")))?;
+                    let verdict = Verdict::from_label(label).filter(|v| COLUMN_VERDICTS.contains(v)).ok_or_else(|| {
+                        let labels: Vec<String> = COLUMN_VERDICTS.iter().map(ToString::to_string).collect();
+                        err("expect.exceptions", format!("{label:?} for {case}: expected one of {labels:?}"))
+                    })?;
+                    exceptions.insert(id.clone(), verdict);
                 }
-                Some(Expected { outcome: x.outcome, exceptions: x.exceptions })
+                Some(Expected { outcome: x.outcome, exceptions })
             }
         };
         entries.push(Entry { name: e.name, source, oci_runtime, expect });
@@ -168,23 +176,22 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
     Ok(entries)
 }
 
-/// The verdict labels an entry allows for a case: one, or under `no-strict` both with and
-/// without LEAK where the allowed readings of the image's `/etc/group` disagree on a leak.
-pub fn expected_labels(expected: &Expected, catalogue: &Catalogue, case: &CaseId) -> Vec<String> {
-    if let Some(label) = expected.exceptions.get(&case.to_string()) {
-        return vec![label.clone()];
+/// The verdicts an entry allows for a case: one, or under `no-strict` both with and without
+/// LEAK where the allowed readings of the image's `/etc/group` disagree on a leak. None when
+/// the model cannot derive the case (loading the catalogue derived every case, so this cannot
+/// happen; if it did, no verdict would match and the matrix would say so).
+pub fn expected_verdicts(expected: &Expected, catalogue: &Catalogue, case: &CaseId) -> Vec<Verdict> {
+    if let Some(verdict) = expected.exceptions.get(case) {
+        return vec![*verdict];
     }
     match (expected.outcome, case.policy) {
-        (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec!["PASS".into()],
+        (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec![Verdict::Pass],
         (Outcome::NoStrict, Policy::Strict) => {
             let leaks = catalogue.scenario(&case.scenario).and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, s).ok());
-            // Loading the catalogue derived every case, so this cannot happen; if it did, no
-            // verdict would match and the matrix would say so.
-            let Some(leaks) = leaks else { return vec!["(the KEP model cannot derive this case)".into()] };
-            let mut labels: Vec<String> = leaks.iter().map(|leak| if leak.is_empty() { "UNSUPPORTED" } else { "UNSUPPORTED+LEAK" }.to_string()).collect();
-            labels.sort();
-            labels.dedup();
-            labels
+            let mut verdicts: Vec<Verdict> = leaks.iter().flatten().map(|leak| Verdict::Unsupported { leak: !leak.is_empty() }).collect();
+            verdicts.sort_by_key(|v| *v == (Verdict::Unsupported { leak: true }));
+            verdicts.dedup();
+            verdicts
         }
     }
 }
@@ -359,9 +366,13 @@ fn finish(mut column: Column, catalogue: &Catalogue, started: Instant) -> Column
                 .results
                 .iter()
                 .filter_map(|r| {
-                    let want = expected_labels(expected, catalogue, &r.id);
-                    let got = r.judgement.verdict.to_string();
-                    (!want.contains(&got)).then(|| format!("{}: expected {}, got {got}", r.id, want.join(" or ")))
+                    let want = expected_verdicts(expected, catalogue, &r.id);
+                    let got = r.judgement.verdict;
+                    let wanted = || match want.is_empty() {
+                        true => "no verdict (the KEP model cannot derive this case)".to_string(),
+                        false => want.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "),
+                    };
+                    (!want.contains(&got)).then(|| format!("{}: expected {}, got {got}", r.id, wanted()))
                 })
                 .collect(),
         };

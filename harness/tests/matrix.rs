@@ -44,9 +44,9 @@ fn no_strict_expects_leak_exactly_where_the_image_adds_groups() {
     let catalogue = support::catalogue();
     let expected = Expected { outcome: Outcome::NoStrict, exceptions: Default::default() };
     let label = |scenario: &str, policy| {
-        let labels = matrix::expected_labels(&expected, &catalogue, &CaseId { scenario: scenario.into(), policy });
-        assert_eq!(labels.len(), 1, "{scenario}: every reading of its /etc/group agrees: {labels:?}");
-        labels[0].clone()
+        let verdicts = matrix::expected_verdicts(&expected, &catalogue, &CaseId { scenario: scenario.into(), policy });
+        assert_eq!(verdicts.len(), 1, "{scenario}: every reading of its /etc/group agrees: {verdicts:?}");
+        verdicts[0].to_string()
     };
     // From the matrix issue: every Strict case that involves an image group is UNSUPPORTED+LEAK.
     assert_eq!(label("kep-blog", Policy::Strict), "UNSUPPORTED+LEAK");

@@ -131,7 +131,7 @@ fn matrix() -> MatrixReport {
         skipped: None,
         setup_error: None,
         summary: summary.into(),
-        expect: Some(Expected { outcome: Outcome::Conformant, exceptions: BTreeMap::from([("gid-4294967294/merge".to_string(), "REFUSED".to_string())]) }),
+        expect: Some(Expected { outcome: Outcome::Conformant, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
         deviations: Vec::new(),
         startup: Some(Duration::from_secs(3)),
         duration: Duration::from_secs(10),

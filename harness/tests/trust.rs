@@ -141,8 +141,8 @@ async fn a_crlf_group_file_leak_under_strict_is_unsupported_leak_on_containerd_1
 
     let expected = sgpc::matrix::Expected { outcome: sgpc::matrix::Outcome::NoStrict, exceptions: Default::default() };
     assert_eq!(
-        sgpc::matrix::expected_labels(&expected, &catalogue, &case),
-        ["UNSUPPORTED", "UNSUPPORTED+LEAK"],
+        sgpc::matrix::expected_verdicts(&expected, &catalogue, &case),
+        [sgpc::verdict::Verdict::Unsupported { leak: false }, sgpc::verdict::Verdict::Unsupported { leak: true }],
         "the matrix allows both: the readings of a CRLF file disagree"
     );
 

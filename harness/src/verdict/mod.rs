@@ -44,6 +44,24 @@ pub enum Verdict {
     Error,
 }
 
+impl Verdict {
+    /// Every verdict, for parsing labels and for tests that must cover them all.
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::Unsupported { leak: false },
+        Verdict::Unsupported { leak: true },
+        Verdict::Rejected,
+        Verdict::Refused,
+        Verdict::Error,
+    ];
+
+    /// The verdict a label (`PASS`, `UNSUPPORTED+LEAK`, ...) names: the inverse of `Display`.
+    pub fn from_label(label: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.to_string() == label)
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
