@@ -1,55 +1,27 @@
-//! The runner: a [`Session`] provisions a registry and a runtime, pushes and pulls the images,
-//! and runs cases; [`run_cases`] runs many concurrently and emits [`Event`]s; the result is a
-//! [`RunReport`] of plain data for the reporters.
+//! A session on a CRI runtime: the run directory, the registry, the runtime (started by sgpc
+//! or an existing endpoint), the proxy, the images pushed and pulled; their drop guard
+//! ([`Resources`]); and [`run_session`], the lifecycle `sgpc run` and every matrix column use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use serde::Serialize;
 
+use super::{CaseResult, Event, SessionRun};
+use crate::case::Case;
+use crate::driver::cri::{CaseRequest, CriDriver, CriError};
+use crate::driver::{Driver, DriverError, RuntimeInfo, Timeouts};
 use crate::image::{self, ImageContent, ImageRecord, Payload};
 use crate::observation::Observations;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
+use crate::provision::registry::{self, Registry};
 use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
 use crate::provision::RuntimeDaemon;
-use crate::provision::registry::{self, Registry};
 use crate::proxy::Fault;
-use crate::scenario::{Catalogue, CaseId, Expectation};
-use crate::driver::cri::{CaseRequest, CriDriver, CriError};
-use crate::driver::kube::{KubePlan, KubeRun};
-use crate::driver::{Driver, DriverError, RuntimeInfo, Timeouts};
-use crate::case::Case;
-use crate::verdict::{self, Judgement, Verdict};
-
-/// Named process exit codes of `sgpc run`.
-pub mod exit_code {
-    /// Every case passed.
-    pub const PASS: i32 = 0;
-    /// At least one case failed: the runtime does not conform.
-    pub const FAIL: i32 = 1;
-    /// No case failed but at least one could not be run (harness or infrastructure error, or bad input).
-    pub const ERROR: i32 = 2;
-    /// No failure or error, but some Strict cases are unsupported by the runtime.
-    pub const UNSUPPORTED: i32 = 3;
-
-    use crate::verdict::Verdict;
-
-    /// The one ranking of verdicts, for runs and matrices: FAIL and REFUSED (a found fault is
-    /// the most important news) outrank ERROR, which outranks UNSUPPORTED; nothing is PASS.
-    pub fn of(verdicts: impl IntoIterator<Item = Verdict>) -> i32 {
-        let severity = |verdict: Verdict| match verdict {
-            Verdict::Pass | Verdict::Rejected => (0, PASS),
-            Verdict::Unsupported { .. } => (1, UNSUPPORTED),
-            Verdict::Error => (2, ERROR),
-            Verdict::Fail | Verdict::Refused => (3, FAIL),
-        };
-        verdicts.into_iter().map(severity).max_by_key(|(rank, _)| *rank).map_or(PASS, |(_, code)| code)
-    }
-}
+use crate::scenario::{CaseId, Catalogue};
 
 /// Which runtime a session drives.
 #[derive(Debug, Clone)]
@@ -115,123 +87,6 @@ impl SessionConfig {
             state_dir: StateDir::from_env(),
         }
     }
-}
-
-/// The result of one case.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseResult {
-    pub id: CaseId,
-    pub summary: String,
-    /// What the runtime should do under this case's policy, one sentence (critest's style).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub spec: Option<String>,
-    /// Where the case's rules come from.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub references: Vec<String>,
-    pub image: Option<ImageRecord>,
-    pub expected: Option<Expectation>,
-    pub observations: Option<Observations>,
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
-    pub duration: Duration,
-}
-
-impl CaseResult {
-    /// Fills in what the scenario says about this case: summary, spec sentence, references and
-    /// the expectation.
-    pub fn describe(&mut self, scenario: &crate::scenario::Scenario) {
-        self.summary = scenario.summary.clone();
-        self.spec = scenario.spec_sentence(self.id.policy).map(str::to_string);
-        self.references = scenario.references.clone();
-        self.expected = Some(scenario.expectation(self.id.policy).clone());
-    }
-}
-
-pub(crate) fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
-}
-
-/// A finished run: everything the reporters need, nothing they must compute from the clock.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub schema_version: u32,
-    pub harness_version: String,
-    /// What sgpc started, e.g. `containerd 2.1.9 from /path`; `None` for an existing endpoint.
-    pub provisioned: Option<String>,
-    pub runtime: Option<RuntimeInfo>,
-    pub images: Vec<ImageRecord>,
-    pub cases: Vec<CaseResult>,
-    /// Why the run could not start (every case is then ERROR).
-    pub setup_error: Option<String>,
-    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
-    pub duration: Duration,
-}
-
-/// Counts of each verdict.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub pass: usize,
-    /// Kubernetes level: Strict Pods kubelet rightly refused (passes).
-    pub rejected: usize,
-    pub fail: usize,
-    /// The runtime refused a valid Pod (counts with the failures in the exit code).
-    pub refused: usize,
-    pub unsupported: usize,
-    pub leak: usize,
-    pub error: usize,
-}
-
-impl RunReport {
-    /// A report of nothing yet: what a run fills in.
-    pub fn empty() -> RunReport {
-        RunReport {
-            schema_version: 1,
-            harness_version: env!("CARGO_PKG_VERSION").to_string(),
-            provisioned: None,
-            runtime: None,
-            images: Vec::new(),
-            cases: Vec::new(),
-            setup_error: None,
-            duration: Duration::ZERO,
-        }
-    }
-
-    pub fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for c in &self.cases {
-            match c.judgement.verdict {
-                Verdict::Pass => t.pass += 1,
-                Verdict::Rejected => t.rejected += 1,
-                Verdict::Fail => t.fail += 1,
-                Verdict::Refused => t.refused += 1,
-                Verdict::Unsupported { leak } => {
-                    t.unsupported += 1;
-                    t.leak += usize::from(leak);
-                }
-                Verdict::Error => t.error += 1,
-            }
-        }
-        t
-    }
-
-    /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
-    /// A failed set-up or a run of nothing counts as an ERROR.
-    pub fn exit_code(&self) -> i32 {
-        let not_run = (self.setup_error.is_some() || self.cases.is_empty()).then_some(Verdict::Error);
-        exit_code::of(self.cases.iter().map(|c| c.judgement.verdict).chain(not_run))
-    }
-}
-
-/// What the runner tells reporters while it works (after cargo-nextest's events): the terminal
-/// streams them; file reports are written on `RunFinished`.
-#[derive(Debug)]
-pub enum Event<'a> {
-    RunStarted { total: usize, runtime: &'a RuntimeInfo },
-    CaseFinished { result: &'a CaseResult, done: usize, total: usize },
-    /// Cases that got an ERROR without running (set-up failed, interrupted), for one reason.
-    CasesNotRun { cases: &'a [CaseId], reason: &'a str },
-    RunFinished { report: &'a RunReport },
 }
 
 /// Why a session did not start, with what was learnt about the runtime before it failed, so
@@ -450,7 +305,7 @@ impl Session {
 
     /// Runs one case and judges it. Runtime misbehaviour and harness failures become verdicts.
     pub async fn run_case(&self, id: &CaseId) -> CaseResult {
-        run_case(self, &self.catalogue, &self.images, id).await
+        super::run_case(self, &self.catalogue, &self.images, id).await
     }
 
     /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
@@ -687,268 +542,31 @@ async fn pull_checked(target: &CriDriver, record: &ImageRecord, credentials: &re
     Ok(())
 }
 
-/// What cleaning after one stale run did (or, dry, would do).
-#[derive(Debug, Clone)]
-pub struct Cleaned {
-    pub record: RunRecord,
-    pub actions: Vec<String>,
-    /// What could not be removed; the record is kept so that a later clean tries again.
-    pub problems: Vec<String>,
-}
-
-/// Finds the runs whose owner is gone (killed with SIGKILL, crashed) and removes all they left:
-/// their sandboxes and images in a `--cri` runtime, the daemons they started, every process
-/// and mount under their run directory, the directory. With `dry_run`, only says so.
-pub async fn clean_stale(state: &StateDir, dry_run: bool, timeouts: Timeouts) -> Vec<Cleaned> {
-    let mut cleaned = Vec::new();
-    for record in state.stale() {
-        cleaned.push(clean_run(state, record, dry_run, timeouts).await);
-    }
-    cleaned
-}
-
-async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts: Timeouts) -> Cleaned {
-    let mut actions = Vec::new();
-    let mut problems = Vec::new();
-    // The record names a directory to delete: only ever a run directory of its own name.
-    let own_dir = record.run_id.starts_with("sgpc-") && record.dir.is_absolute() && record.dir.file_name().is_some_and(|n| *n == *record.run_id);
-    if !own_dir {
-        problems.push(format!("the record names {} for run {:?}; refusing to touch it", record.dir.display(), record.run_id));
-        return Cleaned { record, actions, problems };
-    }
-    if let Some(cri) = &record.cri {
-        match CriDriver::connect(&cri.endpoint, timeouts).await {
-            Err(e) => problems.push(format!("{e}")),
-            Ok(target) => {
-                for sandbox in target.sandboxes_of_run(&cri.run_label).await.unwrap_or_else(|e| {
-                    problems.push(format!("listing sandboxes: {e}"));
-                    Vec::new()
-                }) {
-                    actions.push(format!("remove sandbox {sandbox} from {}", cri.endpoint));
-                    if !dry_run {
-                        if let Err(e) = target.remove_sandbox(&sandbox).await {
-                            problems.push(e.to_string());
-                        }
-                    }
-                }
-                for image in &cri.pulled_images {
-                    if target.has_image(image).await.unwrap_or(true) {
-                        actions.push(format!("remove image {image} from {}", cri.endpoint));
-                        if !dry_run {
-                            if let Err(e) = target.remove_image(image).await {
-                                problems.push(e.to_string());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for daemon in record.daemons.iter().filter(|d| d.is_alive()) {
-        actions.push(format!("kill {} (pid {})", daemon.name, daemon.pid));
-        if !dry_run {
-            // SAFETY: kill(2) on a pid whose start time was just checked against the record.
-            unsafe { libc::kill(daemon.pid as i32, libc::SIGKILL) };
-        }
-    }
-    let processes = crate::provision::processes_under(&record.dir);
-    let mounts = crate::provision::mounts_under(&record.dir);
-    if record.dir.exists() || !processes.is_empty() || !mounts.is_empty() {
-        actions.push(format!("kill {} processes, unmount {} mounts and remove {}", processes.len(), mounts.len(), record.dir.display()));
-        if !dry_run {
-            if let Err(e) = crate::provision::remove_tree(&record.dir) {
-                problems.push(format!("{e:#}"));
-            }
-        }
-    }
-    if !dry_run && problems.is_empty() {
-        state.forget(&record.run_id);
-    }
-    Cleaned { record, actions, problems }
-}
-
-/// Runs cases on any driver, `jobs` at a time; `on_event` sees each result as it finishes.
-/// Results come back in the order of `cases`.
-pub async fn run_cases(
-    driver: &impl Driver,
-    catalogue: &Catalogue,
-    images: &BTreeMap<String, ImageRecord>,
-    cases: &[CaseId],
-    jobs: usize,
-    on_event: &mut impl FnMut(Event<'_>),
-) -> Vec<CaseResult> {
-    on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
-    let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, run_case(driver, catalogue, images, id))).buffer_unordered(jobs.max(1));
-    while let Some(result) = stream.next().await {
-        results.push(result);
-        let done = results.len();
-        on_event(Event::CaseFinished { result: &results[done - 1], done, total: cases.len() });
-    }
-    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
-    results
-}
-
-/// Runs one case on a driver and judges it: the one place where a case is resolved, run and
-/// judged. What sgpc could not observe is an ERROR; everything else the verdict engine decides.
-pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTreeMap<String, ImageRecord>, id: &CaseId) -> CaseResult {
-    let started = Instant::now();
-    let mut result = error_result(id, "", "not run");
-    let case = match Case::resolve(catalogue, id) {
-        Ok(case) => case,
-        Err(e) => {
-            result.judgement = Judgement::error(format!("{:#}", anyhow::Error::from(e)));
-            return result;
-        }
-    };
-    result.describe(case.scenario);
-    result.image = images.get(&case.scenario.image).cloned();
-    result.judgement = match &result.image {
-        None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
-        Some(image) => match driver.run_case(&case, image).await {
-            Err(e) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
-            Ok(observations) => {
-                let runtime = driver.runtime();
-                let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
-                verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
-                // A refusal is the whole observation: the report shows it as the verdict's reason.
-                result.observations = observations.refusal.is_none().then_some(observations);
-                judgement
-            }
-        },
-    };
-    result.duration = started.elapsed();
-    result
-}
-
-/// What [`run_session`] gives: the run's report, and how long set-up took (`None` when it
-/// failed).
-pub struct SessionRun {
-    pub report: RunReport,
-    pub startup: Option<Duration>,
-    /// The cases that got an ERROR without running (set-up failed, interrupted).
-    pub not_run: Vec<CaseId>,
-}
-
-/// The one lifecycle of a session, for `sgpc run` and each matrix column: start, run the cases
-/// `jobs` at a time, tear down, and make every case that did not finish an ERROR for the one
-/// reason that stopped it. `interrupted` (a signal, say) stops set-up or the run and names why.
+/// The lifecycle ([`super::run_lifecycle`]) of a CRI session, for `sgpc run` and each matrix
+/// column.
 pub async fn run_session(
     config: &SessionConfig,
     catalogue: &Catalogue,
     cases: &[CaseId],
     jobs: usize,
     interrupted: impl std::future::Future<Output = String>,
-    mut on_event: impl FnMut(Event<'_>),
+    on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
-    let started = Instant::now();
-    let mut report = RunReport::empty();
-    let mut startup = None;
-    let interrupted = std::pin::pin!(interrupted);
-    let mut interrupted = futures::FutureExt::fuse(interrupted);
-    let session = tokio::select! {
-        s = Session::start(config, catalogue, cases) => Some(s),
-        why = &mut interrupted => { report.setup_error = Some(format!("interrupted by {why} during set-up")); None }
-    };
-    match session {
-        None => {}
-        Some(Err(e)) => {
-            report.setup_error = Some(e.to_string());
-            report.runtime = e.runtime;
-            report.provisioned = e.provisioned;
-        }
-        Some(Ok(session)) => {
-            startup = Some(started.elapsed());
-            report.runtime = Some(session.runtime.clone());
-            report.provisioned = session.provisioned.clone();
-            report.images = session.images.values().cloned().collect();
-            tokio::select! {
-                results = run_cases(&session, catalogue, &session.images, cases, jobs, &mut on_event) => report.cases = results,
-                why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
-            }
-            if let Err(e) = session.teardown().await {
-                add_setup_error(&mut report, format!("{e:#}"));
-            }
-        }
-    }
-    conclude(report, cases, catalogue, started, startup, on_event)
+    super::run_lifecycle(Session::start(config, catalogue, cases), catalogue, cases, jobs, interrupted, on_event).await
 }
 
-/// What `sgpc run --kube` needs: where the cluster is (or the kind node image to create one
-/// from), how long a Pod may take, and the image payload.
-#[derive(Debug, Clone)]
-pub struct KubeConfig {
-    pub kubeconfig: Option<PathBuf>,
-    /// Create a kind cluster from this node image, and whether to reuse (and keep) it.
-    pub kind: Option<(String, bool)>,
-    pub timeout: Duration,
-    pub payload: Payload,
-    pub work_root: PathBuf,
-}
-
-/// The same lifecycle on a Kubernetes cluster: (create a kind cluster and load the images,)
-/// create the run's namespace, run the cases as Pods, delete the namespace (and the cluster).
-pub async fn run_kube_session(
-    config: &KubeConfig,
-    plan: KubePlan,
-    catalogue: &Catalogue,
-    cases: &[CaseId],
-    jobs: usize,
-    interrupted: impl std::future::Future<Output = String>,
-    mut on_event: impl FnMut(Event<'_>),
-) -> anyhow::Result<SessionRun> {
-    let started = Instant::now();
-    let mut report = RunReport::empty();
-    report.images = plan.images.values().cloned().collect();
-    let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&config.work_root)?;
-    let cluster = match &config.kind {
-        None => None,
-        Some((node_image, reuse)) => {
-            let archives = image::write_archives(&catalogue.images, &config.payload, work.path(), crate::driver::kube::IMAGE_REPOSITORY)?;
-            let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
-            Some(crate::provision::kind::prepare(node_image, *reuse, &archives, work.path())?)
-        }
-    };
-    let kubeconfig = cluster.as_ref().map(|c| c.kubeconfig.clone()).or_else(|| config.kubeconfig.clone());
-    let mut startup = None;
-    match KubeRun::start(kubeconfig.as_deref(), config.timeout, plan).await {
-        Err(e) => report.setup_error = Some(format!("{:#}", anyhow::Error::from(e))),
-        Ok(run) => {
-            startup = Some(started.elapsed());
-            report.runtime = Some(run.runtime().clone());
-            tokio::select! {
-                results = run_cases(&run, catalogue, run.images(), cases, jobs, &mut on_event) => report.cases = results,
-                why = interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
-            }
-            if let Err(e) = run.finish().await {
-                add_setup_error(&mut report, format!("{:#}", anyhow::Error::from(e)));
-            }
-        }
+impl super::Started for Session {
+    fn images(&self) -> &BTreeMap<String, ImageRecord> {
+        &self.images
     }
-    if let Some(cluster) = cluster {
-        cluster.finish()?;
-    }
-    Ok(conclude(report, cases, catalogue, started, startup, on_event))
-}
 
-fn add_setup_error(report: &mut RunReport, error: String) {
-    report.setup_error = Some(match report.setup_error.take() {
-        Some(first) => format!("{first}; {error}"),
-        None => error,
-    });
-}
-
-/// The end of every lifecycle: each case that did not finish is an ERROR for the one reason
-/// that stopped the run, and the reporters hear of it and of the finished run.
-fn conclude(mut report: RunReport, cases: &[CaseId], catalogue: &Catalogue, started: Instant, startup: Option<Duration>, mut on_event: impl FnMut(Event<'_>)) -> SessionRun {
-    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
-    let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason);
-    if !not_run.is_empty() {
-        on_event(Event::CasesNotRun { cases: &not_run, reason: &reason });
+    fn provisioned(&self) -> Option<String> {
+        self.provisioned.clone()
     }
-    report.duration = started.elapsed();
-    on_event(Event::RunFinished { report: &report });
-    SessionRun { report, startup, not_run }
+
+    async fn teardown(self) -> anyhow::Result<()> {
+        Session::teardown(self).await
+    }
 }
 
 /// Why no sandbox could start in a runtime sgpc did not start, and what to do about it.
@@ -961,54 +579,4 @@ fn sandbox_hint(endpoint: &str, error: &str) -> String {
          `sandbox_image` (1.x) or `[plugins.\"io.containerd.cri.v1.images\".pinned_images] sandbox` (2.x) at the name it prints; \
          for CRI-O, load it into its storage (`skopeo copy oci-archive:DIR/pause.oci.tar containers-storage:NAME`) and set `pause_image = \"NAME\"` and `pause_command = \"\"`"
     )
-}
-
-/// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
-pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = CaseResult>) -> CaseResult {
-    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(case)).await {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            error_result(id, "", &format!("the case panicked: {message}"))
-        }
-    }
-}
-
-/// Adds an ERROR result, with `reason`, for every case that has none (set-up failed, the run
-/// was interrupted), and puts the results in the order of `cases`. Returns the ids it added.
-pub fn fill_unfinished(results: &mut Vec<CaseResult>, cases: &[CaseId], catalogue: &Catalogue, reason: &str) -> Vec<CaseId> {
-    let missing: Vec<CaseId> = cases.iter().filter(|c| !results.iter().any(|r| r.id == **c)).cloned().collect();
-    for id in &missing {
-        let mut result = error_result(id, "", reason);
-        if let Some(scenario) = catalogue.scenario(&id.scenario) {
-            result.describe(scenario);
-        }
-        results.push(result);
-    }
-    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
-    missing
-}
-
-/// A case that could not run, with the reason.
-pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
-    CaseResult {
-        id: id.clone(),
-        summary: summary.to_string(),
-        spec: None,
-        references: Vec::new(),
-        image: None,
-        expected: None,
-        observations: None,
-        judgement: Judgement::error(message),
-        duration: Duration::ZERO,
-    }
-}
-
-/// Selects cases whose id (`scenario/policy`) matches `filter`.
-pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
-    catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
 }

@@ -1,0 +1,349 @@
+//! The runner: [`run_cases`] runs cases on any [`Driver`] `jobs` at a time, resolving,
+//! running and judging each in [`run_case`], and emits [`Event`]s; the result is a
+//! [`RunReport`] of plain data for the reporters. A lifecycle around it provisions what a
+//! driver needs and removes it: [`run_session`] (a CRI runtime, `session.rs`) and
+//! [`run_kube_session`] (a cluster, `kube.rs`); [`clean_stale`] removes what a killed run left.
+
+mod clean;
+mod kube;
+mod session;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::case::Case;
+use crate::driver::{Driver, RuntimeInfo};
+use crate::image::ImageRecord;
+use crate::observation::Observations;
+use crate::scenario::{Catalogue, CaseId, Expectation};
+use crate::verdict::{self, Judgement, Verdict};
+
+pub use clean::{clean_stale, Cleaned};
+pub use kube::{run_kube_session, KubeConfig};
+pub use session::{build_images, run_session, ProxySettings, Session, SessionConfig, StartError, TargetChoice};
+
+
+/// Named process exit codes of `sgpc run`.
+pub mod exit_code {
+    /// Every case passed.
+    pub const PASS: i32 = 0;
+    /// At least one case failed: the runtime does not conform.
+    pub const FAIL: i32 = 1;
+    /// No case failed but at least one could not be run (harness or infrastructure error, or bad input).
+    pub const ERROR: i32 = 2;
+    /// No failure or error, but some Strict cases are unsupported by the runtime.
+    pub const UNSUPPORTED: i32 = 3;
+
+    use crate::verdict::Verdict;
+
+    /// The one ranking of verdicts, for runs and matrices: FAIL and REFUSED (a found fault is
+    /// the most important news) outrank ERROR, which outranks UNSUPPORTED; nothing is PASS.
+    pub fn of(verdicts: impl IntoIterator<Item = Verdict>) -> i32 {
+        let severity = |verdict: Verdict| match verdict {
+            Verdict::Pass | Verdict::Rejected => (0, PASS),
+            Verdict::Unsupported { .. } => (1, UNSUPPORTED),
+            Verdict::Error => (2, ERROR),
+            Verdict::Fail | Verdict::Refused => (3, FAIL),
+        };
+        verdicts.into_iter().map(severity).max_by_key(|(rank, _)| *rank).map_or(PASS, |(_, code)| code)
+    }
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: CaseId,
+    pub summary: String,
+    /// What the runtime should do under this case's policy, one sentence (critest's style).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Where the case's rules come from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    pub image: Option<ImageRecord>,
+    pub expected: Option<Expectation>,
+    pub observations: Option<Observations>,
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+impl CaseResult {
+    /// Fills in what the scenario says about this case: summary, spec sentence, references and
+    /// the expectation.
+    pub fn describe(&mut self, scenario: &crate::scenario::Scenario) {
+        self.summary = scenario.summary.clone();
+        self.spec = scenario.spec_sentence(self.id.policy).map(str::to_string);
+        self.references = scenario.references.clone();
+        self.expected = Some(scenario.expectation(self.id.policy).clone());
+    }
+}
+
+pub(crate) fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
+}
+
+/// A finished run: everything the reporters need, nothing they must compute from the clock.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub harness_version: String,
+    /// What sgpc started, e.g. `containerd 2.1.9 from /path`; `None` for an existing endpoint.
+    pub provisioned: Option<String>,
+    pub runtime: Option<RuntimeInfo>,
+    pub images: Vec<ImageRecord>,
+    pub cases: Vec<CaseResult>,
+    /// Why the run could not start (every case is then ERROR).
+    pub setup_error: Option<String>,
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+/// Counts of each verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub pass: usize,
+    /// Kubernetes level: Strict Pods kubelet rightly refused (passes).
+    pub rejected: usize,
+    pub fail: usize,
+    /// The runtime refused a valid Pod (counts with the failures in the exit code).
+    pub refused: usize,
+    pub unsupported: usize,
+    pub leak: usize,
+    pub error: usize,
+}
+
+impl RunReport {
+    /// A report of nothing yet: what a run fills in.
+    pub fn empty() -> RunReport {
+        RunReport {
+            schema_version: 1,
+            harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            provisioned: None,
+            runtime: None,
+            images: Vec::new(),
+            cases: Vec::new(),
+            setup_error: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for c in &self.cases {
+            match c.judgement.verdict {
+                Verdict::Pass => t.pass += 1,
+                Verdict::Rejected => t.rejected += 1,
+                Verdict::Fail => t.fail += 1,
+                Verdict::Refused => t.refused += 1,
+                Verdict::Unsupported { leak } => {
+                    t.unsupported += 1;
+                    t.leak += usize::from(leak);
+                }
+                Verdict::Error => t.error += 1,
+            }
+        }
+        t
+    }
+
+    /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
+    /// A failed set-up or a run of nothing counts as an ERROR.
+    pub fn exit_code(&self) -> i32 {
+        let not_run = (self.setup_error.is_some() || self.cases.is_empty()).then_some(Verdict::Error);
+        exit_code::of(self.cases.iter().map(|c| c.judgement.verdict).chain(not_run))
+    }
+}
+
+/// What the runner tells reporters while it works (after cargo-nextest's events): the terminal
+/// streams them; file reports are written on `RunFinished`.
+#[derive(Debug)]
+pub enum Event<'a> {
+    RunStarted { total: usize, runtime: &'a RuntimeInfo },
+    CaseFinished { result: &'a CaseResult, done: usize, total: usize },
+    /// Cases that got an ERROR without running (set-up failed, interrupted), for one reason.
+    CasesNotRun { cases: &'a [CaseId], reason: &'a str },
+    RunFinished { report: &'a RunReport },
+}
+
+/// Runs cases on any driver, `jobs` at a time; `on_event` sees each result as it finishes.
+/// Results come back in the order of `cases`.
+pub async fn run_cases(
+    driver: &impl Driver,
+    catalogue: &Catalogue,
+    images: &BTreeMap<String, ImageRecord>,
+    cases: &[CaseId],
+    jobs: usize,
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Vec<CaseResult> {
+    on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
+    let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
+    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, run_case(driver, catalogue, images, id))).buffer_unordered(jobs.max(1));
+    while let Some(result) = stream.next().await {
+        results.push(result);
+        let done = results.len();
+        on_event(Event::CaseFinished { result: &results[done - 1], done, total: cases.len() });
+    }
+    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    results
+}
+
+/// Runs one case on a driver and judges it: the one place where a case is resolved, run and
+/// judged. What sgpc could not observe is an ERROR; everything else the verdict engine decides.
+pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTreeMap<String, ImageRecord>, id: &CaseId) -> CaseResult {
+    let started = Instant::now();
+    let mut result = error_result(id, "", "not run");
+    let case = match Case::resolve(catalogue, id) {
+        Ok(case) => case,
+        Err(e) => {
+            result.judgement = Judgement::error(format!("{:#}", anyhow::Error::from(e)));
+            return result;
+        }
+    };
+    result.describe(case.scenario);
+    result.image = images.get(&case.scenario.image).cloned();
+    result.judgement = match &result.image {
+        None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
+        Some(image) => match driver.run_case(&case, image).await {
+            Err(e) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+            Ok(observations) => {
+                let runtime = driver.runtime();
+                let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
+                verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
+                // A refusal is the whole observation: the report shows it as the verdict's reason.
+                result.observations = observations.refusal.is_none().then_some(observations);
+                judgement
+            }
+        },
+    };
+    result.duration = started.elapsed();
+    result
+}
+
+/// What [`run_session`] gives: the run's report, and how long set-up took (`None` when it
+/// failed).
+pub struct SessionRun {
+    pub report: RunReport,
+    pub startup: Option<Duration>,
+    /// The cases that got an ERROR without running (set-up failed, interrupted).
+    pub not_run: Vec<CaseId>,
+}
+
+/// What a lifecycle starts and must end: a driver with the images it holds. [`Session`] (a CRI
+/// runtime and its registry) and `driver::kube::KubeRun` (a cluster's namespace).
+pub trait Started: Driver {
+    fn images(&self) -> &BTreeMap<String, ImageRecord>;
+    /// What sgpc started for it, e.g. `containerd 2.1.9 from /path`.
+    fn provisioned(&self) -> Option<String> {
+        None
+    }
+    /// Removes everything the start created.
+    fn teardown(self) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// The one lifecycle of every run: start, run the cases `jobs` at a time, tear down, make
+/// every case that did not finish an ERROR for the one reason that stopped it, and tell the
+/// reporters. `interrupted` (a signal, say) stops set-up or the run and names why.
+pub async fn run_lifecycle<S: Started>(
+    start: impl std::future::Future<Output = Result<S, StartError>>,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    jobs: usize,
+    interrupted: impl std::future::Future<Output = String>,
+    mut on_event: impl FnMut(Event<'_>),
+) -> SessionRun {
+    let started = Instant::now();
+    let mut report = RunReport::empty();
+    let mut startup = None;
+    let interrupted = std::pin::pin!(interrupted);
+    let mut interrupted = futures::FutureExt::fuse(interrupted);
+    let driver = tokio::select! {
+        s = start => Some(s),
+        why = &mut interrupted => { report.setup_error = Some(format!("interrupted by {why} during set-up")); None }
+    };
+    match driver {
+        None => {}
+        Some(Err(e)) => {
+            report.setup_error = Some(e.to_string());
+            report.runtime = e.runtime;
+            report.provisioned = e.provisioned;
+        }
+        Some(Ok(driver)) => {
+            startup = Some(started.elapsed());
+            report.runtime = Some(driver.runtime().clone());
+            report.provisioned = driver.provisioned();
+            report.images = driver.images().values().cloned().collect();
+            tokio::select! {
+                results = run_cases(&driver, catalogue, driver.images(), cases, jobs, &mut on_event) => report.cases = results,
+                why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
+            }
+            if let Err(e) = driver.teardown().await {
+                report.setup_error = Some(match report.setup_error.take() {
+                    Some(first) => format!("{first}; {e:#}"),
+                    None => format!("{e:#}"),
+                });
+            }
+        }
+    }
+    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
+    let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason);
+    if !not_run.is_empty() {
+        on_event(Event::CasesNotRun { cases: &not_run, reason: &reason });
+    }
+    report.duration = started.elapsed();
+    on_event(Event::RunFinished { report: &report });
+    SessionRun { report, startup, not_run }
+}
+
+/// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
+pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = CaseResult>) -> CaseResult {
+    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(case)).await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            error_result(id, "", &format!("the case panicked: {message}"))
+        }
+    }
+}
+
+/// Adds an ERROR result, with `reason`, for every case that has none (set-up failed, the run
+/// was interrupted), and puts the results in the order of `cases`. Returns the ids it added.
+pub fn fill_unfinished(results: &mut Vec<CaseResult>, cases: &[CaseId], catalogue: &Catalogue, reason: &str) -> Vec<CaseId> {
+    let missing: Vec<CaseId> = cases.iter().filter(|c| !results.iter().any(|r| r.id == **c)).cloned().collect();
+    for id in &missing {
+        let mut result = error_result(id, "", reason);
+        if let Some(scenario) = catalogue.scenario(&id.scenario) {
+            result.describe(scenario);
+        }
+        results.push(result);
+    }
+    results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
+    missing
+}
+
+/// A case that could not run, with the reason.
+pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
+    CaseResult {
+        id: id.clone(),
+        summary: summary.to_string(),
+        spec: None,
+        references: Vec::new(),
+        image: None,
+        expected: None,
+        observations: None,
+        judgement: Judgement::error(message),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Selects cases whose id (`scenario/policy`) matches `filter`.
+pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
+    catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()
+}
