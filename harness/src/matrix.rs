@@ -386,12 +386,7 @@ pub fn summarize(column: &Column) -> String {
     if let Some(why) = &column.skipped {
         return format!("not run on this machine: {why}");
     }
-    let count = |f: &dyn Fn(Verdict) -> bool| column.results.iter().filter(|r| f(r.judgement.verdict)).count();
-    let fail = count(&|v| v == Verdict::Fail);
-    let refused = count(&|v| v == Verdict::Refused);
-    let error = count(&|v| v == Verdict::Error);
-    let unsupported = count(&|v| matches!(v, Verdict::Unsupported { .. }));
-    let leak = count(&|v| v == Verdict::Unsupported { leak: true });
+    let run::Totals { fail, refused, error, unsupported, leak, .. } = run::Totals::of(&column.results);
     let mut parts = Vec::new();
     if fail > 0 {
         parts.push(format!("non-conformant: {fail} failures"));

@@ -89,6 +89,14 @@ fn run_report() -> RunReport {
     }
 }
 
+#[test]
+fn the_fixture_holds_every_verdict() {
+    let report = run_report();
+    for verdict in Verdict::ALL {
+        assert!(report.cases.iter().any(|c| c.judgement.verdict == verdict), "{verdict} is rendered by no snapshot");
+    }
+}
+
 fn render(write: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut out = Vec::new();
     write(&mut out);

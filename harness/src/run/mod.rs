@@ -117,6 +117,27 @@ pub struct Totals {
     pub error: usize,
 }
 
+impl Totals {
+    /// The counts of the verdicts of `results` (a run, a matrix column).
+    pub fn of<'a>(results: impl IntoIterator<Item = &'a CaseResult>) -> Totals {
+        let mut t = Totals::default();
+        for c in results {
+            match c.judgement.verdict {
+                Verdict::Pass => t.pass += 1,
+                Verdict::Rejected => t.rejected += 1,
+                Verdict::Fail => t.fail += 1,
+                Verdict::Refused => t.refused += 1,
+                Verdict::Unsupported { leak } => {
+                    t.unsupported += 1;
+                    t.leak += usize::from(leak);
+                }
+                Verdict::Error => t.error += 1,
+            }
+        }
+        t
+    }
+}
+
 impl RunReport {
     /// A report of nothing yet: what a run fills in.
     pub fn empty() -> RunReport {
@@ -133,21 +154,7 @@ impl RunReport {
     }
 
     pub fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for c in &self.cases {
-            match c.judgement.verdict {
-                Verdict::Pass => t.pass += 1,
-                Verdict::Rejected => t.rejected += 1,
-                Verdict::Fail => t.fail += 1,
-                Verdict::Refused => t.refused += 1,
-                Verdict::Unsupported { leak } => {
-                    t.unsupported += 1;
-                    t.leak += usize::from(leak);
-                }
-                Verdict::Error => t.error += 1,
-            }
-        }
-        t
+        Totals::of(&self.cases)
     }
 
     /// FAIL outranks ERROR (a found fault is the more important news), ERROR outranks UNSUPPORTED.
