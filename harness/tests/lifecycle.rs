@@ -79,6 +79,43 @@ async fn a_failed_start_removes_what_it_started() {
     assert!(processes_under(work_root.path()).is_empty());
 }
 
+/// An event a run gives its reporters, as a name: what the terminal, JUnit and JSON consume.
+fn event_name(event: sgpc::run::Event<'_>) -> String {
+    match event {
+        sgpc::run::Event::RunStarted { total, .. } => format!("started {total}"),
+        sgpc::run::Event::CaseFinished { result, .. } => format!("finished {}", result.id),
+        sgpc::run::Event::CasesNotRun { cases, .. } => format!("not run {}", cases.len()),
+        sgpc::run::Event::RunFinished { report } => format!("run finished {}", report.cases.len()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporters_hear_every_case_once_then_the_end_of_the_run() {
+    let catalogue = support::catalogue();
+    let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }, CaseId { scenario: "kep-blog".into(), policy: Policy::Merge }];
+    let mut names = Vec::new();
+    let run = sgpc::run::run_session(&support::containerd_config(), &catalogue, &cases, 2, std::future::pending(), |e| names.push(event_name(e))).await;
+    assert!(run.not_run.is_empty(), "{:?}", run.report.setup_error);
+    assert_eq!(names.first().map(String::as_str), Some("started 2"), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("run finished 2"), "{names:?}");
+    let finished: std::collections::BTreeSet<&str> = names.iter().filter(|n| n.starts_with("finished")).map(String::as_str).collect();
+    assert_eq!(finished, ["finished kep-blog/merge", "finished kep-blog/strict"].into(), "{names:?}");
+    assert_eq!(names.len(), 4, "no case twice, nothing not run: {names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_tells_the_reporters_which_cases_did_not_run() {
+    let catalogue = support::catalogue();
+    let mut config = support::containerd_config();
+    let empty = tempfile::tempdir().unwrap();
+    config.target = sgpc::run::TargetChoice::Containerd { bin_dir: empty.path().to_path_buf() };
+    let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }];
+    let mut names = Vec::new();
+    let run = sgpc::run::run_session(&config, &catalogue, &cases, 1, std::future::pending(), |e| names.push(event_name(e))).await;
+    assert_eq!(run.report.exit_code(), sgpc::run::exit_code::ERROR);
+    assert_eq!(names, ["not run 1", "run finished 1"]);
+}
+
 #[test]
 fn a_panic_while_a_session_runs_leaves_nothing() {
     let work_root = tempfile::tempdir().unwrap();
