@@ -104,7 +104,7 @@ async fn main() {
     let mut cases = cases;
     let mut left_out = Vec::new();
     for id in cases.clone() {
-        let verdict = session.run_case(&id).await.judgement.verdict;
+        let verdict = session.judge_case(&id).await.judgement.verdict;
         assert_ne!(verdict, sgpc::verdict::Verdict::Error, "{id} could not be run");
         if verdict != sgpc::verdict::Verdict::Pass {
             left_out.push(format!("{id} ({verdict})"));
@@ -123,7 +123,7 @@ async fn main() {
     for _ in 0..ROUNDS {
         let t = Instant::now();
         for id in &cases {
-            let r = session.run_case(id).await;
+            let r = session.judge_case(id).await;
             assert_eq!(r.judgement.verdict, sgpc::verdict::Verdict::Pass, "{id}: {:?}", r.judgement);
         }
         *totals.entry("sgpc, 1 in flight").or_default() += t.elapsed();
@@ -136,7 +136,7 @@ async fn main() {
         *totals.entry("floor, 1 in flight").or_default() += t.elapsed();
 
         let t = Instant::now();
-        let results: Vec<_> = futures::stream::iter(&cases).map(|id| session.run_case(id)).buffer_unordered(JOBS).collect().await;
+        let results: Vec<_> = futures::stream::iter(&cases).map(|id| session.judge_case(id)).buffer_unordered(JOBS).collect().await;
         assert!(results.iter().all(|r| r.judgement.verdict == sgpc::verdict::Verdict::Pass));
         *totals.entry("sgpc, 4 in flight").or_default() += t.elapsed();
 

@@ -102,6 +102,9 @@ pub struct Refusal {
     pub step: String,
     /// `code: message` as the runtime answered.
     pub message: String,
+    /// The image id the runtime holds under the case's reference, asked after the refusal: a
+    /// refusal is the runtime's verdict on sgpc's Pod only if these are sgpc's bytes.
+    pub held_image: Option<String>,
 }
 
 /// What the API server and kubelet did with a case's Pod, read from the API objects.
@@ -122,9 +125,10 @@ pub struct Admission {
 }
 
 impl Observations {
-    /// A runtime's refusal: the only observation of a Pod that never ran.
-    pub fn refused(step: &str, message: &str) -> Observations {
-        Observations { refusal: Some(Refusal { step: step.to_string(), message: message.to_string() }), ..Observations::default() }
+    /// A runtime's refusal, and the image it held: the only observation of a Pod that never ran.
+    pub fn refused(step: &str, message: &str, held_image: Option<String>) -> Observations {
+        let refusal = Refusal { step: step.to_string(), message: message.to_string(), held_image };
+        Observations { refusal: Some(refusal), ..Observations::default() }
     }
 }
 

@@ -49,7 +49,7 @@ impl Shared {
 
     fn run(&self, runtime: usize, case: &CaseId) -> Result<(), Failed> {
         let session = self.session(&self.runtimes[runtime])?;
-        let result = self.tokio.block_on(session.run_case(case));
+        let result = self.tokio.block_on(session.judge_case(case));
         let known = self.runtimes[runtime].known_findings.iter().find(|(id, _, _)| *id == case.to_string());
         let j = &result.judgement;
         match (j.verdict, known) {

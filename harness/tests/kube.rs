@@ -178,7 +178,7 @@ impl Driver for Recorded {
 /// The verdict the runner gives kep-blog/strict on these facts.
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
     let (catalogue, plan) = plan();
-    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false };
+    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false, feature_per_node: true };
     let driver = Recorded { facts: f.clone(), runtime };
     let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let result = futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id));

@@ -37,7 +37,7 @@ async fn nothing_outlives_a_run_even_an_interrupted_case() {
     let daemons = session.daemon_pids();
     assert_eq!(daemons.len(), 2, "registry and containerd are running");
 
-    let result = session.run_case(&finished).await;
+    let result = session.judge_case(&finished).await;
     assert_eq!(result.judgement.verdict, Verdict::Pass, "{:?}", result.judgement);
     assert!(session.target().sandboxes_of_run(&session.run_id).await.unwrap().is_empty(), "a finished case removes its sandbox");
 
@@ -52,7 +52,7 @@ async fn nothing_outlives_a_run_even_an_interrupted_case() {
         }
     };
     tokio::select! {
-        _ = session.run_case(&interrupted) => panic!("the case finished before it could be interrupted"),
+        _ = session.judge_case(&interrupted) => panic!("the case finished before it could be interrupted"),
         _ = sandbox_exists => {}
     }
     assert!(!session.target().sandboxes_of_run(&session.run_id).await.unwrap().is_empty());
@@ -134,7 +134,7 @@ fn a_panic_while_a_session_runs_leaves_nothing() {
                 }
             };
             tokio::select! {
-                _ = session.run_case(&case) => {}
+                _ = session.judge_case(&case) => {}
                 _ = sandbox_exists => {}
             }
             assert!(!processes_under(&root).is_empty());
@@ -183,8 +183,8 @@ async fn a_case_run_twice_in_one_session_is_judged_twice() {
     let catalogue = support::catalogue();
     let case = CaseId { scenario: "protected-file-access".into(), policy: sgpc::scenario::Policy::Strict };
     let session = Session::start(&support::containerd_config(), &catalogue, std::slice::from_ref(&case)).await.unwrap();
-    let first = session.run_case(&case).await;
-    let second = session.run_case(&case).await;
+    let first = session.judge_case(&case).await;
+    let second = session.judge_case(&case).await;
     session.teardown().await.unwrap();
     assert_eq!(first.judgement.verdict, Verdict::Pass, "{:?}", first.judgement);
     assert_eq!(second.judgement.verdict, Verdict::Pass, "{:?}", second.judgement);

@@ -30,6 +30,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
             runtime_version: "2.1.9".into(),
             runtime_api_version: "v1".into(),
             supplemental_groups_policy: true,
+            feature_per_node: false,
         }),
         images: vec![],
         cases: verdicts

@@ -24,6 +24,7 @@ fn runtime() -> RuntimeInfo {
         runtime_version: "2.1.9".into(),
         runtime_api_version: "v1".into(),
         supplemental_groups_policy: true,
+        feature_per_node: false,
     }
 }
 

@@ -149,9 +149,73 @@ async fn a_crlf_group_file_leak_under_strict_is_unsupported_leak_on_containerd_1
     let mut config = support::containerd_config();
     config.target = sgpc::run::TargetChoice::Containerd { bin_dir: dir };
     let session = Session::start(&config, &catalogue, std::slice::from_ref(&case)).await.expect("containerd 1.7 starts");
-    let result = session.run_case(&case).await;
+    let result = session.judge_case(&case).await;
     session.teardown().await.unwrap();
     let j = &result.judgement;
     assert_eq!(j.verdict, sgpc::verdict::Verdict::Unsupported { leak: true }, "{j:?}");
     assert!(j.reasons.iter().any(|r| r.contains("+50000 from image /etc/group line 2")), "the leak names its source line: {:?}", j.reasons);
+}
+
+/// A driver that reports recorded observations: the shapes a runtime gave, replayed through
+/// the runner, which must not take a driver's word for what it cannot show.
+struct Replay {
+    observations: sgpc::observation::Observations,
+    runtime: sgpc::driver::RuntimeInfo,
+}
+
+impl sgpc::driver::Driver for Replay {
+    fn runtime(&self) -> &sgpc::driver::RuntimeInfo {
+        &self.runtime
+    }
+
+    fn reads_host_proc(&self) -> bool {
+        true
+    }
+
+    async fn run_case(&self, _case: &sgpc::case::Case<'_>, _image: &sgpc::image::ImageRecord) -> Result<sgpc::observation::Observations, sgpc::driver::DriverError> {
+        Ok(self.observations.clone())
+    }
+}
+
+fn replay(observations: sgpc::observation::Observations, feature_per_node: bool) -> sgpc::verdict::Judgement {
+    let catalogue = support::catalogue();
+    let id = CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge };
+    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), &Payload::default(), "sgpc-replay").unwrap();
+    let runtime = sgpc::driver::RuntimeInfo {
+        endpoint: "replayed".into(),
+        runtime_name: "containerd".into(),
+        runtime_version: "2.1.9".into(),
+        runtime_api_version: "v1".into(),
+        supplemental_groups_policy: true,
+        feature_per_node,
+    };
+    let driver = Replay { observations, runtime };
+    futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id)).judgement
+}
+
+#[test]
+fn a_refusal_counts_only_for_the_bytes_sgpc_built() {
+    use sgpc::observation::Observations;
+    use sgpc::verdict::Verdict;
+    // containerd 2.x's answer to gid 4294967294, as recorded.
+    let (step, message) = ("StartContainer", "Unknown: failed to create containerd task: uids and gids must be in range 0-2147483647");
+    let catalogue = support::catalogue();
+    let id = CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge };
+    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), &Payload::default(), "sgpc-replay").unwrap();
+    let ours = plan.images.values().find(|i| i.name != sgpc::image::PAUSE_IMAGE).unwrap().config_digest.clone();
+
+    let j = replay(Observations::refused(step, message, Some(ours)), false);
+    assert_eq!(j.verdict, Verdict::Refused, "{j:?}");
+    for held in [None, Some("sha256:0000000000000000000000000000000000000000000000000000000000000000".to_string())] {
+        let j = replay(Observations::refused(step, message, held.clone()), false);
+        assert_eq!(j.verdict, Verdict::Error, "a refusal of {held:?} is no finding: {j:?}");
+        assert!(j.reasons[0].contains("not the bytes sgpc built"), "{j:?}");
+    }
+}
+
+#[test]
+fn a_node_level_run_without_admission_is_an_error_not_a_verdict() {
+    let j = replay(sgpc::observation::Observations::default(), true);
+    assert_eq!(j.verdict, sgpc::verdict::Verdict::Error, "{j:?}");
+    assert!(j.reasons[0].contains("no admission outcome"), "{j:?}");
 }

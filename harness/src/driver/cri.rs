@@ -45,10 +45,6 @@ pub enum CriError {
     ImageMismatch { expected: crate::image::Digests, reported: String },
     #[error("reading the probe output")]
     Probe(#[from] ProbeError),
-    /// A refusal that cannot be the runtime's verdict on sgpc's Pod: it holds other bytes
-    /// under the reference.
-    #[error("{step} failed ({message}), and the runtime holds {held:?} under {reference}, not the bytes sgpc built (config {config})")]
-    RefusedOtherImage { step: &'static str, message: String, held: Option<String>, reference: String, config: String },
     #[error("{step} failed ({message}); checking the image afterwards failed too")]
     RefusalUnchecked {
         step: &'static str,
@@ -207,7 +203,7 @@ pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
                 run_as_user: id_value(pod.run_as_user),
                 run_as_group: id_value(pod.run_as_group),
                 supplemental_groups: cri_supplemental_groups(req.scenario),
-                supplemental_groups_policy: cri_policy(req.policy),
+            supplemental_groups_policy: cri_policy(req.policy),
                 ..Default::default()
             }),
             ..Default::default()
@@ -250,7 +246,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
                 run_as_username,
                 run_as_group: id_value(scenario.container.run_as_group.or(scenario.pod.run_as_group)),
                 supplemental_groups: cri_supplemental_groups(scenario),
-                supplemental_groups_policy: cri_policy(req.policy),
+            supplemental_groups_policy: cri_policy(req.policy),
                 ..Default::default()
             }),
             ..Default::default()
@@ -388,6 +384,7 @@ impl CriDriver {
             runtime_name: version.runtime_name,
             runtime_version: version.runtime_version,
             runtime_api_version: version.runtime_api_version,
+            feature_per_node: false,
             supplemental_groups_policy: status.features.is_some_and(|f| f.supplemental_groups_policy),
         })
     }

@@ -4,7 +4,8 @@
 //!
 //! Split in three: [`pod_manifest`] builds the Pod (pure), [`KubeDriver`] creates it and collects
 //! [`KubeFacts`] (typed API objects as the API server returned them, plus the probe output), and
-//! [`interpret`] judges the facts (pure), so every verdict is tested on recorded shapes.
+//! [`observations`] turns the facts into observations (pure), which the verdict engine judges
+//! like any other, so every verdict is tested on recorded shapes. [`KubeRun`] is the driver.
 //!
 //! Protected volumes become an `emptyDir` that an init container, running as root, fills with
 //! the token and gives to `root:<gid>`, mode 0070: no host path on the node is needed.
@@ -401,17 +402,19 @@ pub struct KubeRun {
 }
 
 impl KubeRun {
-    /// Connects, asks the API server its version and creates the run's namespace.
-    pub async fn start(kubeconfig: Option<&std::path::Path>, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
+    /// Connects, asks the API server its version and creates the run's namespace. `endpoint`
+    /// names the cluster in reports.
+    pub async fn start(kubeconfig: Option<&std::path::Path>, endpoint: String, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
         let driver = KubeDriver::connect(kubeconfig, timeout).await?;
         let server_minor = driver.server_minor().await?;
         let runtime = RuntimeInfo {
-            endpoint: kubeconfig.map_or_else(|| "default kubeconfig".into(), |p| p.display().to_string()),
+            endpoint,
             runtime_name: "kubernetes".into(),
             runtime_version: format!("1.{server_minor}"),
             runtime_api_version: "v1".into(),
-            // Per node, read with each case (`Admission::node_feature`).
             supplemental_groups_policy: false,
+            // Read with each case (`Admission::node_feature`).
+            feature_per_node: true,
         };
         driver.create_namespace(&plan.namespace, &plan.run_id).await?;
         Ok(KubeRun { driver, plan, runtime, server_minor })

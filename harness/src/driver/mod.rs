@@ -19,8 +19,10 @@ pub const RUN_LABEL: &str = "sgpc.io/run";
 const CONTAINER_NAME: &str = "probe";
 
 /// A way of running cases on a runtime: a CRI endpoint ([`crate::run::Session`]), a Kubernetes
-/// cluster ([`kube::KubeRun`]). The runner (`run.rs` `run_cases`) resolves each case, asks the
-/// driver to run it, and judges what comes back; a driver only observes.
+/// cluster ([`kube::KubeRun`]). The runner ([`crate::run::run_case`]) resolves each case, asks
+/// the driver to run it, and judges what comes back; a driver only observes. A refusal must
+/// name the image the runtime held ([`crate::observation::Refusal::held_image`]); a driver
+/// whose runtime has no feature flag of its own (`feature_per_node`) must report admission.
 pub trait Driver {
     /// Who runs the cases: name, version, and whether it advertises the feature.
     fn runtime(&self) -> &RuntimeInfo;
@@ -31,7 +33,6 @@ pub trait Driver {
     /// seen, a refusal or admission outcome included; an error means sgpc could not observe.
     fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> impl Future<Output = Result<Observations, DriverError>>;
 }
-
 /// Why a driver could not observe a case: sgpc's or the infrastructure's failure (an ERROR).
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -41,8 +42,7 @@ pub enum DriverError {
     Kube(#[from] kube::KubeError),
 }
 
-
-/// How long each kind of step may take. Every RPC and wait in a target is bounded by one of these.
+/// How long each kind of step may take. Every RPC and wait in a driver is bounded by one of these.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// One CRI call (except pulls), including `ExecSync`.
@@ -68,4 +68,8 @@ pub struct RuntimeInfo {
     pub runtime_api_version: String,
     /// `StatusResponse.features.supplemental_groups_policy`; `false` when `features` is absent.
     pub supplemental_groups_policy: bool,
+    /// The feature is a node's, not the runtime's (the Kubernetes level): each case's
+    /// `Observations::admission` must carry its node's flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub feature_per_node: bool,
 }

@@ -243,6 +243,7 @@ mod tests {
                 runtime_version: "1.36.3".into(),
                 runtime_api_version: "v1".into(),
                 supplemental_groups_policy: true,
+                feature_per_node: false,
             }),
             skipped: None,
             setup_error: Some("pulling 127.0.0.1:1/sgpc/pause: http: server gave HTTP response to HTTPS client".into()),

@@ -1,5 +1,6 @@
 //! Reporters: each takes a finished [`RunReport`](crate::run::RunReport) (or a runner event)
 //! and any `io::Write`. They never run anything, read the clock or the environment.
+//! [`RunReporters`] wires them to a run: the terminal on stdout, the files asked for.
 
 pub mod discover;
 pub mod json;

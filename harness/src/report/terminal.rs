@@ -98,10 +98,15 @@ fn write_explanation(out: &mut dyn Write, catalogue: &Catalogue, scenario: &Scen
 }
 
 pub fn write_header(out: &mut dyn Write, style: Style, runtime: &RuntimeInfo, total: usize) -> io::Result<()> {
-    let feature = if runtime.supplemental_groups_policy { "advertised" } else { "NOT advertised" };
+    let feature = match (runtime.feature_per_node, runtime.supplemental_groups_policy) {
+        (true, _) => "per node (status.features)",
+        (false, true) => "advertised",
+        (false, false) => "NOT advertised",
+    };
+    let api = if runtime.feature_per_node { "API" } else { "CRI" };
     writeln!(
         out,
-        "{} {} {} (CRI {}) at {}; supplemental_groups_policy {feature}; {total} cases",
+        "{} {} {} ({api} {}) at {}; supplemental_groups_policy {feature}; {total} cases",
         paint(style, "1", "Running"),
         runtime.runtime_name,
         runtime.runtime_version,

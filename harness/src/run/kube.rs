@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{run_lifecycle, Event, SessionRun, StartError, Started};
 use crate::driver::kube::{KubePlan, KubeRun};
@@ -32,6 +32,8 @@ pub async fn run_kube_session(
     interrupted: impl std::future::Future<Output = String>,
     on_event: impl FnMut(Event<'_>),
 ) -> anyhow::Result<SessionRun> {
+    // The run's duration includes creating the cluster.
+    let started = Instant::now();
     let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&config.work_root)?;
     let cluster = match &config.kind {
         None => None,
@@ -41,11 +43,15 @@ pub async fn run_kube_session(
             Some(crate::provision::kind::prepare(node_image, *reuse, &archives, work.path())?)
         }
     };
-    let kubeconfig = cluster.as_ref().map(|c| c.kubeconfig.clone()).or_else(|| config.kubeconfig.clone());
-    let start = async {
-        KubeRun::start(kubeconfig.as_deref(), config.timeout, plan).await.map_err(|e| StartError { runtime: None, provisioned: None, error: e.into() })
+    let (kubeconfig, endpoint) = match (&cluster, &config.kubeconfig) {
+        (Some(c), _) => (Some(c.kubeconfig.clone()), format!("kind cluster {}", c.spec.name)),
+        (None, Some(path)) => (Some(path.clone()), path.display().to_string()),
+        (None, None) => (None, "default kubeconfig".to_string()),
     };
-    let run = run_lifecycle(start, catalogue, cases, jobs, interrupted, on_event).await;
+    let start = async {
+        KubeRun::start(kubeconfig.as_deref(), endpoint, config.timeout, plan).await.map_err(|e| StartError { runtime: None, provisioned: None, error: e.into() })
+    };
+    let run = run_lifecycle(start, started, catalogue, cases, jobs, interrupted, on_event).await;
     if let Some(cluster) = cluster {
         cluster.finish()?;
     }

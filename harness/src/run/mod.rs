@@ -25,7 +25,6 @@ pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KubeConfig};
 pub use session::{build_images, run_session, ProxySettings, Session, SessionConfig, StartError, TargetChoice};
 
-
 /// Named process exit codes of `sgpc run`.
 pub mod exit_code {
     /// Every case passed.
@@ -218,6 +217,11 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
             Err(e) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
             Ok(observations) => {
                 let runtime = driver.runtime();
+                if let Some(why) = unjudgeable(runtime, &observations, image) {
+                    result.judgement = Judgement::error(why);
+                    result.duration = started.elapsed();
+                    return result;
+                }
                 let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
                 verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
                 // A refusal is the whole observation: the report shows it as the verdict's reason.
@@ -230,7 +234,7 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
     result
 }
 
-/// What [`run_session`] gives: the run's report, and how long set-up took (`None` when it
+/// What a lifecycle ([`run_lifecycle`]) gives: the run's report, and how long set-up took (`None` when it
 /// failed).
 pub struct SessionRun {
     pub report: RunReport,
@@ -256,13 +260,13 @@ pub trait Started: Driver {
 /// reporters. `interrupted` (a signal, say) stops set-up or the run and names why.
 pub async fn run_lifecycle<S: Started>(
     start: impl std::future::Future<Output = Result<S, StartError>>,
+    started: Instant,
     catalogue: &Catalogue,
     cases: &[CaseId],
     jobs: usize,
     interrupted: impl std::future::Future<Output = String>,
     mut on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
-    let started = Instant::now();
     let mut report = RunReport::empty();
     let mut startup = None;
     let interrupted = std::pin::pin!(interrupted);
@@ -303,6 +307,23 @@ pub async fn run_lifecycle<S: Started>(
     report.duration = started.elapsed();
     on_event(Event::RunFinished { report: &report });
     SessionRun { report, startup, not_run }
+}
+
+/// Why observations cannot be judged, whatever the driver: a refusal of an image that may not
+/// be sgpc's says nothing about how the runtime treats sgpc's Pod, and without its node's
+/// feature flag the Kubernetes level cannot tell UNSUPPORTED from FAIL.
+fn unjudgeable(runtime: &RuntimeInfo, observations: &Observations, image: &ImageRecord) -> Option<String> {
+    if let Some(refusal) = &observations.refusal {
+        if !refusal.held_image.as_deref().is_some_and(|held| image.digests().named_by(held)) {
+            return Some(format!(
+                "{} failed ({}), and the runtime holds {:?} under {}, not the bytes sgpc built (config {})",
+                refusal.step, refusal.message, refusal.held_image, image.reference, image.config_digest
+            ));
+        }
+    } else if runtime.feature_per_node && observations.admission.is_none() {
+        return Some("the Kubernetes level reported no admission outcome, so the node's feature flag is unknown".into());
+    }
+    None
 }
 
 /// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
