@@ -320,3 +320,23 @@ fn node_image_tags_give_the_minor_version() {
     assert_eq!(kind::spec_for("kindest/node:v1.31.6", false).unwrap().name, "sgpc-v1-31");
     assert!(kind::spec_for("kindest/node:latest", false).is_err());
 }
+
+/// A cluster sgpc cannot reach is a failed set-up, reported like a CRI one: every case ERROR,
+/// the reason once (kube-rs errors print their cause, which must not be repeated), exit 2.
+#[test]
+fn an_unreadable_kubeconfig_is_a_failed_set_up_with_its_reason_once() {
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("report.json");
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["run", "--kube", "--kubeconfig", "/nonexistent/kubeconfig", "--filter", "kep-blog/strict", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stdout}");
+    assert_eq!(stdout.matches("No such file or directory").count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["setup_error"].as_str().unwrap().starts_with("reading kubeconfig /nonexistent/kubeconfig"), "{report}");
+    assert_eq!(report["cases"][0]["verdict"]["kind"], "ERROR", "{report}");
+}

@@ -49,7 +49,7 @@ pub async fn run_kube_session(
         (None, None) => (None, "default kubeconfig".to_string()),
     };
     let start = async {
-        KubeRun::start(kubeconfig.as_deref(), endpoint, config.timeout, plan).await.map_err(|e| StartError { runtime: None, provisioned: None, error: e.into() })
+        KubeRun::start(kubeconfig.as_deref(), endpoint, config.timeout, plan).await.map_err(|e| StartError { runtime: None, provisioned: None, error: anyhow::anyhow!(super::error_chain(&e)) })
     };
     let run = run_lifecycle(start, started, catalogue, cases, jobs, interrupted, on_event).await;
     if let Some(cluster) = cluster {

@@ -205,7 +205,7 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
     let case = match Case::resolve(catalogue, id) {
         Ok(case) => case,
         Err(e) => {
-            result.judgement = Judgement::error(format!("{:#}", anyhow::Error::from(e)));
+            result.judgement = Judgement::error(error_chain(&e));
             return result;
         }
     };
@@ -214,7 +214,7 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
     result.judgement = match &result.image {
         None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
         Some(image) => match driver.run_case(&case, image).await {
-            Err(e) => Judgement::error(format!("{:#}", anyhow::Error::from(e))),
+            Err(e) => Judgement::error(error_chain(&e)),
             Ok(observations) => {
                 let runtime = driver.runtime();
                 if let Some(why) = unjudgeable(runtime, &observations, image) {
@@ -307,6 +307,19 @@ pub async fn run_lifecycle<S: Started>(
     report.duration = started.elapsed();
     on_event(Event::RunFinished { report: &report });
     SessionRun { report, startup, not_run }
+}
+
+/// An error and its causes on one line, each cause once: some errors (kube-rs's) already
+/// print their source, which anyhow's `{:#}` would print again.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in std::iter::successors(error.source(), |e| e.source()) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 /// Why observations cannot be judged, whatever the driver: a refusal of an image that may not
