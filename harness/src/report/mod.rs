@@ -37,14 +37,18 @@ impl RunReporters {
         let _ = terminal::write_event(&mut out, self.style, &event);
         let _ = out.flush();
         if let Event::RunFinished { report } = event {
-            let files = [(self.junit.take(), junit::write as fn(&mut dyn Write, &crate::run::RunReport) -> anyhow::Result<()>), (self.json.take(), json::write)];
-            for (output, write) in files {
-                if let Some(output) = output {
-                    if let Err(e) = output.write(|out| write(out, report)) {
-                        self.failed.get_or_insert(e);
-                    }
-                }
+            if let Some(output) = self.junit.take() {
+                self.record(output.write(|out| junit::write(out, report)));
             }
+            if let Some(output) = self.json.take() {
+                self.record(output.write(|out| json::write(out, report)));
+            }
+        }
+    }
+
+    fn record(&mut self, written: anyhow::Result<()>) {
+        if let Err(e) = written {
+            self.failed.get_or_insert(e);
         }
     }
 
