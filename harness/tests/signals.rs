@@ -45,18 +45,28 @@ fn interrupt(child: &mut std::process::Child, signal: i32, name: &str) -> std::p
 
 fn interrupt_mid_run(signal: i32, name: &str) {
     let work_root = tempfile::tempdir().unwrap();
-    let (mut child, mut stdout) = spawn(Command::new(support::sgpc_binary()).args(["run", "--jobs", "2", "--containerd"]).arg(support::containerd_dir()), work_root.path());
+    let json = work_root.path().join("report.json");
+    let (mut child, mut stdout) = spawn(Command::new(support::sgpc_binary()).args(["run", "--jobs", "2", "--json"]).arg(&json).arg("--containerd").arg(support::containerd_dir()), work_root.path());
     // Wait for the first finished case (`PASS [   0.969s] ( 1/39) cri-tools/merge`): sandboxes of
     // the cases in flight exist now.
     let mut seen = read_until(&mut stdout, "s] (");
+    let first = seen.lines().last().and_then(|l| l.split_whitespace().last()).unwrap().to_string();
     assert!(!processes_under(work_root.path()).is_empty(), "containerd runs under the work root");
     let status = interrupt(&mut child, signal, name);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     seen.push_str(&rest);
-    assert_eq!(status.code(), Some(exit_code::ERROR), "{seen}");
     assert!(seen.contains(&format!("interrupted by {name}")), "{seen}");
     assert!(!seen.contains("cleanup incomplete"), "teardown found the runtime's lists empty of the run: {seen}");
+    // The case that finished before the signal keeps its verdict; only the others are ERROR.
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let id = |c: &serde_json::Value| format!("{}/{}", c["id"]["scenario"].as_str().unwrap(), c["id"]["policy"].as_str().unwrap());
+    let kept = report["cases"].as_array().unwrap().iter().find(|c| id(c) == first).unwrap();
+    assert_ne!(kept["verdict"]["kind"], "ERROR", "{first} finished before the signal: {kept}");
+    // The unfinished cases are ERROR; a finding among the finished ones outranks it.
+    let finding = report["cases"].as_array().unwrap().iter().any(|c| ["FAIL", "REFUSED"].contains(&c["verdict"]["kind"].as_str().unwrap()));
+    assert_eq!(status.code(), Some(if finding { exit_code::FAIL } else { exit_code::ERROR }), "{seen}");
+    std::fs::remove_file(&json).unwrap();
     assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "the run directory is gone");
     assert!(processes_under(work_root.path()).is_empty(), "no process of the run is left");
     assert!(mounts_under(work_root.path()).is_empty(), "no mount of the run is left");

@@ -287,9 +287,20 @@ pub async fn run_lifecycle<S: Started>(
             report.runtime = Some(driver.runtime().clone());
             report.provisioned = driver.provisioned();
             report.images = driver.images().values().cloned().collect();
+            // Kept as they finish, so that an interrupted run still reports them.
+            let mut finished = Vec::new();
+            let mut hear = |event: Event<'_>| {
+                if let Event::CaseFinished { result, .. } = &event {
+                    finished.push((*result).clone());
+                }
+                on_event(event);
+            };
             tokio::select! {
-                results = run_cases(&driver, catalogue, driver.images(), cases, jobs, &mut on_event) => report.cases = results,
-                why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR")),
+                results = run_cases(&driver, catalogue, driver.images(), cases, jobs, &mut hear) => report.cases = results,
+                why = &mut interrupted => {
+                    report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR"));
+                    report.cases = finished;
+                }
             }
             if let Err(e) = driver.teardown().await {
                 report.setup_error = Some(match report.setup_error.take() {
