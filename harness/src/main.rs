@@ -25,7 +25,6 @@ fn main() {
 }
 
 fn run_command(cli: Cli) -> anyhow::Result<i32> {
-    let block_on = |work: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<i32>>>>| tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(work);
     match cli.command {
         Command::Images { command: ImagesCommand::Build { images, out, busybox } } => {
             let payload = sgpc::image::Payload { busybox, ..Default::default() };
@@ -45,17 +44,21 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             println!("{package} {} from {suite} in {}", unpacked.version, unpacked.root.display());
             Ok(exit_code::PASS)
         }
-        Command::Run(args) => block_on(Box::pin(run_catalogue(*args))),
-        Command::Matrix(args) => block_on(Box::pin(run_matrix(args))),
-        Command::Discover(args) => block_on(Box::pin(run_discover(args))),
-        Command::Clean { dry_run } => block_on(Box::pin(async move {
+        Command::Run(args) => block_on(run_catalogue(*args)),
+        Command::Matrix(args) => block_on(run_matrix(args)),
+        Command::Discover(args) => block_on(run_discover(args)),
+        Command::Clean { dry_run } => block_on(async move {
             let cleaned = clean(dry_run, &mut std::io::stdout().lock()).await?;
             if cleaned.is_empty() {
                 println!("nothing to clean: no run in {} was left by a process that is gone", StateDir::from_env().path.display());
             }
             Ok(if cleaned.iter().all(|c| c.problems.is_empty()) { exit_code::PASS } else { exit_code::ERROR })
-        })),
+        }),
     }
+}
+
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(work)
 }
 
 /// Removes what runs killed with SIGKILL left (also before every run), and says what.
@@ -82,12 +85,13 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
-        let plan = sgpc::driver::kube::KubePlan::new(&catalogue, &cases, &args.kube_config().payload, &format!("sgpc-{}", std::process::id()))?;
+        let config = args.kube_config();
+        let plan = sgpc::driver::kube::KubePlan::new(&catalogue, &cases, &config.payload, &format!("sgpc-{}", std::process::id()))?;
         if args.dry_run {
             print!("{}", plan.manifests_yaml(&catalogue, &cases)?);
             return Ok(exit_code::PASS);
         }
-        run::run_kube_session(&args.kube_config(), plan, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
+        run::run_kube_session(&config, plan, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
     } else {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;

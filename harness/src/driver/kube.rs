@@ -369,14 +369,14 @@ impl KubePlan {
     pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<PodRequest<'a>, PlanError> {
         let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
         let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
-        Ok(self.pod_request(scenario, id.policy, image))
+        Ok(self.pod_request(scenario, id, image))
     }
 
-    fn pod_request<'a>(&self, scenario: &'a Scenario, policy: Policy, image: &ImageRecord) -> PodRequest<'a> {
+    fn pod_request<'a>(&self, scenario: &'a Scenario, id: &CaseId, image: &ImageRecord) -> PodRequest<'a> {
         PodRequest {
-            case: CaseId { scenario: scenario.name.clone(), policy }.to_string(),
+            case: id.to_string(),
             scenario,
-            policy,
+            policy: id.policy,
             image_ref: image.reference.clone(),
             namespace: self.namespace.clone(),
             run_id: self.run_id.clone(),
@@ -440,7 +440,7 @@ impl Driver for KubeRun {
     }
 
     async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
-        let request = self.plan.pod_request(case.scenario, case.id.policy, image);
+        let request = self.plan.pod_request(case.scenario, &case.id, image);
         let facts = self.driver.run_pod(&request, self.server_minor).await?;
         Ok(observations(&case.id, &facts)?)
     }

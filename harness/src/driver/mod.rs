@@ -33,6 +33,7 @@ pub trait Driver {
     /// seen, a refusal or admission outcome included; an error means sgpc could not observe.
     fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> impl Future<Output = Result<Observations, DriverError>>;
 }
+
 /// Why a driver could not observe a case: sgpc's or the infrastructure's failure (an ERROR).
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

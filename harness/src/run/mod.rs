@@ -23,7 +23,7 @@ use crate::verdict::{self, Judgement, Verdict};
 
 pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KubeConfig};
-pub use session::{build_images, run_session, ProxySettings, Session, SessionConfig, StartError, TargetChoice};
+pub use session::{build_images, run_session, ProxySettings, Session, SessionConfig, TargetChoice};
 
 /// Named process exit codes of `sgpc run`.
 pub mod exit_code {
@@ -215,19 +215,17 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
         None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
         Some(image) => match driver.run_case(&case, image).await {
             Err(e) => Judgement::error(error_chain(&e)),
-            Ok(observations) => {
-                let runtime = driver.runtime();
-                if let Some(why) = unjudgeable(runtime, &observations, image) {
-                    result.judgement = Judgement::error(why);
-                    result.duration = started.elapsed();
-                    return result;
+            Ok(observations) => match unjudgeable(driver.runtime(), &observations, image) {
+                Some(why) => Judgement::error(why),
+                None => {
+                    let runtime = driver.runtime();
+                    let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
+                    verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
+                    // A refusal is the whole observation: the report shows it as the verdict's reason.
+                    result.observations = observations.refusal.is_none().then_some(observations);
+                    judgement
                 }
-                let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
-                verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
-                // A refusal is the whole observation: the report shows it as the verdict's reason.
-                result.observations = observations.refusal.is_none().then_some(observations);
-                judgement
-            }
+            },
         },
     };
     result.duration = started.elapsed();
@@ -242,6 +240,23 @@ pub struct SessionRun {
     /// The cases that got an ERROR without running (set-up failed, interrupted).
     pub not_run: Vec<CaseId>,
 }
+
+/// Why a run did not start, with what was learnt about the runtime before it failed, so
+/// that reports of a failed set-up still name the runtime that answered.
+#[derive(Debug)]
+pub struct StartError {
+    pub runtime: Option<RuntimeInfo>,
+    pub provisioned: Option<String>,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// What a lifecycle starts and must end: a driver with the images it holds. [`Session`] (a CRI
 /// runtime and its registry) and `driver::kube::KubeRun` (a cluster's namespace).

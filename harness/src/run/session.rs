@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 
-use super::{CaseResult, Event, SessionRun};
+use super::{CaseResult, Event, SessionRun, StartError};
 use crate::case::Case;
 use crate::driver::cri::{CaseRequest, CriDriver, CriError};
 use crate::driver::{Driver, DriverError, RuntimeInfo, Timeouts};
@@ -88,23 +88,6 @@ impl SessionConfig {
         }
     }
 }
-
-/// Why a session did not start, with what was learnt about the runtime before it failed, so
-/// that reports of a failed set-up still name the runtime that answered.
-#[derive(Debug)]
-pub struct StartError {
-    pub runtime: Option<RuntimeInfo>,
-    pub provisioned: Option<String>,
-    pub error: anyhow::Error,
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
-    }
-}
-
-impl std::error::Error for StartError {}
 
 /// What a session started and must remove: the run directory, the registry, the runtime, the proxy.
 /// Dropping it without [`Resources::teardown`] (after a panic) kills and removes synchronously.
