@@ -95,7 +95,10 @@ fn a_concurrent_pusher_cannot_turn_a_fail_into_a_pass() {
     assert!(!attempts.is_empty(), "the pusher never found the registry");
     for (pushed, stderr) in &attempts {
         assert!(!pushed, "an anonymous push to sgpc's registry succeeded");
-        assert!(stderr.contains("unauthorized") || stderr.contains("401") || stderr.contains("connection refused"), "refused for another reason: {stderr}");
+        // Refused by authentication, or the registry was already gone (teardown: refused, or
+        // reset mid-request on a loaded machine); nothing else.
+        let gone = stderr.contains("connection refused") || stderr.contains("connection reset by peer");
+        assert!(stderr.contains("unauthorized") || stderr.contains("401") || gone, "refused for another reason: {stderr}");
     }
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["cases"][0]["verdict"]["kind"], "FAIL", "{report}");
