@@ -5,8 +5,10 @@ CACHE          ?= $(CURDIR)/.cache
 CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
 # busybox-static: the image payload; catatonit: the pause image; docker-registry: the local
 # registry; runc: the OCI runtime; crun: a runtime that refuses the spec (tested); skopeo:
-# tests that the archives load; protobuf-compiler: CRI.
-APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo protobuf-compiler
+# tests that the archives load; protobuf-compiler: CRI; containernetworking-plugins: the
+# loopback plugin of a live node's network.
+APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo protobuf-compiler \
+                  containernetworking-plugins
 # containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
 # served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.
 SUITES         := bookworm trixie sid

@@ -160,6 +160,17 @@ pub struct RunArgs {
     /// loaded: `sgpc images build`, then `kind load image-archive`).
     #[arg(long, group = "runtime")]
     pub kube: bool,
+    /// A live node: build (once) and start etcd, kube-apiserver and kubelet of this Kubernetes
+    /// release (e.g. v1.37.2) over the runtime --containerd or --crio starts, and run the
+    /// catalogue as Pods there.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes: Option<sgpc::provision::gomodule::Version>,
+    /// With --kubernetes: the etcd release the node runs.
+    #[arg(long, value_name = "VERSION", default_value = sgpc::provision::gomodule::ETCD_VERSION, requires = "kubernetes")]
+    pub etcd: sgpc::provision::gomodule::Version,
+    /// With --kubernetes: seconds each node component may take to become ready.
+    #[arg(long, default_value_t = 180, requires = "kubernetes")]
+    pub node_timeout: u64,
     /// With --kube: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config).
     #[arg(long, requires = "kube")]
     pub kubeconfig: Option<PathBuf>,
@@ -262,6 +273,13 @@ impl RunArgs {
 }
 
 impl RunArgs {
+    /// The live node `--kubernetes` asks for, over a runtime sgpc starts.
+    pub fn node_choice(&self) -> anyhow::Result<Option<sgpc::run::NodeChoice>> {
+        let Some(kubernetes) = &self.kubernetes else { return Ok(None) };
+        anyhow::ensure!(self.containerd.is_some() || self.crio.is_some(), "--kubernetes starts a node over a runtime sgpc starts: give --containerd DIR or --crio DIR");
+        Ok(Some(sgpc::run::NodeChoice { kubernetes: kubernetes.clone(), etcd: self.etcd.clone(), timeout: Duration::from_secs(self.node_timeout) }))
+    }
+
     /// The Kubernetes level's plan for `sgpc run --kube`.
     pub fn kube_config(&self) -> sgpc::run::KubeConfig {
         sgpc::run::KubeConfig {

@@ -101,3 +101,10 @@ pub fn is_unprintable(c: char) -> bool {
 pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
+
+/// Text from outside sgpc (a runtime's error, a log line) made safe to print: every
+/// unprintable character but the line break is written as a Rust escape (`\u{1b}`), so that it
+/// can neither redraw a terminal nor hide in a report.
+pub fn escape_unprintable(text: &str) -> String {
+    text.chars().map(|c| if c != '\n' && is_unprintable(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}

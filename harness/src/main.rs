@@ -92,6 +92,10 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(exit_code::PASS);
         }
         run::run_kube_session(&config, plan, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
+    } else if let Some(node) = args.node_choice()? {
+        let config = args.session_config()?;
+        clean(false, &mut std::io::stderr().lock()).await?;
+        run::run_node_session(&config, &node, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     } else {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;

@@ -47,8 +47,8 @@ pub enum KubeError {
     },
     #[error("the API server's minor version {0:?} is no number")]
     Version(String),
-    #[error("Pod {pod} neither ran its probe nor was rejected within {after:?} (phase {phase:?})")]
-    Timeout { pod: String, after: Duration, phase: String },
+    #[error("Pod {pod} neither ran its probe nor was rejected within {after:?} (phase {phase:?}{containers})")]
+    Timeout { pod: String, after: Duration, phase: String, containers: String },
     #[error("the first process printed no probe output (the Pod did not run)")]
     NoProbeOutput,
     #[error("the exec'd probe gave no output")]
@@ -78,6 +78,8 @@ pub struct PodRequest<'a> {
     pub image_ref: String,
     pub namespace: String,
     pub run_id: String,
+    /// A node sgpc started: the Pod names it (no scheduler runs) and uses the host network.
+    pub node_name: Option<String>,
 }
 
 /// The run's namespace, labelled so that a leftover one can be found and removed.
@@ -141,6 +143,8 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
+            node_name: req.node_name.clone(),
+            host_network: req.node_name.is_some().then_some(true),
             restart_policy: Some("Never".into()),
             termination_grace_period_seconds: Some(0),
             security_context: Some(PodSecurityContext {
@@ -186,6 +190,69 @@ pub struct KubeFacts {
     pub exec: Option<String>,
     /// The API server's minor version (33 for v1.33).
     pub server_minor: u32,
+    /// The runtime refused the probe container, as kubelet reported it in the container's state.
+    pub refusal: Option<ContainerRefusal>,
+}
+
+/// A runtime's refusal as kubelet reports it: the CRI step and the message kubelet recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRefusal {
+    pub step: &'static str,
+    pub message: String,
+    /// `status.containerStatuses[].imageID`, when kubelet filled it in.
+    pub image_id: Option<String>,
+}
+
+/// A runtime's refusal told by kubelet's Warning event `Failed` about the probe container
+/// (`events.FailedToCreateContainer` and `FailedToStartContainer` share that reason, with the
+/// runtime's error as `Error: <message>`); pulls, which share it too, never happen for sgpc's
+/// Pods (`imagePullPolicy: Never`).
+pub fn event_refusal(events: &[Event]) -> Option<ContainerRefusal> {
+    let field_path = format!("spec.containers{{{CONTAINER_NAME}}}");
+    let event = events.iter().find(|e| {
+        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("Failed") && e.involved_object.field_path.as_deref() == Some(field_path.as_str()) && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet")
+    })?;
+    let message = event.message.as_deref().unwrap_or_default();
+    Some(ContainerRefusal { step: "CreateContainer or StartContainer (kubelet's Failed event)", message: crate::input::escape_unprintable(message.strip_prefix("Error: ").unwrap_or(message)), image_id: None })
+}
+
+/// The states of a Pod's containers that are not running, as `; name: reason: message`.
+fn container_states(pod: &Pod) -> String {
+    let Some(status) = pod.status.as_ref() else { return String::new() };
+    let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    let describe = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+        let state = c.state.as_ref()?;
+        let (reason, message) = match (&state.waiting, &state.terminated) {
+            (Some(w), _) => (w.reason.clone(), w.message.clone()),
+            (None, Some(t)) => (t.reason.clone(), t.message.clone()),
+            (None, None) => return None,
+        };
+        Some(format!("; {}: {}: {}", c.name, reason.unwrap_or_default(), message.unwrap_or_default()))
+    };
+    crate::input::escape_unprintable(&all.filter_map(describe).collect::<String>())
+}
+
+/// The refusal kubelet reports for the probe container, if any: a `waiting` state with reason
+/// `CreateContainerError` (CRI `CreateContainer` failed) or `RunContainerError` (`StartContainer`
+/// failed), or a `terminated` state with reason `StartError` (kubelet's names,
+/// `pkg/kubelet/container/sync_result.go` and `kuberuntime_container.go`). Kubelet's own
+/// configuration errors (`CreateContainerConfigError`) are not the runtime's and stay out.
+pub fn container_refusal(pod: &Pod) -> Option<ContainerRefusal> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == CONTAINER_NAME)?;
+    let state = status.state.as_ref()?;
+    let (step, message) = if let Some(waiting) = &state.waiting {
+        let step = match waiting.reason.as_deref()? {
+            "CreateContainerError" => "CreateContainer",
+            "RunContainerError" => "StartContainer",
+            _ => return None,
+        };
+        (step, waiting.message.clone().unwrap_or_default())
+    } else {
+        let terminated = state.terminated.as_ref().filter(|t| t.reason.as_deref() == Some("StartError"))?;
+        ("StartContainer", terminated.message.clone().unwrap_or_default())
+    };
+    let image_id = Some(status.image_id.clone()).filter(|id| !id.is_empty());
+    Some(ContainerRefusal { step, message: crate::input::escape_unprintable(&message), image_id })
 }
 
 /// The node's `status.features.supplementalGroupsPolicy`; absent means no.
@@ -223,6 +290,11 @@ pub fn observations(id: &CaseId, facts: &KubeFacts) -> Result<Observations, Kube
     let case = &id.to_string();
     if admission.rejected {
         return Ok(Observations { admission: Some(admission), ..Observations::default() });
+    }
+    if let Some(refusal) = &facts.refusal {
+        let mut obs = Observations::refused(refusal.step, &refusal.message, refusal.image_id.clone());
+        obs.admission = Some(admission);
+        return Ok(obs);
     }
     let log = facts.log.as_deref().ok_or(KubeError::NoProbeOutput)?;
     let exec = facts.exec.as_deref().ok_or(KubeError::NoExecOutput)?;
@@ -292,11 +364,28 @@ impl KubeDriver {
         pods.create(&PostParams::default(), &pod_manifest(req)).await.map_err(api(format!("creating Pod {name}")))?;
         let mut facts = KubeFacts { server_minor, ..Default::default() };
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let events_api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &req.namespace);
+        let selector = format!("involvedObject.name={name}");
+        let mut polls = 0u32;
         loop {
             facts.pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
             let phase = facts.pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
             if phase == "Failed" || phase == "Succeeded" {
                 break;
+            }
+            if let Some(refusal) = container_refusal(&facts.pod) {
+                facts.refusal = Some(refusal);
+                break;
+            }
+            // kubelet cannot always write the container's state (a status the API server
+            // refuses stays unwritten), but its Warning event about the failed start is stored.
+            polls += 1;
+            if phase == "Pending" && polls % 5 == 0 {
+                let events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
+                if let Some(refusal) = event_refusal(&events) {
+                    facts.refusal = Some(refusal);
+                    break;
+                }
             }
             if phase == "Running" {
                 let params = LogParams { container: Some(CONTAINER_NAME.into()), ..Default::default() };
@@ -307,7 +396,7 @@ impl KubeDriver {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase });
+                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase, containers: container_states(&facts.pod) });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -325,9 +414,7 @@ impl KubeDriver {
             let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
             facts.node = Some(nodes.get(&node_name).await.map_err(api(format!("reading node {node_name}")))?);
         }
-        let events: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &req.namespace);
-        let selector = format!("involvedObject.name={name}");
-        facts.events = events.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
+        facts.events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
         pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.map_err(api(format!("deleting Pod {name}")))?;
         Ok(facts)
     }
@@ -347,8 +434,11 @@ pub enum PlanError {
 pub struct KubePlan {
     pub run_id: String,
     pub namespace: String,
-    /// Image name -> reference in the cluster (`sgpc.local/sgpc/<name>:<tag>`).
+    /// Image name -> reference in the cluster (`sgpc.local/sgpc/<name>:<tag>`, or sgpc's
+    /// registry by digest on a node sgpc started, whose runtime already pulled them).
     pub images: BTreeMap<String, ImageRecord>,
+    /// The node sgpc started, which every Pod names.
+    pub node_name: Option<String>,
 }
 
 impl KubePlan {
@@ -362,7 +452,12 @@ impl KubePlan {
                 (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
             })
             .collect();
-        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images })
+        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images, node_name: None })
+    }
+
+    /// The plan on a node sgpc started: the images its runtime pulled, Pods bound to the node.
+    pub fn on_node(run_id: &str, images: BTreeMap<String, ImageRecord>, node_name: &str) -> KubePlan {
+        KubePlan { run_id: run_id.to_string(), namespace: run_id.to_ascii_lowercase(), images, node_name: Some(node_name.to_string()) }
     }
 
     /// The Pod request of a case, or why there is none.
@@ -380,6 +475,7 @@ impl KubePlan {
             image_ref: image.reference.clone(),
             namespace: self.namespace.clone(),
             run_id: self.run_id.clone(),
+            node_name: self.node_name.clone(),
         }
     }
 
@@ -416,6 +512,26 @@ impl KubeRun {
             // Read with each case (`Admission::node_feature`).
             feature_per_node: true,
         };
+        Self::with_runtime(driver, server_minor, runtime, plan).await
+    }
+
+    /// On a node sgpc started over a runtime it knows: the run is named after that runtime
+    /// (kubelet `version` over `runtime`), so that its known bugs are named as at the CRI level.
+    pub async fn on_node(kubeconfig: &std::path::Path, kubelet_version: &str, runtime: &RuntimeInfo, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
+        let driver = KubeDriver::connect(Some(kubeconfig), timeout).await?;
+        let server_minor = driver.server_minor().await?;
+        let runtime = RuntimeInfo {
+            endpoint: format!("kubelet {kubelet_version} node {} over {}", plan.node_name.as_deref().unwrap_or_default(), runtime.endpoint),
+            runtime_name: runtime.runtime_name.clone(),
+            runtime_version: format!("{} under kubelet {kubelet_version}", runtime.runtime_version),
+            runtime_api_version: runtime.runtime_api_version.clone(),
+            supplemental_groups_policy: runtime.supplemental_groups_policy,
+            feature_per_node: true,
+        };
+        Self::with_runtime(driver, server_minor, runtime, plan).await
+    }
+
+    async fn with_runtime(driver: KubeDriver, server_minor: u32, runtime: RuntimeInfo, plan: KubePlan) -> Result<KubeRun, KubeError> {
         driver.create_namespace(&plan.namespace, &plan.run_id).await?;
         Ok(KubeRun { driver, plan, runtime, server_minor })
     }

@@ -5,7 +5,9 @@
 pub mod containerd;
 pub mod crio;
 pub mod debian;
+pub mod gomodule;
 pub mod kind;
+pub mod node;
 pub mod registry;
 pub mod release;
 pub mod state;
@@ -205,6 +207,11 @@ impl Daemon {
         self.child.id()
     }
 
+    /// The daemon's private directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether the process has exited (it was killed, or crashed).
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
@@ -228,6 +235,15 @@ impl RuntimeDaemon {
         match self {
             RuntimeDaemon::Containerd(c) => &c.endpoint,
             RuntimeDaemon::Crio(c) => &c.endpoint,
+        }
+    }
+
+    /// The CNI configuration directory sgpc's config gave the runtime (empty unless a live
+    /// node needs one).
+    pub fn cni_dir(&self) -> std::path::PathBuf {
+        match self {
+            RuntimeDaemon::Containerd(c) => c.daemon.dir().join("cni"),
+            RuntimeDaemon::Crio(c) => c.daemon.dir().join("cni"),
         }
     }
 

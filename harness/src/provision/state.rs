@@ -70,6 +70,9 @@ pub struct RunRecord {
     pub dir: PathBuf,
     pub daemons: Vec<ProcessRecord>,
     pub cri: Option<CriRecord>,
+    /// Kernel tunables as they were before a live node's kubelet changed them, to write back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<crate::provision::node::Sysctl>,
 }
 
 impl RunRecord {
@@ -77,7 +80,7 @@ impl RunRecord {
     pub fn new(run_id: &str, dir: &Path) -> RunRecord {
         let me = std::process::id();
         let owner = ProcessRecord::of("sgpc", me).unwrap_or(ProcessRecord { name: "sgpc".into(), pid: me, start_time: 0 });
-        RunRecord { run_id: run_id.to_string(), owner, dir: dir.to_path_buf(), daemons: Vec::new(), cri: None }
+        RunRecord { run_id: run_id.to_string(), owner, dir: dir.to_path_buf(), daemons: Vec::new(), cri: None, sysctls: Vec::new() }
     }
 
     /// The owner is gone: nobody will clean this run but a later one.

@@ -6,6 +6,7 @@
 
 mod clean;
 mod kube;
+mod node;
 mod session;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,8 @@ use crate::verdict::{self, Judgement, Verdict};
 
 pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KubeConfig};
-pub use session::{build_images, run_session, ProxySettings, Session, SessionConfig, TargetChoice};
+pub use node::{node_binaries, run_node_session, NodeChoice, NodeRun};
+pub use session::{build_images, run_session, NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
 
 /// Named process exit codes of `sgpc run`.
 pub mod exit_code {

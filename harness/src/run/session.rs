@@ -17,6 +17,7 @@ use crate::image::{self, ImageContent, ImageRecord, Payload};
 use crate::observation::Observations;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
+use crate::provision::node::{LiveNode, NodeBinaries, NodeOptions};
 use crate::provision::registry::{self, Registry};
 use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
 use crate::provision::RuntimeDaemon;
@@ -51,6 +52,15 @@ pub struct SessionConfig {
     /// Where the run records itself, so that a later run or `sgpc clean` can remove what a
     /// killed run left.
     pub state_dir: StateDir,
+    /// Start a live Kubernetes node on the runtime (`sgpc run --kubernetes VERSION`).
+    pub node: Option<NodeSettings>,
+}
+
+/// A live node over the session's runtime: its binaries, and how long it may take to be Ready.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub binaries: NodeBinaries,
+    pub timeout: Duration,
 }
 
 /// How to start the fault-injecting proxy.
@@ -85,6 +95,7 @@ impl SessionConfig {
             runtime_handler: String::new(),
             proxy: None,
             state_dir: StateDir::from_env(),
+            node: None,
         }
     }
 }
@@ -96,6 +107,8 @@ struct Resources {
     registry: Option<Registry>,
     runtime: Option<RuntimeDaemon>,
     proxy: Option<tokio::process::Child>,
+    /// A live node over the runtime; stopped first, so that kubelet recreates nothing.
+    node: Option<LiveNode>,
     /// What the state directory says about this run, for a later run to clean after a SIGKILL.
     record: RunRecord,
     state: StateDir,
@@ -115,6 +128,9 @@ impl Resources {
 
     async fn teardown(mut self, target: Option<(&CriDriver, &str)>) -> anyhow::Result<()> {
         let mut problems = Vec::new();
+        if let Some(node) = self.node.take() {
+            problems.extend(node.stop().await);
+        }
         // A runtime of ours that died took its sandboxes' state with it; what is left of
         // them (shims, container processes, mounts) lives under the run directory.
         let runtime_died = self.runtime.as_mut().is_some_and(RuntimeDaemon::has_exited);
@@ -248,7 +264,7 @@ impl Session {
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display())).map_err(early)?;
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name").map_err(early)?;
         let record = RunRecord::new(&run_id, &dir);
-        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None };
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, node: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None };
         if let Err(e) = resources.state.save(&resources.record) {
             let _ = crate::provision::remove_tree(&resources.dir);
             return Err(StartError { runtime: None, provisioned: None, error: anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)") });
@@ -333,6 +349,11 @@ impl Session {
     /// The CRI target, for tests that inspect the runtime directly.
     pub fn target(&self) -> &CriDriver {
         &self.target
+    }
+
+    /// The live node over the runtime, when the session started one.
+    pub fn node(&self) -> Option<&LiveNode> {
+        self.resources.node.as_ref()
     }
 
     /// Pids of the daemons the session started.
@@ -494,7 +515,40 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         // image cannot be pulled offline, say) is one clear error, not one per case.
         target.preflight_sandbox(run_id, &config.runtime_handler, &resources.dir.join("preflight")).await.map_err(|e| anyhow::anyhow!(sandbox_hint(endpoint, &e.to_string())))?;
     }
+    if let Some(settings) = &config.node {
+        start_node(resources, settings, &runtime).await?;
+    }
     Ok(Provisioned { target, runtime, provisioned, images })
+}
+
+/// Starts a live node on the runtime (through the proxy, when there is one), recording every
+/// daemon and the kernel tunables before kubelet changes them.
+async fn start_node(resources: &mut Resources, settings: &NodeSettings, runtime: &RuntimeInfo) -> anyhow::Result<()> {
+    let opts = NodeOptions {
+        binaries: settings.binaries.clone(),
+        dir: resources.dir.join("node"),
+        runtime_endpoint: runtime.endpoint.clone(),
+        cni_dir: resources.runtime.as_ref().map(RuntimeDaemon::cni_dir).context("a live node needs a runtime sgpc starts")?,
+        node_name: crate::provision::node::NODE_NAME.to_string(),
+        expect_feature: runtime.supplemental_groups_policy,
+        timeout: settings.timeout,
+    };
+    let mut unrecorded = None;
+    let mut record = |name: &str, pid: Option<u32>, sysctls: &[crate::provision::node::Sysctl]| {
+        resources.record.sysctls.extend_from_slice(sysctls);
+        if let Err(e) = resources.record_daemon(name, pid) {
+            unrecorded.get_or_insert(e);
+        }
+    };
+    let node = LiveNode::start(&opts, &mut record).await;
+    if let Some(e) = unrecorded {
+        if let Ok(node) = node {
+            resources.node = Some(node);
+        }
+        return Err(e.context("recording the node's daemons"));
+    }
+    resources.node = Some(node.with_context(|| format!("starting a Kubernetes {} node on {} {}", settings.binaries.version, runtime.runtime_name, runtime.runtime_version))?);
+    Ok(())
 }
 
 /// Pulls a pushed image into the runtime and checks it got sgpc's bytes.

@@ -1,0 +1,132 @@
+//! The lifecycle of a live node: `sgpc run --kubernetes VERSION --containerd DIR` (or
+//! `--crio DIR`). A CRI [`Session`] starts the runtime, pushes and pulls sgpc's images and
+//! starts etcd, kube-apiserver and kubelet over it; the catalogue then runs as Pods through
+//! the Kubernetes driver, exactly as `--kube` does on a user's cluster.
+
+use std::collections::BTreeMap;
+
+use super::{Event, NodeSettings, SessionConfig, SessionRun, StartError, Started};
+use crate::case::Case;
+use crate::driver::kube::{KubePlan, KubeRun};
+use crate::driver::{Driver, DriverError, RuntimeInfo};
+use crate::image::ImageRecord;
+use crate::observation::Observations;
+use crate::provision::gomodule::{self, Program, Version};
+use crate::provision::node::NodeBinaries;
+use crate::run::Session;
+use crate::scenario::{CaseId, Catalogue};
+
+/// A runtime with a live node over it, and the run's namespace there.
+pub struct NodeRun {
+    session: Session,
+    kube: KubeRun,
+    provisioned: String,
+}
+
+/// Which node to start: the Kubernetes and etcd releases, built from the Go module proxy
+/// into the cache when it lacks them, and how long the node may take to be Ready.
+#[derive(Debug, Clone)]
+pub struct NodeChoice {
+    pub kubernetes: Version,
+    pub etcd: Version,
+    pub timeout: std::time::Duration,
+}
+
+/// The node's binaries from the cache, built first if missing (progress on stderr).
+pub async fn node_binaries(choice: &NodeChoice) -> anyhow::Result<NodeBinaries> {
+    let (kubernetes, etcd) = (choice.kubernetes.clone(), choice.etcd.clone());
+    let build = move || -> anyhow::Result<NodeBinaries> {
+        let mut progress = std::io::stderr();
+        let kubernetes_dir = gomodule::ensure(Program::Kubernetes, &kubernetes, &mut progress)?;
+        let etcd_dir = gomodule::ensure(Program::Etcd, &etcd, &mut progress)?;
+        Ok(NodeBinaries::in_dirs(kubernetes, &kubernetes_dir, &etcd_dir))
+    };
+    tokio::task::spawn_blocking(build).await?
+}
+
+impl NodeRun {
+    /// Builds or finds the node's binaries, starts the session (runtime, registry, images,
+    /// node), then the Kubernetes driver.
+    pub async fn start(config: &SessionConfig, choice: &NodeChoice, catalogue: &Catalogue, cases: &[CaseId]) -> Result<NodeRun, StartError> {
+        let binaries = node_binaries(choice).await.map_err(|error| StartError { runtime: None, provisioned: None, error })?;
+        let mut config = config.clone();
+        config.node = Some(NodeSettings { binaries, timeout: choice.timeout });
+        let session = Session::start(&config, catalogue, cases).await?;
+        let Some(node) = session.node() else {
+            let error = anyhow::anyhow!("the session was asked for no node");
+            return Err(fail_after(session, error).await);
+        };
+        let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.node_name);
+        let timeout = config.timeouts.probe + config.timeouts.pull;
+        let version = node.version.to_string();
+        let provisioned = format!("kubelet, kube-apiserver {version} and etcd (node {}, up in {:.1}s) over {}", node.node_name, node.startup.as_secs_f64(), session.provisioned.as_deref().unwrap_or("the runtime"));
+        match KubeRun::on_node(&node.kubeconfig, &version, &session.runtime, timeout, plan).await {
+            Ok(kube) => Ok(NodeRun { session, kube, provisioned }),
+            Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the node's API server")).await),
+        }
+    }
+
+    /// How long the node took to be Ready with its features reported.
+    pub fn node_startup(&self) -> Option<std::time::Duration> {
+        self.session.node().map(|n| n.startup)
+    }
+}
+
+/// Tears a started session down after a later step failed, keeping what it learnt.
+async fn fail_after(session: Session, error: anyhow::Error) -> StartError {
+    let (runtime, provisioned) = (Some(session.runtime.clone()), session.provisioned.clone());
+    let error = match session.teardown().await {
+        Ok(()) => error,
+        Err(cleanup) => error.context(format!("cleaning up after the failure failed too: {cleanup:#}")),
+    };
+    StartError { runtime, provisioned, error }
+}
+
+impl Driver for NodeRun {
+    fn runtime(&self) -> &RuntimeInfo {
+        self.kube.runtime()
+    }
+
+    fn reads_host_proc(&self) -> bool {
+        false
+    }
+
+    /// A refusal kubelet reported without an image id is checked as at the CRI level: the
+    /// runtime is asked which image it holds under the case's reference.
+    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
+        let mut observations = self.kube.run_case(case, image).await?;
+        if let Some(refusal) = observations.refusal.as_mut().filter(|r| r.held_image.is_none()) {
+            refusal.held_image = self.session.target().image_id(&image.reference).await?;
+        }
+        Ok(observations)
+    }
+}
+
+impl Started for NodeRun {
+    fn images(&self) -> &BTreeMap<String, ImageRecord> {
+        &self.session.images
+    }
+
+    fn provisioned(&self) -> Option<String> {
+        Some(self.provisioned.clone())
+    }
+
+    /// The node's etcd goes with the run directory: no namespace controller runs to empty the
+    /// run's namespace, and nothing of it outlives the node.
+    async fn teardown(self) -> anyhow::Result<()> {
+        self.session.teardown().await
+    }
+}
+
+/// The lifecycle ([`super::run_lifecycle`]) of a live node.
+pub async fn run_node_session(
+    config: &SessionConfig,
+    choice: &NodeChoice,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    jobs: usize,
+    interrupted: impl std::future::Future<Output = String>,
+    on_event: impl FnMut(Event<'_>),
+) -> SessionRun {
+    super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
+}
