@@ -12,28 +12,41 @@ APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo prot
 # containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
 # served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.
 SUITES         := bookworm trixie sid
+# The live node: kubelet and kube-apiserver from k8s.io/kubernetes, etcd from
+# go.etcd.io/etcd/server/v3, built once per version into ~/.cache/sgpc/go (sgpc build).
+KUBERNETES     ?= v1.37.2
+ETCD           ?= v3.6.16
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
 
 export SGPC_CONTAINERD_DIR := $(CONTAINERD_DIR)
+export SGPC_KUBERNETES_VERSION := $(KUBERNETES)
 # The GitHub workflow validator (tests/workflow.rs): check-jsonschema validates against the
 # GitHub-workflow schema it vendors, offline, in a virtualenv of its own.
 VENV           := $(CACHE)/venv
 export SGPC_CHECK_JSONSCHEMA := $(VENV)/bin/check-jsonschema
 
-.PHONY: setup conformance matrix test bench clean-cache
+.PHONY: setup conformance conformance-node matrix test bench clean-cache
 
 setup:
 	@scripts/apt-install.sh $(APT_PACKAGES)
 	@command -v youki >/dev/null 2>&1 || test -x $(HOME)/.cargo/bin/youki || \
 	  $(CARGO) install --quiet --locked youki --features v1
 	@for suite in $(SUITES); do $(SGPC) fetch --suite $$suite --cache $(CACHE) || exit 1; done
+	@$(SGPC) build kubernetes $(KUBERNETES) >/dev/null
+	@$(SGPC) build etcd $(ETCD) >/dev/null
 	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup
 	$(SGPC) run --containerd $(CONTAINERD_DIR) \
 	  --junit $(REPORT_DIR)/junit.xml --json $(REPORT_DIR)/report.json
+
+# The same catalogue as Pods through a live kubelet (etcd, kube-apiserver, kubelet $(KUBERNETES))
+# over the same containerd.
+conformance-node: setup
+	$(SGPC) run --kubernetes $(KUBERNETES) --etcd $(ETCD) --containerd $(CONTAINERD_DIR) \
+	  --junit $(REPORT_DIR)/node/junit.xml --json $(REPORT_DIR)/node/report.json
 
 matrix: setup
 	$(SGPC) matrix --file matrix.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix

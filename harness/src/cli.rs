@@ -49,6 +49,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Build a Go program from the Go module proxy into the cache outside the clone
+    /// (`~/.cache/sgpc/go/<program>/<version>`, or SGPC_GO_CACHE), unless it is there already.
+    Build {
+        /// What to build: kubernetes (kubelet and kube-apiserver) or etcd.
+        #[arg(value_enum)]
+        program: GoProgram,
+        /// The exact release, e.g. v1.37.2 (kubernetes) or v3.6.16 (etcd).
+        version: sgpc::provision::gomodule::Version,
+    },
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
     Fetch {
         /// Debian suite or codename, e.g. bookworm, trixie, sid.
@@ -59,6 +68,21 @@ pub enum Command {
         #[arg(long, default_value = ".cache")]
         cache: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum GoProgram {
+    Kubernetes,
+    Etcd,
+}
+
+impl From<GoProgram> for sgpc::provision::gomodule::Program {
+    fn from(program: GoProgram) -> Self {
+        match program {
+            GoProgram::Kubernetes => sgpc::provision::gomodule::Program::Kubernetes,
+            GoProgram::Etcd => sgpc::provision::gomodule::Program::Etcd,
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -103,8 +103,16 @@ pub fn is_invisible(c: char) -> bool {
 }
 
 /// Text from outside sgpc (a runtime's error, a log line) made safe to print: every
-/// unprintable character but the line break is written as a Rust escape (`\u{1b}`), so that it
+/// unprintable character but the line break and the tab is written as a Rust escape (`\u{1b}`), so that it
 /// can neither redraw a terminal nor hide in a report.
 pub fn escape_unprintable(text: &str) -> String {
-    text.chars().map(|c| if c != '\n' && is_unprintable(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+    text.chars().map(|c| if c != '\n' && c != '\t' && is_unprintable(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_keep_lines_and_tabs_and_defuse_the_rest() {
+        assert_eq!(super::escape_unprintable("a\tb\nc\u{1b}[2Kd\u{202e}"), "a\tb\nc\\u{1b}[2Kd\\u{202e}");
+    }
 }

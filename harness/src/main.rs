@@ -44,6 +44,11 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             println!("{package} {} from {suite} in {}", unpacked.version, unpacked.root.display());
             Ok(exit_code::PASS)
         }
+        Command::Build { program, version } => {
+            let dir = sgpc::provision::gomodule::ensure(program.into(), &version, &mut std::io::stderr())?;
+            println!("{}", dir.display());
+            Ok(exit_code::PASS)
+        }
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Matrix(args) => block_on(run_matrix(args)),
         Command::Discover(args) => block_on(run_discover(args)),

@@ -36,7 +36,16 @@ struct RawEntry {
     crio: Option<RawDir>,
     cri: Option<String>,
     oci_runtime: Option<RawOciRuntime>,
+    kubernetes: Option<RawKubernetes>,
     expect: Option<RawExpect>,
+}
+
+/// A live node over the entry's runtime: `kubernetes: {version: v1.37.2}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    version: String,
+    etcd: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +103,10 @@ pub enum Source {
 #[derive(Debug, Clone, Serialize)]
 pub struct Expected {
     pub outcome: Outcome,
+    /// The column runs through a live kubelet: under `no-strict`, kubelet (>= 1.33) must
+    /// reject every Strict Pod (REJECTED) instead of the runtime leaking (UNSUPPORTED).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kubernetes: bool,
     /// Cases whose verdict differs from the outcome's, parsed when the matrix loads (written
     /// as `case id: verdict label`).
     #[serde(serialize_with = "serialize_exceptions")]
@@ -109,11 +122,13 @@ pub struct Entry {
     pub name: String,
     pub source: Source,
     pub oci_runtime: OciRuntime,
+    /// A live node over the runtime (`kubernetes: {version}`): the column runs as Pods.
+    pub node: Option<run::NodeChoice>,
     pub expect: Option<Expected>,
 }
 
-/// The verdicts a matrix column (the CRI level) can give: REJECTED is the Kubernetes level's.
-const COLUMN_VERDICTS: [Verdict; 6] = [Verdict::Pass, Verdict::Fail, Verdict::Refused, Verdict::Unsupported { leak: false }, Verdict::Unsupported { leak: true }, Verdict::Error];
+/// The verdicts a matrix column can give: REJECTED only through a live kubelet.
+const COLUMN_VERDICTS: [Verdict; 7] = [Verdict::Pass, Verdict::Fail, Verdict::Refused, Verdict::Unsupported { leak: false }, Verdict::Unsupported { leak: true }, Verdict::Error, Verdict::Rejected];
 
 /// Resolves an OCI runtime named in the matrix: `runc` and `youki` have default paths.
 fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
@@ -150,6 +165,15 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
             (None, None, Some(endpoint)) => Source::Cri { endpoint },
             _ => return Err(err("name", format!("entry {:?}: give exactly one of `containerd`, `crio`, `cri`", e.name))),
         };
+        let node = match e.kubernetes {
+            None => None,
+            Some(_) if matches!(source, Source::Cri { .. }) => return Err(err("kubernetes", "a live node runs over a runtime sgpc starts: give `containerd` or `crio`, not `cri`".into())),
+            Some(k) => {
+                let kubernetes = k.version.parse().map_err(|e: crate::provision::gomodule::GoBuildError| err("kubernetes.version", e.to_string()))?;
+                let etcd = k.etcd.as_deref().unwrap_or(crate::provision::gomodule::ETCD_VERSION).parse().map_err(|e: crate::provision::gomodule::GoBuildError| err("kubernetes.etcd", e.to_string()))?;
+                Some(run::NodeChoice { kubernetes, etcd, timeout: Duration::from_secs(180) })
+            }
+        };
         let oci_runtime = match e.oci_runtime {
             None => OciRuntime::runc(),
             Some(RawOciRuntime::Known(name)) => known_oci_runtime(&name)
@@ -162,16 +186,17 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 let mut exceptions = BTreeMap::new();
                 for (case, label) in &x.exceptions {
                     let id = case_ids.get(case).ok_or_else(|| err("expect.exceptions", format!("{case:?} is not a case id of the catalogue (see `sgpc list`)")))?;
-                    let verdict = Verdict::from_label(label).filter(|v| COLUMN_VERDICTS.contains(v)).ok_or_else(|| {
-                        let labels: Vec<String> = COLUMN_VERDICTS.iter().map(ToString::to_string).collect();
+                    let allowed = |v: &Verdict| COLUMN_VERDICTS.contains(v) && (node.is_some() || *v != Verdict::Rejected);
+                    let verdict = Verdict::from_label(label).filter(allowed).ok_or_else(|| {
+                        let labels: Vec<String> = COLUMN_VERDICTS.iter().filter(|v| allowed(v)).map(ToString::to_string).collect();
                         err("expect.exceptions", format!("{label:?} for {case}: expected one of {labels:?}"))
                     })?;
                     exceptions.insert(id.clone(), verdict);
                 }
-                Some(Expected { outcome: x.outcome, exceptions })
+                Some(Expected { outcome: x.outcome, kubernetes: node.is_some(), exceptions })
             }
         };
-        entries.push(Entry { name: e.name, source, oci_runtime, expect });
+        entries.push(Entry { name: e.name, source, oci_runtime, node, expect });
     }
     Ok(entries)
 }
@@ -186,6 +211,8 @@ pub fn expected_verdicts(expected: &Expected, catalogue: &Catalogue, case: &Case
     }
     match (expected.outcome, case.policy) {
         (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec![Verdict::Pass],
+        // KEP-3619: kubelet >= 1.33 rejects Strict on a node without the feature.
+        (Outcome::NoStrict, Policy::Strict) if expected.kubernetes => vec![Verdict::Rejected],
         (Outcome::NoStrict, Policy::Strict) => {
             let leaks = catalogue.scenario(&case.scenario).and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, s).ok());
             let mut verdicts: Vec<Verdict> = leaks.iter().flatten().map(|leak| Verdict::Unsupported { leak: !leak.is_empty() }).collect();
@@ -347,7 +374,11 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
             return finish(column, catalogue, started);
         }
     };
-    let run = run::run_session(&session_config, catalogue, cases, config.jobs, std::future::pending(), |event| progress(&entry.name, event)).await;
+    let on_event = |event: Event<'_>| progress(&entry.name, event);
+    let run = match &entry.node {
+        None => run::run_session(&session_config, catalogue, cases, config.jobs, std::future::pending(), on_event).await,
+        Some(node) => run::run_node_session(&session_config, node, catalogue, cases, config.jobs, std::future::pending(), on_event).await,
+    };
     column.startup = run.startup;
     column.runtime = run.report.runtime;
     column.setup_error = run.report.setup_error;

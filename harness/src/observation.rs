@@ -122,6 +122,10 @@ pub struct Admission {
     pub rejected: bool,
     /// A Warning event with that reason was recorded for the Pod.
     pub warning_event: bool,
+    /// The rejected Pod's `status.message` is kubelet's (`pkg/kubelet/lifecycle/predicate.go`):
+    /// `Pod was rejected: SupplementalGroupsPolicy=Strict is not supported in this node`.
+    #[serde(default)]
+    pub rejection_message: bool,
 }
 
 impl Observations {

@@ -151,7 +151,30 @@ fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts 
         log: Some(probe_output("kep-blog/strict", groups)),
         exec: Some(probe_output("kep-blog/strict", groups)),
         server_minor: minor,
+        refusal: None,
     }
+}
+
+/// kubelet's Warning event when the runtime refused the probe container, as recorded live on
+/// containerd 2.1.9 under kubelet v1.37.2 (`gid-2147483648/default`): the Pod's own status could
+/// not be written (the API server refused its `status.user`), the event was.
+fn failed_event(container: &str, component: &str) -> Event {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gid-2147483648-default.1", "namespace": "sgpc-x"},
+        "involvedObject": {"kind": "Pod", "name": "gid-2147483648-default", "fieldPath": format!("spec.containers{{{container}}}")},
+        "type": "Warning", "reason": "Failed", "source": {"component": component},
+        "message": "Error: failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: unable to setup user: uids and gids must be in range 0-2147483647"
+    }))
+    .unwrap()
+}
+
+#[test]
+fn kubelets_failed_event_about_the_probe_is_the_runtimes_refusal_and_nothing_else_is() {
+    let refusal = sgpc::driver::kube::event_refusal(&[failed_event("probe", "kubelet")]).expect("a refusal");
+    assert!(refusal.message.starts_with("failed to create containerd task"), "{}", refusal.message);
+    assert_eq!(refusal.image_id, None);
+    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("prepare-data", "kubelet")]), None, "another container's failure");
+    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("probe", "default-scheduler")]), None, "not kubelet's");
 }
 
 /// The Kubernetes level's driver with the cluster replaced by recorded API objects: what

@@ -24,6 +24,23 @@ fn shipped_matrix_loads() {
 }
 
 #[test]
+fn a_live_node_column_loads_and_expects_kubelet_to_reject_strict_where_the_runtime_cannot() {
+    let entries = load("entries:\n  - {name: a, containerd: {debian: trixie}, kubernetes: {version: v1.37.2}, expect: {outcome: no-strict, exceptions: {kep-blog/default: REJECTED}}}\n").unwrap();
+    let node = entries[0].node.as_ref().expect("a node column");
+    assert_eq!(node.kubernetes.to_string(), "v1.37.2");
+    let expected = entries[0].expect.as_ref().unwrap();
+    let catalogue = support::catalogue();
+    let strict = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    assert_eq!(matrix::expected_verdicts(expected, &catalogue, &strict), vec![sgpc::verdict::Verdict::Rejected]);
+    let err = load("entries:\n  - {name: a, cri: /x, kubernetes: {version: v1.37.2}}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("entries[0].kubernetes"), "{err}");
+    let err = load("entries:\n  - {name: a, containerd: {debian: sid}, kubernetes: {version: latest}}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("entries[0].kubernetes.version"), "{err}");
+    let err = load("entries:\n  - {name: a, containerd: {debian: sid}, expect: {outcome: conformant, exceptions: {kep-blog/strict: REJECTED}}}\n").unwrap_err();
+    assert!(err.to_string().contains("REJECTED"), "REJECTED needs a live kubelet: {err}");
+}
+
+#[test]
 fn matrix_file_errors_name_the_field() {
     let err = load("entries:\n  - {name: a, containerd: {debian: sid, dir: /x}}\n").unwrap_err();
     assert_eq!(err.field.as_deref(), Some("entries[0].containerd"), "{err}");
@@ -42,7 +59,7 @@ fn matrix_file_errors_name_the_field() {
 #[test]
 fn no_strict_expects_leak_exactly_where_the_image_adds_groups() {
     let catalogue = support::catalogue();
-    let expected = Expected { outcome: Outcome::NoStrict, exceptions: Default::default() };
+    let expected = Expected { outcome: Outcome::NoStrict, kubernetes: false, exceptions: Default::default() };
     let label = |scenario: &str, policy| {
         let verdicts = matrix::expected_verdicts(&expected, &catalogue, &CaseId { scenario: scenario.into(), policy });
         assert_eq!(verdicts.len(), 1, "{scenario}: every reading of its /etc/group agrees: {verdicts:?}");

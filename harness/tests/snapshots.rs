@@ -140,7 +140,7 @@ fn matrix() -> MatrixReport {
         skipped: None,
         setup_error: None,
         summary: summary.into(),
-        expect: Some(Expected { outcome: Outcome::Conformant, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
+        expect: Some(Expected { outcome: Outcome::Conformant, kubernetes: false, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
         deviations: Vec::new(),
         startup: Some(Duration::from_secs(3)),
         duration: Duration::from_secs(10),

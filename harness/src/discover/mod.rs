@@ -322,6 +322,9 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
     let starts = entries.iter().map(|entry| {
         let empty = &empty;
         async move {
+            if let Some(node) = &entry.node {
+                return Err(format!("discovery runs at the CRI level; the live node (kubernetes {}) is not started", node.kubernetes));
+            }
             let (session_config, _) = matrix::session_config_blocking(entry, &config.base, &config.cache).await.map_err(|e| e.to_string())?;
             Session::start(&session_config, empty, &[]).await.map_err(|e| format!("set-up failed: {e}"))
         }

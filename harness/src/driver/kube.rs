@@ -23,7 +23,7 @@ use crate::case::Case;
 use crate::image::{ImageRecord, Payload};
 use crate::observation::{self, Admission, Observations, Point, ProbeError};
 use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
-use crate::verdict::admission::REJECTION_REASON;
+use crate::verdict::admission::{REJECTION_MESSAGE, REJECTION_REASON};
 
 /// Repository the images get when loaded into a cluster (`kind load image-archive`).
 pub const IMAGE_REPOSITORY: &str = "sgpc.local/sgpc";
@@ -280,6 +280,7 @@ pub fn admission(policy: Policy, facts: &KubeFacts) -> Admission {
         policy_dropped: policy.api_value().is_some() && stored_policy(&facts.pod).is_none(),
         rejected: rejected(&facts.pod),
         warning_event: warning_event(&facts.events),
+        rejection_message: facts.pod.status.as_ref().and_then(|s| s.message.as_deref()) == Some(REJECTION_MESSAGE),
     }
 }
 

@@ -175,7 +175,7 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     let say = |progress: &mut dyn Write, text: String| drop(writeln!(progress, "go build: {module} {version}: {text}"));
 
     say(progress, "reading its go.mod from the module proxy".into());
-    let download = go(work.path(), &log).args(["mod", "download", "-json", &format!("{module}@{version}")]).output().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
+    let download = go(work.path()).args(["mod", "download", "-json", &format!("{module}@{version}")]).output().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
     let info: serde_json::Value = serde_json::from_slice(&download.stdout).unwrap_or_default();
     let gomod = match info.get("GoMod").and_then(|v| v.as_str()) {
         Some(path) if download.status.success() => PathBuf::from(path),
@@ -189,10 +189,10 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     std::fs::write(work.path().join("go.mod"), &wrapper).map_err(io(work.path()))?;
     say(progress, format!("{} locally replaced modules pointed at their published versions", wrapper.matches("\nreplace ").count()));
 
-    run_step(go(work.path(), &log).args(["get", &format!("{module}@{version}")]), &log, "go get", program, version, progress, started)?;
+    run_step(go(work.path()).args(["get", &format!("{module}@{version}")]), &log, "go get", program, version, progress, started)?;
     let staging = work.path().join("bin");
     let packages: Vec<String> = program.packages().iter().map(|p| if p.is_empty() { module.to_string() } else { format!("{module}/{p}") }).collect();
-    let mut build = go(work.path(), &log);
+    let mut build = go(work.path());
     build.env("CGO_ENABLED", "0").args(["build", "-trimpath", "-ldflags", &program.ldflags(version), "-o"]);
     if program == Program::Etcd {
         build.arg(staging.join("etcd"));
@@ -231,15 +231,9 @@ pub fn wrapper_go_mod(program: Program, version: &Version, upstream: &str) -> St
     text
 }
 
-fn go(dir: &Path, log: &Path) -> Command {
+fn go(dir: &Path) -> Command {
     let mut command = Command::new("go");
     command.current_dir(dir).env("GOFLAGS", "-mod=mod").env("GOWORK", "off").stdin(Stdio::null());
-    if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-        if let Ok(copy) = file.try_clone() {
-            command.stderr(copy);
-        }
-        command.stdout(file);
-    }
     command
 }
 
@@ -247,7 +241,9 @@ fn go(dir: &Path, log: &Path) -> Command {
 fn run_step(command: &mut Command, log: &Path, step: &'static str, program: Program, version: &Version, progress: &mut dyn Write, started: Instant) -> Result<(), GoBuildError> {
     let module = program.module();
     let failed = |log: &Path| GoBuildError::Build { module, version: version.clone(), step, tail: tail(&std::fs::read_to_string(log).unwrap_or_default()) };
-    let mut child = command.spawn().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
+    let output = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|file| Ok((file.try_clone()?, file)));
+    let (stdout, stderr) = output.map_err(|source| GoBuildError::Io { module, version: version.clone(), path: log.to_path_buf(), source })?;
+    let mut child = command.stdout(stdout).stderr(stderr).spawn().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
     let mut next_tick = Instant::now() + Duration::from_secs(60);
     loop {
         match child.try_wait() {

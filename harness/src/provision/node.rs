@@ -9,8 +9,8 @@
 //!
 //! Two things kubelet does to the host are undone or fenced off:
 //! - at start it writes six kernel tunables (`pkg/kubelet/cm/container_manager_linux.go`,
-//!   `setupKernelTunables`): sgpc reads them first, records them with the run, and writes them
-//!   back at teardown (or `sgpc clean`, after a SIGKILL);
+//!   `setupKernelTunables`): sgpc writes them down first in its state directory and writes
+//!   them back when the last node stops (or at `sgpc clean`, after a SIGKILL);
 //! - it writes to fixed host paths a node's own kubelet uses (`/var/log/containers`,
 //!   `/var/lib/kubelet/device-plugins`): kubelet runs in a mount namespace of its own where
 //!   those directories are private tmpfs mounts.
@@ -144,8 +144,6 @@ pub struct LiveNode {
     etcd: Child,
     apiserver: Option<Child>,
     kubelet: Option<Child>,
-    /// The tunables as they were before kubelet started.
-    pub sysctls: Vec<Sysctl>,
 }
 
 /// Ports of one node, all on 127.0.0.1.
@@ -157,8 +155,8 @@ struct Ports {
 }
 
 impl LiveNode {
-    /// Starts etcd, kube-apiserver and kubelet; `record` hears each pid as soon as it exists
-    /// and the tunables before kubelet changes them. On failure, whatever started is stopped.
+    /// Starts etcd, kube-apiserver and kubelet; `record` hears each pid as soon as it exists,
+    /// and the tunables just before kubelet changes them. On failure, whatever started is stopped.
     pub async fn start(opts: &NodeOptions, record: &mut dyn FnMut(&str, Option<u32>, &[Sysctl])) -> Result<LiveNode, NodeError> {
         let started = Instant::now();
         for hidden in HIDDEN_FROM_KUBELET {
@@ -185,7 +183,7 @@ impl LiveNode {
 
         let etcd = spawn(Component::Etcd, etcd_command(opts, &ports), &opts.dir.join("etcd.log"), &opts.binaries.etcd)?;
         record("etcd", etcd.id(), &[]);
-        let mut node = LiveNode { kubeconfig: opts.dir.join("kubeconfig"), node_name: opts.node_name.clone(), version: opts.binaries.version.clone(), startup: Duration::ZERO, etcd, apiserver: None, kubelet: None, sysctls: Vec::new() };
+        let mut node = LiveNode { kubeconfig: opts.dir.join("kubeconfig"), node_name: opts.node_name.clone(), version: opts.binaries.version.clone(), startup: Duration::ZERO, etcd, apiserver: None, kubelet: None };
         match node.start_rest(opts, &ports, &token, record).await {
             Ok(()) => {
                 node.startup = started.elapsed();
@@ -217,11 +215,10 @@ impl LiveNode {
         wait_for(Component::KubeApiserver, "kube-apiserver to answer /version with its certificate", opts.timeout, &log, apiserver, ready).await?;
 
         write_private(&dir.join("kubelet.yaml"), &kubelet_config(opts, ports.kubelet)).map_err(|source| NodeError::Prepare { path: dir.clone(), source })?;
-        self.sysctls = read_sysctls();
-        record("sysctls", None, &self.sysctls);
+        record("sysctls", None, &read_sysctls());
         let kubelet_log = dir.join("kubelet.log");
         let kubelet = self.kubelet.insert(spawn(Component::Kubelet, kubelet_command(opts, &self.kubeconfig), &kubelet_log, &opts.binaries.kubelet)?);
-        record("kubelet", kubelet.id(), &[]);
+        record(crate::provision::state::KUBELET, kubelet.id(), &[]);
         let nodes: kube::Api<Node> = kube::Api::all(client);
         let name = opts.node_name.as_str();
         let step = if opts.expect_feature { "the Node to be Ready and report status.features.supplementalGroupsPolicy: true" } else { "the Node to be Ready" };
@@ -232,8 +229,9 @@ impl LiveNode {
         wait_for(Component::Kubelet, step, opts.timeout, &kubelet_log, kubelet, ready).await
     }
 
-    /// Stops kubelet, kube-apiserver and etcd, in that order, and writes the kernel tunables
-    /// back. Their directories go with the run directory.
+    /// Stops kubelet, kube-apiserver and etcd, in that order. Their directories go with the
+    /// run directory; the kernel tunables are written back by the run once no other node runs
+    /// (`StateDir::release_sysctls`).
     pub async fn stop(mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for (name, child) in [("kubelet", self.kubelet.take()), ("kube-apiserver", self.apiserver.take()), ("etcd", Some(self.etcd))] {
@@ -242,10 +240,6 @@ impl LiveNode {
                     problems.push(format!("stopping {name}: {e:#}"));
                 }
             }
-        }
-        let failed = restore_sysctls(&self.sysctls);
-        if !failed.is_empty() {
-            problems.push(format!("writing back the kernel tunables {failed:?} kubelet changed"));
         }
         problems
     }

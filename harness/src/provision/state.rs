@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::provision::node::Sysctl;
+
 /// Where run records live unless `SGPC_STATE_DIR` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/run/sgpc";
 
@@ -70,9 +72,6 @@ pub struct RunRecord {
     pub dir: PathBuf,
     pub daemons: Vec<ProcessRecord>,
     pub cri: Option<CriRecord>,
-    /// Kernel tunables as they were before a live node's kubelet changed them, to write back.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sysctls: Vec<crate::provision::node::Sysctl>,
 }
 
 impl RunRecord {
@@ -80,7 +79,7 @@ impl RunRecord {
     pub fn new(run_id: &str, dir: &Path) -> RunRecord {
         let me = std::process::id();
         let owner = ProcessRecord::of("sgpc", me).unwrap_or(ProcessRecord { name: "sgpc".into(), pid: me, start_time: 0 });
-        RunRecord { run_id: run_id.to_string(), owner, dir: dir.to_path_buf(), daemons: Vec::new(), cri: None, sysctls: Vec::new() }
+        RunRecord { run_id: run_id.to_string(), owner, dir: dir.to_path_buf(), daemons: Vec::new(), cri: None }
     }
 
     /// The owner is gone: nobody will clean this run but a later one.
@@ -147,7 +146,58 @@ impl StateDir {
     pub fn stale(&self) -> Vec<RunRecord> {
         self.records().into_iter().filter(RunRecord::is_stale).collect()
     }
+
+    fn sysctls_path(&self) -> PathBuf {
+        self.path.join(SYSCTLS_FILE)
+    }
+
+    /// The kernel tunables as they were before any live node's kubelet changed them: those
+    /// written down by a node that came first (of this run or another, killed or alive), else
+    /// `current`, now written down. Nodes overlap (matrix columns, concurrent runs); only the
+    /// last one to stop writes them back ([`StateDir::release_sysctls`]).
+    pub fn sysctls_before_kubelet(&self, current: Vec<Sysctl>) -> Result<Vec<Sysctl>, StateError> {
+        let path = self.sysctls_path();
+        if let Ok(text) = std::fs::read(&path) {
+            if let Ok(before) = serde_json::from_slice(&text) {
+                return Ok(before);
+            }
+        }
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        let write = || -> std::io::Result<()> {
+            let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+            serde_json::to_writer(&file, &current)?;
+            file.sync_all()
+        };
+        match write() {
+            Ok(()) => Ok(current),
+            // Another node wrote it first: its values are the ones from before.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path).ok().and_then(|t| serde_json::from_slice(&t).ok()).ok_or(StateError::Write { path, source: e }),
+            Err(source) => Err(StateError::Write { path, source }),
+        }
+    }
+
+    /// Writes the tunables back once no other run's kubelet runs; returns what failed.
+    pub fn release_sysctls(&self, run_id: &str) -> Vec<String> {
+        let path = self.sysctls_path();
+        let Some(before) = std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Vec<Sysctl>>(&t).ok()) else { return Vec::new() };
+        let others = self.records().into_iter().any(|r| r.run_id != run_id && r.daemons.iter().any(|d| d.name == KUBELET && d.is_alive()));
+        if others {
+            return Vec::new();
+        }
+        let failed = crate::provision::node::restore_sysctls(&before);
+        if failed.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            Vec::new()
+        } else {
+            vec![format!("writing back the kernel tunables {failed:?} a live node's kubelet changed")]
+        }
+    }
 }
+
+/// The file in the state directory that keeps kernel tunables from before kubelet.
+const SYSCTLS_FILE: &str = "kubelet-sysctls.json";
+/// The name a run records its kubelet under.
+pub const KUBELET: &str = "kubelet";
 
 /// The start time of a process in clock ticks after boot (`/proc/<pid>/stat`, field 22).
 fn start_time(pid: u32) -> Option<u64> {
@@ -184,5 +234,26 @@ mod tests {
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         state.forget("sgpc-gone");
         assert_eq!(state.stale(), vec![]);
+    }
+
+    #[test]
+    fn the_first_nodes_tunables_are_kept_and_only_the_last_node_writes_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir { path: dir.path().join("state") };
+        // The values now, so that writing them back changes nothing on the machine.
+        let before = crate::provision::node::read_sysctls();
+        assert_eq!(state.sysctls_before_kubelet(before.clone()).unwrap(), before);
+        let changed: Vec<Sysctl> = before.iter().map(|s| Sysctl { value: "7".into(), ..s.clone() }).collect();
+        assert_eq!(state.sysctls_before_kubelet(changed).unwrap(), before, "a second node sees kubelet's values, not the machine's");
+        // Another run's kubelet still runs (this test process stands in for it).
+        let mut other = RunRecord::new("sgpc-other", Path::new("/nonexistent/sgpc-other"));
+        other.daemons.push(ProcessRecord::of(KUBELET, std::process::id()).unwrap());
+        state.save(&other).unwrap();
+        assert!(state.release_sysctls("sgpc-mine").is_empty());
+        assert!(state.sysctls_path().exists(), "kept while another kubelet runs");
+        state.forget("sgpc-other");
+        assert!(state.release_sysctls("sgpc-mine").is_empty());
+        assert!(!state.sysctls_path().exists(), "written back and forgotten by the last node");
+        assert_eq!(crate::provision::node::read_sysctls(), before);
     }
 }

@@ -149,9 +149,10 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
     let t = report.totals();
     let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", r.runtime_name, r.runtime_version)).unwrap_or_default();
     let refused = if t.refused > 0 { format!(", {} refused", t.refused) } else { String::new() };
+    let rejected = if t.rejected > 0 { format!(", {} rejected by kubelet", t.rejected) } else { String::new() };
     writeln!(
         out,
-        "{} [{:>8.3}s] {} cases run{runtime}: {} passed, {} failed{refused}, {} unsupported ({} leak), {} errors",
+        "{} [{:>8.3}s] {} cases run{runtime}: {} passed{rejected}, {} failed{refused}, {} unsupported ({} leak), {} errors",
         paint(style, "1", "Summary"),
         report.duration.as_secs_f64(),
         report.cases.len(),

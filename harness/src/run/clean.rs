@@ -68,14 +68,8 @@ async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts:
             unsafe { libc::kill(daemon.pid as i32, libc::SIGKILL) };
         }
     }
-    if !record.sysctls.is_empty() {
-        actions.push(format!("write back the kernel tunables a live node's kubelet changed ({})", record.sysctls.iter().map(|s| format!("{}={}", s.name, s.value)).collect::<Vec<_>>().join(", ")));
-        if !dry_run {
-            let failed = crate::provision::node::restore_sysctls(&record.sysctls);
-            if !failed.is_empty() {
-                problems.push(format!("writing back the kernel tunables {failed:?}"));
-            }
-        }
+    if !dry_run {
+        problems.extend(state.release_sysctls(&record.run_id));
     }
     let processes = crate::provision::processes_under(&record.dir);
     let mounts = crate::provision::mounts_under(&record.dir);

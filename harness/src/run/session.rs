@@ -131,6 +131,8 @@ impl Resources {
         if let Some(node) = self.node.take() {
             problems.extend(node.stop().await);
         }
+        // Also after a node that failed to start, and after another run's node that was killed.
+        problems.extend(self.state.release_sysctls(&self.record.run_id));
         // A runtime of ours that died took its sandboxes' state with it; what is left of
         // them (shims, container processes, mounts) lives under the run directory.
         let runtime_died = self.runtime.as_mut().is_some_and(RuntimeDaemon::has_exited);
@@ -535,8 +537,11 @@ async fn start_node(resources: &mut Resources, settings: &NodeSettings, runtime:
     };
     let mut unrecorded = None;
     let mut record = |name: &str, pid: Option<u32>, sysctls: &[crate::provision::node::Sysctl]| {
-        resources.record.sysctls.extend_from_slice(sysctls);
-        if let Err(e) = resources.record_daemon(name, pid) {
+        let recorded = match sysctls.is_empty() {
+            true => resources.record_daemon(name, pid),
+            false => resources.state.sysctls_before_kubelet(sysctls.to_vec()).map(drop).map_err(anyhow::Error::from),
+        };
+        if let Err(e) = recorded {
             unrecorded.get_or_insert(e);
         }
     };

@@ -26,6 +26,9 @@ pub fn rejection(policy: Policy, admission: &Admission) -> Option<Judgement> {
     if admission.node_feature {
         reasons.push("kubelet rejected the Pod although the node advertises status.features.supplementalGroupsPolicy".into());
     }
+    if !admission.rejection_message {
+        reasons.push(format!("the rejected Pod's status.message is not kubelet's {REJECTION_MESSAGE:?}"));
+    }
     if !admission.warning_event {
         reasons.push(format!("the Pod was rejected without a Warning event with reason {REJECTION_REASON}"));
     }

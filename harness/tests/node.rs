@@ -1,0 +1,146 @@
+//! A live Kubernetes node (etcd, kube-apiserver and kubelet built from their Go modules) over
+//! the containerd lines sgpc starts: the Kubernetes level's verdicts, observed through a real
+//! kubelet, held against the CRI level's on the same runtime, case by case.
+//!
+//! The node's binaries come from the Go build cache (`make setup` builds them; a missing one is
+//! built here, which takes many minutes cold).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sgpc::provision::gomodule::{Version, ETCD_VERSION};
+use sgpc::run::{run_node_session, run_session, NodeChoice, SessionConfig, SessionRun, TargetChoice};
+use sgpc::scenario::{CaseId, Policy};
+use sgpc::verdict::Verdict;
+
+/// The newest Kubernetes release the module proxy serves that runs here.
+const KUBERNETES: &str = "v1.37.2";
+
+/// One node at a time: two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn node() -> NodeChoice {
+    let kubernetes = std::env::var("SGPC_KUBERNETES_VERSION").unwrap_or_else(|_| KUBERNETES.to_string());
+    NodeChoice { kubernetes: kubernetes.parse().expect("a release version"), etcd: ETCD_VERSION.parse::<Version>().expect("a release version"), timeout: Duration::from_secs(180) }
+}
+
+fn containerd(suite: &str) -> SessionConfig {
+    let dir = match suite {
+        "sid" => support::containerd_dir(),
+        other => support::repo_root().join(format!(".cache/debs/{other}/containerd/usr/bin")),
+    };
+    assert!(dir.join("containerd").is_file(), "no containerd in {}: run `make setup`", dir.display());
+    SessionConfig::new(TargetChoice::Containerd { bin_dir: dir })
+}
+
+fn verdicts(run: &SessionRun) -> BTreeMap<CaseId, Verdict> {
+    assert!(run.report.setup_error.is_none(), "set-up failed: {:?}", run.report.setup_error);
+    run.report.cases.iter().map(|c| (c.id.clone(), c.judgement.verdict)).collect()
+}
+
+async fn both_levels(config: &SessionConfig) -> (SessionRun, SessionRun) {
+    let catalogue = support::catalogue();
+    let cases = catalogue.cases();
+    let cri = run_session(config, &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
+    let kube = run_node_session(config, &node(), &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
+    (cri, kube)
+}
+
+/// A case's verdicts at both levels, one line each, for a failure message.
+fn differences(cri: &BTreeMap<CaseId, Verdict>, kube: &BTreeMap<CaseId, Verdict>, expect: impl Fn(&CaseId, Verdict) -> Verdict) -> Vec<String> {
+    cri.iter().filter(|(id, v)| kube.get(*id) != Some(&expect(id, **v))).map(|(id, v)| format!("{id}: CRI {v}, kube {:?}", kube.get(id))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_containerd_2_every_kube_verdict_is_the_cri_verdict_and_the_node_reports_the_feature() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (cri, kube) = both_levels(&containerd("sid")).await;
+    let (cri_verdicts, kube_verdicts) = (verdicts(&cri), verdicts(&kube));
+    assert_eq!(cri_verdicts.len(), kube_verdicts.len());
+    let differ = differences(&cri_verdicts, &kube_verdicts, |_, v| v);
+    assert!(differ.is_empty(), "the levels disagree:\n{}", differ.join("\n"));
+    for case in &kube.report.cases {
+        let Some(observations) = &case.observations else { continue };
+        let admission = observations.admission.expect("every kube case reports admission");
+        assert!(admission.node_feature, "{}: the node did not report status.features.supplementalGroupsPolicy: true", case.id);
+        let status = observations.identities.iter().find(|o| o.point == sgpc::observation::Point::PodStatus);
+        let first = observations.identities.iter().find(|o| o.point == sgpc::observation::Point::FirstProcessKernel);
+        let (status, first) = (status.expect("status.user observed"), first.expect("the first process observed"));
+        assert_eq!(status.identity, first.identity, "{}: status.user is not the process's identity", case.id);
+    }
+    assert!(kube.report.runtime.as_ref().is_some_and(|r| r.runtime_version.contains("under kubelet")), "{:?}", kube.report.runtime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_containerd_1_7_kubelet_rejects_every_strict_pod_and_the_rest_match_the_cri_level() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (cri, kube) = both_levels(&containerd("trixie")).await;
+    let (cri_verdicts, kube_verdicts) = (verdicts(&cri), verdicts(&kube));
+    let expect = |id: &CaseId, cri: Verdict| if id.policy == Policy::Strict { Verdict::Rejected } else { cri };
+    let differ = differences(&cri_verdicts, &kube_verdicts, expect);
+    assert!(differ.is_empty(), "unexpected kube verdicts:\n{}", differ.join("\n"));
+    let strict: Vec<_> = kube.report.cases.iter().filter(|c| c.id.policy == Policy::Strict).collect();
+    assert!(!strict.is_empty());
+    for case in strict {
+        // REJECTED needs all three, observed live: the reason, kubelet's message, the Warning event.
+        assert_eq!(case.judgement.reasons, vec![sgpc::verdict::admission::REJECTION_MESSAGE.to_string()], "{}", case.id);
+        assert!(matches!(cri_verdicts[&case.id], Verdict::Unsupported { .. }), "{}: 1.7 does not advertise Strict at the CRI level", case.id);
+    }
+}
+
+/// Runs a node whose set-up must fail on `kep-blog`; checks the one ERROR it gives names what
+/// `error_has`, that reports are complete, and that nothing is left: no run directory, no
+/// record, kubelet's tunables as they were.
+async fn failed_node_setup(choice: NodeChoice, error_has: &[&str]) {
+    let catalogue = support::catalogue();
+    let cases: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "kep-blog").collect();
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut config = containerd("sid");
+    config.state_dir = sgpc::provision::state::StateDir { path: state.path().join("state") };
+    config.work_root = work.path().to_path_buf();
+    let before = sgpc::provision::node::read_sysctls();
+    let run = run_node_session(&config, &choice, &catalogue, &cases, 2, std::future::pending(), |_| {}).await;
+    let error = run.report.setup_error.clone().expect("the set-up fails");
+    for part in error_has {
+        assert!(error.contains(part), "{part:?} is not in: {error}");
+    }
+    assert_eq!(run.not_run, cases);
+    assert!(run.report.cases.iter().all(|c| c.judgement.verdict == Verdict::Error));
+    assert_eq!(run.report.exit_code(), sgpc::run::exit_code::ERROR);
+    assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "the run directory is gone");
+    assert!(config.state_dir.records().is_empty(), "the run's record is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_version_the_proxy_does_not_serve_is_one_error() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let choice = NodeChoice { kubernetes: "v1.99.0".parse().unwrap(), ..node() };
+        // Go's own words about the version follow sgpc's.
+    failed_node_setup(choice, &["k8s.io/kubernetes v1.99.0 is not served by the Go module proxy:\nk8s.io/kubernetes@v1.99.0"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubelet_that_never_registers_is_one_error_naming_the_step_and_its_log() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let choice = node();
+    // The real binaries, but a kubelet that only sleeps, from a cache of the test's own.
+    let real = sgpc::run::node_binaries(&choice).await.expect("the node's binaries build");
+    let cache = tempfile::tempdir().unwrap();
+    let kubernetes = cache.path().join(format!("kubernetes/{}", choice.kubernetes));
+    let etcd = cache.path().join(format!("etcd/{}", choice.etcd));
+    std::fs::create_dir_all(&kubernetes).unwrap();
+    std::fs::create_dir_all(&etcd).unwrap();
+    std::os::unix::fs::symlink(&real.kube_apiserver, kubernetes.join("kube-apiserver")).unwrap();
+    std::os::unix::fs::symlink(&real.etcd, etcd.join("etcd")).unwrap();
+    std::fs::write(kubernetes.join("kubelet"), "#!/bin/sh\necho 'a kubelet that never registers'\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(kubernetes.join("kubelet"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Every test of this binary that reads the cache holds ONE_AT_A_TIME.
+    std::env::set_var("SGPC_GO_CACHE", cache.path());
+    let timeout = Duration::from_secs(5);
+    failed_node_setup(NodeChoice { timeout, ..choice }, &["kubelet: timed out after 5s waiting for the Node to be Ready", "a kubelet that never registers"]).await;
+    std::env::remove_var("SGPC_GO_CACHE");
+}
