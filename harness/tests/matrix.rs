@@ -21,6 +21,9 @@ fn load(text: &str) -> Result<Vec<matrix::Entry>, sgpc::input::InputError> {
 fn shipped_matrix_loads() {
     let entries = matrix::load(&support::repo_root().join("matrix.yaml"), &support::catalogue()).unwrap();
     assert!(entries.len() >= 4);
+    let nodes = matrix::load(&support::repo_root().join("matrix-node.yaml"), &support::catalogue()).unwrap();
+    let versions: std::collections::BTreeSet<String> = nodes.iter().filter_map(|e| e.node.as_ref()).map(|n| n.kubernetes.to_string()).collect();
+    assert!(versions.len() >= 2 && versions.iter().any(|v| v.starts_with("v1.34.")), "{versions:?}");
 }
 
 #[test]
