@@ -324,9 +324,10 @@ impl MatrixArgs {
     }
 }
 
-/// `--work-root` must be a directory before anything runs.
+/// `--work-root` must be a directory nobody else can steer before anything runs.
 pub fn check_work_root(dir: &std::path::Path) -> anyhow::Result<()> {
     anyhow::ensure!(dir.is_dir(), "--work-root {} is not a directory", dir.display());
+    sgpc::provision::dirs::check_not_steerable(dir).map_err(|e| anyhow::anyhow!("--work-root {}: {e}", dir.display()))?;
     Ok(())
 }
 

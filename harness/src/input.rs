@@ -44,9 +44,34 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Reads an input file as text.
+/// The largest input file sgpc reads (a scenario, a recipe, a matrix): the largest shipped
+/// is a few KiB, and every line of a file is held to the model's readings.
+pub const MAX_INPUT_BYTES: u64 = 1 << 20;
+
+/// Reads an input file as text: a regular file only (not a link to elsewhere, a FIFO or a
+/// device), at most [`MAX_INPUT_BYTES`]. Nothing of a file that is refused is echoed.
 pub fn read_text(path: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(path).map_err(|e| InputError::new(path, None, None, format!("cannot read file: {e}")))
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |message: String| InputError::new(path, None, None, message);
+    // O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, and is refused below.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => refuse("is a symbolic link; give the file it points to".into()),
+        _ => refuse(format!("cannot read file: {e}")),
+    })?;
+    let meta = file.metadata().map_err(|e| refuse(format!("cannot read file: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse("is not a regular file (a directory, FIFO, socket or device is no input)".into()));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(refuse(format!("is {} bytes; an input file may have at most {MAX_INPUT_BYTES}", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("cannot read file: {e}")))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(refuse(format!("grew past {MAX_INPUT_BYTES} bytes while being read")));
+    }
+    String::from_utf8(bytes).map_err(|e| refuse(format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 /// Reads and deserializes a YAML file, mapping parse errors to [`InputError`].

@@ -68,7 +68,12 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<i32>>) -> any
 
 /// Removes what runs killed with SIGKILL left (also before every run), and says what.
 async fn clean(dry_run: bool, out: &mut dyn std::io::Write) -> anyhow::Result<Vec<run::Cleaned>> {
-    let cleaned = run::clean_stale(&StateDir::from_env(), dry_run, Timeouts::default()).await;
+    let state = StateDir::from_env();
+    // A record tells clean what to kill and delete: only ever from a directory that is ours alone.
+    if state.path.exists() {
+        state.secure()?;
+    }
+    let cleaned = run::clean_stale(&state, dry_run, Timeouts::default()).await;
     terminal::write_cleaned(out, &cleaned, dry_run)?;
     Ok(cleaned)
 }

@@ -417,7 +417,7 @@ pub fn summarize(column: &Column) -> String {
     if let Some(why) = &column.skipped {
         return format!("not run on this machine: {why}");
     }
-    let run::Totals { fail, refused, error, unsupported, leak, .. } = run::Totals::of(&column.results);
+    let run::Totals { fail, refused, error, unsupported, leak, rejected, .. } = run::Totals::of(&column.results);
     let mut parts = Vec::new();
     if fail > 0 {
         parts.push(format!("non-conformant: {fail} failures"));
@@ -427,6 +427,9 @@ pub fn summarize(column: &Column) -> String {
     }
     if unsupported > 0 {
         parts.push(format!("does not support Strict: {leak} cases leak implicit groups ({unsupported} Strict cases unsupported)"));
+    }
+    if rejected > 0 {
+        parts.push(format!("kubelet rejects {rejected} Strict Pods: the node does not support Strict"));
     }
     if error > 0 {
         parts.push(format!("{error} cases could not be run (ERROR)"));

@@ -369,6 +369,11 @@ impl Validator<'_> {
             return Err(self.error(Some(raw.image.referenced.line()), "image", format!("no image recipe named {:?}; known: {known:?}", raw.image.value)));
         };
         let psc = &raw.pod.security_context;
+        // The kernel's NGROUPS_MAX (65536) bounds every process's list, the primary gid and
+        // fsGroup included (setgroups(2): EINVAL beyond it): a Pod over it no runtime can run.
+        if psc.supplemental_groups.len() + 2 > NGROUPS_MAX {
+            return Err(self.error(None, "pod.securityContext.supplementalGroups", format!("{} groups: with the primary gid and fsGroup that is more than the kernel's NGROUPS_MAX ({NGROUPS_MAX}), so no runtime could run the Pod", psc.supplemental_groups.len())));
+        }
         let pod = PodSecurity {
             run_as_user: self.opt_pod_id("pod.securityContext.runAsUser", &psc.run_as_user)?,
             run_as_group: self.opt_pod_id("pod.securityContext.runAsGroup", &psc.run_as_group)?,
@@ -439,12 +444,17 @@ impl Validator<'_> {
     }
 
     fn volume(&self, index: usize, raw: &RawVolume) -> Result<Volume, InputError> {
+        /// Where the probe's own programs and files live.
+        const PROBE_DIRS: &[&str] = &["/bin", "/proc", "/etc", "/dev", "/sys"];
         let field = format!("volumes[{index}]");
         if !is_dns_label(&raw.name) {
             return Err(self.error(None, &format!("{field}.name"), format!("{:?}: a volume name must be a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric), as the Kubernetes API requires", raw.name)));
         }
         if !is_clean_absolute_path(&raw.mount_path) {
             return Err(self.error(None, &format!("{field}.mountPath"), format!("{:?}: expected a clean absolute path below / (no `.` or `..` component, no empty component, no whitespace or control characters)", raw.mount_path)));
+        }
+        if let Some(hidden) = PROBE_DIRS.iter().find(|dir| Path::new(&raw.mount_path).starts_with(dir) || Path::new(dir).starts_with(&raw.mount_path)) {
+            return Err(self.error(None, &format!("{field}.mountPath"), format!("{:?} would hide or replace {hidden}, which the probe itself needs (its shell, `id` and /proc/self/status): no runtime could run the case as written", raw.mount_path)));
         }
         Ok(Volume {
             name: raw.name.clone(),
@@ -501,6 +511,9 @@ pub fn is_dns_label(name: &str) -> bool {
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
+
+/// The kernel's limit on a process's supplementary groups (`NGROUPS_MAX`, linux/limits.h).
+pub const NGROUPS_MAX: usize = 65536;
 
 /// An absolute path with at least one component, none of them empty, `.` or `..`.
 pub fn is_clean_absolute_path(path: &str) -> bool {

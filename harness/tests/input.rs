@@ -194,3 +194,44 @@ fn a_written_expectation_may_be_any_allowed_outcome_but_no_other() {
     assert_eq!(err.field.as_deref(), Some("expect.merge"), "{err}");
     assert!(err.to_string().contains(" or "), "the error lists every allowed outcome: {err}");
 }
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read_and_nothing_else_is_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("shadow.yaml");
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    let err = Scenario::load(&link, &recipes()).unwrap_err();
+    assert!(err.to_string().contains("is a symbolic link"), "{err}");
+    let shadow_first_line = std::fs::read_to_string("/etc/shadow").unwrap_or_default().lines().next().unwrap_or("root:").to_string();
+    assert!(!err.to_string().contains(&shadow_first_line), "{err}");
+    let fifo = dir.path().join("fifo.yaml");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let err = Scenario::load(&fifo, &recipes()).unwrap_err();
+    assert!(err.to_string().contains("is not a regular file"), "a FIFO is refused at once: {err}");
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    assert!(Scenario::load(&zero, &recipes()).is_err());
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("{GOOD}# {}\n", "x".repeat(sgpc::input::MAX_INPUT_BYTES as usize))).unwrap();
+    let err = Scenario::load(&big, &recipes()).unwrap_err();
+    assert!(err.to_string().contains("at most 1048576"), "{err}");
+    assert!(!err.to_string().contains("xxxx"), "{err}");
+}
+
+#[test]
+fn pods_no_runtime_could_run_are_refused_at_load() {
+    // Over the kernel's NGROUPS_MAX with the primary gid: setgroups(2) would say EINVAL.
+    let many: Vec<String> = (1..=65535u32).map(|g| g.to_string()).collect();
+    let text = GOOD.replace("[4000]}", &format!("[{}]}}", many.join(", "))).split("expect:").next().unwrap().to_string();
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("pod.securityContext.supplementalGroups"), "{err}");
+    assert!(err.to_string().contains("NGROUPS_MAX"), "{err}");
+    // A volume over the probe's own directories.
+    for path in ["/bin", "/proc/self", "/etc"] {
+        let err = load(&with_volume("protected", path)).expect_err(path);
+        assert_eq!(err.field.as_deref(), Some("volumes[0].mountPath"), "{path}: {err}");
+        assert!(err.to_string().contains("the probe itself needs"), "{err}");
+    }
+}

@@ -144,3 +144,45 @@ async fn a_kubelet_that_never_registers_is_one_error_naming_the_step_and_its_log
     failed_node_setup(NodeChoice { timeout, ..choice }, &["kubelet: timed out after 5s waiting for the Node to be Ready", "a kubelet that never registers"]).await;
     std::env::remove_var("SGPC_GO_CACHE");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunables_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (work_root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let before = sgpc::provision::node::read_sysctls();
+    let sgpc = |state: &std::path::Path| {
+        let mut command = std::process::Command::new(support::sgpc_binary());
+        command.current_dir(support::repo_root()).env("SGPC_STATE_DIR", state).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        command
+    };
+    let mut run = sgpc(state.path())
+        .args(["run", "--jobs", "1", "--kubernetes", &node().kubernetes.to_string(), "--work-root"])
+        .arg(work_root.path())
+        .arg("--containerd")
+        .arg(support::containerd_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_dir = || std::fs::read_dir(work_root.path()).unwrap().next().map(|e| e.unwrap().path());
+    // The run records kubelet as soon as it starts; then a Pod runs (kubelet makes its log
+    // directory) within the 69 cases of the catalogue.
+    let records = sgpc::provision::state::StateDir { path: state.path().to_path_buf() };
+    let kubelet_started = || records.records().iter().any(|r| r.daemons.iter().any(|d| d.name == sgpc::provision::state::KUBELET));
+    sgpc::provision::wait_until("the run to record its kubelet", Duration::from_secs(300), || std::future::ready(kubelet_started())).await.unwrap();
+    let pod_started = || run_dir().and_then(|d| std::fs::read_dir(d.join("node/pod-logs")).ok()).is_some_and(|mut entries| entries.next().is_some());
+    sgpc::provision::wait_until("a Pod to start on the live node", Duration::from_secs(120), || std::future::ready(pod_started())).await.unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let dir = run_dir().unwrap();
+    assert!(!sgpc::provision::processes_under(&dir).is_empty(), "SIGKILL leaves the node running: the test would prove nothing otherwise");
+
+    let output = sgpc(state.path()).arg("clean").output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "{printed}");
+    for daemon in ["kill kubelet", "kill kube-apiserver", "kill etcd", "kill containerd"] {
+        assert!(printed.contains(daemon), "{daemon:?} is not in: {printed}");
+    }
+    assert!(sgpc::provision::processes_under(&dir).is_empty());
+    assert!(!dir.exists());
+    assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back by `sgpc clean`");
+}

@@ -68,7 +68,7 @@ fn terminal_lines_and_summary() {
     }
     assert!(text.contains("(1/7) case-0/strict"), "{text}");
     assert_eq!(text.matches("reason of case").count(), 5, "reasons under cases that are neither PASS nor REJECTED:\n{text}");
-    assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 failed, 1 refused, 2 unsupported (1 leak), 1 errors"), "{text}");
+    assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 rejected by kubelet, 1 failed, 1 refused, 2 unsupported (1 leak), 1 errors"), "{text}");
     assert!(!text.contains('\x1b'), "no colour unless asked");
     assert_eq!(text.matches(&format!("spec: {SPEC}")).count(), 5, "the spec sentence heads the reasons of cases that are not PASS:\n{text}");
 }

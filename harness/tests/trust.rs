@@ -96,8 +96,8 @@ fn a_concurrent_pusher_cannot_turn_a_fail_into_a_pass() {
     for (pushed, stderr) in &attempts {
         assert!(!pushed, "an anonymous push to sgpc's registry succeeded");
         // Refused by authentication, or the registry was already gone (teardown: refused, or
-        // reset mid-request on a loaded machine); nothing else.
-        let gone = stderr.contains("connection refused") || stderr.contains("connection reset by peer");
+        // reset or closed mid-request on a loaded machine: `Head "...": EOF`); nothing else.
+        let gone = stderr.contains("connection refused") || stderr.contains("connection reset by peer") || stderr.trim_end().ends_with("\": EOF\"");
         assert!(stderr.contains("unauthorized") || stderr.contains("401") || gone, "refused for another reason: {stderr}");
     }
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -221,4 +221,79 @@ fn a_node_level_run_without_admission_is_an_error_not_a_verdict() {
     let j = replay(sgpc::observation::Observations::default(), true);
     assert_eq!(j.verdict, sgpc::verdict::Verdict::Error, "{j:?}");
     assert!(j.reasons[0].contains("no admission outcome"), "{j:?}");
+}
+
+/// `sgpc` with its own state directory, output captured.
+fn sgpc_with_state(state: &Path) -> Command {
+    let mut command = Command::new(support::sgpc_binary());
+    command.current_dir(support::repo_root()).env("SGPC_STATE_DIR", state);
+    command
+}
+
+#[test]
+fn a_work_root_another_user_can_steer_is_refused_before_anything_runs() {
+    let top = tempfile::tempdir().unwrap();
+    let state = top.path().join("state");
+    let theirs = top.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let open = top.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (root, why) in [(&theirs, "is owned by uid 65534"), (&open, "is writable by others (mode 0777) and has no sticky bit")] {
+        let output = sgpc_with_state(&state).args(["run", "--filter", "^kep-blog/strict$", "--containerd"]).arg(support::containerd_dir()).arg("--work-root").arg(root).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
+        assert!(stderr.contains(why), "{why:?} is not in: {stderr}");
+        assert_eq!(std::fs::read_dir(root).unwrap().count(), 0, "nothing was created in {}", root.display());
+    }
+}
+
+#[test]
+fn a_state_directory_another_user_can_write_is_never_acted_on() {
+    let top = tempfile::tempdir().unwrap();
+    let state = top.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // What another user could plant: a record of a "stale run" whose daemon is a process of
+    // ours and whose directory is one of ours.
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let victim_dir = top.path().join("sgpc-planted");
+    std::fs::create_dir(&victim_dir).unwrap();
+    let start_time: u64 = std::fs::read_to_string(format!("/proc/{}/stat", victim.id())).unwrap().rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+    let record = serde_json::json!({
+        "run_id": "sgpc-planted", "owner": {"name": "sgpc", "pid": 1, "start_time": 1},
+        "dir": victim_dir, "daemons": [{"name": "containerd", "pid": victim.id(), "start_time": start_time}], "cri": null
+    });
+    std::fs::write(state.join("sgpc-planted.json"), record.to_string()).unwrap();
+    let output = sgpc_with_state(&state).arg("clean").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
+    assert!(stderr.contains("cannot be trusted") && stderr.contains("writable by others"), "{stderr}");
+    assert!(alive, "the planted record's process was killed");
+    assert!(victim_dir.exists(), "the planted record's directory was deleted");
+    // A private directory with a record another user owns: skipped, never acted on.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(state.join("sgpc-planted.json"), Some(NOBODY), Some(NOBODY)).unwrap();
+    let output = sgpc_with_state(&state).arg("clean").output().unwrap();
+    assert_eq!(output.status.code(), Some(exit_code::PASS), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing to clean"));
+    assert!(victim_dir.exists());
+}
+
+#[test]
+fn a_runtime_cannot_paint_the_terminal() {
+    let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let painted = "runc: \u{1b}[1A\u{1b}[2K\r            PASS [   0.500s] (1/1) kep-blog/strict\nsecond line";
+    let mut result = sgpc::run::error_result(&id, "", painted);
+    result.judgement.verdict = sgpc::verdict::Verdict::Refused;
+    result.judgement.notes.push(format!("note from the runtime: {painted}"));
+    let mut out = Vec::new();
+    sgpc::report::terminal::write_case(&mut out, sgpc::report::terminal::Style { color: false, verbose: true }, &result, 1, 1).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    assert!(text.contains("\\u{1b}[1A"), "{text}");
+    assert!(text.lines().skip(1).all(|l| l.starts_with("                  ")), "every line of runtime text stays indented under its case:\n{text}");
 }

@@ -381,7 +381,7 @@ impl KubeDriver {
             // kubelet cannot always write the container's state (a status the API server
             // refuses stays unwritten), but its Warning event about the failed start is stored.
             polls += 1;
-            if phase == "Pending" && polls % 5 == 0 {
+            if phase == "Pending" && polls.is_multiple_of(5) {
                 let events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
                 if let Some(refusal) = event_refusal(&events) {
                     facts.refusal = Some(refusal);

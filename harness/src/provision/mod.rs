@@ -5,6 +5,7 @@
 pub mod containerd;
 pub mod crio;
 pub mod debian;
+pub mod dirs;
 pub mod gomodule;
 pub mod kind;
 pub mod node;

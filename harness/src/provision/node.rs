@@ -134,6 +134,10 @@ fn restorable(sysctl: &Sysctl) -> bool {
     KUBELET_SYSCTLS.contains(&sysctl.name.as_str()) && !sysctl.value.is_empty() && sysctl.value.len() <= 20 && sysctl.value.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Hears what a node starts as it starts it: a daemon's name and pid, or (named `sysctls`)
+/// the kernel tunables just before kubelet changes them.
+pub type Recorder<'a> = dyn FnMut(&str, Option<u32>, &[Sysctl]) + 'a;
+
 /// A running node.
 pub struct LiveNode {
     pub kubeconfig: PathBuf,
@@ -157,7 +161,7 @@ struct Ports {
 impl LiveNode {
     /// Starts etcd, kube-apiserver and kubelet; `record` hears each pid as soon as it exists,
     /// and the tunables just before kubelet changes them. On failure, whatever started is stopped.
-    pub async fn start(opts: &NodeOptions, record: &mut dyn FnMut(&str, Option<u32>, &[Sysctl])) -> Result<LiveNode, NodeError> {
+    pub async fn start(opts: &NodeOptions, record: &mut Recorder<'_>) -> Result<LiveNode, NodeError> {
         let started = Instant::now();
         for hidden in HIDDEN_FROM_KUBELET {
             if opts.dir.starts_with(hidden) {
@@ -196,7 +200,7 @@ impl LiveNode {
         }
     }
 
-    async fn start_rest(&mut self, opts: &NodeOptions, ports: &Ports, token: &str, record: &mut dyn FnMut(&str, Option<u32>, &[Sysctl])) -> Result<(), NodeError> {
+    async fn start_rest(&mut self, opts: &NodeOptions, ports: &Ports, token: &str, record: &mut Recorder<'_>) -> Result<(), NodeError> {
         let dir = &opts.dir;
         wait_for(Component::Etcd, "etcd to accept connections", opts.timeout, &dir.join("etcd.log"), &mut self.etcd, || async { tokio::net::TcpStream::connect(("127.0.0.1", ports.etcd_client)).await.is_ok() }).await?;
 

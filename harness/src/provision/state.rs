@@ -26,6 +26,12 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the state directory {} cannot be trusted", path.display())]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: crate::provision::dirs::UnsafeDir,
+    },
     #[error("cannot write the run record {path}")]
     Write {
         path: PathBuf,
@@ -106,7 +112,7 @@ impl StateDir {
 
     /// Writes (or rewrites) a record, atomically, readable by root only.
     pub fn save(&self, record: &RunRecord) -> Result<(), StateError> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        self.create()?;
         let path = self.record_path(&record.run_id);
         let temporary = self.path.join(format!(".{}.json.tmp", record.run_id));
         let write = || -> std::io::Result<()> {
@@ -118,22 +124,70 @@ impl StateDir {
         write().map_err(|source| StateError::Write { path, source })
     }
 
+    /// Creates the directory (0700) if needed and checks that nobody else can steer it: a
+    /// record tells `sgpc clean` what to kill and delete.
+    fn create(&self) -> Result<(), StateError> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        self.secure()
+    }
+
+    /// Makes an existing directory that is ours, and that nobody else can write, private
+    /// (0700: a temporary directory comes 0755), then checks it ([`StateDir::check`]). A
+    /// directory someone else owns or can write is refused, never changed.
+    pub fn secure(&self) -> Result<(), StateError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let unsafe_dir = |source| StateError::Unsafe { path: self.path.clone(), source };
+        crate::provision::dirs::check_not_steerable(&self.path).map_err(unsafe_dir)?;
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        // SAFETY: geteuid(2) cannot fail.
+        if meta.is_dir() && meta.uid() == unsafe { libc::geteuid() } && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700)).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
+        }
+        self.check()
+    }
+
+    /// Whether the directory is ours alone, below directories nobody else can steer.
+    pub fn check(&self) -> Result<(), StateError> {
+        crate::provision::dirs::check_private(&self.path).map_err(|source| StateError::Unsafe { path: self.path.clone(), source })
+    }
+
+    /// A file of the directory, if the directory and the file are ours alone.
+    fn read_own(&self, path: &Path) -> Option<Vec<u8>> {
+        self.check().ok()?;
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        if !crate::provision::dirs::is_own_file(&meta) || meta.len() > MAX_RECORD_BYTES {
+            tracing::warn!("ignoring {}: not a regular file of sgpc's own, or too large", path.display());
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_RECORD_BYTES), &mut bytes).ok()?;
+        Some(bytes)
+    }
+
     /// Forgets a run that was cleaned up.
     pub fn forget(&self, run_id: &str) {
         let _ = std::fs::remove_file(self.record_path(run_id));
     }
 
-    /// Every record, stale or not; unreadable files are skipped with a warning.
+    /// Every record, stale or not: only from a directory that is ours alone, and only files
+    /// of our own; anything else is skipped with a warning.
     pub fn records(&self) -> Vec<RunRecord> {
+        if let Err(e) = self.check() {
+            if self.path.exists() {
+                tracing::warn!("ignoring every run record: {}", crate::run::error_chain(&e));
+            }
+            return Vec::new();
+        }
         let Ok(entries) = std::fs::read_dir(&self.path) else { return Vec::new() };
         let mut records: Vec<RunRecord> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .filter_map(|p| match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.file_name() != Some(SYSCTLS_FILE.as_ref()))
+            .filter_map(|p| match self.read_own(&p).ok_or_else(|| "not sgpc's own".to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
                 Ok(record) => Some(record),
                 Err(e) => {
-                    tracing::warn!("skipping the unreadable run record {}: {e}", p.display());
+                    tracing::warn!("skipping the run record {}: {e}", p.display());
                     None
                 }
             })
@@ -157,12 +211,10 @@ impl StateDir {
     /// last one to stop writes them back ([`StateDir::release_sysctls`]).
     pub fn sysctls_before_kubelet(&self, current: Vec<Sysctl>) -> Result<Vec<Sysctl>, StateError> {
         let path = self.sysctls_path();
-        if let Ok(text) = std::fs::read(&path) {
-            if let Ok(before) = serde_json::from_slice(&text) {
-                return Ok(before);
-            }
+        self.create()?;
+        if let Some(before) = self.read_own(&path).and_then(|text| serde_json::from_slice(&text).ok()) {
+            return Ok(before);
         }
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.path).map_err(|source| StateError::Dir { path: self.path.clone(), source })?;
         let write = || -> std::io::Result<()> {
             let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
             serde_json::to_writer(&file, &current)?;
@@ -171,7 +223,7 @@ impl StateDir {
         match write() {
             Ok(()) => Ok(current),
             // Another node wrote it first: its values are the ones from before.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path).ok().and_then(|t| serde_json::from_slice(&t).ok()).ok_or(StateError::Write { path, source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.read_own(&path).and_then(|t| serde_json::from_slice(&t).ok()).ok_or(StateError::Write { path, source: e }),
             Err(source) => Err(StateError::Write { path, source }),
         }
     }
@@ -179,7 +231,7 @@ impl StateDir {
     /// Writes the tunables back once no other run's kubelet runs; returns what failed.
     pub fn release_sysctls(&self, run_id: &str) -> Vec<String> {
         let path = self.sysctls_path();
-        let Some(before) = std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Vec<Sysctl>>(&t).ok()) else { return Vec::new() };
+        let Some(before) = self.read_own(&path).and_then(|t| serde_json::from_slice::<Vec<Sysctl>>(&t).ok()) else { return Vec::new() };
         let others = self.records().into_iter().any(|r| r.run_id != run_id && r.daemons.iter().any(|d| d.name == KUBELET && d.is_alive()));
         if others {
             return Vec::new();
@@ -193,6 +245,9 @@ impl StateDir {
         }
     }
 }
+
+/// A run record is small; a larger file is no record of sgpc's.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// The file in the state directory that keeps kernel tunables from before kubelet.
 const SYSCTLS_FILE: &str = "kubelet-sysctls.json";

@@ -29,6 +29,13 @@ fn paint(style: Style, code: &str, text: &str) -> String {
     }
 }
 
+/// Text from outside sgpc (a runtime's error, its version, a log line) as it may appear on a
+/// terminal: control and invisible characters escaped, each of its lines indented, so that it
+/// can neither redraw the screen nor pass for a line of sgpc's own.
+fn safe(text: &str, indent: &str) -> String {
+    crate::input::escape_unprintable(text).replace('\n', &format!("\n{indent}  "))
+}
+
 fn verdict_color(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Pass | Verdict::Rejected => "1;32",
@@ -108,10 +115,10 @@ pub fn write_header(out: &mut dyn Write, style: Style, runtime: &RuntimeInfo, to
         out,
         "{} {} {} ({api} {}) at {}; supplemental_groups_policy {feature}; {total} cases",
         paint(style, "1", "Running"),
-        runtime.runtime_name,
-        runtime.runtime_version,
-        runtime.runtime_api_version,
-        runtime.endpoint
+        safe(&runtime.runtime_name, ""),
+        safe(&runtime.runtime_version, ""),
+        safe(&runtime.runtime_api_version, ""),
+        safe(&runtime.endpoint, "")
     )
 }
 
@@ -131,12 +138,12 @@ pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: 
             writeln!(out, "{indent}{}", paint(style, "1", &format!("spec: {spec}")))?;
         }
         for reason in &result.judgement.reasons {
-            writeln!(out, "{indent}{reason}")?;
+            writeln!(out, "{indent}{}", safe(reason, &indent))?;
         }
     }
     if style.verbose || result.judgement.verdict != Verdict::Pass {
         for note in &result.judgement.notes {
-            writeln!(out, "{indent}{}", paint(style, "2", &format!("note: {note}")))?;
+            writeln!(out, "{indent}{}", paint(style, "2", &format!("note: {}", safe(note, &indent))))?;
         }
     }
     Ok(())
@@ -144,10 +151,10 @@ pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: 
 
 pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> io::Result<()> {
     if let Some(error) = &report.setup_error {
-        writeln!(out, "{} {error}", paint(style, verdict_color(Verdict::Error), "ERROR"))?;
+        writeln!(out, "{} {}", paint(style, verdict_color(Verdict::Error), "ERROR"), safe(error, ""))?;
     }
     let t = report.totals();
-    let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", r.runtime_name, r.runtime_version)).unwrap_or_default();
+    let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", safe(&r.runtime_name, ""), safe(&r.runtime_version, ""))).unwrap_or_default();
     let refused = if t.refused > 0 { format!(", {} refused", t.refused) } else { String::new() };
     let rejected = if t.rejected > 0 { format!(", {} rejected by kubelet", t.rejected) } else { String::new() };
     writeln!(
