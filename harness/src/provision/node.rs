@@ -96,6 +96,12 @@ pub enum NodeError {
     /// A component did not get where it must within the time allowed; `log` is its last lines.
     #[error("{component}: {step}; the last lines of its log:\n{log}")]
     NotReady { component: Component, step: String, log: String },
+    #[error("recording {what} for `sgpc clean`")]
+    Record {
+        what: String,
+        #[source]
+        source: anyhow::Error,
+    },
     #[error("the run directory {} lies under {hidden}, which kubelet's mount namespace hides; choose another --work-root", dir.display())]
     HiddenWorkRoot { dir: PathBuf, hidden: &'static str },
 }
@@ -136,7 +142,8 @@ fn restorable(sysctl: &Sysctl) -> bool {
 
 /// Hears what a node starts as it starts it: a daemon's name and pid, or (named `sysctls`)
 /// the kernel tunables just before kubelet changes them.
-pub type Recorder<'a> = dyn FnMut(&str, Option<u32>, &[Sysctl]) + 'a;
+/// An error stops the start before the next daemon (kubelet changes nothing unrecorded).
+pub type Recorder<'a> = dyn FnMut(&str, Option<u32>, &[Sysctl]) -> anyhow::Result<()> + 'a;
 
 /// A running node.
 pub struct LiveNode {
@@ -163,7 +170,7 @@ impl LiveNode {
     /// and the tunables just before kubelet changes them. On failure, whatever started is stopped.
     pub async fn start(opts: &NodeOptions, record: &mut Recorder<'_>) -> Result<LiveNode, NodeError> {
         let started = Instant::now();
-        for hidden in HIDDEN_FROM_KUBELET {
+        for hidden in hidden_from_kubelet() {
             if opts.dir.starts_with(hidden) {
                 return Err(NodeError::HiddenWorkRoot { dir: opts.dir.clone(), hidden });
             }
@@ -186,9 +193,13 @@ impl LiveNode {
         write_private(&opts.dir.join("pki/service-account.pub"), &verifying).map_err(prepare(&opts.dir))?;
 
         let etcd = spawn(Component::Etcd, etcd_command(opts, &ports), &opts.dir.join("etcd.log"), &opts.binaries.etcd)?;
-        record("etcd", etcd.id(), &[]);
+        let recorded = record("etcd", etcd.id(), &[]);
         let mut node = LiveNode { kubeconfig: opts.dir.join("kubeconfig"), node_name: opts.node_name.clone(), version: opts.binaries.version.clone(), startup: Duration::ZERO, etcd, apiserver: None, kubelet: None };
-        match node.start_rest(opts, &ports, &token, record).await {
+        let started_rest = match recorded {
+            Ok(()) => node.start_rest(opts, &ports, &token, record).await,
+            Err(source) => Err(NodeError::Record { what: "etcd".into(), source }),
+        };
+        match started_rest {
             Ok(()) => {
                 node.startup = started.elapsed();
                 Ok(node)
@@ -205,7 +216,7 @@ impl LiveNode {
         wait_for(Component::Etcd, "etcd to accept connections", opts.timeout, &dir.join("etcd.log"), &mut self.etcd, || async { tokio::net::TcpStream::connect(("127.0.0.1", ports.etcd_client)).await.is_ok() }).await?;
 
         let apiserver = self.apiserver.insert(spawn(Component::KubeApiserver, apiserver_command(opts, ports), &dir.join("kube-apiserver.log"), &opts.binaries.kube_apiserver)?);
-        record("kube-apiserver", apiserver.id(), &[]);
+        record("kube-apiserver", apiserver.id(), &[]).map_err(|source| NodeError::Record { what: "kube-apiserver".into(), source })?;
         // The API server writes its self-signed certificate before it listens.
         let cert = dir.join("pki/apiserver.crt");
         let log = dir.join("kube-apiserver.log");
@@ -219,10 +230,10 @@ impl LiveNode {
         wait_for(Component::KubeApiserver, "kube-apiserver to answer /version with its certificate", opts.timeout, &log, apiserver, ready).await?;
 
         write_private(&dir.join("kubelet.yaml"), &kubelet_config(opts, ports.kubelet)).map_err(|source| NodeError::Prepare { path: dir.clone(), source })?;
-        record("sysctls", None, &read_sysctls());
+        record("sysctls", None, &read_sysctls()).map_err(|source| NodeError::Record { what: "the kernel tunables kubelet will change".into(), source })?;
         let kubelet_log = dir.join("kubelet.log");
         let kubelet = self.kubelet.insert(spawn(Component::Kubelet, kubelet_command(opts, &self.kubeconfig), &kubelet_log, &opts.binaries.kubelet)?);
-        record(crate::provision::state::KUBELET, kubelet.id(), &[]);
+        record(crate::provision::state::KUBELET, kubelet.id(), &[]).map_err(|source| NodeError::Record { what: "kubelet".into(), source })?;
         let nodes: kube::Api<Node> = kube::Api::all(client);
         let name = opts.node_name.as_str();
         let step = if opts.expect_feature { "the Node to be Ready and report status.features.supplementalGroupsPolicy: true" } else { "the Node to be Ready" };
@@ -261,8 +272,11 @@ const LOOPBACK_CNI: &str = r#"{"cniVersion": "1.0.0", "name": "sgpc-loopback", "
 pub const NODE_NAME: &str = "localhost";
 
 /// Directories kubelet writes to whatever its configuration says, hidden from it by tmpfs
-/// mounts in its own mount namespace.
-const HIDDEN_FROM_KUBELET: &[&str] = &["/var/log", "/var/lib/kubelet"];
+/// mounts in its own mount namespace: `/var/log`, and `/var/lib/kubelet` or, where that does not
+/// exist (a tmpfs needs a directory to cover), all of `/var/lib`.
+fn hidden_from_kubelet() -> [&'static str; 2] {
+    ["/var/log", if Path::new("/var/lib/kubelet").is_dir() { "/var/lib/kubelet" } else { "/var/lib" }]
+}
 
 fn spawn(component: Component, command: Command, log: &Path, binary: &Path) -> Result<Child, NodeError> {
     if !binary.is_file() {
@@ -437,13 +451,14 @@ serializeImagePulls: false
 /// kubelet in a mount namespace of its own whose `/var/log` and `/var/lib/kubelet` (or all of
 /// `/var/lib` where that does not exist yet) are private tmpfs mounts.
 fn kubelet_command(opts: &NodeOptions, kubeconfig: &Path) -> Command {
-    let kubelet_lib = if Path::new("/var/lib/kubelet").is_dir() { "/var/lib/kubelet" } else { "/var/lib" };
+    let [log, lib] = hidden_from_kubelet();
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "--propagation", "slave", "--", "/bin/sh", "-c"])
-        .arg("mount -t tmpfs -o mode=0755,size=64m sgpc-kubelet /var/log && mount -t tmpfs -o mode=0755,size=64m sgpc-kubelet \"$1\" && shift && exec \"$@\"")
+        .arg("mount -t tmpfs -o mode=0755,size=64m sgpc-kubelet \"$1\" && mount -t tmpfs -o mode=0755,size=64m sgpc-kubelet \"$2\" && shift 2 && exec \"$@\"")
         .arg("sgpc-kubelet")
-        .arg(kubelet_lib)
+        .arg(log)
+        .arg(lib)
         .arg(&opts.binaries.kubelet)
         .arg(format!("--config={}", opts.dir.join("kubelet.yaml").display()))
         .arg(format!("--kubeconfig={}", kubeconfig.display()))

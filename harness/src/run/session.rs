@@ -535,23 +535,11 @@ async fn start_node(resources: &mut Resources, settings: &NodeSettings, runtime:
         expect_feature: runtime.supplemental_groups_policy,
         timeout: settings.timeout,
     };
-    let mut unrecorded = None;
-    let mut record = |name: &str, pid: Option<u32>, sysctls: &[crate::provision::node::Sysctl]| {
-        let recorded = match sysctls.is_empty() {
-            true => resources.record_daemon(name, pid),
-            false => resources.state.sysctls_before_kubelet(sysctls.to_vec()).map(drop).map_err(anyhow::Error::from),
-        };
-        if let Err(e) = recorded {
-            unrecorded.get_or_insert(e);
-        }
+    let mut record = |name: &str, pid: Option<u32>, sysctls: &[crate::provision::node::Sysctl]| match sysctls.is_empty() {
+        true => resources.record_daemon(name, pid),
+        false => Ok(resources.state.sysctls_before_kubelet(sysctls.to_vec()).map(drop)?),
     };
     let node = LiveNode::start(&opts, &mut record).await;
-    if let Some(e) = unrecorded {
-        if let Ok(node) = node {
-            resources.node = Some(node);
-        }
-        return Err(e.context("recording the node's daemons"));
-    }
     resources.node = Some(node.with_context(|| format!("starting a Kubernetes {} node on {} {}", settings.binaries.version, runtime.runtime_name, runtime.runtime_version))?);
     Ok(())
 }
