@@ -241,6 +241,10 @@ async fn sigkill_mid_run_then_clean_leaves_nothing() {
     let state = tempfile::tempdir().unwrap();
     let mut run = sgpc(state.path()).args(["run", "--jobs", "1", "--work-root"]).arg(work_root.path()).arg("--containerd").arg(support::containerd_dir()).spawn().unwrap();
     eventually("a case's sandbox to hold mounts", || run_dirs(work_root.path()).first().is_some_and(|d| !mounts_under(d).is_empty())).await;
+    // The OCI runtime keeps a container's state in the run directory, not in the host's
+    // /run/containerd/runc, which a node's own containerd uses.
+    let runc_state = || run_dirs(work_root.path()).first().map(|d| d.join("containerd/oci-runtime/runc/k8s.io"));
+    eventually("a container's runc state in the run directory", || runc_state().and_then(|s| std::fs::read_dir(s).ok()).is_some_and(|mut e| e.next().is_some())).await;
     run.kill().unwrap();
     run.wait().unwrap();
     let dir = run_dirs(work_root.path()).remove(0);

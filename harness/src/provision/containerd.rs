@@ -76,16 +76,19 @@ fn runtimes_table(config_version: u8) -> &'static str {
     }
 }
 
-/// One `[...runtimes.<handler>]` table per OCI runtime; each is a CRI runtime handler.
-fn runtime_tables(config_version: u8, oci_runtimes: &[OciRuntime]) -> String {
+/// One `[...runtimes.<handler>]` table per OCI runtime; each is a CRI runtime handler. The
+/// OCI runtime keeps its state (`Root`, its `--root`) in the instance's directory, not in
+/// `/run/containerd/runc`, which a node's own containerd uses.
+fn runtime_tables(config_version: u8, opts: &ContainerdOptions) -> String {
     let table = runtimes_table(config_version);
-    oci_runtimes
+    opts.oci_runtimes
         .iter()
         .map(|r| {
             format!(
-                "    [{table}.{name}]\n      runtime_type = \"io.containerd.runc.v2\"\n      [{table}.{name}.options]\n        BinaryName = \"{binary}\"\n        SystemdCgroup = false\n",
+                "    [{table}.{name}]\n      runtime_type = \"io.containerd.runc.v2\"\n      [{table}.{name}.options]\n        BinaryName = \"{binary}\"\n        Root = \"{root}\"\n        SystemdCgroup = false\n",
                 name = r.handler,
-                binary = r.binary.display()
+                binary = r.binary.display(),
+                root = opts.dir.join("oci-runtime").join(&r.handler).display()
             )
         })
         .collect()
@@ -158,7 +161,7 @@ fn config_v3(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
         head = private_paths(3, opts),
         pause = opts.pause_image,
         default = default_handler(opts),
-        runtimes = runtime_tables(3, &opts.oci_runtimes),
+        runtimes = runtime_tables(3, opts),
     )
 }
 
@@ -185,7 +188,7 @@ fn config_v2(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
         head = private_paths(2, opts),
         pause = opts.pause_image,
         default = default_handler(opts),
-        runtimes = runtime_tables(2, &opts.oci_runtimes),
+        runtimes = runtime_tables(2, opts),
     )
 }
 
@@ -254,10 +257,12 @@ mod tests {
         assert_eq!(cri["sandbox_image"].as_str(), Some("127.0.0.1:5000/sgpc/pause:t"));
         assert_eq!(cri["containerd"]["default_runtime_name"].as_str(), Some("youki"));
         assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["BinaryName"].as_str(), Some("/usr/sbin/runc"));
+        assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["Root"].as_str(), Some("/run/sgpc-x/oci-runtime/runc"), "runc's state stays private");
         let v3: toml::Table = config(2, &opts(), false).parse().unwrap();
         let runtime = &v3["plugins"]["io.containerd.cri.v1.runtime"];
         assert_eq!(runtime["restrict_oom_score_adj"].as_bool(), Some(false));
         assert_eq!(runtime["containerd"]["runtimes"]["youki"]["options"]["BinaryName"].as_str(), Some("/y"));
+        assert_eq!(runtime["containerd"]["runtimes"]["youki"]["options"]["Root"].as_str(), Some("/run/sgpc-x/oci-runtime/youki"));
         assert_eq!(v3["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].as_str(), Some("127.0.0.1:5000/sgpc/pause:t"));
     }
 }
