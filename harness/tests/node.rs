@@ -167,7 +167,7 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
     // The run records kubelet as soon as it starts; then a Pod runs (kubelet makes its log
     // directory) within the 69 cases of the catalogue.
     let records = sgpc::provision::state::StateDir { path: state.path().to_path_buf() };
-    let kubelet_started = || records.records().iter().any(|r| r.daemons.iter().any(|d| d.name == sgpc::provision::state::KUBELET));
+    let kubelet_started = || records.records().iter().any(|r| r.daemons.iter().any(|d| d.name == sgpc::provision::node::KUBELET));
     sgpc::provision::wait_until("the run to record its kubelet", Duration::from_secs(300), || std::future::ready(kubelet_started())).await.unwrap();
     let pod_started = || run_dir().and_then(|d| std::fs::read_dir(d.join("node/pod-logs")).ok()).is_some_and(|mut entries| entries.next().is_some());
     sgpc::provision::wait_until("a Pod to start on the live node", Duration::from_secs(120), || std::future::ready(pod_started())).await.unwrap();

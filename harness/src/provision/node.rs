@@ -113,6 +113,9 @@ pub struct Sysctl {
     pub value: String,
 }
 
+/// The name a run records its kubelet under.
+pub const KUBELET: &str = "kubelet";
+
 /// The tunables kubelet sets at start (`setupKernelTunables`).
 pub const KUBELET_SYSCTLS: &[&str] = &["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes"];
 
@@ -233,7 +236,7 @@ impl LiveNode {
         record("sysctls", None, &read_sysctls()).map_err(|source| NodeError::Record { what: "the kernel tunables kubelet will change".into(), source })?;
         let kubelet_log = dir.join("kubelet.log");
         let kubelet = self.kubelet.insert(spawn(Component::Kubelet, kubelet_command(opts, &self.kubeconfig), &kubelet_log, &opts.binaries.kubelet)?);
-        record(crate::provision::state::KUBELET, kubelet.id(), &[]).map_err(|source| NodeError::Record { what: "kubelet".into(), source })?;
+        record(KUBELET, kubelet.id(), &[]).map_err(|source| NodeError::Record { what: "kubelet".into(), source })?;
         let nodes: kube::Api<Node> = kube::Api::all(client);
         let name = opts.node_name.as_str();
         let step = if opts.expect_feature { "the Node to be Ready and report status.features.supplementalGroupsPolicy: true" } else { "the Node to be Ready" };

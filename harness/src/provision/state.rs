@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::provision::node::Sysctl;
+use crate::provision::node::{Sysctl, KUBELET};
 
 /// Where run records live unless `SGPC_STATE_DIR` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/run/sgpc";
@@ -251,8 +251,7 @@ const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// The file in the state directory that keeps kernel tunables from before kubelet.
 const SYSCTLS_FILE: &str = "kubelet-sysctls.json";
-/// The name a run records its kubelet under.
-pub const KUBELET: &str = "kubelet";
+
 
 /// The start time of a process in clock ticks after boot (`/proc/<pid>/stat`, field 22).
 fn start_time(pid: u32) -> Option<u64> {
