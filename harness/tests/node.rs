@@ -182,7 +182,11 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
     for daemon in ["kill kubelet", "kill kube-apiserver", "kill etcd", "kill containerd"] {
         assert!(printed.contains(daemon), "{daemon:?} is not in: {printed}");
     }
-    assert!(sgpc::provision::processes_under(&dir).is_empty());
+    // SIGKILL is delivered, not awaited: give what `clean` killed a moment to be gone, then name
+    // whatever is still there.
+    let gone = sgpc::provision::wait_until("every process under the run directory to exit", Duration::from_secs(30), || std::future::ready(sgpc::provision::processes_under(&dir).is_empty())).await;
+    let left: Vec<String> = sgpc::provision::processes_under(&dir).iter().map(|pid| format!("{pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " "))).collect();
+    assert!(gone.is_ok(), "left after `sgpc clean`: {left:?}");
     assert!(!dir.exists());
     assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back by `sgpc clean`");
 }
