@@ -115,13 +115,28 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 /// starting a container when its runtime died can still start one.
 const KILL_SETTLE: Duration = Duration::from_secs(10);
 
-/// SIGKILLs every process under `dir` until none is left (or [`KILL_SETTLE`] passes); returns
-/// what is still there.
+/// How long no process may appear under a directory before it counts as empty: a shim that
+/// was daemonizing when its runtime was killed shows up only after its parent is gone.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// SIGKILLs every process under `dir` until none is left for [`QUIET`] (or [`KILL_SETTLE`]
+/// passes); returns what is still there.
 fn kill_all_under(dir: &Path) -> Vec<u32> {
     let deadline = std::time::Instant::now() + KILL_SETTLE;
+    let mut empty_since: Option<std::time::Instant> = None;
     loop {
         let pids: Vec<u32> = processes_under(dir).into_iter().filter(|pid| !is_zombie(*pid)).collect();
-        if pids.is_empty() || std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if pids.is_empty() {
+            let since = *empty_since.get_or_insert(now);
+            if now.duration_since(since) >= QUIET || now >= deadline {
+                return pids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        empty_since = None;
+        if now >= deadline {
             return pids;
         }
         for pid in pids {
