@@ -30,7 +30,9 @@ struct Floor {
 }
 
 impl Floor {
-    async fn connect(endpoint: &str, dir: PathBuf) -> Floor {
+    /// `run_id` is the session's, so that the floor's sandboxes share its cgroup tree, which the
+    /// session's teardown removes.
+    async fn connect(endpoint: &str, dir: PathBuf, run_id: &str) -> Floor {
         let path = socket_path(endpoint);
         let channel = Endpoint::from_static("http://[::]:50051")
             .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -39,7 +41,7 @@ impl Floor {
             }))
             .await
             .expect("the floor client connects");
-        Floor { client: RuntimeServiceClient::new(channel), dir, run_id: "floor".into() }
+        Floor { client: RuntimeServiceClient::new(channel), dir, run_id: run_id.to_string() }
     }
 
     /// RunPodSandbox, CreateContainer, StartContainer, wait for the log, ExecSync (unless
@@ -56,6 +58,8 @@ impl Floor {
             case_dir: self.dir.join(format!("floor-{n}-{}-{}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
             runtime_handler: String::new(),
+            // The same cgroup tree as sgpc's own sessions on this runtime.
+            cgroup_parent: sgpc::provision::host_paths::cgroup_parent(&self.run_id),
         };
         std::fs::create_dir_all(&req.case_dir).expect("case dir");
         let mut c = self.client.clone();
@@ -112,7 +116,7 @@ async fn main() {
     }
     cases.retain(|id| !left_out.iter().any(|l| l.starts_with(&format!("{id} "))));
     println!("measured: {} cases that PASS here; left out: {}", cases.len(), if left_out.is_empty() { "none".to_string() } else { left_out.join(", ") });
-    let floor = Floor::connect(&session.runtime.endpoint, session.dir().join("floor")).await;
+    let floor = Floor::connect(&session.runtime.endpoint, session.dir().join("floor"), &session.run_id).await;
     let image_of = |id: &CaseId| {
         let scenario = catalogue.scenario(&id.scenario).expect("known scenario");
         session.images[&scenario.image].reference.clone()

@@ -224,6 +224,10 @@ pub struct RunArgs {
     /// Only cases whose id (scenario/policy) matches this regular expression.
     #[arg(long)]
     pub filter: Option<regex::Regex>,
+    /// Certification: refuse, before anything runs, a selected case whose expectation departs
+    /// from the KEP model (a scenario's `deviation:`).
+    #[arg(long)]
+    pub no_deviations: bool,
     /// Write a JUnit XML report here.
     #[arg(long)]
     pub junit: Option<PathBuf>,

@@ -90,8 +90,12 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
     let cases = run::select_cases(&catalogue, args.filter.as_ref());
     anyhow::ensure!(!cases.is_empty(), "no case matches the filter; `sgpc list` shows the case ids");
+    if args.no_deviations {
+        catalogue.refuse_deviations(&cases)?;
+    }
     let style = terminal::Style { color: std::io::stdout().is_terminal(), verbose: args.verbose };
-    let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?;
+    let filter = args.filter.as_ref().map(|f| f.as_str().to_string());
+    let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?.with_filter(filter);
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {

@@ -487,7 +487,7 @@ fn cell(result: &CaseResult) -> Cell {
         .collect();
     Cell {
         verdict: result.judgement.verdict,
-        label: result.judgement.verdict.to_string(),
+        label: result.label(),
         reasons: result.judgement.reasons.clone(),
         notes: result.judgement.notes.clone(),
         observed,

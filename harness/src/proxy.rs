@@ -50,7 +50,16 @@ pub enum Fault {
     /// Run other bytes than the image asked for: `CreateContainer` of a selected pod gets
     /// another image the runtime pulled, as if someone had pushed over the tag.
     SwapImage,
+    /// Refuse `CreateContainer` of a selected pod with an error text that carries terminal
+    /// escapes redrawing the line as a pass.
+    PaintTerminal,
+    /// SIGKILL the shim of a selected pod's sandbox when its `CreateContainer` arrives: a shim
+    /// killed so cannot remove its socket from the host's shim directory.
+    KillShim,
 }
+
+/// The error text [`Fault::PaintTerminal`] sends: erase the line, draw a pass, hide the rest.
+pub const PAINTED_ERROR: &str = "\x1b[1A\x1b[2K\r            PASS [   0.500s] (1/1) painted-by-the-runtime\x1b[8m";
 
 /// The extra group [`Fault::ExtraStatusGroup`] reports.
 pub const EXTRA_GROUP: i64 = 55555;
@@ -130,12 +139,32 @@ async fn connection(client: UnixStream, state: Arc<State>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The processes of containerd shims serving `sandbox_id` (`containerd-shim-* ... -id <id>`).
+fn shims_of(sandbox_id: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args.first().is_some_and(|a| a.windows(15).any(|w| w == b"containerd-shim"));
+            is_shim && args.windows(2).any(|w| w[0] == b"-id" && w[1] == sandbox_id.as_bytes())
+        })
+        .collect()
+}
+
+/// The gRPC spec's percent-encoding of `grpc-message`: every byte outside printable ASCII, and
+/// `%`, as `%XX` (a raw control byte is no valid header value).
+fn percent_encode(message: &str) -> String {
+    message.bytes().map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 fn grpc_error(code: u32, message: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed());
     let headers = response.headers_mut();
     headers.insert("content-type", hyper::header::HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", code.into());
-    if let Ok(value) = message.parse() {
+    if let Ok(value) = percent_encode(message).parse() {
         headers.insert("grpc-message", value);
     }
     response
@@ -143,6 +172,8 @@ fn grpc_error(code: u32, message: &str) -> Response<Body> {
 
 /// Unavailable: what a client sees when the runtime is gone.
 const UNAVAILABLE: u32 = 14;
+/// Unknown: what a runtime's own error comes back as.
+const UNKNOWN: u32 = 2;
 
 async fn forward(req: Request<Incoming>, sender: SendRequest<Body>, state: Arc<State>, close: Arc<Notify>) -> Result<Response<Body>, Infallible> {
     let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
@@ -276,6 +307,16 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
         if state.has(Fault::CloseConnection) {
             close.notify_one();
             std::future::pending::<()>().await;
+        }
+        if state.has(Fault::PaintTerminal) {
+            return Ok(grpc_error(UNKNOWN, PAINTED_ERROR));
+        }
+        if state.has(Fault::KillShim) {
+            for pid in shims_of(&peek.pod_sandbox_id) {
+                tracing::info!("killing the shim (pid {pid}) of sandbox {} (fault kill-shim)", peek.pod_sandbox_id);
+                // SAFETY: kill(2) on a pid read from /proc.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
         }
         if let (true, Some(pid)) = (state.has(Fault::KillRuntime), state.config.runtime_pid) {
             tracing::info!("killing the runtime (pid {pid}) (fault kill-runtime)");

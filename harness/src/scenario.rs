@@ -566,6 +566,46 @@ impl Catalogue {
     pub fn scenario(&self, name: &str) -> Option<&Scenario> {
         self.scenarios.iter().find(|s| s.name == name)
     }
+
+    /// SHA-256 of what the catalogue says (every scenario and recipe, in order, without the
+    /// paths they were read from): equal for the same catalogue wherever it is checked out.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for scenario in &self.scenarios {
+            match serde_json::to_value(scenario) {
+                Ok(mut value) => {
+                    if let Some(fields) = value.as_object_mut() {
+                        fields.remove("source");
+                    }
+                    hasher.update(value.to_string());
+                }
+                // Not reached for these plain types; never a digest shared with another catalogue.
+                Err(_) => hasher.update(format!("{scenario:?}")),
+            }
+        }
+        for r in &self.images {
+            hasher.update(serde_json::json!([r.name, r.description, r.user, r.passwd_lines, r.group_lines]).to_string());
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+
+    /// For a certification run (`--no-deviations`): the first selected case whose expectation
+    /// departs from the KEP model, as an error naming its file and field.
+    pub fn refuse_deviations(&self, cases: &[CaseId]) -> Result<(), InputError> {
+        for case in cases {
+            let Some(scenario) = self.scenario(&case.scenario) else { continue };
+            if let Some(reason) = &scenario.expectation(case.policy).deviation {
+                let field = match case.policy {
+                    Policy::Default | Policy::Merge => "expect.merge.deviation",
+                    Policy::Strict => "expect.strict.deviation",
+                };
+                let message = format!("case {case} departs from the KEP model ({reason:?}); --no-deviations runs only cases held to the model: leave the case out with --filter, or drop --no-deviations");
+                return Err(InputError::new(&scenario.source, None, Some(field), message));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Names one case: a scenario under one policy. Displays as `scenario/policy`.

@@ -278,3 +278,54 @@ fn a_runtime_refusing_a_valid_pod_is_refused_not_error() {
     assert_eq!(report["cases"][0]["verdict"]["kind"], "REFUSED", "{report}");
     assert!(std::fs::read_to_string(&junit).unwrap().contains("type=\"REFUSED\""));
 }
+
+/// A scenario whose `deviation:` rewrites the expectation of a real failure (containerd#11937 on
+/// containerd 2.x) must not come out as a plain green: its own label, a count in the summary and
+/// the reports, the partial selection said; `--no-deviations` refuses it before anything runs.
+#[test]
+fn a_pass_only_by_deviation_is_said_everywhere_and_refused_for_certification() {
+    let input = tempfile::tempdir().unwrap();
+    let scenarios = input.path().join("s");
+    std::fs::create_dir_all(&scenarios).unwrap();
+    let original = std::fs::read_to_string(support::repo_root().join("scenarios/same-name-group.yaml")).unwrap();
+    let forged = original.replace(
+        "merge:  {uid: 1000, gid: 1, groups: [1, 1000, 60000]}",
+        "merge:  {uid: 1000, gid: 1, groups: [1, 60000], deviation: \"containerd/containerd#11937: the group named like the user is not attached\"}",
+    );
+    assert_ne!(forged, original, "the scenario still reads as this test expects");
+    std::fs::write(scenarios.join("same-name-group.yaml"), forged).unwrap();
+    let run = |extra: &[&str], json: &std::path::Path| {
+        Command::new(support::sgpc_binary())
+            .current_dir(support::repo_root())
+            .args(["run", "--filter", "/merge$", "--scenarios"])
+            .arg(&scenarios)
+            .args(extra)
+            .arg("--json")
+            .arg(json)
+            .arg("--containerd")
+            .arg(support::containerd_dir())
+            .output()
+            .unwrap()
+    };
+
+    let json = input.path().join("r.json");
+    let output = run(&[], &json);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(exit_code::PASS), "{stdout}");
+    assert!(stdout.contains("PASS (DEVIATION) ["), "{stdout}");
+    assert!(stdout.contains("1 passed (1 only by a deviation from the KEP model)"), "{stdout}");
+    assert!(stdout.contains("Partial only 1 of the catalogue's 3 cases (--filter /merge$); no case ran under default, strict"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["cases"][0]["passed_by_deviation"], true, "{report}");
+    assert_eq!(report["totals"]["passed_by_deviation"], 1, "{report}");
+    assert_eq!(report["selection"]["filter"], "/merge$", "{report}");
+    assert_eq!((report["selection"]["selected"].as_u64(), report["selection"]["catalogue_cases"].as_u64()), (Some(1), Some(3)), "{report}");
+    assert!(report["selection"]["catalogue_digest"].as_str().is_some_and(|d| d.starts_with("sha256:") && d.len() == 71), "{report}");
+
+    let refused_json = input.path().join("refused.json");
+    let output = run(&["--no-deviations"], &refused_json);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
+    assert!(stderr.contains("same-name-group.yaml") && stderr.contains("field `expect.merge.deviation`"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&output.stdout));
+}

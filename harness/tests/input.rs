@@ -235,3 +235,35 @@ fn pods_no_runtime_could_run_are_refused_at_load() {
         assert!(err.to_string().contains("the probe itself needs"), "{err}");
     }
 }
+
+/// The digest names what a catalogue says, not where it was read from; any change shows.
+#[test]
+fn catalogue_digest_follows_content_not_location() {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
+    let digest = |text: &str, file: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file), text).unwrap();
+        Catalogue::load(dir.path(), &images).unwrap().digest()
+    };
+    let here = digest(GOOD, "a.yaml");
+    assert!(here.starts_with("sha256:") && here.len() == 71, "{here}");
+    assert_eq!(here, digest(GOOD, "elsewhere.yaml"));
+    assert_ne!(here, digest(&GOOD.replace("[4000]", "[4001]").replace("4000", "4001"), "a.yaml"));
+}
+
+/// A certification run refuses a selected case whose expectation departs from the model, naming
+/// the file and field; a case left out by the selection does not count.
+#[test]
+fn no_deviations_names_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = GOOD.replace("groups: [1000, 4000, 50000]}", "groups: [1000, 4000], deviation: \"a runtime that documents otherwise\"}");
+    std::fs::write(dir.path().join("dev.yaml"), text).unwrap();
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
+    let catalogue = Catalogue::load(dir.path(), &images).unwrap();
+    let cases = catalogue.cases();
+    let err = catalogue.refuse_deviations(&cases).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("expect.merge.deviation"));
+    assert!(err.to_string().contains("dev.yaml"), "{err}");
+    let strict_only: Vec<_> = cases.into_iter().filter(|c| c.policy == sgpc::scenario::Policy::Strict).collect();
+    assert!(catalogue.refuse_deviations(&strict_only).is_ok());
+}

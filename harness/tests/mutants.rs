@@ -112,7 +112,21 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
                 Expect::NotPass
             }
         }),
+        // A runtime's error text never reaches the terminal raw (checked for every mutant below).
+        Mutant::new(Fault::PaintTerminal, Some("^kep-blog-strict$"), 4, |_, case, _| if case.to_string() == "kep-blog/strict" { Expect::NotPass } else { Expect::Pass }),
+        // A shim killed with its sandbox alive leaves its socket in the host's shim directory:
+        // the run's teardown removes it (checked for every mutant below).
+        Mutant::new(Fault::KillShim, Some("^kep-blog-strict$"), 4, |_, case, _| if case.to_string() == "kep-blog/strict" { Expect::NotPass } else { Expect::Pass }),
     ]
+}
+
+/// The case as the terminal shows it, if it holds a control character other than a newline.
+fn painted(result: &CaseResult) -> Option<String> {
+    let mut out = Vec::new();
+    let style = sgpc::report::terminal::Style { color: false, verbose: true };
+    sgpc::report::terminal::write_case(&mut out, style, result, 1, 1).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.chars().any(|c| c.is_control() && c != '\n').then(|| format!("{}: the terminal line carries raw control characters: {text:?}", result.id))
 }
 
 /// Why a case does not meet its expectation, if it does not.
@@ -160,13 +174,18 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
     let work_root = tempfile::tempdir().map_err(|e| e.to_string())?;
     config.work_root = work_root.path().to_path_buf();
 
+    let host_paths_before = support::host_runtime_paths();
     let session = Session::start(&config, catalogue, &cases).await.map_err(|e| format!("ERROR: session with proxy did not start: {e:#}"))?;
     let results = run_cases(&session, session.catalogue(), &session.images, &cases, mutant.jobs, &mut |_| {}).await;
     session.teardown().await.map_err(|e| format!("teardown failed: {e:#}"))?;
     if std::fs::read_dir(work_root.path()).map(|d| d.count()).unwrap_or(1) != 0 || !sgpc::provision::processes_under(work_root.path()).is_empty() {
         return Err("the run left files or processes behind".into());
     }
-    let wrong: Vec<String> = results.iter().enumerate().filter_map(|(i, r)| mismatch(r, &(mutant.expect)(catalogue, &r.id, i))).collect();
+    let left = support::new_host_runtime_paths(&host_paths_before);
+    if !left.is_empty() {
+        return Err(format!("the run left these in the host's runtime paths: {left:?}"));
+    }
+    let wrong: Vec<String> = results.iter().enumerate().filter_map(|(i, r)| mismatch(r, &(mutant.expect)(catalogue, &r.id, i)).or_else(|| painted(r))).collect();
     if wrong.is_empty() {
         Ok(())
     } else {

@@ -43,8 +43,10 @@ fn verdicts(run: &SessionRun) -> BTreeMap<CaseId, Verdict> {
 async fn both_levels(config: &SessionConfig) -> (SessionRun, SessionRun) {
     let catalogue = support::catalogue();
     let cases = catalogue.cases();
+    let before = support::host_runtime_paths();
     let cri = run_session(config, &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
     let kube = run_node_session(config, &node(), &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
+    assert_eq!(support::new_host_runtime_paths(&before), Vec::<std::path::PathBuf>::new(), "finished runs left these in the host's runtime paths");
     (cri, kube)
 }
 
@@ -150,6 +152,7 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
     let _one = ONE_AT_A_TIME.lock().await;
     let (work_root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let before = sgpc::provision::node::read_sysctls();
+    let host_paths_before = support::host_runtime_paths();
     let sgpc = |state: &std::path::Path| {
         let mut command = std::process::Command::new(support::sgpc_binary());
         command.current_dir(support::repo_root()).env("SGPC_STATE_DIR", state).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
@@ -189,4 +192,7 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
     assert!(gone.is_ok(), "left after `sgpc clean`: {left:?}");
     assert!(!dir.exists());
     assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back by `sgpc clean`");
+    // kubelet (cgroupsPerQOS false) asks for no cgroup parent, so the node's Pods sit in
+    // containerd's default `k8s.io/<id>`: `clean` removes exactly those of the run's tasks.
+    assert_eq!(support::new_host_runtime_paths(&host_paths_before), Vec::<std::path::PathBuf>::new(), "left in the host's runtime paths after `sgpc clean`");
 }

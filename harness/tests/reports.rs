@@ -33,6 +33,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
             feature_per_node: false,
         }),
         images: vec![],
+        selection: Default::default(),
         cases: verdicts
             .iter()
             .enumerate()

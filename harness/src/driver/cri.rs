@@ -80,6 +80,9 @@ pub struct CaseRequest<'a> {
     pub run_id: String,
     /// The CRI runtime handler (an OCI runtime of the runtime's config); empty for the default.
     pub runtime_handler: String,
+    /// The sandbox's cgroup parent: the run's own for a runtime sgpc started
+    /// ([`crate::provision::host_paths::cgroup_parent`]); empty (the runtime's default) for `--cri`.
+    pub cgroup_parent: String,
 }
 
 /// A connected CRI runtime.
@@ -89,6 +92,9 @@ pub struct CriDriver {
     images: ImageServiceClient<Channel>,
     endpoint: String,
     timeouts: Timeouts,
+    /// Where the id of every sandbox and container created is noted, for a runtime sgpc
+    /// started ([`crate::provision::host_paths::task_ledger`]).
+    task_ledger: Option<PathBuf>,
 }
 
 /// The innermost error of a chain: for a failed connect, the socket's own error.
@@ -206,6 +212,7 @@ pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
             supplemental_groups_policy: cri_policy(req.policy),
                 ..Default::default()
             }),
+            cgroup_parent: req.cgroup_parent.clone(),
             ..Default::default()
         }),
         ..Default::default()
@@ -268,6 +275,7 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
         case_dir: PathBuf::new(),
         run_id: String::new(),
         runtime_handler: String::new(),
+        cgroup_parent: String::new(),
     };
     let user_part = recipe.user.as_deref().map(|u| u.split_once(':').map_or(u, |(user, _)| user));
     let image_user = match user_part {
@@ -372,7 +380,20 @@ impl CriDriver {
             images: ImageServiceClient::new(channel),
             endpoint: endpoint.to_string(),
             timeouts,
+            task_ledger: None,
         })
+    }
+
+    /// Notes every sandbox and container this driver creates in `ledger`.
+    pub fn with_task_ledger(mut self, ledger: PathBuf) -> CriDriver {
+        self.task_ledger = Some(ledger);
+        self
+    }
+
+    fn note_task(&self, id: &str) -> Result<(), CriError> {
+        let Some(ledger) = &self.task_ledger else { return Ok(()) };
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(ledger).map_err(io_error(format!("opening {}", ledger.display())))?;
+        std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes()).map_err(io_error(format!("writing {}", ledger.display())))
     }
 
     pub async fn info(&self) -> Result<RuntimeInfo, CriError> {
@@ -408,7 +429,10 @@ impl CriDriver {
         let sandbox = sandbox_config(req);
         let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: req.runtime_handler.clone() };
         let pod_id = creating("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
-        let observed = self.observe(req, &pod_id, sandbox, mounts).await;
+        let observed = match self.note_task(&pod_id) {
+            Ok(()) => self.observe(req, &pod_id, sandbox, mounts).await,
+            Err(e) => Err(e),
+        };
         let removed = self.remove_sandbox(&pod_id).await;
         let observations = observed?;
         removed?;
@@ -428,6 +452,7 @@ impl CriDriver {
             sandbox_config: Some(sandbox),
         };
         let container_id = creating("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
+        self.note_task(&container_id)?;
         creating("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
 
         let waited = std::time::Instant::now();
@@ -639,6 +664,7 @@ mod tests {
             case_dir: PathBuf::from("/nonexistent"),
             run_id: "sgpc-test".into(),
             runtime_handler: String::new(),
+            cgroup_parent: String::new(),
         };
         let sc = container_config(&req, Vec::new(), image_user).linux.unwrap().security_context.unwrap();
         (sc.run_as_user.map(|u| u.value), sc.run_as_username)

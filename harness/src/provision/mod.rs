@@ -7,6 +7,7 @@ pub mod crio;
 pub mod debian;
 pub mod dirs;
 pub mod gomodule;
+pub mod host_paths;
 pub mod kind;
 pub mod node;
 pub mod registry;
@@ -152,12 +153,18 @@ fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
 }
 
-/// Kills leftover processes, unmounts leftover mounts and removes a run directory.
+/// Kills leftover processes, removes what they left in the host's own paths ([`host_paths`]),
+/// unmounts leftover mounts and removes a run directory.
 /// Safe to call more than once; errors name what is left.
 pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
     let alive = kill_all_under(dir);
     if !alive.is_empty() {
         bail!("processes under {} survived SIGKILL for {KILL_SETTLE:?}: {alive:?}", dir.display());
+    }
+    // Before the directory goes: it is what names the shim sockets and cgroups to remove.
+    let left = host_paths::remove_leftovers(dir);
+    if !left.is_empty() {
+        bail!("left in the host's paths: {}", left.join("; "));
     }
     for point in mounts_under(dir) {
         let c_point = std::ffi::CString::new(point.clone())?;

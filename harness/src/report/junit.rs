@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::run::RunReport;
 use crate::verdict::Verdict;
@@ -17,6 +17,17 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         .unwrap_or_else(|| "unreachable runtime".into());
     let mut suite = TestSuite::new(format!("sgpc on {runtime}"));
     suite.set_time(report.duration);
+    let selection = &report.selection;
+    suite.add_property(Property::new("catalogue-digest", selection.catalogue_digest.as_str()));
+    suite.add_property(Property::new("selected", format!("{} of {} cases", selection.selected, selection.catalogue_cases)));
+    if let Some(filter) = &selection.filter {
+        suite.add_property(Property::new("filter", filter.as_str()));
+    }
+    if !selection.policies_not_run.is_empty() {
+        suite.add_property(Property::new("policies-not-run", selection.policies_not_run.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+    }
+    let deviated = report.cases.iter().filter(|c| c.passed_by_deviation).count();
+    suite.add_property(Property::new("passed-by-deviation", deviated.to_string()));
     for case in &report.cases {
         let message = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.judgement.reasons.iter().cloned()).collect::<Vec<_>>().join("\n");
         let status = match case.judgement.verdict {
@@ -34,6 +45,9 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         };
         let mut test = TestCase::new(case.id.to_string(), status);
         test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);
+        if let Some(reason) = case.passed_by_deviation.then(|| case.expected.as_ref().and_then(|e| e.deviation.as_deref())).flatten() {
+            test.add_property(Property::new("passed-by-deviation", reason));
+        }
         let described = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.references.iter().map(|r| format!("reference: {r}")));
         let out: Vec<String> = described.chain(case.judgement.notes.iter().map(|n| format!("note: {n}"))).collect();
         if !out.is_empty() {

@@ -34,7 +34,7 @@ pub fn write_progress(out: &mut dyn Write, column: &str, event: &crate::run::Eve
     use crate::run::Event;
     match *event {
         Event::RunStarted { total, runtime } => writeln!(out, "{column:<24} started: {} {}, {total} cases", runtime.runtime_name, runtime.runtime_version),
-        Event::CaseFinished { result, done, total } => writeln!(out, "{column:<24} {:>16} ({done:>3}/{total}) {}", result.judgement.verdict.to_string(), result.id),
+        Event::CaseFinished { result, done, total } => writeln!(out, "{column:<24} {:>16} ({done:>3}/{total}) {}", result.label(), result.id),
         Event::CasesNotRun { cases, reason } => writeln!(out, "{column:<24} {} cases not run: {reason}", cases.len()),
         Event::RunFinished { .. } => Ok(()),
     }
@@ -67,7 +67,7 @@ pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Res
         write!(out, "| `{}` |", row.case)?;
         for cell in &row.cells {
             let label = cell.as_ref().map(|c| match c.verdict {
-                Verdict::Pass | Verdict::Rejected => c.verdict.to_string(),
+                Verdict::Pass | Verdict::Rejected => c.label.clone(),
                 other => format!("**{other}**"),
             });
             write!(out, " {} |", label.unwrap_or_else(|| "—".into()))?;

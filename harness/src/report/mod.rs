@@ -21,16 +21,34 @@ pub struct RunReporters {
     style: terminal::Style,
     junit: Option<Output>,
     json: Option<Output>,
+    /// The `--filter` the run's cases were chosen by, for every report's selection.
+    filter: Option<String>,
     /// The first report that could not be written.
     failed: Option<anyhow::Error>,
 }
 
 impl RunReporters {
     pub fn new(style: terminal::Style, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<RunReporters> {
-        Ok(RunReporters { style, junit: junit.map(Output::open).transpose()?, json: json.map(Output::open).transpose()?, failed: None })
+        Ok(RunReporters { style, junit: junit.map(Output::open).transpose()?, json: json.map(Output::open).transpose()?, filter: None, failed: None })
+    }
+
+    /// Records the `--filter` in every report (the runner knows the cases, not how they were chosen).
+    pub fn with_filter(mut self, filter: Option<String>) -> RunReporters {
+        self.filter = filter;
+        self
     }
 
     pub fn on_event(&mut self, event: Event<'_>) {
+        let stamped;
+        let event = match event {
+            Event::RunFinished { report } => {
+                let mut copy = report.clone();
+                copy.selection.filter.clone_from(&self.filter);
+                stamped = copy;
+                Event::RunFinished { report: &stamped }
+            }
+            other => other,
+        };
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         // A terminal that went away is no reason to stop a run.

@@ -123,7 +123,7 @@ pub fn write_header(out: &mut dyn Write, style: Style, runtime: &RuntimeInfo, to
 }
 
 pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: usize, total: usize) -> io::Result<()> {
-    let label = format!("{:>16}", result.judgement.verdict.to_string());
+    let label = format!("{:>16}", result.label());
     let width = total.to_string().len();
     writeln!(
         out,
@@ -141,7 +141,7 @@ pub fn write_case(out: &mut dyn Write, style: Style, result: &CaseResult, done: 
             writeln!(out, "{indent}{}", safe(reason, &indent))?;
         }
     }
-    if style.verbose || result.judgement.verdict != Verdict::Pass {
+    if style.verbose || result.judgement.verdict != Verdict::Pass || result.passed_by_deviation {
         for note in &result.judgement.notes {
             writeln!(out, "{indent}{}", paint(style, "2", &format!("note: {}", safe(note, &indent))))?;
         }
@@ -157,9 +157,10 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
     let runtime = report.runtime.as_ref().map(|r| format!(" on {} {}", safe(&r.runtime_name, ""), safe(&r.runtime_version, ""))).unwrap_or_default();
     let refused = if t.refused > 0 { format!(", {} refused", t.refused) } else { String::new() };
     let rejected = if t.rejected > 0 { format!(", {} rejected by kubelet", t.rejected) } else { String::new() };
+    let deviated = if t.passed_by_deviation > 0 { format!(" ({} only by a deviation from the KEP model)", t.passed_by_deviation) } else { String::new() };
     writeln!(
         out,
-        "{} [{:>8.3}s] {} cases run{runtime}: {} passed{rejected}, {} failed{refused}, {} unsupported ({} leak), {} errors",
+        "{} [{:>8.3}s] {} cases run{runtime}: {} passed{deviated}{rejected}, {} failed{refused}, {} unsupported ({} leak), {} errors",
         paint(style, "1", "Summary"),
         report.duration.as_secs_f64(),
         report.cases.len(),
@@ -168,5 +169,17 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
         t.unsupported,
         t.leak,
         t.error
-    )
+    )?;
+    write_selection(out, style, &report.selection)
+}
+
+/// A partial selection is said, so that a green is never taken for the whole catalogue.
+fn write_selection(out: &mut dyn Write, style: Style, selection: &crate::run::Selection) -> io::Result<()> {
+    if !selection.is_partial() {
+        return Ok(());
+    }
+    let filter = selection.filter.as_deref().map(|f| format!(" (--filter {})", safe(f, ""))).unwrap_or_default();
+    let policies: Vec<String> = selection.policies_not_run.iter().map(ToString::to_string).collect();
+    let not_run = if policies.is_empty() { String::new() } else { format!("; no case ran under {}", policies.join(", ")) };
+    writeln!(out, "{} only {} of the catalogue's {} cases{filter}{not_run}", paint(style, "1", "Partial"), selection.selected, selection.catalogue_cases)
 }

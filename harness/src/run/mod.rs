@@ -69,6 +69,10 @@ pub struct CaseResult {
     pub observations: Option<Observations>,
     #[serde(flatten)]
     pub judgement: Judgement,
+    /// PASS only because the scenario's `deviation:` rewrote the KEP model's expectation: held
+    /// to the model, the same observations would not pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub passed_by_deviation: bool,
     #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
 }
@@ -81,6 +85,15 @@ impl CaseResult {
         self.spec = scenario.spec_sentence(self.id.policy).map(str::to_string);
         self.references = scenario.references.clone();
         self.expected = Some(scenario.expectation(self.id.policy).clone());
+    }
+
+    /// The verdict as every report shows it: a pass that holds only by the scenario's own
+    /// `deviation:` never looks like a plain one.
+    pub fn label(&self) -> String {
+        match self.passed_by_deviation {
+            true => format!("{} (DEVIATION)", self.judgement.verdict),
+            false => self.judgement.verdict.to_string(),
+        }
     }
 }
 
@@ -97,6 +110,8 @@ pub struct RunReport {
     pub provisioned: Option<String>,
     pub runtime: Option<RuntimeInfo>,
     pub images: Vec<ImageRecord>,
+    /// Which cases of which catalogue ran: what a green covers.
+    pub selection: Selection,
     pub cases: Vec<CaseResult>,
     /// Why the run could not start (every case is then ERROR).
     pub setup_error: Option<String>,
@@ -108,6 +123,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub pass: usize,
+    /// Of the passes, those that pass only by a scenario's `deviation:`.
+    pub passed_by_deviation: usize,
     /// Kubernetes level: Strict Pods kubelet rightly refused (passes).
     pub rejected: usize,
     pub fail: usize,
@@ -124,7 +141,10 @@ impl Totals {
         let mut t = Totals::default();
         for c in results {
             match c.judgement.verdict {
-                Verdict::Pass => t.pass += 1,
+                Verdict::Pass => {
+                    t.pass += 1;
+                    t.passed_by_deviation += usize::from(c.passed_by_deviation);
+                }
                 Verdict::Rejected => t.rejected += 1,
                 Verdict::Fail => t.fail += 1,
                 Verdict::Refused => t.refused += 1,
@@ -148,6 +168,7 @@ impl RunReport {
             provisioned: None,
             runtime: None,
             images: Vec::new(),
+            selection: Selection::default(),
             cases: Vec::new(),
             setup_error: None,
             duration: Duration::ZERO,
@@ -223,6 +244,7 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
                     let runtime = driver.runtime();
                     let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
                     verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
+                    result.passed_by_deviation = judgement.verdict == Verdict::Pass && case.expected.deviation.is_some();
                     // A refusal is the whole observation: the report shows it as the verdict's reason.
                     result.observations = observations.refusal.is_none().then_some(observations);
                     judgement
@@ -285,6 +307,7 @@ pub async fn run_lifecycle<S: Started>(
     mut on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
     let mut report = RunReport::empty();
+    report.selection = Selection::of(catalogue, cases, None);
     let mut startup = None;
     let interrupted = std::pin::pin!(interrupted);
     let mut interrupted = futures::FutureExt::fuse(interrupted);
@@ -408,7 +431,43 @@ pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
         expected: None,
         observations: None,
         judgement: Judgement::error(message),
+        passed_by_deviation: false,
         duration: Duration::ZERO,
+    }
+}
+
+/// Which cases of which catalogue a run ran: what a green covers (KEP-3619's three policies,
+/// every scenario), so that a partial selection is never mistaken for the whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Selection {
+    /// The `--filter` that chose the cases; `None` when every case was chosen.
+    pub filter: Option<String>,
+    /// SHA-256 of the catalogue's content ([`Catalogue::digest`]).
+    pub catalogue_digest: String,
+    pub selected: usize,
+    pub catalogue_cases: usize,
+    /// Policies that cases of the catalogue run under but no selected case does.
+    pub policies_not_run: Vec<crate::scenario::Policy>,
+}
+
+impl Selection {
+    pub fn of(catalogue: &Catalogue, cases: &[CaseId], filter: Option<&regex::Regex>) -> Selection {
+        let all = catalogue.cases();
+        let mut policies_not_run: Vec<_> = all.iter().map(|c| c.policy).filter(|p| !cases.iter().any(|c| c.policy == *p)).collect();
+        policies_not_run.sort_unstable();
+        policies_not_run.dedup();
+        Selection {
+            filter: filter.map(|f| f.as_str().to_string()),
+            catalogue_digest: catalogue.digest(),
+            selected: cases.len(),
+            catalogue_cases: all.len(),
+            policies_not_run,
+        }
+    }
+
+    /// Fewer cases ran than the catalogue holds.
+    pub fn is_partial(&self) -> bool {
+        self.selected < self.catalogue_cases
     }
 }
 

@@ -370,6 +370,16 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The run's own cgroup tree for a runtime sgpc started; a `--cri` runtime's own default.
+    fn cgroup_parent(&self) -> String {
+        match self.resources.runtime {
+            Some(_) => crate::provision::host_paths::cgroup_parent(&self.run_id),
+            None => String::new(),
+        }
+    }
+}
+
 impl Driver for Session {
     fn runtime(&self) -> &RuntimeInfo {
         &self.runtime
@@ -391,6 +401,7 @@ impl Driver for Session {
             case_dir: self.dir().join("cases").join(format!("{}-{}-{started}", id.scenario, id.policy)),
             run_id: self.run_id.clone(),
             runtime_handler: self.runtime_handler.clone(),
+            cgroup_parent: self.cgroup_parent(),
         };
         match self.target.run_case(&request).await {
             Err(CriError::Refused { step, status }) => {
@@ -499,6 +510,11 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             resources.record_daemon("sgpc-cri-proxy", pid)?;
             connect(&endpoint, config.timeouts).await?
         }
+    };
+    // Through the proxy too: the ledger names the tasks of the runtime sgpc started.
+    let target = match &resources.runtime {
+        Some(RuntimeDaemon::Containerd(_)) => target.with_task_ledger(crate::provision::host_paths::task_ledger(&resources.dir.join("containerd"))),
+        _ => target,
     };
     if let TargetChoice::Cri { endpoint } = &config.target {
         resources.record.cri = Some(CriRecord { endpoint: endpoint.clone(), run_label: run_id.to_string(), pulled_images: Vec::new() });

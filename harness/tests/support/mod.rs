@@ -1,6 +1,7 @@
 //! Shared set-up for the integration tests: where the repository and containerd binaries are.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use sgpc::run::{SessionConfig, TargetChoice};
@@ -71,3 +72,52 @@ pub const CONTAINERD_KNOWN_FINDINGS: &[(&str, sgpc::verdict::Verdict, &str)] = &
     ("gid-4294967294/default", sgpc::verdict::Verdict::Refused, "uids and gids must be in range 0-2147483647"),
     ("gid-4294967294/merge", sgpc::verdict::Verdict::Refused, "uids and gids must be in range 0-2147483647"),
 ];
+
+/// Every entry up to `depth` levels below `root`, symlinks not followed; nothing if it is absent.
+fn entries(root: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
+    let Ok(dir) = std::fs::read_dir(root) else { return };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        out.insert(path.clone());
+        if depth > 1 && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            entries(&path, depth - 1, out);
+        }
+    }
+}
+
+/// The cgroup hierarchies: each v1 controller's mount, or the unified v2 root itself.
+fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    std::fs::read_dir(root).unwrap().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+}
+
+/// What the host's own runtimes keep: the paths the issue found sgpc's leftovers in.
+pub fn host_runtime_paths() -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    for (root, depth) in [("/run/containerd", 3), ("/run/runc", 1), ("/run/crio", 1), ("/var/lib/containers", 2)] {
+        entries(Path::new(root), depth, &mut out);
+    }
+    for hierarchy in cgroup_hierarchies() {
+        let namespace = hierarchy.join("k8s.io");
+        out.extend(subdirectories(&namespace));
+        out.extend(subdirectories(&hierarchy).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sgpc-"))));
+    }
+    out
+}
+
+fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+}
+
+/// What [`host_runtime_paths`] lists now that it did not in `before`, but for the directories
+/// containerd shares between instances when they hold nothing (sgpc leaves those; see
+/// `provision/host_paths.rs`).
+pub fn new_host_runtime_paths(before: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
+    let shared_and_empty = |p: &PathBuf| {
+        (p == Path::new("/run/containerd") || p == Path::new("/run/containerd/s")) && std::fs::read_dir(p).is_ok_and(|mut e| e.next().is_none())
+    };
+    host_runtime_paths().difference(before).filter(|p| !shared_and_empty(p)).cloned().collect()
+}

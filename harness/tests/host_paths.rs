@@ -1,0 +1,62 @@
+//! Nothing a run creates lands in, or stays in, the paths a node's own runtime uses: containerd's
+//! and runc's state directories, the shim socket directory, the `k8s.io` cgroups, CRI-O's state
+//! and image cache. Runs real containerd. One binary of its own with one test in it, so that no
+//! other test's runtime is alive while the host paths are compared.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sgpc::provision::{mounts_under, processes_under};
+use sgpc::run::exit_code;
+
+fn sgpc(state: &Path, work_root: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(support::sgpc_binary());
+    command
+        .current_dir(support::repo_root())
+        .env("SGPC_STATE_DIR", state)
+        .args(["run", "--jobs", "1", "--filter", "^(kep-blog|protected-file-access)/", "--work-root"])
+        .arg(work_root)
+        .arg("--containerd")
+        .arg(support::containerd_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_run_leaves_anything_in_the_hosts_runtime_paths_even_after_sigkill() {
+    let before = support::host_runtime_paths();
+    let state = tempfile::tempdir().unwrap();
+    let work_root = tempfile::tempdir().unwrap();
+
+    // A finished run.
+    let status = sgpc(state.path(), work_root.path()).status().unwrap();
+    assert_eq!(status.code(), Some(exit_code::PASS));
+    assert_eq!(support::new_host_runtime_paths(&before), Vec::<PathBuf>::new(), "a finished run left these in the host's runtime paths");
+
+    // A run killed with a container alive, then `sgpc clean`.
+    let mut run = sgpc(state.path(), work_root.path()).spawn().unwrap();
+    let run_dir = || std::fs::read_dir(work_root.path()).unwrap().flatten().map(|e| e.path()).next();
+    // Kill while a shim's socket and the run's cgroup tree exist, so that there is something
+    // to leave behind.
+    let alive = || {
+        let during = support::new_host_runtime_paths(&before);
+        let socket = during.iter().any(|p| p.parent() == Some(Path::new("/run/containerd/s")));
+        let run_cgroup = run_dir().and_then(|d| d.file_name().map(|n| n.to_owned())).is_some_and(|id| during.iter().any(|p| p.file_name() == Some(id.as_os_str())));
+        socket && run_cgroup
+    };
+    sgpc::provision::wait_until("a shim socket and the run's own cgroup tree", Duration::from_secs(60), || std::future::ready(alive())).await.unwrap();
+    let during = support::new_host_runtime_paths(&before);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(!during.iter().any(|p| p.parent().is_some_and(|d| d.ends_with("k8s.io"))), "sandboxes sit in containerd's k8s.io cgroups, not the run's own: {during:?}");
+    let dir = run_dir().unwrap();
+    assert!(!processes_under(&dir).is_empty(), "SIGKILL leaves the runtime running: the test would prove nothing otherwise");
+
+    let output = std::process::Command::new(support::sgpc_binary()).current_dir(support::repo_root()).env("SGPC_STATE_DIR", state.path()).arg("clean").output().unwrap();
+    assert_eq!(output.status.code(), Some(exit_code::PASS), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(!dir.exists() && mounts_under(&dir).is_empty());
+    assert_eq!(support::new_host_runtime_paths(&before), Vec::<PathBuf>::new(), "after SIGKILL and sgpc clean these stayed in the host's runtime paths");
+}
