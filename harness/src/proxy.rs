@@ -41,6 +41,8 @@ pub enum Fault {
     ExtraStatusGroup,
     /// Reverse the group list in `ContainerStatus.user` (an order-only change).
     ReorderStatusGroups,
+    /// Leave the primary gid out of `ContainerStatus.user`'s supplementary groups.
+    DropPrimaryGid,
     /// Hold `RunPodSandbox` of the selected pods for `--delay-ms` before forwarding it.
     Slow,
     /// Close the client's connection when `CreateContainer` of a selected pod arrives.
@@ -380,6 +382,10 @@ async fn container_status(req: Request<Body>, sender: SendRequest<Body>, state: 
             }
             if state.has(Fault::ReorderStatusGroups) {
                 user.supplemental_groups.reverse();
+            }
+            if state.has(Fault::DropPrimaryGid) {
+                let gid = user.gid;
+                user.supplemental_groups.retain(|g| *g != gid);
             }
         }
     })

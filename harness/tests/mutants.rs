@@ -85,6 +85,7 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
         Mutant::new(Fault::WrongStatusGid, None, 4, |_, _, _| Expect::Fail("primary gid via CRI ContainerStatus.user")),
         Mutant::new(Fault::ExtraStatusGroup, None, 4, |_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")),
         Mutant::new(Fault::ReorderStatusGroups, None, 4, |_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
+        Mutant::new(Fault::DropPrimaryGid, None, 4, |_, _, _| Expect::Fail(sgpc::verdict::PRIMARY_GID_RULE)),
         Mutant::new(Fault::Slow, Some("^kep-blog-strict$"), 4, |_, case, _| {
             if case.to_string() == "kep-blog/strict" {
                 Expect::Error("RunPodSandbox did not finish within")

@@ -221,6 +221,33 @@ fn held_to_expectation(ctx: &Context<'_>, obs: &Observations) -> (Vec<String>, O
     (reasons, None)
 }
 
+/// The "negative group permission" rule: the primary gid is always one of the process's
+/// supplementary groups, so that a process that changes its effective gid (a setgid binary) is
+/// still held back by a `---` group permission of its primary group. Runtimes that left it out
+/// were CVE-2022-2989 (podman), CVE-2022-2990 (buildah), CVE-2022-2995 (CRI-O), CVE-2022-36109
+/// (moby) and CVE-2023-25173 (containerd before 1.6.18); the KEP's author restates it in
+/// kubernetes/enhancements#3620 and cri-o/cri-o#8268 ("MUST"). Held at the points
+/// whose list is the kernel's supplementary list or reports it (`status.user` is "the
+/// supplemental groups attached to the first process", Kubernetes API LinuxContainerUser);
+/// `id` prints the effective gid whatever the list holds, so it cannot show the rule.
+pub const PRIMARY_GID_RULE: &str = "the primary gid is not among the supplementary groups";
+
+fn primary_gid_reasons(obs: &Observations) -> Vec<String> {
+    let kernel_lists = [Point::FirstProcessKernel, Point::HostKernel, Point::CriStatus, Point::PodStatus];
+    obs.identities
+        .iter()
+        .filter(|o| kernel_lists.contains(&o.point) && !o.raw_groups.contains(&o.identity.gid))
+        .map(|o| {
+            format!(
+                "{PRIMARY_GID_RULE} via {}: gid {} not in {:?}; a setgid program could then shed a `---` group permission (CVE-2022-2989, CVE-2022-2990, CVE-2022-2995, CVE-2022-36109, CVE-2023-25173; cri-o/cri-o#8268)",
+                o.point.describe(),
+                o.identity.gid,
+                o.raw_groups
+            )
+        })
+        .collect()
+}
+
 fn order_notes(obs: &Observations) -> Vec<String> {
     obs.identities
         .iter()
@@ -264,6 +291,7 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
 
     let (mut reasons, chosen) = held_to_expectation(ctx, obs);
     reasons.extend(obs.invalid_ids.iter().cloned());
+    reasons.extend(primary_gid_reasons(obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
     if let Some(reason) = &ctx.expected.deviation {
@@ -364,6 +392,22 @@ mod tests {
         let j = judge_strict(true, &observed(&[3000, 4000]));
         assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
         assert!(j.reasons.is_empty());
+    }
+
+    #[test]
+    fn a_kernel_list_without_the_primary_gid_fails_an_id_listing_cannot() {
+        assert_eq!(judge_strict(true, &observed(&[3000, 4000])).verdict, Verdict::Pass);
+        for point in [Point::FirstProcessKernel, Point::HostKernel, Point::CriStatus] {
+            let mut obs = observed(&[3000, 4000]);
+            obs.identities.iter_mut().filter(|o| o.point == point).for_each(|o| o.raw_groups = vec![4000]);
+            let j = judge_strict(true, &obs);
+            assert_eq!(j.verdict, Verdict::Fail, "{point:?}");
+            assert!(j.reasons.iter().any(|r| r.starts_with(PRIMARY_GID_RULE) && r.contains(point.describe()) && r.contains("CVE-2022-2995")), "{:?}", j.reasons);
+        }
+        // `id` prints the effective gid whatever the kernel's list holds.
+        let mut obs = observed(&[3000, 4000]);
+        obs.identities.iter_mut().filter(|o| matches!(o.point, Point::FirstProcessId | Point::ExecId)).for_each(|o| o.raw_groups = vec![4000]);
+        assert_eq!(judge_strict(true, &obs).verdict, Verdict::Pass);
     }
 
     #[test]
