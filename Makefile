@@ -16,6 +16,9 @@ SUITES         := bookworm trixie sid
 # go.etcd.io/etcd/server/v3, built once per version into ~/.cache/sgpc/go (sgpc build).
 KUBERNETES     ?= v1.37.2
 ETCD           ?= v3.6.16
+# The newest containerd release, built from github.com/containerd/containerd/v2 the same way
+# (matrix.yaml's containerd-2.4-runc column).
+CONTAINERD_MODULE ?= v2.4.2
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
@@ -36,6 +39,7 @@ setup:
 	@for suite in $(SUITES); do $(SGPC) fetch --suite $$suite --cache $(CACHE) || exit 1; done
 	@$(SGPC) build kubernetes $(KUBERNETES) >/dev/null
 	@$(SGPC) build etcd $(ETCD) >/dev/null
+	@$(SGPC) build containerd $(CONTAINERD_MODULE) >/dev/null
 	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup

@@ -52,10 +52,11 @@ pub enum Command {
     /// Build a Go program from the Go module proxy into the cache outside the clone
     /// (`~/.cache/sgpc/go/<program>/<version>`, or SGPC_GO_CACHE), unless it is there already.
     Build {
-        /// What to build: kubernetes (kubelet and kube-apiserver) or etcd.
+        /// What to build: kubernetes (kubelet and kube-apiserver), etcd, or containerd (2.x,
+        /// with containerd-shim-runc-v2; the printed directory is what `--containerd` takes).
         #[arg(value_enum)]
         program: GoProgram,
-        /// The exact release, e.g. v1.37.2 (kubernetes) or v3.6.16 (etcd).
+        /// The exact release, e.g. v1.37.2 (kubernetes), v3.6.16 (etcd), v2.4.2 (containerd).
         version: sgpc::provision::gomodule::Version,
     },
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
@@ -74,6 +75,7 @@ pub enum Command {
 pub enum GoProgram {
     Kubernetes,
     Etcd,
+    Containerd,
 }
 
 impl From<GoProgram> for sgpc::provision::gomodule::Program {
@@ -81,6 +83,7 @@ impl From<GoProgram> for sgpc::provision::gomodule::Program {
         match program {
             GoProgram::Kubernetes => sgpc::provision::gomodule::Program::Kubernetes,
             GoProgram::Etcd => sgpc::provision::gomodule::Program::Etcd,
+            GoProgram::Containerd => sgpc::provision::gomodule::Program::Containerd,
         }
     }
 }

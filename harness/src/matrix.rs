@@ -54,6 +54,8 @@ struct RawContainerdSource {
     debian: Option<String>,
     dir: Option<PathBuf>,
     release: Option<String>,
+    /// A 2.x release built from its Go module, e.g. `v2.4.2`.
+    module: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +98,8 @@ pub enum Source {
     ContainerdDebian { suite: String },
     ContainerdDir { dir: PathBuf },
     ContainerdRelease { version: String },
+    /// containerd 2.x built from `github.com/containerd/containerd/v2` at this version.
+    ContainerdModule { version: crate::provision::gomodule::Version },
     CrioDir { dir: PathBuf },
     Cri { endpoint: String },
 }
@@ -155,11 +159,15 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
             return Err(err("name", format!("{:?} is used by another entry", e.name)));
         }
         let source = match (e.containerd, e.crio, e.cri) {
-            (Some(c), None, None) => match (c.debian, c.dir, c.release) {
-                (Some(suite), None, None) => Source::ContainerdDebian { suite },
-                (None, Some(dir), None) => Source::ContainerdDir { dir },
-                (None, None, Some(version)) => Source::ContainerdRelease { version },
-                _ => return Err(err("containerd", "give exactly one of `debian: SUITE`, `dir: PATH`, `release: VERSION`".into())),
+            (Some(c), None, None) => match (c.debian, c.dir, c.release, c.module) {
+                (Some(suite), None, None, None) => Source::ContainerdDebian { suite },
+                (None, Some(dir), None, None) => Source::ContainerdDir { dir },
+                (None, None, Some(version), None) => Source::ContainerdRelease { version },
+                (None, None, None, Some(version)) => match version.parse::<crate::provision::gomodule::Version>() {
+                    Ok(v) if v.major == 2 => Source::ContainerdModule { version: v },
+                    _ => return Err(err("containerd.module", format!("{version:?}: expected an exact containerd 2.x release, e.g. v2.4.2 (the module github.com/containerd/containerd/v2)"))),
+                },
+                _ => return Err(err("containerd", "give exactly one of `debian: SUITE`, `dir: PATH`, `release: VERSION`, `module: VERSION`".into())),
             },
             (None, Some(crio), None) => Source::CrioDir { dir: crio.dir },
             (None, None, Some(endpoint)) => Source::Cri { endpoint },
@@ -321,6 +329,11 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
         Source::ContainerdRelease { version } => {
             let dir = crate::provision::release::fetch(cache, version).map_err(|e| unavailable(e.into()))?;
             (TargetChoice::Containerd { bin_dir: dir }, Some(version.clone()))
+        }
+        Source::ContainerdModule { version } => {
+            let program = crate::provision::gomodule::Program::Containerd;
+            let dir = crate::provision::gomodule::ensure(program, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
+            (TargetChoice::Containerd { bin_dir: dir }, Some(format!("{version} (Go module)")))
         }
         Source::CrioDir { dir } => {
             crate::provision::crio::find_binaries(dir).map_err(unavailable)?;

@@ -57,6 +57,13 @@ fn matrix_file_errors_name_the_field() {
     assert!(err.to_string().contains("not a known runtime"), "{err}");
     let err = load("entries:\n  - {name: a, cri: /x, expect: {outcome: leaky}}\n").unwrap_err();
     assert!(err.to_string().contains("leaky"), "{err}");
+    // Only an exact 2.x release reaches a go.mod: the module path is containerd/v2's.
+    for version in ["v1.7.24", "v2.4", "latest", "v2.4.2\nreplace x => ./y"] {
+        let err = load(&format!("entries:\n  - {{name: a, containerd: {{module: {version:?}}}}}\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("entries[0].containerd.module"), "{version}: {err}");
+    }
+    let entries = load("entries:\n  - {name: a, containerd: {module: v2.4.2}}\n").unwrap();
+    assert!(matches!(&entries[0].source, matrix::Source::ContainerdModule { version } if version.to_string() == "v2.4.2"));
 }
 
 #[test]
@@ -195,7 +202,7 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
         assert_eq!(cell("protected-file-access/strict", c), "UNSUPPORTED+LEAK", "{name}");
         assert_eq!(cell("kep-blog/merge", c), "PASS", "{name}");
     }
-    for name in ["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.x-runc", "containerd-2.x-youki"] {
+    for name in ["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.x-runc", "containerd-2.x-youki", "containerd-2.4-runc"] {
         let c = column(name);
         for case in ["same-name-group/default", "same-name-group/merge"] {
             assert_eq!(cell(case, c), "FAIL", "{name}: containerd/containerd#11937");
@@ -215,6 +222,14 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
         }
         assert_eq!(report["columns"][c]["oci_runtime"], if name.ends_with("youki") { "youki" } else { "runc" });
     }
+    // containerd 2.4 built from its Go module: a Pod the Kubernetes API accepts runs, so only
+    // the two same-name cases fail.
+    let c = column("containerd-2.4-runc");
+    assert_eq!(report["columns"][c]["summary"], "non-conformant: 2 failures", "containerd 2.4");
+    assert_eq!(report["columns"][c]["runtime"]["supplemental_groups_policy"], true);
+    for case in ["gid-2147483648/merge", "gid-4294967294/default", "kep-blog/strict", "protected-file-access/strict"] {
+        assert_eq!(cell(case, c), "PASS", "containerd 2.4 {case}");
+    }
     for c in report["columns"].as_array().unwrap() {
         assert_eq!(c["deviations"].as_array().map(Vec::len), Some(0), "{}: {}", c["name"], c["deviations"]);
     }
@@ -229,7 +244,7 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
     let refused = behaviours.iter().find(|b| b["attached"] == "refused the Pod").expect("a refusing side");
     assert_eq!(refused["runtimes"], serde_json::json!(["containerd-2.x-runc", "containerd-2.x-youki"]));
     let ran = behaviours.iter().find(|b| b["attached"] != "refused the Pod").unwrap();
-    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc"]));
+    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.4-runc"]));
     assert_eq!(ran["matches"], "the model's outcome");
     assert_eq!(divergence("same-name-group/merge"), None, "every containerd leaves the group out alike");
     assert_eq!(divergence("kep-blog/strict").expect("1.6 and 1.7 leak")["only_missing_feature"], true);

@@ -192,9 +192,10 @@ fn config_v2(opts: &ContainerdOptions, restrict_oom_score_adj: bool) -> String {
     )
 }
 
-/// The major version of a containerd version string (`1.7.24~ds1`, `2.1.9+unknown`).
+/// The major version of a containerd version string (`1.7.24~ds1`, `2.1.9+unknown`, and
+/// `v2.4.2` as a build from the Go module reports itself).
 pub fn major_version(version: &str) -> Option<u32> {
-    version.split('.').next()?.parse().ok()
+    version.strip_prefix('v').unwrap_or(version).split('.').next()?.parse().ok()
 }
 
 /// `certs.d/<host>/hosts.toml` telling containerd that the registry speaks plain HTTP.
@@ -231,6 +232,14 @@ impl Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn major_versions_of_debian_and_go_module_builds() {
+        assert_eq!(major_version("1.7.24~ds1"), Some(1));
+        assert_eq!(major_version("2.1.9+unknown"), Some(2));
+        assert_eq!(major_version("v2.4.2"), Some(2));
+        assert_eq!(major_version("vx"), None);
+    }
 
     fn opts() -> ContainerdOptions {
         ContainerdOptions {

@@ -1,5 +1,6 @@
 //! Go programs built from the Go module proxy by module path and exact version, like a crate
-//! from crates.io: kubelet and kube-apiserver (`k8s.io/kubernetes`), etcd.
+//! from crates.io: kubelet and kube-apiserver (`k8s.io/kubernetes`), etcd, and containerd 2.x
+//! with its runc shim (`github.com/containerd/containerd/v2`).
 //!
 //! The binaries go into a cache outside the clone keyed by program and version
 //! (`$SGPC_GO_CACHE`, else `~/.cache/sgpc/go/<program>/<version>/`), so a machine builds each
@@ -25,6 +26,8 @@ pub enum Program {
     Kubernetes,
     /// `go.etcd.io/etcd/server/v3`: etcd.
     Etcd,
+    /// `github.com/containerd/containerd/v2`: containerd and `containerd-shim-runc-v2`.
+    Containerd,
 }
 
 /// The etcd a live node runs: a v3.6 release, which kube-apiserver 1.34 to 1.37 support.
@@ -35,6 +38,7 @@ impl Program {
         match self {
             Program::Kubernetes => "k8s.io/kubernetes",
             Program::Etcd => "go.etcd.io/etcd/server/v3",
+            Program::Containerd => "github.com/containerd/containerd/v2",
         }
     }
 
@@ -43,6 +47,7 @@ impl Program {
         match self {
             Program::Kubernetes => &["kubelet", "kube-apiserver"],
             Program::Etcd => &["etcd"],
+            Program::Containerd => crate::provision::containerd::BINARIES,
         }
     }
 
@@ -51,6 +56,7 @@ impl Program {
         match self {
             Program::Kubernetes => &["cmd/kubelet", "cmd/kube-apiserver"],
             Program::Etcd => &[""],
+            Program::Containerd => &["cmd/containerd", "cmd/containerd-shim-runc-v2"],
         }
     }
 
@@ -58,6 +64,7 @@ impl Program {
         match self {
             Program::Kubernetes => "kubernetes",
             Program::Etcd => "etcd",
+            Program::Containerd => "containerd",
         }
     }
 
@@ -66,12 +73,25 @@ impl Program {
         match self {
             // k8s.io/api and the other staging modules: v0.37.2 for v1.37.2.
             Program::Kubernetes => format!("v0.{}.{}", version.minor, version.patch),
-            Program::Etcd => version.to_string(),
+            Program::Etcd | Program::Containerd => version.to_string(),
+        }
+    }
+
+    /// Build tags: containerd without the btrfs snapshotter, whose package needs cgo and the
+    /// kernel's btrfs headers (containerd's own `BUILDTAGS=no_btrfs`).
+    fn tags(self) -> &'static str {
+        match self {
+            Program::Containerd => "no_btrfs",
+            Program::Kubernetes | Program::Etcd => "",
         }
     }
 
     fn ldflags(self, version: &Version) -> String {
         let mut flags = String::from("-s -w");
+        if self == Program::Containerd {
+            // What `containerd --version` and CRI `Version` report.
+            flags.push_str(&format!(" -X github.com/containerd/containerd/v2/version.Version={version}"));
+        }
         if self == Program::Kubernetes {
             for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
                 flags.push_str(&format!(" -X {package}.gitVersion={version} -X {package}.gitTreeState=clean -X {package}.gitMajor={} -X {package}.gitMinor={}", version.major, version.minor));
@@ -99,6 +119,12 @@ impl std::str::FromStr for Version {
             [major, minor, patch] => Ok(Version { major, minor, patch }),
             _ => Err(bad()),
         }
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -193,7 +219,7 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     let staging = work.path().join("bin");
     let packages: Vec<String> = program.packages().iter().map(|p| if p.is_empty() { module.to_string() } else { format!("{module}/{p}") }).collect();
     let mut build = go(work.path());
-    build.env("CGO_ENABLED", "0").args(["build", "-trimpath", "-ldflags", &program.ldflags(version), "-o"]);
+    build.env("CGO_ENABLED", "0").args(["build", "-trimpath", "-tags", program.tags(), "-ldflags", &program.ldflags(version), "-o"]);
     if program == Program::Etcd {
         build.arg(staging.join("etcd"));
     } else {
