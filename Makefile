@@ -6,9 +6,9 @@ CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
 # busybox-static: the image payload; catatonit: the pause image; docker-registry: the local
 # registry; runc: the OCI runtime; crun: a runtime that refuses the spec (tested); skopeo:
 # tests that the archives load; protobuf-compiler: CRI; containernetworking-plugins: the
-# loopback plugin of a live node's network.
+# loopback plugin of a live node's network; libseccomp-dev: runc built from its Go module.
 APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo protobuf-compiler \
-                  containernetworking-plugins
+                  containernetworking-plugins libseccomp-dev
 # containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
 # served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.
 SUITES         := bookworm trixie sid
@@ -19,6 +19,7 @@ ETCD           ?= v3.6.16
 # The newest containerd release, built from github.com/containerd/containerd/v2 the same way
 # (matrix.yaml's containerd-2.4-runc column).
 CONTAINERD_MODULE ?= v2.4.2
+RUNC_MODULE    ?= v1.4.4
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
@@ -40,6 +41,7 @@ setup:
 	@$(SGPC) build kubernetes $(KUBERNETES) >/dev/null
 	@$(SGPC) build etcd $(ETCD) >/dev/null
 	@$(SGPC) build containerd $(CONTAINERD_MODULE) >/dev/null
+	@$(SGPC) build runc $(RUNC_MODULE) >/dev/null
 	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup

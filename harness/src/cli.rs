@@ -52,11 +52,12 @@ pub enum Command {
     /// Build a Go program from the Go module proxy into the cache outside the clone
     /// (`~/.cache/sgpc/go/<program>/<version>`, or SGPC_GO_CACHE), unless it is there already.
     Build {
-        /// What to build: kubernetes (kubelet and kube-apiserver), etcd, or containerd (2.x,
-        /// with containerd-shim-runc-v2; the printed directory is what `--containerd` takes).
+        /// What to build: kubernetes (kubelet and kube-apiserver), etcd, containerd (2.x, with
+        /// containerd-shim-runc-v2; the printed directory is what `--containerd` takes), or runc
+        /// (needs gcc and libseccomp-dev).
         #[arg(value_enum)]
         program: GoProgram,
-        /// The exact release, e.g. v1.37.2 (kubernetes), v3.6.16 (etcd), v2.4.2 (containerd).
+        /// The exact release, e.g. v1.37.2 (kubernetes), v3.6.16 (etcd), v2.4.2 (containerd), v1.4.4 (runc).
         version: sgpc::provision::gomodule::Version,
     },
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
@@ -76,6 +77,7 @@ pub enum GoProgram {
     Kubernetes,
     Etcd,
     Containerd,
+    Runc,
 }
 
 impl From<GoProgram> for sgpc::provision::gomodule::Program {
@@ -84,6 +86,7 @@ impl From<GoProgram> for sgpc::provision::gomodule::Program {
             GoProgram::Kubernetes => sgpc::provision::gomodule::Program::Kubernetes,
             GoProgram::Etcd => sgpc::provision::gomodule::Program::Etcd,
             GoProgram::Containerd => sgpc::provision::gomodule::Program::Containerd,
+            GoProgram::Runc => sgpc::provision::gomodule::Program::Runc,
         }
     }
 }

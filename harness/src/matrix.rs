@@ -69,6 +69,8 @@ struct RawDir {
 enum RawOciRuntime {
     Known(String),
     Custom { name: String, path: PathBuf },
+    /// runc built from its Go module: `{runc: v1.4.4}`.
+    Module { runc: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +128,8 @@ pub struct Entry {
     pub name: String,
     pub source: Source,
     pub oci_runtime: OciRuntime,
+    /// The runc release `oci_runtime` is built from (`ociRuntime: {runc: VERSION}`).
+    pub oci_runtime_module: Option<crate::provision::gomodule::Version>,
     /// A live node over the runtime (`kubernetes: {version}`): the column runs as Pods.
     pub node: Option<run::NodeChoice>,
     pub expect: Option<Expected>,
@@ -182,11 +186,18 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 Some(run::NodeChoice { kubernetes, etcd, timeout: Duration::from_secs(180) })
             }
         };
+        let mut oci_runtime_module = None;
         let oci_runtime = match e.oci_runtime {
             None => OciRuntime::runc(),
             Some(RawOciRuntime::Known(name)) => known_oci_runtime(&name)
-                .ok_or_else(|| err("ociRuntime", format!("{name:?} is not a known runtime (runc, youki); write {{name: NAME, path: PATH}}")))?,
+                .ok_or_else(|| err("ociRuntime", format!("{name:?} is not a known runtime (runc, youki); write {{name: NAME, path: PATH}} or {{runc: VERSION}}")))?,
             Some(RawOciRuntime::Custom { name, path }) => OciRuntime { handler: name, binary: path },
+            Some(RawOciRuntime::Module { runc }) => {
+                let version: crate::provision::gomodule::Version = runc.parse().map_err(|e: crate::provision::gomodule::GoBuildError| err("ociRuntime.runc", e.to_string()))?;
+                let binary = crate::provision::gomodule::cache_dir(crate::provision::gomodule::Program::Runc, &version).join("runc");
+                oci_runtime_module = Some(version);
+                OciRuntime { handler: "runc".into(), binary }
+            }
         };
         let expect = match e.expect {
             None => None,
@@ -204,7 +215,7 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 Some(Expected { outcome: x.outcome, kubernetes: node.is_some(), exceptions })
             }
         };
-        entries.push(Entry { name: e.name, source, oci_runtime, node, expect });
+        entries.push(Entry { name: e.name, source, oci_runtime, oci_runtime_module, node, expect });
     }
     Ok(entries)
 }
@@ -344,6 +355,11 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
     let mut config = base.clone();
     config.target = target;
     config.oci_runtimes = vec![entry.oci_runtime.clone()];
+    if let Some(version) = &entry.oci_runtime_module {
+        let program = crate::provision::gomodule::Program::Runc;
+        let dir = crate::provision::gomodule::ensure(program, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
+        config.oci_runtimes = vec![OciRuntime { handler: entry.oci_runtime.handler.clone(), binary: dir.join("runc") }];
+    }
     if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
         config.runtime_handler = String::new();
     }
@@ -366,7 +382,10 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         name: entry.name.clone(),
         source: entry.source.clone(),
         source_version: None,
-        oci_runtime: entry.oci_runtime.handler.clone(),
+        oci_runtime: match &entry.oci_runtime_module {
+            Some(version) => format!("{} {version} (Go module)", entry.oci_runtime.handler),
+            None => entry.oci_runtime.handler.clone(),
+        },
         runtime: None,
         skipped: None,
         setup_error: None,

@@ -69,9 +69,9 @@ fn crio_matrix(dirs: Vec<std::path::PathBuf>) -> Result<(), Failed> {
     let cases: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "kep-blog" || c.scenario == "protected-file-access").collect();
     let conformant = || Some(Expected { outcome: Outcome::Conformant, kubernetes: false, exceptions: Default::default() });
     let runc = sgpc::provision::containerd::OciRuntime::runc();
-    let mut entries = vec![Entry { name: "containerd-2.x".into(), source: Source::ContainerdDir { dir: support::containerd_dir() }, oci_runtime: runc.clone(), node: None, expect: conformant() }];
+    let mut entries = vec![Entry { name: "containerd-2.x".into(), source: Source::ContainerdDir { dir: support::containerd_dir() }, oci_runtime_module: None, oci_runtime: runc.clone(), node: None, expect: conformant() }];
     for (i, dir) in dirs.into_iter().enumerate() {
-        entries.push(Entry { name: format!("crio-{i}"), source: Source::CrioDir { dir }, oci_runtime: runc.clone(), node: None, expect: conformant() });
+        entries.push(Entry { name: format!("crio-{i}"), source: Source::CrioDir { dir }, oci_runtime: runc.clone(), oci_runtime_module: None, node: None, expect: conformant() });
     }
     let config = MatrixConfig { base: support::containerd_config(), cache: support::repo_root().join(".cache"), jobs: 2 };
     let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -222,13 +222,17 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
         }
         assert_eq!(report["columns"][c]["oci_runtime"], if name.ends_with("youki") { "youki" } else { "runc" });
     }
-    // containerd 2.4 built from its Go module: a Pod the Kubernetes API accepts runs, so only
-    // the two same-name cases fail.
-    let c = column("containerd-2.4-runc");
-    assert_eq!(report["columns"][c]["summary"], "non-conformant: 2 failures", "containerd 2.4");
-    assert_eq!(report["columns"][c]["runtime"]["supplemental_groups_policy"], true);
-    for case in ["gid-2147483648/merge", "gid-4294967294/default", "kep-blog/strict", "protected-file-access/strict"] {
-        assert_eq!(cell(case, c), "PASS", "containerd 2.4 {case}");
+    // containerd 2.4 built from its Go module, over Debian's runc 1.1 and over runc 1.4 built
+    // from its module: a Pod the Kubernetes API accepts runs, so only the two same-name cases
+    // fail.
+    for (name, oci_runtime) in [("containerd-2.4-runc", "runc"), ("containerd-2.4-runc-1.4", "runc v1.4.4 (Go module)")] {
+        let c = column(name);
+        assert_eq!(report["columns"][c]["summary"], "non-conformant: 2 failures", "{name}");
+        assert_eq!(report["columns"][c]["runtime"]["supplemental_groups_policy"], true, "{name}");
+        assert_eq!(report["columns"][c]["oci_runtime"], oci_runtime, "{name}");
+        for case in ["gid-2147483648/merge", "gid-4294967294/default", "kep-blog/strict", "protected-file-access/strict", "repeated-groups/merge"] {
+            assert_eq!(cell(case, c), "PASS", "{name} {case}");
+        }
     }
     for c in report["columns"].as_array().unwrap() {
         assert_eq!(c["deviations"].as_array().map(Vec::len), Some(0), "{}: {}", c["name"], c["deviations"]);
@@ -244,7 +248,7 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
     let refused = behaviours.iter().find(|b| b["attached"] == "refused the Pod").expect("a refusing side");
     assert_eq!(refused["runtimes"], serde_json::json!(["containerd-2.x-runc", "containerd-2.x-youki"]));
     let ran = behaviours.iter().find(|b| b["attached"] != "refused the Pod").unwrap();
-    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.4-runc"]));
+    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.4-runc", "containerd-2.4-runc-1.4"]));
     assert_eq!(ran["matches"], "the model's outcome");
     assert_eq!(divergence("same-name-group/merge"), None, "every containerd leaves the group out alike");
     assert_eq!(divergence("kep-blog/strict").expect("1.6 and 1.7 leak")["only_missing_feature"], true);

@@ -28,6 +28,8 @@ pub enum Program {
     Etcd,
     /// `github.com/containerd/containerd/v2`: containerd and `containerd-shim-runc-v2`.
     Containerd,
+    /// `github.com/opencontainers/runc`: runc, with cgo (its `nsenter` is C) and seccomp.
+    Runc,
 }
 
 /// The etcd a live node runs: a v3.6 release, which kube-apiserver 1.34 to 1.37 support.
@@ -39,6 +41,7 @@ impl Program {
             Program::Kubernetes => "k8s.io/kubernetes",
             Program::Etcd => "go.etcd.io/etcd/server/v3",
             Program::Containerd => "github.com/containerd/containerd/v2",
+            Program::Runc => "github.com/opencontainers/runc",
         }
     }
 
@@ -48,6 +51,7 @@ impl Program {
             Program::Kubernetes => &["kubelet", "kube-apiserver"],
             Program::Etcd => &["etcd"],
             Program::Containerd => crate::provision::containerd::BINARIES,
+            Program::Runc => &["runc"],
         }
     }
 
@@ -55,7 +59,7 @@ impl Program {
     fn packages(self) -> &'static [&'static str] {
         match self {
             Program::Kubernetes => &["cmd/kubelet", "cmd/kube-apiserver"],
-            Program::Etcd => &[""],
+            Program::Etcd | Program::Runc => &[""],
             Program::Containerd => &["cmd/containerd", "cmd/containerd-shim-runc-v2"],
         }
     }
@@ -65,6 +69,7 @@ impl Program {
             Program::Kubernetes => "kubernetes",
             Program::Etcd => "etcd",
             Program::Containerd => "containerd",
+            Program::Runc => "runc",
         }
     }
 
@@ -73,7 +78,7 @@ impl Program {
         match self {
             // k8s.io/api and the other staging modules: v0.37.2 for v1.37.2.
             Program::Kubernetes => format!("v0.{}.{}", version.minor, version.patch),
-            Program::Etcd | Program::Containerd => version.to_string(),
+            Program::Etcd | Program::Containerd | Program::Runc => version.to_string(),
         }
     }
 
@@ -82,12 +87,26 @@ impl Program {
     fn tags(self) -> &'static str {
         match self {
             Program::Containerd => "no_btrfs",
+            // runc's Makefile default; needs libseccomp-dev.
+            Program::Runc => "seccomp",
             Program::Kubernetes | Program::Etcd => "",
+        }
+    }
+
+    /// runc cannot be built without cgo; everything else is built static without it.
+    fn cgo(self) -> &'static str {
+        match self {
+            Program::Runc => "1",
+            Program::Kubernetes | Program::Etcd | Program::Containerd => "0",
         }
     }
 
     fn ldflags(self, version: &Version) -> String {
         let mut flags = String::from("-s -w");
+        if self == Program::Runc {
+            // What `runc --version` reports (runc's Makefile sets the same, without the `v`).
+            flags.push_str(&format!(" -X main.version={}.{}.{}", version.major, version.minor, version.patch));
+        }
         if self == Program::Containerd {
             // What `containerd --version` and CRI `Version` report.
             flags.push_str(&format!(" -X github.com/containerd/containerd/v2/version.Version={version}"));
@@ -219,13 +238,13 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     let staging = work.path().join("bin");
     let packages: Vec<String> = program.packages().iter().map(|p| if p.is_empty() { module.to_string() } else { format!("{module}/{p}") }).collect();
     let mut build = go(work.path());
-    build.env("CGO_ENABLED", "0").args(["build", "-trimpath", "-tags", program.tags(), "-ldflags", &program.ldflags(version), "-o"]);
+    build.env("CGO_ENABLED", program.cgo()).args(["build", "-trimpath", "-tags", program.tags(), "-ldflags", &program.ldflags(version), "-o"]);
     if program == Program::Etcd {
         build.arg(staging.join("etcd"));
     } else {
         build.arg(format!("{}/", staging.display()));
     }
-    say(progress, format!("go build {} (CGO_ENABLED=0; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" ")));
+    say(progress, format!("go build {} (CGO_ENABLED={}; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" "), program.cgo()));
     run_step(build.args(&packages), &log, "go build", program, version, progress, started)?;
     // Another build of the same version may have finished meanwhile: either copy is whole.
     if built(program, version).is_none() {
