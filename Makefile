@@ -31,7 +31,7 @@ export SGPC_KUBERNETES_VERSION := $(KUBERNETES)
 VENV           := $(CACHE)/venv
 export SGPC_CHECK_JSONSCHEMA := $(VENV)/bin/check-jsonschema
 
-.PHONY: setup conformance conformance-node matrix matrix-node test bench clean-cache
+.PHONY: setup conformance conformance-node matrix matrix-node matrix-releases test bench clean-cache
 
 setup:
 	@scripts/apt-install.sh $(APT_PACKAGES)
@@ -60,6 +60,10 @@ matrix: setup
 # Kubernetes releases x containerd lines through live nodes (builds v1.34.4 on first use).
 matrix-node: setup
 	$(SGPC) matrix --file matrix-node.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-node
+
+# containerd 2.2 and 2.3, runc 1.3 and 1.5, from their Go modules (built on first use).
+matrix-releases: setup
+	$(SGPC) matrix --file matrix-releases.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-releases
 
 test: setup
 	$(CARGO) test --workspace --no-fail-fast

@@ -24,6 +24,8 @@ fn shipped_matrix_loads() {
     let nodes = matrix::load(&support::repo_root().join("matrix-node.yaml"), &support::catalogue()).unwrap();
     let versions: std::collections::BTreeSet<String> = nodes.iter().filter_map(|e| e.node.as_ref()).map(|n| n.kubernetes.to_string()).collect();
     assert!(versions.len() >= 2 && versions.iter().any(|v| v.starts_with("v1.34.")), "{versions:?}");
+    let releases = matrix::load(&support::repo_root().join("matrix-releases.yaml"), &support::catalogue()).unwrap();
+    assert!(releases.iter().all(|e| matches!(e.source, matrix::Source::ContainerdModule { .. })), "every release column is built from its module");
 }
 
 #[test]
