@@ -6,9 +6,10 @@ CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
 # busybox-static: the image payload; catatonit: the pause image; docker-registry: the local
 # registry; runc: the OCI runtime; crun: a runtime that refuses the spec (tested); skopeo:
 # tests that the archives load; protobuf-compiler: CRI; containernetworking-plugins: the
-# loopback plugin of a live node's network; libseccomp-dev: runc built from its Go module.
+# loopback plugin of a live node's network; libseccomp-dev: runc and CRI-O built from their Go
+# modules; libsqlite3-dev and conmon: CRI-O.
 APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo protobuf-compiler \
-                  containernetworking-plugins libseccomp-dev
+                  containernetworking-plugins libseccomp-dev libsqlite3-dev conmon
 # containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
 # served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.
 SUITES         := bookworm trixie sid
@@ -20,6 +21,10 @@ ETCD           ?= v3.6.16
 # (matrix.yaml's containerd-2.4-runc column).
 CONTAINERD_MODULE ?= v2.4.2
 RUNC_MODULE    ?= v1.4.4
+# The newest CRI-O the module proxy serves (github.com/cri-o/cri-o; crio and pinns).
+CRIO_MODULE    ?= v1.36.3
+# critest (sigs.k8s.io/cri-tools), run beside sgpc: `--critest`, tests/matrix.rs, make bench.
+CRITEST        ?= v1.37.0
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
@@ -42,6 +47,8 @@ setup:
 	@$(SGPC) build etcd $(ETCD) >/dev/null
 	@$(SGPC) build containerd $(CONTAINERD_MODULE) >/dev/null
 	@$(SGPC) build runc $(RUNC_MODULE) >/dev/null
+	@$(SGPC) build crio $(CRIO_MODULE) >/dev/null
+	@$(SGPC) build critest $(CRITEST) >/dev/null
 	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup
@@ -61,7 +68,8 @@ matrix: setup
 matrix-node: setup
 	$(SGPC) matrix --file matrix-node.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-node
 
-# containerd 2.2 and 2.3, runc 1.3 and 1.5, from their Go modules (built on first use).
+# containerd 2.2 and 2.3, runc 1.3 and 1.5, CRI-O 1.34 and 1.35, from their Go modules (built
+# on first use).
 matrix-releases: setup
 	$(SGPC) matrix --file matrix-releases.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-releases
 

@@ -53,11 +53,12 @@ pub enum Command {
     /// (`~/.cache/sgpc/go/<program>/<version>`, or SGPC_GO_CACHE), unless it is there already.
     Build {
         /// What to build: kubernetes (kubelet and kube-apiserver), etcd, containerd (2.x, with
-        /// containerd-shim-runc-v2; the printed directory is what `--containerd` takes), or runc
-        /// (needs gcc and libseccomp-dev).
+        /// containerd-shim-runc-v2; the printed directory is what `--containerd` takes), runc
+        /// (needs gcc and libseccomp-dev), or crio (with pinns; needs gcc, libseccomp-dev and
+        /// libsqlite3-dev; conmon is Debian's), or critest (cri-tools' validation suite).
         #[arg(value_enum)]
         program: GoProgram,
-        /// The exact release, e.g. v1.37.2 (kubernetes), v3.6.16 (etcd), v2.4.2 (containerd), v1.4.4 (runc).
+        /// The exact release, e.g. v1.37.2 (kubernetes), v3.6.16 (etcd), v2.4.2 (containerd), v1.4.4 (runc), v1.36.3 (crio), v1.37.0 (critest).
         version: sgpc::provision::gomodule::Version,
     },
     /// Download a package from a Debian suite into the cache and unpack it (not installed).
@@ -78,6 +79,8 @@ pub enum GoProgram {
     Etcd,
     Containerd,
     Runc,
+    Crio,
+    Critest,
 }
 
 impl From<GoProgram> for sgpc::provision::gomodule::Program {
@@ -87,6 +90,8 @@ impl From<GoProgram> for sgpc::provision::gomodule::Program {
             GoProgram::Etcd => sgpc::provision::gomodule::Program::Etcd,
             GoProgram::Containerd => sgpc::provision::gomodule::Program::Containerd,
             GoProgram::Runc => sgpc::provision::gomodule::Program::Runc,
+            GoProgram::Crio => sgpc::provision::gomodule::Program::Crio,
+            GoProgram::Critest => sgpc::provision::gomodule::Program::Critest,
         }
     }
 }
@@ -138,6 +143,21 @@ pub struct MatrixArgs {
     /// Where run directories are created (removed at the end).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     pub work_root: PathBuf,
+    /// After the cases, run critest's SupplementalGroupsPolicy specs against the same runtime
+    /// (the binary `sgpc build critest v1.37.0` prints); what it says is reported beside
+    /// sgpc's verdicts and never changes them.
+    #[arg(long, value_name = "CRITEST", value_parser = existing_file)]
+    pub critest: Option<PathBuf>,
+}
+
+/// A path that names a regular file (checked before anything runs).
+fn existing_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(format!("{text}: not a regular file")),
+        Err(e) => Err(format!("{text}: {e}")),
+    }
 }
 
 #[derive(Args)]
@@ -214,6 +234,11 @@ pub struct RunArgs {
     /// With --kind: reuse the cluster if it exists, and keep it at the end.
     #[arg(long, requires = "kind")]
     pub reuse_cluster: bool,
+    /// After the cases, run critest's SupplementalGroupsPolicy specs against the same runtime
+    /// (the binary `sgpc build critest v1.37.0` prints); what it says is reported beside
+    /// sgpc's verdicts and never changes them.
+    #[arg(long, value_name = "CRITEST", value_parser = existing_file)]
+    pub critest: Option<PathBuf>,
     /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
     /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
     #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
@@ -278,8 +303,9 @@ impl RunArgs {
             (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
             (None, None, Some(dir)) => {
                 // Fail at once, before building anything, when the directory is incomplete.
-                sgpc::provision::crio::find_binaries(dir)?;
-                TargetChoice::Crio { bin_dir: dir.clone() }
+                let oci_runtime = self.oci_runtimes.first().cloned();
+                sgpc::provision::crio::find_binaries(dir, std::path::Path::new(sgpc::provision::crio::DEBIAN_CONMON), oci_runtime.as_ref())?;
+                TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime }
             }
             (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
         };
@@ -295,6 +321,7 @@ impl RunArgs {
             config.oci_runtimes = self.oci_runtimes.clone();
         }
         config.runtime_handler = self.runtime_handler.clone();
+        config.critest.clone_from(&self.critest);
         config.work_root = self.work_root.clone();
         if !self.faults.is_empty() {
             let mut proxy = ProxySettings::beside_current_exe(self.faults.clone());
@@ -330,6 +357,7 @@ impl MatrixArgs {
     pub fn config(&self) -> sgpc::matrix::MatrixConfig {
         let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
         base.work_root = self.work_root.clone();
+        base.critest.clone_from(&self.critest);
         sgpc::matrix::MatrixConfig { base, cache: self.cache.clone(), jobs: usize::from(self.jobs) }
     }
 }

@@ -33,7 +33,7 @@ struct RawMatrix {
 struct RawEntry {
     name: String,
     containerd: Option<RawContainerdSource>,
-    crio: Option<RawDir>,
+    crio: Option<RawCrioSource>,
     cri: Option<String>,
     oci_runtime: Option<RawOciRuntime>,
     kubernetes: Option<RawKubernetes>,
@@ -60,8 +60,10 @@ struct RawContainerdSource {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDir {
-    dir: PathBuf,
+struct RawCrioSource {
+    dir: Option<PathBuf>,
+    /// A release built from its Go module, e.g. `v1.36.3`.
+    module: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +105,8 @@ pub enum Source {
     /// containerd 2.x built from `github.com/containerd/containerd/v2` at this version.
     ContainerdModule { version: crate::provision::gomodule::Version },
     CrioDir { dir: PathBuf },
+    /// CRI-O built from `github.com/cri-o/cri-o` at this version, with Debian's conmon.
+    CrioModule { version: crate::provision::gomodule::Version },
     Cri { endpoint: String },
 }
 
@@ -173,7 +177,14 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 },
                 _ => return Err(err("containerd", "give exactly one of `debian: SUITE`, `dir: PATH`, `release: VERSION`, `module: VERSION`".into())),
             },
-            (None, Some(crio), None) => Source::CrioDir { dir: crio.dir },
+            (None, Some(crio), None) => match (crio.dir, crio.module) {
+                (Some(dir), None) => Source::CrioDir { dir },
+                (None, Some(version)) => match version.parse::<crate::provision::gomodule::Version>() {
+                    Ok(v) if v.major == 1 => Source::CrioModule { version: v },
+                    _ => return Err(err("crio.module", format!("{version:?}: expected an exact CRI-O release, e.g. v1.36.3 (the module github.com/cri-o/cri-o)"))),
+                },
+                _ => return Err(err("crio", "give exactly one of `dir: PATH`, `module: VERSION`".into())),
+            },
             (None, None, Some(endpoint)) => Source::Cri { endpoint },
             _ => return Err(err("name", format!("entry {:?}: give exactly one of `containerd`, `crio`, `cri`", e.name))),
         };
@@ -259,6 +270,10 @@ pub struct Column {
     pub expect: Option<Expected>,
     /// Cases whose verdict differs from the expected outcome.
     pub deviations: Vec<String>,
+    /// What critest's SupplementalGroupsPolicy specs said of the same runtime (`--critest`);
+    /// it never changes the column's verdicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critest: Option<crate::critest::CritestSays>,
     /// Set-up time: image build, registry, runtime start, pulls.
     #[serde(serialize_with = "serialize_opt_millis", rename = "startup_ms")]
     pub startup: Option<Duration>,
@@ -347,23 +362,31 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
             (TargetChoice::Containerd { bin_dir: dir }, Some(format!("{version} (Go module)")))
         }
         Source::CrioDir { dir } => {
-            crate::provision::crio::find_binaries(dir).map_err(unavailable)?;
-            (TargetChoice::Crio { bin_dir: dir.clone() }, None)
+            crate::provision::crio::find_binaries(dir, Path::new(crate::provision::crio::DEBIAN_CONMON), None).map_err(unavailable)?;
+            (TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime: None }, None)
+        }
+        Source::CrioModule { version } => {
+            let dir = crate::provision::gomodule::ensure(crate::provision::gomodule::Program::Crio, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
+            let runtime = runc_of(entry)?;
+            crate::provision::crio::find_binaries(&dir, Path::new(crate::provision::crio::DEBIAN_CONMON), Some(&runtime)).map_err(unavailable)?;
+            (TargetChoice::Crio { bin_dir: dir, oci_runtime: Some(runtime) }, Some(format!("{version} (Go module)")))
         }
         Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),
     };
     let mut config = base.clone();
     config.target = target;
-    config.oci_runtimes = vec![entry.oci_runtime.clone()];
-    if let Some(version) = &entry.oci_runtime_module {
-        let program = crate::provision::gomodule::Program::Runc;
-        let dir = crate::provision::gomodule::ensure(program, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
-        config.oci_runtimes = vec![OciRuntime { handler: entry.oci_runtime.handler.clone(), binary: dir.join("runc") }];
-    }
-    if let Source::Cri { .. } | Source::CrioDir { .. } = entry.source {
+    config.oci_runtimes = vec![runc_of(entry)?];
+    if let Source::Cri { .. } | Source::CrioDir { .. } | Source::CrioModule { .. } = entry.source {
         config.runtime_handler = String::new();
     }
     Ok((config, version))
+}
+
+/// The entry's OCI runtime, built first when it is runc from its Go module.
+fn runc_of(entry: &Entry) -> Result<OciRuntime, Unavailable> {
+    let Some(version) = &entry.oci_runtime_module else { return Ok(entry.oci_runtime.clone()) };
+    let dir = crate::provision::gomodule::ensure(crate::provision::gomodule::Program::Runc, version, &mut std::io::stderr()).map_err(|e| Unavailable(format!("{:#}", anyhow::Error::from(e))))?;
+    Ok(OciRuntime { handler: entry.oci_runtime.handler.clone(), binary: dir.join("runc") })
 }
 
 /// [`session_config`] off the async threads: fetching a package blocks.
@@ -392,6 +415,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         summary: String::new(),
         expect: entry.expect.clone(),
         deviations: Vec::new(),
+        critest: None,
         startup: None,
         duration: Duration::ZERO,
         results: Vec::new(),
@@ -414,6 +438,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
     column.startup = run.startup;
     column.runtime = run.report.runtime;
     column.setup_error = run.report.setup_error;
+    column.critest = run.report.critest;
     column.results = run.report.cases;
     finish(column, catalogue, started)
 }

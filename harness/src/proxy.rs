@@ -75,6 +75,28 @@ pub struct ProxyConfig {
     pub pods: Option<regex::Regex>,
     pub delay: Duration,
     pub runtime_pid: Option<u32>,
+    /// Sandboxes of a peer tool (critest) made part of the run; not a fault.
+    pub adopt: Option<Adoption>,
+}
+
+/// What the proxy changes in every `RunPodSandbox` of a peer tool so that its sandboxes are
+/// the run's: the run's labels and cgroup parent (removed with the run, never in the host's
+/// runtime paths) and the host network (the runtimes sgpc starts have no pod network). No
+/// field that decides the process identity is touched.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    pub labels: HashMap<String, String>,
+    pub cgroup_parent: String,
+}
+
+impl Adoption {
+    fn apply(&self, config: &mut cri::PodSandboxConfig) {
+        config.labels.extend(self.labels.clone());
+        let linux = config.linux.get_or_insert_default();
+        linux.cgroup_parent.clone_from(&self.cgroup_parent);
+        let namespaces = linux.security_context.get_or_insert_default().namespace_options.get_or_insert_default();
+        namespaces.network = cri::NamespaceMode::Node as i32;
+    }
 }
 
 struct State {
@@ -282,6 +304,9 @@ async fn run_pod_sandbox(req: Request<Body>, sender: SendRequest<Body>, state: &
         |r: &mut cri::RunPodSandboxRequest| {
             let config = r.config.get_or_insert_default();
             name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            if let Some(adoption) = &state.config.adopt {
+                adoption.apply(config);
+            }
             if state.has(Fault::StrictToMerge) {
                 if let Some(sc) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
                     merge_instead_of_strict(&mut sc.supplemental_groups_policy);
@@ -391,4 +416,34 @@ async fn container_status(req: Request<Body>, sender: SendRequest<Body>, state: 
     })
     .await?;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adopted_sandbox_is_the_runs_and_keeps_its_identity() {
+        let security_context = cri::LinuxSandboxSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 1000 }),
+            supplemental_groups: vec![1234],
+            supplemental_groups_policy: cri::SupplementalGroupsPolicy::Strict as i32,
+            namespace_options: Some(cri::NamespaceOption { network: cri::NamespaceMode::Pod as i32, pid: cri::NamespaceMode::Container as i32, ..Default::default() }),
+            ..Default::default()
+        };
+        let mut config = cri::PodSandboxConfig {
+            labels: HashMap::from([("theirs".to_string(), "kept".to_string())]),
+            linux: Some(cri::LinuxPodSandboxConfig { security_context: Some(security_context.clone()), ..Default::default() }),
+            ..Default::default()
+        };
+        let adoption = Adoption { labels: HashMap::from([("sgpc.io/run".to_string(), "sgpc-abc".to_string())]), cgroup_parent: "/sgpc-abc".into() };
+        adoption.apply(&mut config);
+        assert_eq!(config.labels.len(), 2);
+        let linux = config.linux.unwrap();
+        assert_eq!(linux.cgroup_parent, "/sgpc-abc");
+        let after = linux.security_context.unwrap();
+        assert_eq!(after.namespace_options.as_ref().map(|n| (n.network, n.pid)), Some((cri::NamespaceMode::Node as i32, cri::NamespaceMode::Container as i32)));
+        let identity = |s: &cri::LinuxSandboxSecurityContext| (s.run_as_user, s.run_as_group, s.supplemental_groups.clone(), s.supplemental_groups_policy);
+        assert_eq!(identity(&after), identity(&security_context), "no identity field changes");
+    }
 }

@@ -31,9 +31,14 @@ async fn no_run_leaves_anything_in_the_hosts_runtime_paths_even_after_sigkill() 
     let state = tempfile::tempdir().unwrap();
     let work_root = tempfile::tempdir().unwrap();
 
-    // A finished run.
-    let status = sgpc(state.path(), work_root.path()).status().unwrap();
+    // A finished run, with critest beside it: its sandboxes are adopted into the run.
+    let report = work_root.path().join("report.json");
+    let status = sgpc(state.path(), work_root.path()).arg("--critest").arg(support::critest()).arg("--json").arg(&report).status().unwrap();
     assert_eq!(status.code(), Some(exit_code::PASS));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    std::fs::remove_file(work_root.path().join("report.json")).unwrap();
+    let specs = report["critest"]["specs"].as_array().unwrap_or_else(|| panic!("critest ran: {}", report["critest"]));
+    assert!(specs.len() == 2 && specs.iter().all(|s| s["outcome"] == "passed"), "{specs:?}");
     assert_eq!(support::new_host_runtime_paths(&before), Vec::<PathBuf>::new(), "a finished run left these in the host's runtime paths");
 
     // A run killed with a container alive, then `sgpc clean`.

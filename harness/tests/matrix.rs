@@ -25,7 +25,8 @@ fn shipped_matrix_loads() {
     let versions: std::collections::BTreeSet<String> = nodes.iter().filter_map(|e| e.node.as_ref()).map(|n| n.kubernetes.to_string()).collect();
     assert!(versions.len() >= 2 && versions.iter().any(|v| v.starts_with("v1.34.")), "{versions:?}");
     let releases = matrix::load(&support::repo_root().join("matrix-releases.yaml"), &support::catalogue()).unwrap();
-    assert!(releases.iter().all(|e| matches!(e.source, matrix::Source::ContainerdModule { .. })), "every release column is built from its module");
+    assert!(releases.iter().all(|e| matches!(e.source, matrix::Source::ContainerdModule { .. } | matrix::Source::CrioModule { .. })), "every release column is built from its module");
+    assert!(entries.iter().any(|e| matches!(e.source, matrix::Source::CrioModule { .. })), "make test runs a CRI-O built from its module");
 }
 
 #[test]
@@ -66,6 +67,14 @@ fn matrix_file_errors_name_the_field() {
     }
     let entries = load("entries:\n  - {name: a, containerd: {module: v2.4.2}}\n").unwrap();
     assert!(matches!(&entries[0].source, matrix::Source::ContainerdModule { version } if version.to_string() == "v2.4.2"));
+    for version in ["v2.4.2", "1.36.3", "v1.36", "latest"] {
+        let err = load(&format!("entries:\n  - {{name: a, crio: {{module: {version:?}}}}}\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("entries[0].crio.module"), "{version}: {err}");
+    }
+    let err = load("entries:\n  - {name: a, crio: {module: v1.36.3, dir: /x}}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("entries[0].crio"), "{err}");
+    let entries = load("entries:\n  - {name: a, crio: {module: v1.36.3}, ociRuntime: {runc: v1.4.4}}\n").unwrap();
+    assert!(matches!(&entries[0].source, matrix::Source::CrioModule { version } if version.to_string() == "v1.36.3"));
 }
 
 #[test]
@@ -99,10 +108,23 @@ fn fake_crio_dir(with: &[&str]) -> tempfile::TempDir {
 #[test]
 fn crio_missing_binaries_are_named() {
     let dir = fake_crio_dir(&["crio", "pinns"]);
-    let err = crio::find_binaries(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("conmon"), "{err}");
+    let no_conmon = dir.path().join("no-such-conmon");
+    let err = crio::find_binaries(dir.path(), &no_conmon, None).unwrap_err().to_string();
+    assert!(err.contains("conmon (neither"), "{err}");
     assert!(err.contains("runc or crun"), "{err}");
     assert!(!err.contains("/crio,"), "crio is present: {err}");
+    let runtime = sgpc::provision::containerd::OciRuntime { handler: "runc".into(), binary: dir.path().join("no-such-runc") };
+    let err = crio::find_binaries(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap_err().to_string();
+    assert!(err.contains("the OCI runtime") && err.contains("no-such-runc") && !err.contains("conmon (neither"), "{err}");
+}
+
+#[test]
+fn crio_from_its_module_takes_the_fallback_conmon_and_the_given_runtime() {
+    let dir = fake_crio_dir(&["crio", "pinns", "crun"]);
+    let runtime = sgpc::provision::containerd::OciRuntime { handler: "runc".into(), binary: dir.path().join("pinns") };
+    let bins = crio::find_binaries(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap();
+    assert_eq!(bins.conmon, dir.path().join("crio"));
+    assert_eq!(bins.oci_runtime, ("runc".to_string(), dir.path().join("pinns")), "the given runtime wins over the directory's crun");
 }
 
 #[test]
@@ -121,11 +143,13 @@ fn crio_config_is_private_and_complete() {
     let run = tempfile::tempdir().unwrap();
     let opts = crio::CrioOptions {
         bin_dir: bin.path().to_path_buf(),
+        oci_runtime: None,
         dir: run.path().to_path_buf(),
         registry_host: "127.0.0.1:5555".into(),
+        registry_credentials: Some(sgpc::provision::registry::Credentials { username: "u".into(), password: "p".into() }),
         pause_image: "127.0.0.1:5555/sgpc/pause:abc".into(),
     };
-    let bins = crio::find_binaries(bin.path()).unwrap();
+    let bins = crio::find_binaries(bin.path(), &bin.path().join("no-such-conmon"), None).unwrap();
     assert_eq!(bins.oci_runtime.0, "crun");
     let path = crio::write_config(&opts, &bins, true).unwrap();
     let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
@@ -144,6 +168,14 @@ fn crio_config_is_private_and_complete() {
     let registries: toml::Table = std::fs::read_to_string(run.path().join("registries.conf")).unwrap().parse().unwrap();
     assert_eq!(registries["registry"][0]["location"].as_str(), Some("127.0.0.1:5555"));
     assert_eq!(registries["registry"][0]["insecure"].as_bool(), Some(true));
+    // critest's image name resolves to sgpc's registry, with the credentials in CRI-O's own
+    // auth file (a pull through a prefix does not use the CRI request's).
+    assert_eq!(registries["registry"][1]["prefix"].as_str(), Some(sgpc::provision::MIRRORED_REGISTRY));
+    assert_eq!(registries["registry"][1]["location"].as_str(), Some("127.0.0.1:5555"));
+    assert_eq!(Path::new(crio["image"]["global_auth_file"].as_str().unwrap()), run.path().join("auth.json"));
+    let auth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.path().join("auth.json")).unwrap()).unwrap();
+    assert_eq!(auth["auths"]["127.0.0.1:5555"]["auth"], "dTpw", "base64 of u:p");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(run.path().join("auth.json")).unwrap().permissions()) & 0o777, 0o600);
     // CRI-O's own source, not sgpc's: internal/criocli/criocli.go declares the (hidden) flag
     // --registries-conf with EnvVars CONTAINER_REGISTRIES_CONF; podman's CONTAINERS_... is not read.
     let command = crio::command(&opts, &bins, &path);
@@ -236,6 +268,17 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
             assert_eq!(cell(case, c), "PASS", "{name} {case}");
         }
     }
+    // CRI-O 1.36 built from its Go module, over runc 1.1 and 1.4: every case PASS, the
+    // same-name group and the gids above 2147483647 included.
+    for (name, oci_runtime) in [("cri-o-1.36-runc", "runc"), ("cri-o-1.36-runc-1.4", "runc v1.4.4 (Go module)")] {
+        let c = column(name);
+        assert_eq!(report["columns"][c]["summary"], "conformant", "{name}");
+        assert_eq!(report["columns"][c]["runtime"]["supplemental_groups_policy"], true, "{name}");
+        assert_eq!(report["columns"][c]["oci_runtime"], oci_runtime, "{name}");
+        for case in ["same-name-group/merge", "gid-4294967294/default", "kep-blog/strict"] {
+            assert_eq!(cell(case, c), "PASS", "{name} {case}");
+        }
+    }
     for c in report["columns"].as_array().unwrap() {
         assert_eq!(c["deviations"].as_array().map(Vec::len), Some(0), "{}: {}", c["name"], c["deviations"]);
     }
@@ -250,9 +293,11 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
     let refused = behaviours.iter().find(|b| b["attached"] == "refused the Pod").expect("a refusing side");
     assert_eq!(refused["runtimes"], serde_json::json!(["containerd-2.x-runc", "containerd-2.x-youki"]));
     let ran = behaviours.iter().find(|b| b["attached"] != "refused the Pod").unwrap();
-    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.4-runc", "containerd-2.4-runc-1.4"]));
+    assert_eq!(ran["runtimes"], serde_json::json!(["containerd-1.6-runc", "containerd-1.7-runc", "containerd-2.4-runc", "containerd-2.4-runc-1.4", "cri-o-1.36-runc", "cri-o-1.36-runc-1.4"]));
     assert_eq!(ran["matches"], "the model's outcome");
-    assert_eq!(divergence("same-name-group/merge"), None, "every containerd leaves the group out alike");
+    let same_name = divergence("same-name-group/merge").expect("CRI-O attaches the group every containerd leaves out");
+    let attached: Vec<&str> = same_name["behaviours"].as_array().unwrap().iter().map(|b| b["matches"].as_str().unwrap()).collect();
+    assert!(attached.contains(&"the model's outcome"), "CRI-O's side is the model's: {same_name}");
     assert_eq!(divergence("kep-blog/strict").expect("1.6 and 1.7 leak")["only_missing_feature"], true);
     assert_eq!(divergence("kep-blog/merge"), None);
     let html = std::fs::read_to_string(out.path().join("matrix.html")).unwrap();
@@ -263,3 +308,35 @@ fn matrix_shows_the_expected_outcome_on_this_machine() {
     assert!(html.contains("title=\"runtimes disagree on this case\""), "the divergent cells are marked");
 }
 
+
+/// critest beside sgpc on the same runtimes (the releases issue): critest's Strict spec is
+/// skipped, a green run, on containerd 1.7, where sgpc finds the image's group leaking under
+/// Strict; on containerd 2.4 and CRI-O 1.36 both pass.
+#[test]
+fn critest_skips_where_sgpc_finds_the_strict_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("matrix.yaml");
+    std::fs::write(&file, "entries:\n  - {name: c17, containerd: {debian: trixie}, expect: {outcome: no-strict}}\n  - {name: c24, containerd: {module: v2.4.2}, expect: {outcome: conformant}}\n  - {name: crio136, crio: {module: v1.36.3}, expect: {outcome: conformant}}\n").unwrap();
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .args(["matrix", "--filter", "^cri-tools/", "--critest"])
+        .arg(support::critest())
+        .arg("--file")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("matrix.json")).unwrap()).unwrap();
+    let columns = report["columns"].as_array().unwrap();
+    let strict = report["rows"].as_array().unwrap().iter().find(|r| r["case"]["policy"] == "strict").unwrap();
+    for (i, (name, outcome, sgpc)) in [("c17", "skipped", "UNSUPPORTED+LEAK"), ("c24", "passed", "PASS"), ("crio136", "passed", "PASS")].into_iter().enumerate() {
+        assert_eq!(columns[i]["name"], name);
+        let specs = columns[i]["critest"]["specs"].as_array().unwrap_or_else(|| panic!("{name}: critest ran: {}", columns[i]["critest"]));
+        assert!(specs.len() == 2 && specs.iter().all(|s| s["outcome"] == outcome), "{name}: {specs:?}");
+        assert_eq!(strict["cells"][i]["label"], sgpc, "{name}");
+    }
+    assert!(stdout.contains("critest v1.37.0: 2 skipped (The runtime does not support SupplementalGroupsPolicy feature)"), "{stdout}");
+}

@@ -40,6 +40,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
             .map(|(i, v)| case(&format!("case-{i}"), *v, if *v == Verdict::Pass { "" } else { "reason of case" }))
             .collect(),
         setup_error: None,
+        critest: None,
         duration: Duration::from_secs(2),
     }
 }

@@ -103,8 +103,21 @@ fn run_report() -> RunReport {
         },
         cases,
         setup_error: None,
+        critest: Some(critest_says()),
         duration: Duration::from_millis(2500),
     }
+}
+
+/// What critest says of a runtime without the feature: its specs skip, with a message that
+/// carries a terminal escape (escaped in every report).
+fn critest_says() -> sgpc::critest::CritestSays {
+    let spec = |policy: &str| sgpc::critest::Spec {
+        name: format!("[k8s.io] Security Context SupplementalGroupsPolicy when SupplementalGroupsPolicy={policy} ..."),
+        outcome: sgpc::critest::SpecOutcome::Skipped,
+        seconds: 0.002,
+        message: sgpc::input::escape_unprintable("The runtime does not support SupplementalGroupsPolicy feature\x1b[0m"),
+    };
+    sgpc::critest::CritestSays::Ran(sgpc::critest::CritestRun { version: "v1.37.0".into(), specs: vec![spec("Merge (Default)"), spec("Strict")], seconds: 0.5 })
 }
 
 #[test]
@@ -159,6 +172,7 @@ fn matrix() -> MatrixReport {
         summary: summary.into(),
         expect: Some(Expected { outcome: Outcome::Conformant, kubernetes: false, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
         deviations: Vec::new(),
+        critest: Some(critest_says()),
         startup: Some(Duration::from_secs(3)),
         duration: Duration::from_secs(10),
         results,
@@ -168,6 +182,7 @@ fn matrix() -> MatrixReport {
     skipped.source_version = None;
     skipped.skipped = Some("/opt/crio/bin/crio is missing".into());
     skipped.expect = None;
+    skipped.critest = None;
     let columns = vec![column("containerd-2.x-runc", run.cases.clone(), "non-conformant: 1 failures; refuses 1 Pods the Kubernetes API accepts"), skipped];
     let rows = run
         .cases

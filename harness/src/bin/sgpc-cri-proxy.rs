@@ -42,6 +42,7 @@ async fn main() {
         pods: args.pods,
         delay: Duration::from_millis(args.delay_ms),
         runtime_pid: args.runtime_pid,
+        adopt: None,
     };
     let outcome = tokio::select! {
         result = proxy::serve(config) => result,

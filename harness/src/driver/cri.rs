@@ -138,7 +138,7 @@ async fn creating<T>(step: &'static str, after: Duration, call: impl Future<Outp
 }
 
 /// The labels that mark a sandbox or container as the run's, and select them for cleanup.
-fn run_labels(run_id: &str) -> HashMap<String, String> {
+pub fn run_labels(run_id: &str) -> HashMap<String, String> {
     HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])
 }
 

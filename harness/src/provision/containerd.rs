@@ -198,7 +198,8 @@ pub fn major_version(version: &str) -> Option<u32> {
     version.strip_prefix('v').unwrap_or(version).split('.').next()?.parse().ok()
 }
 
-/// `certs.d/<host>/hosts.toml` telling containerd that the registry speaks plain HTTP.
+/// `certs.d/<host>/hosts.toml` telling containerd that the registry speaks plain HTTP; written
+/// for sgpc's registry and for [`super::MIRRORED_REGISTRY`], which it serves.
 pub fn hosts_toml(registry_host: &str) -> String {
     format!("server = \"http://{registry_host}\"\n\n[host.\"http://{registry_host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n")
 }
@@ -211,9 +212,11 @@ impl Containerd {
             Some(major @ 1..=2) => major,
             _ => bail!("containerd {version} in {}: only 1.x (config version 2) and 2.x (config version 3) are supported", opts.bin_dir.display()),
         };
-        let certs = opts.dir.join("certs.d").join(&opts.registry_host);
-        fs_err::create_dir_all(&certs)?;
-        fs_err::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
+        for host in [opts.registry_host.as_str(), super::MIRRORED_REGISTRY] {
+            let certs = opts.dir.join("certs.d").join(host);
+            fs_err::create_dir_all(&certs)?;
+            fs_err::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
+        }
         let config = opts.dir.join("config.toml");
         fs_err::write(&config, self::config(major, opts, !super::has_cap_sys_resource()))?;
 

@@ -1,8 +1,10 @@
-//! A private CRI-O started from a directory of binaries (`crio`, `conmon`, `pinns`, and `runc`
-//! or `crun`), with its own root, runroot, socket and generated configuration.
+//! A private CRI-O started from a directory of binaries (`crio`, `pinns`, `conmon` or Debian's,
+//! and `runc` or `crun` or the entry's OCI runtime), with its own root, runroot, socket and
+//! generated configuration.
 //!
-//! CRI-O is not packaged for Debian; the tests run it where `SGPC_CRIO_DIR` names a directory
-//! of binaries (verified with CRI-O built from its public source, see the README). What the
+//! CRI-O is not packaged for Debian: sgpc builds it from its Go module (`sgpc build crio`,
+//! [`crate::provision::gomodule`]), or takes a directory of the user's own binaries (`--crio DIR`,
+//! `SGPC_CRIO_DIR` in the tests). What the
 //! configuration must say, from CRI-O's own sources and measured:
 //!
 //! - the registries file is read from `CONTAINER_REGISTRIES_CONF` (CRI-O's `--registries-conf`,
@@ -26,10 +28,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use tokio::process::Command;
 
+use super::containerd::OciRuntime;
 use super::{spawn_daemon, Daemon};
 
-/// Binaries a CRI-O directory must hold, besides an OCI runtime.
-pub const BINARIES: &[&str] = &["crio", "conmon", "pinns"];
 /// OCI runtimes looked for in the directory, in order of preference.
 pub const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
 
@@ -44,8 +45,13 @@ pub const REGISTRIES_CONF_ENV: &str = "CONTAINER_REGISTRIES_CONF";
 #[derive(Debug, Clone)]
 pub struct CrioOptions {
     pub bin_dir: PathBuf,
+    /// The OCI runtime to use instead of the directory's own.
+    pub oci_runtime: Option<OciRuntime>,
     pub dir: PathBuf,
     pub registry_host: String,
+    /// The registry's credentials, written to CRI-O's auth file: a pull through the
+    /// [`super::MIRRORED_REGISTRY`] prefix (critest's image) does not use the CRI request's.
+    pub registry_credentials: Option<super::registry::Credentials>,
     pub pause_image: String,
 }
 
@@ -59,24 +65,34 @@ pub struct CrioBinaries {
     pub oci_runtime: (String, PathBuf),
 }
 
-/// Checks a directory for everything CRI-O needs; the error names what is missing.
-pub fn find_binaries(bin_dir: &Path) -> anyhow::Result<CrioBinaries> {
-    let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !bin_dir.join(b).is_file()).collect();
-    let runtime = OCI_RUNTIMES.iter().find(|r| bin_dir.join(r).is_file());
-    if !missing.is_empty() || runtime.is_none() {
-        let mut what: Vec<String> = missing.iter().map(|b| bin_dir.join(b).display().to_string()).collect();
-        if runtime.is_none() {
-            what.push(format!("an OCI runtime ({})", OCI_RUNTIMES.join(" or ")));
-        }
-        bail!("--crio {}: missing {}; the directory must hold crio, conmon, pinns and runc or crun", bin_dir.display(), what.join(", "));
+/// Debian's `conmon` (`make setup` installs it): used when a CRI-O directory has none, as for
+/// CRI-O built from its Go module. A root-owned system path, never looked up on `PATH`.
+pub const DEBIAN_CONMON: &str = "/usr/bin/conmon";
+
+/// Checks a directory for everything CRI-O needs; the error names what is missing. `conmon`
+/// comes from the directory, else from `fallback_conmon`; the OCI runtime is `oci_runtime`
+/// when given (a matrix entry's `ociRuntime`), else the directory's `runc` or `crun`.
+pub fn find_binaries(bin_dir: &Path, fallback_conmon: &Path, oci_runtime: Option<&OciRuntime>) -> anyhow::Result<CrioBinaries> {
+    let conmon = [bin_dir.join("conmon"), fallback_conmon.to_path_buf()].into_iter().find(|p| p.is_file());
+    let mut missing: Vec<String> = ["crio", "pinns"].iter().map(|b| bin_dir.join(b)).filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
+    if conmon.is_none() {
+        missing.push(format!("conmon (neither {} nor {})", bin_dir.join("conmon").display(), fallback_conmon.display()));
     }
-    let runtime = runtime.map(|r| r.to_string()).unwrap_or_default();
-    Ok(CrioBinaries {
-        crio: bin_dir.join("crio"),
-        conmon: bin_dir.join("conmon"),
-        pinns: bin_dir.join("pinns"),
-        oci_runtime: (runtime.clone(), bin_dir.join(&runtime)),
-    })
+    let runtime = match oci_runtime {
+        Some(given) if given.binary.is_file() => Some((given.handler.clone(), given.binary.clone())),
+        Some(given) => {
+            missing.push(format!("the OCI runtime {}", given.binary.display()));
+            None
+        }
+        None => OCI_RUNTIMES.iter().find(|r| bin_dir.join(r).is_file()).map(|r| (r.to_string(), bin_dir.join(r))),
+    };
+    if runtime.is_none() && oci_runtime.is_none() {
+        missing.push(format!("an OCI runtime ({})", OCI_RUNTIMES.join(" or ")));
+    }
+    match (conmon, runtime) {
+        (Some(conmon), Some(oci_runtime)) if missing.is_empty() => Ok(CrioBinaries { crio: bin_dir.join("crio"), conmon, pinns: bin_dir.join("pinns"), oci_runtime }),
+        _ => bail!("--crio {}: missing {}; the directory must hold crio and pinns, conmon unless {} is installed, and runc or crun unless the matrix entry names its ociRuntime", bin_dir.display(), missing.join(", "), fallback_conmon.display()),
+    }
 }
 
 /// The OCI runtime wrapper that clamps a negative `oomScoreAdj` (see the module docs).
@@ -139,6 +155,7 @@ monitor_path = "{conmon}"
 pause_image = "{pause}"
 pause_command = ""
 signature_policy = "{dir}/policy.json"
+global_auth_file = "{dir}/auth.json"
 
 [crio.network]
 network_dir = "{dir}/cni"
@@ -154,9 +171,18 @@ enable_metrics = false
     )
 }
 
-/// `registries.conf`: the local registry speaks plain HTTP.
+/// `registries.conf`: the local registry speaks plain HTTP, and serves
+/// [`super::MIRRORED_REGISTRY`].
 pub fn registries_conf(registry_host: &str) -> String {
-    format!("[[registry]]\nlocation = \"{registry_host}\"\ninsecure = true\n")
+    let mirrored = super::MIRRORED_REGISTRY;
+    format!("[[registry]]\nlocation = \"{registry_host}\"\ninsecure = true\n\n[[registry]]\nprefix = \"{mirrored}\"\nlocation = \"{registry_host}\"\ninsecure = true\n")
+}
+
+/// containers-auth.json(5) with the registry's credentials, if it has any.
+pub fn auth_json(registry_host: &str, credentials: Option<&super::registry::Credentials>) -> String {
+    use base64::Engine as _;
+    let auths = credentials.map(|c| serde_json::json!({ registry_host: { "auth": base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password)) } }));
+    serde_json::json!({ "auths": auths.unwrap_or_else(|| serde_json::json!({})) }).to_string()
 }
 
 /// Accept every image: sgpc's images are unsigned and come from its own registry.
@@ -174,6 +200,8 @@ pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) ->
         bins.oci_runtime.1.clone()
     };
     fs_err::write(opts.dir.join("policy.json"), POLICY_JSON)?;
+    fs_err::write(opts.dir.join("auth.json"), auth_json(&opts.registry_host, opts.registry_credentials.as_ref()))?;
+    fs_err::set_permissions(opts.dir.join("auth.json"), std::fs::Permissions::from_mode(0o600))?;
     fs_err::write(opts.dir.join("registries.conf"), registries_conf(&opts.registry_host))?;
     let config = opts.dir.join("crio.conf");
     fs_err::write(&config, self::config(opts, bins, &runtime_path))?;
@@ -198,7 +226,7 @@ pub struct Crio {
 
 impl Crio {
     pub async fn start(opts: &CrioOptions) -> anyhow::Result<Crio> {
-        let bins = find_binaries(&opts.bin_dir)?;
+        let bins = find_binaries(&opts.bin_dir, Path::new(DEBIAN_CONMON), opts.oci_runtime.as_ref())?;
         let config = write_config(opts, &bins, !super::has_cap_sys_resource())?;
         let log = opts.dir.join("crio.log");
         let mut child = spawn_daemon(command(opts, &bins, &config), &log).context("starting crio")?;

@@ -1,6 +1,7 @@
 //! Go programs built from the Go module proxy by module path and exact version, like a crate
 //! from crates.io: kubelet and kube-apiserver (`k8s.io/kubernetes`), etcd, and containerd 2.x
-//! with its runc shim (`github.com/containerd/containerd/v2`).
+//! with its runc shim (`github.com/containerd/containerd/v2`), runc, and CRI-O with its `pinns`
+//! (`github.com/cri-o/cri-o`; `conmon` is Debian's).
 //!
 //! The binaries go into a cache outside the clone keyed by program and version
 //! (`$SGPC_GO_CACHE`, else `~/.cache/sgpc/go/<program>/<version>/`), so a machine builds each
@@ -30,6 +31,11 @@ pub enum Program {
     Containerd,
     /// `github.com/opencontainers/runc`: runc, with cgo (its `nsenter` is C) and seccomp.
     Runc,
+    /// `github.com/cri-o/cri-o`: crio (cgo: seccomp, sqlite) and `pinns`, a C program in the
+    /// module's `pinns/src`.
+    Crio,
+    /// `sigs.k8s.io/cri-tools`: `critest`, a Ginkgo test binary (`go test -c`, as its Makefile).
+    Critest,
 }
 
 /// The etcd a live node runs: a v3.6 release, which kube-apiserver 1.34 to 1.37 support.
@@ -42,6 +48,8 @@ impl Program {
             Program::Etcd => "go.etcd.io/etcd/server/v3",
             Program::Containerd => "github.com/containerd/containerd/v2",
             Program::Runc => "github.com/opencontainers/runc",
+            Program::Crio => "github.com/cri-o/cri-o",
+            Program::Critest => "sigs.k8s.io/cri-tools",
         }
     }
 
@@ -52,6 +60,8 @@ impl Program {
             Program::Etcd => &["etcd"],
             Program::Containerd => crate::provision::containerd::BINARIES,
             Program::Runc => &["runc"],
+            Program::Crio => &["crio", "pinns"],
+            Program::Critest => &["critest"],
         }
     }
 
@@ -61,6 +71,8 @@ impl Program {
             Program::Kubernetes => &["cmd/kubelet", "cmd/kube-apiserver"],
             Program::Etcd | Program::Runc => &[""],
             Program::Containerd => &["cmd/containerd", "cmd/containerd-shim-runc-v2"],
+            Program::Crio => &["cmd/crio"],
+            Program::Critest => &["cmd/critest"],
         }
     }
 
@@ -70,6 +82,8 @@ impl Program {
             Program::Etcd => "etcd",
             Program::Containerd => "containerd",
             Program::Runc => "runc",
+            Program::Crio => "crio",
+            Program::Critest => "critest",
         }
     }
 
@@ -78,7 +92,7 @@ impl Program {
         match self {
             // k8s.io/api and the other staging modules: v0.37.2 for v1.37.2.
             Program::Kubernetes => format!("v0.{}.{}", version.minor, version.patch),
-            Program::Etcd | Program::Containerd | Program::Runc => version.to_string(),
+            Program::Etcd | Program::Containerd | Program::Runc | Program::Crio | Program::Critest => version.to_string(),
         }
     }
 
@@ -89,15 +103,18 @@ impl Program {
             Program::Containerd => "no_btrfs",
             // runc's Makefile default; needs libseccomp-dev.
             Program::Runc => "seccomp",
-            Program::Kubernetes | Program::Etcd => "",
+            // The tags CRI-O's Makefile gives a build with seccomp and sqlite but no gpgme and no
+            // btrfs (`BUILDTAGS`); needs libseccomp-dev and libsqlite3-dev.
+            Program::Crio => "containers_image_openpgp seccomp libsqlite3 exclude_graphdriver_btrfs",
+            Program::Kubernetes | Program::Etcd | Program::Critest => "",
         }
     }
 
-    /// runc cannot be built without cgo; everything else is built static without it.
+    /// runc and CRI-O cannot be built without cgo; everything else is built static without it.
     fn cgo(self) -> &'static str {
         match self {
-            Program::Runc => "1",
-            Program::Kubernetes | Program::Etcd | Program::Containerd => "0",
+            Program::Runc | Program::Crio => "1",
+            Program::Kubernetes | Program::Etcd | Program::Containerd | Program::Critest => "0",
         }
     }
 
@@ -106,6 +123,10 @@ impl Program {
         if self == Program::Runc {
             // What `runc --version` reports (runc's Makefile sets the same, without the `v`).
             flags.push_str(&format!(" -X main.version={}.{}.{}", version.major, version.minor, version.patch));
+        }
+        if self == Program::Critest {
+            // What `critest -version` reports (cri-tools' Makefile GO_LDFLAGS).
+            flags.push_str(&format!(" -X sigs.k8s.io/cri-tools/pkg/version.Version={version}"));
         }
         if self == Program::Containerd {
             // What `containerd --version` and CRI `Version` report.
@@ -157,8 +178,9 @@ impl std::fmt::Display for Version {
 pub enum GoBuildError {
     #[error("{0:?} is not an exact release version (vMAJOR.MINOR.PATCH, e.g. v1.37.2)")]
     BadVersion(String),
-    #[error("building {module} {version} needs Go, and there is no `go` on PATH")]
-    NoGo {
+    #[error("building {module} {version} needs `{tool}`, and it could not be started")]
+    NoTool {
+        tool: &'static str,
         module: &'static str,
         version: Version,
         #[source]
@@ -220,7 +242,7 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     let say = |progress: &mut dyn Write, text: String| drop(writeln!(progress, "go build: {module} {version}: {text}"));
 
     say(progress, "reading its go.mod from the module proxy".into());
-    let download = go(work.path()).args(["mod", "download", "-json", &format!("{module}@{version}")]).output().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
+    let download = go(work.path()).args(["mod", "download", "-json", &format!("{module}@{version}")]).output().map_err(|source| GoBuildError::NoTool { tool: "go", module, version: version.clone(), source })?;
     let info: serde_json::Value = serde_json::from_slice(&download.stdout).unwrap_or_default();
     let gomod = match info.get("GoMod").and_then(|v| v.as_str()) {
         Some(path) if download.status.success() => PathBuf::from(path),
@@ -229,23 +251,41 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
             return Err(GoBuildError::NotServed { module, version: version.clone(), tail: tail(&said) });
         }
     };
+    let module_dir = info.get("Dir").and_then(|v| v.as_str()).map(PathBuf::from).unwrap_or_default();
     let upstream = std::fs::read_to_string(&gomod).map_err(io(&gomod))?;
     let wrapper = wrapper_go_mod(program, version, &upstream);
     std::fs::write(work.path().join("go.mod"), &wrapper).map_err(io(work.path()))?;
+    // The release's own checksums: its dependencies are verified against them, and a
+    // pseudo-version or release candidate the checksum database does not list still builds.
+    let sums = module_dir.join("go.sum");
+    if sums.is_file() {
+        std::fs::copy(&sums, work.path().join("go.sum")).map_err(io(&sums))?;
+    }
     say(progress, format!("{} locally replaced modules pointed at their published versions", wrapper.matches("\nreplace ").count()));
 
     run_step(go(work.path()).args(["get", &format!("{module}@{version}")]), &log, "go get", program, version, progress, started)?;
     let staging = work.path().join("bin");
     let packages: Vec<String> = program.packages().iter().map(|p| if p.is_empty() { module.to_string() } else { format!("{module}/{p}") }).collect();
     let mut build = go(work.path());
-    build.env("CGO_ENABLED", program.cgo()).args(["build", "-trimpath", "-tags", program.tags(), "-ldflags", &program.ldflags(version), "-o"]);
-    if program == Program::Etcd {
-        build.arg(staging.join("etcd"));
+    // critest is the test binary of its package, as cri-tools' Makefile builds it.
+    let verb = if program == Program::Critest { ["test", "-c"].as_slice() } else { ["build"].as_slice() };
+    build.env("CGO_ENABLED", program.cgo()).args(verb).args(["-trimpath", "-tags", program.tags(), "-ldflags", &program.ldflags(version), "-o"]);
+    if let [single] = program.binaries() {
+        build.arg(staging.join(single));
     } else {
         build.arg(format!("{}/", staging.display()));
     }
-    say(progress, format!("go build {} (CGO_ENABLED={}; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" "), program.cgo()));
-    run_step(build.args(&packages), &log, "go build", program, version, progress, started)?;
+    let step = if program == Program::Critest { "go test -c" } else { "go build" };
+    say(progress, format!("{step} {} (CGO_ENABLED={}; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" "), program.cgo()));
+    run_step(build.args(&packages), &log, step, program, version, progress, started)?;
+    if program == Program::Crio {
+        say(progress, "cc pinns (CRI-O's namespace pinner, C)".into());
+        let sources = c_sources(&module_dir.join("pinns").join("src")).map_err(io(&module_dir))?;
+        let mut cc = Command::new("cc");
+        // pinns/Makefile's CFLAGS without -Werror: a newer compiler's new warning is no failure.
+        cc.current_dir(work.path()).stdin(Stdio::null()).args(["-std=c99", "-Os", "-Wall", "-Wextra", "-static", "-o"]).arg(staging.join("pinns")).args(sources);
+        run_step(&mut cc, &log, "cc pinns", program, version, progress, started)?;
+    }
     // Another build of the same version may have finished meanwhile: either copy is whole.
     if built(program, version).is_none() {
         let _ = std::fs::remove_dir_all(&out);
@@ -253,6 +293,19 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     }
     say(progress, format!("built {} in {:.0}s", program.binaries().join(" and "), started.elapsed().as_secs_f64()));
     Ok(out)
+}
+
+/// The `.c` files of a directory, sorted.
+fn c_sources(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "c") {
+            sources.push(path);
+        }
+    }
+    sources.sort();
+    Ok(sources)
 }
 
 /// The wrapper module's go.mod: the version's own `go`/`godebug` lines, a requirement on the
@@ -288,7 +341,8 @@ fn run_step(command: &mut Command, log: &Path, step: &'static str, program: Prog
     let failed = |log: &Path| GoBuildError::Build { module, version: version.clone(), step, tail: tail(&std::fs::read_to_string(log).unwrap_or_default()) };
     let output = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|file| Ok((file.try_clone()?, file)));
     let (stdout, stderr) = output.map_err(|source| GoBuildError::Io { module, version: version.clone(), path: log.to_path_buf(), source })?;
-    let mut child = command.stdout(stdout).stderr(stderr).spawn().map_err(|source| GoBuildError::NoGo { module, version: version.clone(), source })?;
+    let tool = if command.get_program() == "go" { "go" } else { "cc" };
+    let mut child = command.stdout(stdout).stderr(stderr).spawn().map_err(|source| GoBuildError::NoTool { tool, module, version: version.clone(), source })?;
     let mut next_tick = Instant::now() + Duration::from_secs(60);
     loop {
         match child.try_wait() {

@@ -25,6 +25,11 @@ use tokio::process::{Child, Command};
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A registry the runtimes sgpc starts resolve to sgpc's own registry: critest creates its
+/// containers from `gcr.io/k8s-staging-cri-tools/...` (cri-tools v1.37.0
+/// pkg/validate/consts.go), so the name must resolve offline. sgpc's own images never name it.
+pub const MIRRORED_REGISTRY: &str = "gcr.io";
+
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())

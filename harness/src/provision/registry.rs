@@ -103,7 +103,13 @@ impl Registry {
     /// Pushes an image under its tag and returns the reference a runtime pulls it by: the
     /// repository at the manifest's digest, which no later push can change.
     pub async fn push(&self, image: &BuiltImage) -> anyhow::Result<String> {
-        let tagged = format!("{}/sgpc/{}:{}", self.host, image.name, image.tag());
+        self.push_as(image, &format!("sgpc/{}", image.name), &image.tag()).await?;
+        Ok(format!("{}/sgpc/{}@{}", self.host, image.name, image.manifest.digest))
+    }
+
+    /// Pushes an image as `repository:tag`.
+    pub async fn push_as(&self, image: &BuiltImage, repository: &str, tag: &str) -> anyhow::Result<()> {
+        let tagged = format!("{}/{repository}:{tag}", self.host);
         let parsed: Reference = tagged.parse().with_context(|| format!("parsing {tagged}"))?;
         // oci-client is built without a TLS provider (its default one clashes with kube's);
         // it insists on one even for plain HTTP. Installing twice is harmless.
@@ -119,7 +125,7 @@ impl Registry {
             .push_manifest_raw(&parsed, image.manifest.data.clone(), content_type)
             .await
             .with_context(|| format!("pushing the manifest of {tagged}"))?;
-        Ok(format!("{}/sgpc/{}@{}", self.host, image.name, image.manifest.digest))
+        Ok(())
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -28,6 +28,9 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     }
     let deviated = report.cases.iter().filter(|c| c.passed_by_deviation).count();
     suite.add_property(Property::new("passed-by-deviation", deviated.to_string()));
+    if let Some(says) = &report.critest {
+        suite.add_property(Property::new("critest", says.line()));
+    }
     for case in &report.cases {
         let message = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.judgement.reasons.iter().cloned()).collect::<Vec<_>>().join("\n");
         let status = match case.judgement.verdict {

@@ -44,6 +44,9 @@ pub fn write_progress(out: &mut dyn Write, column: &str, event: &crate::run::Eve
 pub fn write_summary(out: &mut dyn Write, report: &MatrixReport) -> std::io::Result<()> {
     for column in &report.columns {
         writeln!(out, "{:<24} {}", column.name, column.summary)?;
+        if let Some(says) = &column.critest {
+            writeln!(out, "{:<24}   {}", "", crate::input::escape_unprintable(&says.line()))?;
+        }
         for deviation in &column.deviations {
             writeln!(out, "{:<24}   DEVIATION {deviation}", "")?;
         }
@@ -78,6 +81,9 @@ pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Res
     for c in &report.columns {
         let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
         writeln!(out, "- **{}**{version}: {}{}", c.name, c.summary, expectation_line(c))?;
+        if let Some(says) = &c.critest {
+            writeln!(out, "  - {}", says.line().replace('\n', " "))?;
+        }
         if let Some(error) = &c.setup_error {
             writeln!(out, "  - set-up failed: {}", error.replace('\n', " "))?;
         }
@@ -186,7 +192,8 @@ pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
     for c in &report.columns {
         let version = c.source_version.as_deref().map(|v| format!(" (package {v})")).unwrap_or_default();
         let setup = c.setup_error.as_deref().map(|e| format!("<br>set-up failed: {}", escape(e))).unwrap_or_default();
-        writeln!(out, "<li><b>{}</b>{}: {}{}{setup}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
+        let critest = c.critest.as_ref().map(|s| format!("<br>{}", escape(&s.line()))).unwrap_or_default();
+        writeln!(out, "<li><b>{}</b>{}: {}{}{setup}{critest}</li>", escape(&c.name), escape(&version), escape(&c.summary), escape(&expectation_line(c)))?;
     }
     writeln!(out, "</ul>")?;
     writeln!(out, "<h2 id=\"divergences\">Divergences between runtimes</h2>")?;
@@ -250,6 +257,7 @@ mod tests {
             summary: "36 cases could not be run (ERROR)".into(),
             expect: None,
             deviations: Vec::new(),
+            critest: None,
             startup: None,
             duration: std::time::Duration::ZERO,
             results: Vec::new(),

@@ -170,6 +170,9 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
         t.leak,
         t.error
     )?;
+    if let Some(says) = &report.critest {
+        writeln!(out, "Beside it {}", safe(&says.line(), "  "))?;
+    }
     write_selection(out, style, &report.selection)
 }
 

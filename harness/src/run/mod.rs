@@ -115,6 +115,9 @@ pub struct RunReport {
     pub cases: Vec<CaseResult>,
     /// Why the run could not start (every case is then ERROR).
     pub setup_error: Option<String>,
+    /// What critest's SupplementalGroupsPolicy specs said of the same runtime (`--critest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critest: Option<crate::critest::CritestSays>,
     #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
 }
@@ -171,6 +174,7 @@ impl RunReport {
             selection: Selection::default(),
             cases: Vec::new(),
             setup_error: None,
+            critest: None,
             duration: Duration::ZERO,
         }
     }
@@ -290,6 +294,10 @@ pub trait Started: Driver {
     fn provisioned(&self) -> Option<String> {
         None
     }
+    /// After the cases: what a peer tool (critest) says of the same runtime, if asked for.
+    fn peer(&self) -> impl std::future::Future<Output = Option<crate::critest::CritestSays>> {
+        std::future::ready(None)
+    }
     /// Removes everything the start created.
     fn teardown(self) -> impl std::future::Future<Output = anyhow::Result<()>>;
 }
@@ -340,6 +348,12 @@ pub async fn run_lifecycle<S: Started>(
                 why = &mut interrupted => {
                     report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR"));
                     report.cases = finished;
+                }
+            }
+            if report.setup_error.is_none() {
+                tokio::select! {
+                    says = driver.peer() => report.critest = says,
+                    why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why} while critest ran")),
                 }
             }
             if let Err(e) = driver.teardown().await {

@@ -31,8 +31,9 @@ pub enum TargetChoice {
     Cri { endpoint: String },
     /// Start containerd from a directory of binaries.
     Containerd { bin_dir: PathBuf },
-    /// Start CRI-O from a directory holding crio, conmon, pinns and runc or crun.
-    Crio { bin_dir: PathBuf },
+    /// Start CRI-O from a directory holding crio and pinns (see [`crate::provision::crio::find_binaries`]
+    /// for conmon), over `oci_runtime` if given, else the directory's runc or crun.
+    Crio { bin_dir: PathBuf, oci_runtime: Option<OciRuntime> },
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct SessionConfig {
     pub state_dir: StateDir,
     /// Start a live Kubernetes node on the runtime (`sgpc run --kubernetes VERSION`).
     pub node: Option<NodeSettings>,
+    /// After the cases, run this critest's SupplementalGroupsPolicy specs against the runtime.
+    pub critest: Option<PathBuf>,
 }
 
 /// A live node over the session's runtime: its binaries, and how long it may take to be Ready.
@@ -96,6 +99,7 @@ impl SessionConfig {
             proxy: None,
             state_dir: StateDir::from_env(),
             node: None,
+            critest: None,
         }
     }
 }
@@ -224,6 +228,9 @@ pub struct Session {
     pub provisioned: Option<String>,
     pub images: BTreeMap<String, ImageRecord>,
     catalogue: Catalogue,
+    /// What the session's images are built from (critest's image is built on demand).
+    payload: Payload,
+    critest: Option<PathBuf>,
     target: CriDriver,
     resources: Resources,
     /// Cases started so far: each run of a case gets a directory of its own, also a case run
@@ -279,6 +286,8 @@ impl Session {
                 provisioned: p.provisioned,
                 images: p.images,
                 catalogue: catalogue.clone(),
+                payload: config.payload.clone(),
+                critest: config.critest.clone(),
                 target: p.target,
                 resources,
                 cases_started: std::sync::atomic::AtomicUsize::new(0),
@@ -346,6 +355,37 @@ impl Session {
         self.catalogue.images.extend(new_recipes);
         self.catalogue.scenarios.extend(catalogue.scenarios.iter().cloned());
         Ok(())
+    }
+
+    /// Runs critest's SupplementalGroupsPolicy specs against the runtime the session started
+    /// (see [`crate::critest`]): builds its image from the catalogue's recipe, pushes it under
+    /// critest's name and pulls it, so that critest finds it without a network.
+    pub async fn run_critest(&self, binary: &Path) -> anyhow::Result<crate::critest::CritestRun> {
+        use crate::critest;
+        let runtime = self.resources.runtime.as_ref().with_context(|| format!("critest runs only against a runtime sgpc starts: only there does {} resolve to sgpc's registry", critest::IMAGE))?;
+        let recipe = self.catalogue.recipe(critest::RECIPE).with_context(|| format!("critest's image is built from the recipe {:?}, which the catalogue lacks", critest::RECIPE))?;
+        let built = image::build(&ImageContent::from_recipe(recipe, &self.payload)?)?;
+        let registry = self.resources.registry.as_ref().context("the session has no registry")?;
+        registry.push_as(&built, critest::REPOSITORY, critest::TAG).await.context("pushing critest's image")?;
+        self.target.pull(critest::IMAGE, Some(&registry.credentials)).await.with_context(|| format!("pulling {}", critest::IMAGE))?;
+        let dir = self.resources.dir.join("critest");
+        fs_err::create_dir_all(&dir)?;
+        // critest reaches the runtime through an in-process proxy that makes its sandboxes the
+        // run's (crate::proxy::Adoption).
+        let proxy = crate::proxy::ProxyConfig {
+            listen: dir.join("cri.sock"),
+            upstream: crate::driver::cri::socket_path(runtime.endpoint()),
+            faults: Vec::new(),
+            pods: None,
+            delay: Duration::ZERO,
+            runtime_pid: None,
+            adopt: Some(crate::proxy::Adoption { labels: crate::driver::cri::run_labels(&self.run_id), cgroup_parent: self.cgroup_parent() }),
+        };
+        let endpoint = format!("unix://{}", proxy.listen.display());
+        let serving = tokio::spawn(crate::proxy::serve(proxy));
+        let said = critest::run(binary, &endpoint, &dir, Duration::from_secs(300)).await;
+        serving.abort();
+        Ok(said?)
     }
 
     /// The CRI target, for tests that inspect the runtime directly.
@@ -484,11 +524,13 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             let endpoint = resources.runtime.insert(RuntimeDaemon::Containerd(containerd)).endpoint().to_string();
             connect(&endpoint, config.timeouts).await?
         }
-        (None, TargetChoice::Crio { bin_dir }) => {
+        (None, TargetChoice::Crio { bin_dir, oci_runtime }) => {
             let opts = CrioOptions {
                 bin_dir: bin_dir.clone(),
+                oci_runtime: oci_runtime.clone(),
                 dir: resources.dir.join("crio"),
                 registry_host: registry_host.clone(),
+                registry_credentials: Some(credentials.clone()),
                 pause_image: pushed[0].reference.clone(),
             };
             let crio = Crio::start(&opts).await.context("starting CRI-O")?;
@@ -607,6 +649,11 @@ impl super::Started for Session {
 
     fn provisioned(&self) -> Option<String> {
         self.provisioned.clone()
+    }
+
+    async fn peer(&self) -> Option<crate::critest::CritestSays> {
+        let binary = self.critest.as_ref()?;
+        Some(crate::critest::CritestSays::from(self.run_critest(binary).await))
     }
 
     async fn teardown(self) -> anyhow::Result<()> {

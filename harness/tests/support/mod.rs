@@ -38,6 +38,14 @@ pub fn sgpc_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sgpc"))
 }
 
+/// critest, which `make setup` builds (`sgpc build critest v1.37.0`); a test that needs it
+/// fails naming the command when it is missing, it never passes without it.
+pub fn critest() -> PathBuf {
+    let version = sgpc::critest::VERSION.parse().unwrap();
+    let dir = sgpc::provision::gomodule::built(sgpc::provision::gomodule::Program::Critest, &version);
+    dir.unwrap_or_else(|| panic!("critest {version} is not built: run `make setup` (sgpc build critest {version})")).join("critest")
+}
+
 /// CRI-O binaries (crio, conmon, pinns, runc or crun) from `SGPC_CRIO_DIR`, or why there are
 /// none: CRI-O is not packaged for Debian, so these tests run where someone built or
 /// installed it.
@@ -47,14 +55,14 @@ pub fn crio_dir() -> Result<PathBuf, String> {
 }
 
 pub fn crio_config() -> Result<SessionConfig, String> {
-    Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()? }))
+    Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()?, oci_runtime: None }))
 }
 
 /// Every directory of `SGPC_CRIO_DIR` (colon-separated, like PATH): one CRI-O version each.
 pub fn crio_dirs() -> Result<Vec<PathBuf>, String> {
     let value = std::env::var_os("SGPC_CRIO_DIR").ok_or("SGPC_CRIO_DIR is not set (directories of CRI-O binaries, separated by ':')")?;
     std::env::split_paths(&value)
-        .map(|dir| sgpc::provision::crio::find_binaries(&dir).map(|_| dir).map_err(|e| format!("{e:#}")))
+        .map(|dir| sgpc::provision::crio::find_binaries(&dir, Path::new(sgpc::provision::crio::DEBIAN_CONMON), None).map(|_| dir).map_err(|e| format!("{e:#}")))
         .collect()
 }
 
