@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use sgpc::run::{Session, SessionConfig, TargetChoice};
-use sgpc::scenario::{Catalogue, CaseId};
+use sgpc::scenario::{Catalogue, CaseId, Policy};
 use sgpc::driver::cri::{container_config, parse_cri_log, sandbox_config, socket_path, CaseRequest};
 use tonic::transport::{Endpoint, Uri};
 
@@ -171,5 +171,42 @@ async fn main() {
     println!("sgpc / floor, 1 in flight: {ratio_1:.3}  (target <= 1.25)");
     println!("sgpc / floor, 4 in flight: {ratio_4:.3}  (target <= 1.25)");
     println!("sgpc amortized, 4 in flight: {:.1} ms per case (target <= 100 ms)", ms("sgpc, 4 in flight"));
+    critest_beside_sgpc(&session).await;
     session.teardown().await.expect("teardown");
+}
+
+/// critest's SupplementalGroupsPolicy specs and sgpc's `cri-tools` cases (the same image, Pod
+/// and policies) against the same runtime, interleaved round by round: time per case and the
+/// identity points each observes.
+async fn critest_beside_sgpc(session: &Session) {
+    println!();
+    let version: sgpc::provision::gomodule::Version = sgpc::critest::VERSION.parse().expect("a release version");
+    let Some(dir) = sgpc::provision::gomodule::built(sgpc::provision::gomodule::Program::Critest, &version) else {
+        println!("critest: not run: critest {version} is not built (make setup builds it)");
+        return;
+    };
+    let cases = [CaseId { scenario: "cri-tools".into(), policy: Policy::Merge }, CaseId { scenario: "cri-tools".into(), policy: Policy::Strict }];
+    let (mut sgpc_time, mut critest_wall, mut critest_specs, mut points) = (Duration::ZERO, Duration::ZERO, 0.0, 0);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for id in &cases {
+            let r = session.judge_case(id).await;
+            assert_eq!(r.judgement.verdict, sgpc::verdict::Verdict::Pass, "{id}: {:?}", r.judgement);
+            points = r.observations.as_ref().map_or(0, |o| o.identities.len());
+        }
+        sgpc_time += t.elapsed();
+        let t = Instant::now();
+        let run = session.run_critest(&dir.join("critest")).await.expect("critest runs");
+        critest_wall += t.elapsed();
+        assert!(run.all(sgpc::critest::SpecOutcome::Passed), "critest: {}", run.summary());
+        critest_specs += run.specs.iter().map(|s| s.seconds).sum::<f64>();
+    }
+    let count = cases.len() * ROUNDS;
+    let (sgpc_ms, wall_ms, spec_ms) = (per_case(sgpc_time, count), per_case(critest_wall, count), critest_specs * 1000.0 / count as f64);
+    println!("critest {} beside sgpc, {ROUNDS} rounds interleaved, cri-tools Merge and Strict:", sgpc::critest::VERSION);
+    println!("{:<38} {:>12} {:>16}", "", "ms per case", "identity points");
+    println!("{:<38} {sgpc_ms:>12.1} {points:>16}", "sgpc (1 in flight)");
+    println!("{:<38} {wall_ms:>12.1} {:>16}", "critest (whole run, per spec)", sgpc::critest::IDENTITY_POINTS_PER_SPEC);
+    println!("{:<38} {spec_ms:>12.1} {:>16}", "critest (spec bodies only)", sgpc::critest::IDENTITY_POINTS_PER_SPEC);
+    println!("sgpc / critest per case: {:.3} (whole run), {:.3} (spec bodies)", sgpc_ms / wall_ms, sgpc_ms / spec_ms);
 }

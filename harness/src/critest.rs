@@ -157,7 +157,7 @@ pub async fn run(binary: &Path, endpoint: &str, dir: &Path, timeout: Duration) -
         let _ = child.kill().await;
         return Err(CritestError::Timeout(timeout));
     }
-    let tail = || crate::provision::log_tail(&output);
+    let tail = || crate::input::last_lines(&std::fs::read_to_string(&output).unwrap_or_default(), 8);
     let text = std::fs::read_to_string(&report).map_err(|_| CritestError::Report { path: report.clone(), tail: tail() })?;
     let specs = parse_report(&text).map_err(|_| CritestError::Report { path: report.clone(), tail: tail() })?;
     if specs.is_empty() {

@@ -127,6 +127,12 @@ pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
+/// The last `n` lines of a text (a log's tail, for an error message).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Text from outside sgpc (a runtime's error, a log line) made safe to print: every
 /// unprintable character but the line break and the tab is written as a Rust escape (`\u{1b}`), so that it
 /// can neither redraw a terminal nor hide in a report.

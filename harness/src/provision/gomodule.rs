@@ -360,8 +360,7 @@ fn run_step(command: &mut Command, log: &Path, step: &'static str, program: Prog
 
 /// The last lines of a log, for an error message.
 fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    crate::input::escape_unprintable(&lines[lines.len().saturating_sub(12)..].join("\n"))
+    crate::input::escape_unprintable(&crate::input::last_lines(text, 12))
 }
 
 #[cfg(test)]

@@ -56,9 +56,7 @@ pub fn spawn_daemon(mut command: Command, log: &Path) -> anyhow::Result<Child> {
 
 /// The last lines of a daemon's log, for error messages.
 pub fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(8)..].join("\n")
+    crate::input::last_lines(&std::fs::read_to_string(log).unwrap_or_default(), 8)
 }
 
 /// SIGTERM, then SIGKILL after the grace period; waits for the exit.
