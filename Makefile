@@ -25,6 +25,8 @@ RUNC_MODULE    ?= v1.4.4
 CRIO_MODULE    ?= v1.36.3
 # critest (sigs.k8s.io/cri-tools), run beside sgpc: `--critest`, tests/matrix.rs, make bench.
 CRITEST        ?= v1.37.0
+# Its path, for a recipe (sgpc build prints the cached directory; builds it if it is missing).
+CRITEST_BIN    = $$($(SGPC) build critest $(CRITEST))/critest
 REPORT_DIR     ?= target/sgpc
 CARGO          ?= cargo
 SGPC           := $(CARGO) run --quiet --bin sgpc --
@@ -62,7 +64,7 @@ conformance-node: setup
 	  --junit $(REPORT_DIR)/node/junit.xml --json $(REPORT_DIR)/node/report.json
 
 matrix: setup
-	$(SGPC) matrix --file matrix.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix
+	$(SGPC) matrix --file matrix.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix --critest $(CRITEST_BIN)
 
 # Kubernetes releases x containerd lines through live nodes (builds v1.34.4 on first use).
 matrix-node: setup
@@ -71,7 +73,7 @@ matrix-node: setup
 # containerd 2.2 and 2.3, runc 1.3 and 1.5, CRI-O 1.34 and 1.35, from their Go modules (built
 # on first use).
 matrix-releases: setup
-	$(SGPC) matrix --file matrix-releases.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-releases
+	$(SGPC) matrix --file matrix-releases.yaml --cache $(CACHE) --out $(REPORT_DIR)/matrix-releases --critest $(CRITEST_BIN)
 
 test: setup
 	$(CARGO) test --workspace --no-fail-fast

@@ -237,10 +237,12 @@ pub struct RunArgs {
     /// After the cases, run critest's SupplementalGroupsPolicy specs against the same runtime
     /// (the binary `sgpc build critest v1.37.0` prints); what it says is reported beside
     /// sgpc's verdicts and never changes them.
-    #[arg(long, value_name = "CRITEST", value_parser = existing_file)]
+    /// CRI level only: not with --kube or --kubernetes.
+    #[arg(long, value_name = "CRITEST", value_parser = existing_file, conflicts_with_all = ["kube", "kubernetes"])]
     pub critest: Option<PathBuf>,
     /// With --containerd: an OCI runtime as NAME=PATH, offered as CRI runtime handler NAME
-    /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc.
+    /// (repeatable; the first is the default). Without it: runc=/usr/sbin/runc. With --crio:
+    /// the OCI runtime CRI-O uses instead of the directory's own runc or crun.
     #[arg(long = "oci-runtime", value_parser = parse_oci_runtime)]
     pub oci_runtimes: Vec<OciRuntime>,
     /// The CRI runtime handler the cases ask for (default: the runtime's default handler).
@@ -304,7 +306,7 @@ impl RunArgs {
             (None, None, Some(dir)) => {
                 // Fail at once, before building anything, when the directory is incomplete.
                 let oci_runtime = self.oci_runtimes.first().cloned();
-                sgpc::provision::crio::find_binaries(dir, std::path::Path::new(sgpc::provision::crio::DEBIAN_CONMON), oci_runtime.as_ref())?;
+                sgpc::provision::crio::find_binaries(dir, oci_runtime.as_ref())?;
                 TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime }
             }
             (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),

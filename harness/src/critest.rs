@@ -14,8 +14,9 @@
 //!   to its own registry under [`REPOSITORY`] and pulls it by that name, which the runtimes sgpc
 //!   starts resolve to its registry ([`crate::provision::MIRRORED_REGISTRY`]).
 //!
-//! critest's own sandboxes ask for no cgroup parent and carry none of sgpc's labels; critest
-//! removes them when a spec ends.
+//! critest's own sandboxes ask for no cgroup parent and carry none of sgpc's labels: the
+//! session's proxy adopts them into the run ([`crate::proxy::Adoption`]), so that they are
+//! removed with it whether or not critest's `AfterEach` runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub const RECIPE: &str = "cri-tools";
 pub const FOCUS: &str = "SupplementalGroupsPolicy";
 /// Identity points one spec compares: `status.user.linux`, the log, `ExecSync`.
 pub const IDENTITY_POINTS_PER_SPEC: usize = 3;
+/// How long a critest run may take: each spec polls for a minute at most (`Eventually`).
+pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What critest said of one spec.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,12 +125,27 @@ pub enum CritestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("preparing {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("critest did not finish within {0:?}")]
     Timeout(Duration),
     #[error("critest wrote no readable report {}; its last output:\n{tail}", path.display())]
-    Report { path: PathBuf, tail: String },
+    Report {
+        path: PathBuf,
+        tail: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
     #[error("critest ran no spec matching {FOCUS:?}; its last output:\n{tail}")]
     NoSpecs { tail: String },
+    /// The suite itself failed or was cut short (a `BeforeSuite`, an interrupt, an abort):
+    /// critest said nothing about the runtime.
+    #[error("critest's suite did not run through ({what}); its last output:\n{tail}")]
+    Incomplete { what: String, tail: String },
 }
 
 /// Runs critest's focused specs against `endpoint`, in `dir` (its working directory, output and
@@ -135,12 +153,20 @@ pub enum CritestError {
 pub async fn run(binary: &Path, endpoint: &str, dir: &Path, timeout: Duration) -> Result<CritestRun, CritestError> {
     let report = dir.join("critest.json");
     let output = dir.join("critest.log");
-    let log = std::fs::File::create(&output).and_then(|f| Ok((f.try_clone()?, f))).map_err(|source| CritestError::Spawn { path: output.clone(), source })?;
+    // A report of an earlier run in the same directory is never read as this run's.
+    match std::fs::remove_file(&report) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CritestError::Io { path: report, source: e }),
+        _ => {}
+    }
+    let log = std::fs::File::create(&output).and_then(|f| Ok((f.try_clone()?, f))).map_err(|source| CritestError::Io { path: output.clone(), source })?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
-        // critest reads a crictl.yaml from its working directory for the endpoints it is not
-        // given; it is given both, and works in a directory of its own.
+        // critest reads the endpoints it is not given from /etc/crictl.yaml or a crictl.yaml in
+        // its working directory's parent (cri-tools pkg/common/config.go): it is given both.
+        // Its spec's log directories go to TMPDIR (os.MkdirTemp): the run's own directory.
         .current_dir(dir)
+        .env("TMPDIR", dir)
+        .env("HOME", dir)
         .arg(format!("-runtime-endpoint={endpoint}"))
         .arg(format!("-image-endpoint={endpoint}"))
         .arg(format!("-ginkgo.focus={FOCUS}"))
@@ -158,8 +184,12 @@ pub async fn run(binary: &Path, endpoint: &str, dir: &Path, timeout: Duration) -
         return Err(CritestError::Timeout(timeout));
     }
     let tail = || crate::input::last_lines(&std::fs::read_to_string(&output).unwrap_or_default(), 8);
-    let text = std::fs::read_to_string(&report).map_err(|_| CritestError::Report { path: report.clone(), tail: tail() })?;
-    let specs = parse_report(&text).map_err(|_| CritestError::Report { path: report.clone(), tail: tail() })?;
+    let text = std::fs::read_to_string(&report).map_err(|_| CritestError::Report { path: report.clone(), tail: tail(), source: None })?;
+    let specs = match parse_report(&text) {
+        Ok(Ok(specs)) => specs,
+        Ok(Err(what)) => return Err(CritestError::Incomplete { what, tail: tail() }),
+        Err(e) => return Err(CritestError::Report { path: report.clone(), tail: tail(), source: Some(e) }),
+    };
     if specs.is_empty() {
         return Err(CritestError::NoSpecs { tail: tail() });
     }
@@ -196,12 +226,22 @@ struct Failure {
     message: String,
 }
 
-/// The focused `It` specs of a Ginkgo JSON report. A spec the focus left out is not one of
-/// them; a state other than passed or skipped (failed, panicked, timedout, ...) is a failure.
-pub fn parse_report(json: &str) -> Result<Vec<Spec>, serde_json::Error> {
+/// The focused `It` specs of a Ginkgo JSON report, or what cut the suite short. A spec the
+/// focus left out is not one of them. A spec that failed, timed out or panicked is a failure;
+/// a suite-level node (`BeforeSuite`, ...) that did not pass, or a spec interrupted or aborted,
+/// means critest said nothing about the runtime.
+pub fn parse_report(json: &str) -> Result<Result<Vec<Spec>, String>, serde_json::Error> {
     let suites: Vec<SuiteReport> = serde_json::from_str(json)?;
-    let specs = suites.into_iter().flat_map(|s| s.spec_reports.unwrap_or_default()).filter(|r| r.leaf_node_type == "It");
-    Ok(specs
+    let reports: Vec<SpecReport> = suites.into_iter().flat_map(|s| s.spec_reports.unwrap_or_default()).collect();
+    let cut_short = |r: &SpecReport| {
+        let suite_node = r.leaf_node_type != "It" && !matches!(r.state.as_str(), "passed" | "skipped");
+        suite_node || matches!(r.state.as_str(), "interrupted" | "aborted")
+    };
+    if let Some(r) = reports.iter().find(|r| cut_short(r)) {
+        return Ok(Err(crate::input::escape_unprintable(&format!("{} {} {}", r.leaf_node_type, r.leaf_node_text, r.state))));
+    }
+    let specs = reports.into_iter().filter(|r| r.leaf_node_type == "It");
+    Ok(Ok(specs
         .map(|r| (r.container_hierarchy_texts.iter().flatten().chain([&r.leaf_node_text]).map(String::as_str).collect::<Vec<_>>().join(" "), r))
         .filter(|(name, _)| name.contains(FOCUS))
         .map(|(name, r)| {
@@ -213,7 +253,7 @@ pub fn parse_report(json: &str) -> Result<Vec<Spec>, serde_json::Error> {
             let message = r.failure.map(|f| crate::input::escape_unprintable(f.message.trim())).unwrap_or_default();
             Spec { name: crate::input::escape_unprintable(&name), outcome, seconds: r.run_time as f64 / 1e9, message }
         })
-        .collect())
+        .collect()))
 }
 
 #[cfg(test)]
@@ -230,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_report_gives_the_focused_specs_with_their_outcome() {
-        let specs = parse_report(REPORT).unwrap();
+        let specs = parse_report(REPORT).unwrap().unwrap();
         assert_eq!(specs.len(), 3, "BeforeSuite and the unfocused spec are not specs of the run: {specs:?}");
         assert_eq!(specs[0].outcome, SpecOutcome::Passed);
         assert_eq!(specs[0].seconds, 4.5);
@@ -242,5 +282,13 @@ mod tests {
         assert!(run.summary().starts_with("1 failed, 1 passed, 1 skipped (The runtime does not support"), "{}", run.summary());
         assert!(!run.all(SpecOutcome::Passed));
         assert!(!CritestRun { version: VERSION.into(), specs: vec![], seconds: 0.0 }.all(SpecOutcome::Passed), "no spec is no pass");
+    }
+
+    #[test]
+    fn a_suite_cut_short_says_nothing_about_the_runtime() {
+        let failed_setup = REPORT.replace(r#""LeafNodeType":"BeforeSuite","State":"passed""#, r#""LeafNodeType":"BeforeSuite","State":"failed""#);
+        assert!(parse_report(&failed_setup).unwrap().unwrap_err().contains("BeforeSuite"));
+        let interrupted = REPORT.replace(r#""State":"timedout""#, r#""State":"interrupted""#);
+        assert!(parse_report(&interrupted).unwrap().unwrap_err().contains("interrupted"));
     }
 }

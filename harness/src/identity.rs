@@ -74,3 +74,54 @@ impl fmt::Display for Identity {
         write!(f, "uid={} gid={} groups={}", self.uid, self.gid, self.groups)
     }
 }
+
+/// The user kubelet sends when the Pod sets no `runAsUser`: what CRI `ImageStatus` reports of
+/// the image's `USER` (kubernetes `pkg/kubelet/kuberuntime`: `getImageUser`, then
+/// `determineEffectiveSecurityContext`). Runtimes fill `ImageStatus` from the config `User`,
+/// keeping only what precedes `:`, so the group of `USER name:group` never reaches the runtime
+/// (kubernetes/kubernetes#61967).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageUser {
+    /// `ImageStatus.image.uid`: sent as `run_as_user`.
+    Uid(i64),
+    /// `ImageStatus.image.username`: sent as `run_as_username`.
+    Name(String),
+}
+
+impl ImageUser {
+    /// The one reading of a config `User` (`None` when the config has none), used by the
+    /// recipe check, the model and the CRI driver alike. Only what precedes `:` counts; a number
+    /// is a uid (containerd's `getUserFromImage` parses it as an int64); an empty or absent user
+    /// is uid 0, as the image spec says ("If unset, ... root") and as kubelet runs an image whose
+    /// `ImageStatus` carries neither uid nor name.
+    pub fn of_config(user: Option<&str>) -> ImageUser {
+        let user_part = user.map_or("", |u| u.split_once(':').map_or(u, |(user, _)| user));
+        if user_part.is_empty() {
+            return ImageUser::Uid(0);
+        }
+        user_part.parse::<i64>().map_or_else(|_| ImageUser::Name(user_part.to_string()), ImageUser::Uid)
+    }
+
+    /// The security context field kubelet sets, as the JSON report records it.
+    pub fn describe(&self) -> String {
+        match self {
+            ImageUser::Uid(uid) => format!("run_as_user={uid} (from ImageStatus)"),
+            ImageUser::Name(name) => format!("run_as_username={name} (from ImageStatus)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageUser;
+
+    #[test]
+    fn only_the_user_part_of_a_config_user_counts() {
+        assert_eq!(ImageUser::of_config(None), ImageUser::Uid(0));
+        assert_eq!(ImageUser::of_config(Some("")), ImageUser::Uid(0));
+        assert_eq!(ImageUser::of_config(Some(":3000")), ImageUser::Uid(0));
+        assert_eq!(ImageUser::of_config(Some("1000:3000")), ImageUser::Uid(1000));
+        assert_eq!(ImageUser::of_config(Some("alice:wheel")), ImageUser::Name("alice".into()));
+        assert_eq!(ImageUser::of_config(Some("4294967296")), ImageUser::Uid(4294967296), "a number is a uid, checked by the recipe loader");
+    }
+}

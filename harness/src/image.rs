@@ -142,9 +142,14 @@ fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -
     if let Some(c) = user.chars().find(|c| input::is_unprintable(*c) || c.is_whitespace()) {
         return Err(error(format!("{user:?} contains {c:?}: expected `user`, `uid`, `user:group` or `uid:gid`")));
     }
-    // Only the part before `:` reaches a runtime through kubelet (see `oracle`).
-    let user_part = user.split_once(':').map_or(user, |(u, _)| u);
-    let unknown_user = user_part.parse::<u32>().is_err() && !passwd.iter().any(|e| e.name == user_part);
+    // Only the part before `:` reaches a runtime through kubelet (`ImageUser::of_config`).
+    let unknown_user = match crate::identity::ImageUser::of_config(Some(user)) {
+        crate::identity::ImageUser::Uid(uid) if !(0..=i64::from(crate::scenario::MAX_ID)).contains(&uid) => {
+            return Err(error(format!("{user:?}: uid {uid} is no uid (expected 0..={})", crate::scenario::MAX_ID)));
+        }
+        crate::identity::ImageUser::Uid(_) => false,
+        crate::identity::ImageUser::Name(name) => !passwd.iter().any(|e| e.name == name),
+    };
     match (unknown_user, intended) {
         (true, false) => Err(error(format!(
             "{user:?} names a user that the recipe's passwd lacks, so no container of this image can start; add it, or set `unknownUserIntended: true` if that is the point"

@@ -197,6 +197,9 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 Some(run::NodeChoice { kubernetes, etcd, timeout: Duration::from_secs(180) })
             }
         };
+        if matches!(source, Source::CrioDir { .. }) && e.oci_runtime.is_some() {
+            return Err(err("ociRuntime", "a `crio: {dir: PATH}` entry runs the directory's own runc or crun; `ociRuntime` applies to `crio: {module: VERSION}` and containerd".into()));
+        }
         let mut oci_runtime_module = None;
         let oci_runtime = match e.oci_runtime {
             None => OciRuntime::runc(),
@@ -341,6 +344,7 @@ pub struct Unavailable(String);
 /// directories. Gives the entry's session config and the version its source served.
 pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
     let unavailable = |e: anyhow::Error| Unavailable(format!("{e:#}"));
+    let runtime = runc_of(entry)?;
     let (target, version) = match &entry.source {
         Source::ContainerdDebian { suite } => {
             let unpacked = debian::fetch(cache, suite, "containerd").map_err(unavailable)?;
@@ -362,20 +366,19 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
             (TargetChoice::Containerd { bin_dir: dir }, Some(format!("{version} (Go module)")))
         }
         Source::CrioDir { dir } => {
-            crate::provision::crio::find_binaries(dir, Path::new(crate::provision::crio::DEBIAN_CONMON), None).map_err(unavailable)?;
+            crate::provision::crio::find_binaries(dir, None).map_err(unavailable)?;
             (TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime: None }, None)
         }
         Source::CrioModule { version } => {
             let dir = crate::provision::gomodule::ensure(crate::provision::gomodule::Program::Crio, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
-            let runtime = runc_of(entry)?;
-            crate::provision::crio::find_binaries(&dir, Path::new(crate::provision::crio::DEBIAN_CONMON), Some(&runtime)).map_err(unavailable)?;
-            (TargetChoice::Crio { bin_dir: dir, oci_runtime: Some(runtime) }, Some(format!("{version} (Go module)")))
+            crate::provision::crio::find_binaries(&dir, Some(&runtime)).map_err(unavailable)?;
+            (TargetChoice::Crio { bin_dir: dir, oci_runtime: Some(runtime.clone()) }, Some(format!("{version} (Go module)")))
         }
         Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),
     };
     let mut config = base.clone();
     config.target = target;
-    config.oci_runtimes = vec![runc_of(entry)?];
+    config.oci_runtimes = vec![runtime];
     if let Source::Cri { .. } | Source::CrioDir { .. } | Source::CrioModule { .. } = entry.source {
         config.runtime_handler = String::new();
     }
@@ -405,9 +408,10 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         name: entry.name.clone(),
         source: entry.source.clone(),
         source_version: None,
-        oci_runtime: match &entry.oci_runtime_module {
-            Some(version) => format!("{} {version} (Go module)", entry.oci_runtime.handler),
-            None => entry.oci_runtime.handler.clone(),
+        oci_runtime: match (&entry.source, &entry.oci_runtime_module) {
+            (Source::CrioDir { .. }, _) => "runc or crun from the directory".into(),
+            (_, Some(version)) => format!("{} {version} (Go module)", entry.oci_runtime.handler),
+            (_, None) => entry.oci_runtime.handler.clone(),
         },
         runtime: None,
         skipped: None,

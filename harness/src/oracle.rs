@@ -239,20 +239,10 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
 /// arrives (kubernetes/kubernetes#61967), so the primary gid comes from `/etc/passwd`. The OCI
 /// image spec's own rule for `user:group` binds engines that honour the group, not Kubernetes.
 fn resolve_image_user(recipe: &Recipe) -> Result<u32, OracleError> {
-    let Some(user) = recipe.user.as_deref().filter(|u| !u.is_empty()) else {
-        // No USER: kubelet sends run_as_user 0.
-        return Ok(0);
-    };
-    let user_part = user.split_once(':').map_or(user, |(u, _)| u);
-    match user_part.parse::<u32>() {
-        Ok(uid) => Ok(uid),
-        Err(_) => recipe
-            .passwd
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .find(|e| e.name == user_part)
-            .map(|e| e.uid)
-            .ok_or_else(|| OracleError::UnknownUser { user: user.to_string() }),
+    let unknown = || OracleError::UnknownUser { user: recipe.user.clone().unwrap_or_default() };
+    match crate::identity::ImageUser::of_config(recipe.user.as_deref()) {
+        // The recipe loader admits only uids in 0..=4294967294.
+        crate::identity::ImageUser::Uid(uid) => u32::try_from(uid).map_err(|_| unknown()),
+        crate::identity::ImageUser::Name(name) => recipe.passwd.as_deref().unwrap_or_default().iter().find(|e| e.name == name).map(|e| e.uid).ok_or_else(unknown),
     }
 }

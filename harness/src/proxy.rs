@@ -79,7 +79,8 @@ pub struct ProxyConfig {
     pub adopt: Option<Adoption>,
 }
 
-/// What the proxy changes in every `RunPodSandbox` of a peer tool so that its sandboxes are
+/// What the proxy changes in the sandbox config of every `RunPodSandbox` and `CreateContainer`
+/// of a peer tool so that its sandboxes and containers are
 /// the run's: the run's labels and cgroup parent (removed with the run, never in the host's
 /// runtime paths) and the host network (the runtimes sgpc starts have no pod network). No
 /// field that decides the process identity is touched.
@@ -133,6 +134,12 @@ impl State {
 pub async fn serve(config: ProxyConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.listen);
     let listener = UnixListener::bind(&config.listen).with_context(|| format!("listening on {}", config.listen.display()))?;
+    serve_on(listener, config).await
+}
+
+/// [`serve`] on a listener already bound to `config.listen`, so that a client may connect as
+/// soon as this is called.
+pub async fn serve_on(listener: UnixListener, config: ProxyConfig) -> anyhow::Result<()> {
     let state = Arc::new(State { config, pods: Mutex::default(), containers: Mutex::default(), images: Mutex::default() });
     loop {
         let (stream, _) = listener.accept().await.context("accepting a client")?;
@@ -165,9 +172,8 @@ async fn connection(client: UnixStream, state: Arc<State>) -> anyhow::Result<()>
 
 /// The processes of containerd shims serving `sandbox_id` (`containerd-shim-* ... -id <id>`).
 fn shims_of(sandbox_id: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    crate::provision::pids()
+        .into_iter()
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -368,6 +374,11 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
                     image.user_specified_image = other.clone();
                     image.image = other;
                 }
+            }
+            // containerd takes a container's cgroup from the sandbox config sent with it
+            // (internal/cri/server/container_create.go), not from the sandbox it runs in.
+            if let (Some(adoption), Some(sandbox)) = (&state.config.adopt, r.sandbox_config.as_mut()) {
+                adoption.apply(sandbox);
             }
             if state.has(Fault::StrictToMerge) {
                 if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {

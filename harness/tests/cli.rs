@@ -329,3 +329,35 @@ fn a_pass_only_by_deviation_is_said_everywhere_and_refused_for_certification() {
     assert!(stderr.contains("same-name-group.yaml") && stderr.contains("field `expect.merge.deviation`"), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&output.stdout));
 }
+
+/// A kind cluster that cannot be created is a set-up failure like any other (the house issue):
+/// the JUnit and JSON reports are written with every case ERROR, and the exit code is 2. Before,
+/// the error left through `?` with both files truncated to nothing.
+#[test]
+fn a_kind_setup_failure_writes_every_report_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("no-kind-here");
+    std::fs::create_dir(&empty_path).unwrap();
+    let (junit, json) = (dir.path().join("junit.xml"), dir.path().join("report.json"));
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(support::repo_root())
+        .env("PATH", &empty_path)
+        .args(["run", "--kube", "--kind", "kindest/node:v1.33.1", "--filter", "^kep-blog/", "--junit"])
+        .arg(&junit)
+        .arg("--json")
+        .arg(&json)
+        .arg("--work-root")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["setup_error"].as_str().unwrap().contains("`kind` is not on PATH"), "{}", report["setup_error"]);
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    assert!(cases.iter().all(|c| c["verdict"]["kind"] == "ERROR"), "{cases:?}");
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 3, "{junit}");
+    assert_eq!(junit.matches("<error").count(), 3, "{junit}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "only the reports and the PATH directory are left");
+}

@@ -31,10 +31,20 @@ async fn no_run_leaves_anything_in_the_hosts_runtime_paths_even_after_sigkill() 
     let state = tempfile::tempdir().unwrap();
     let work_root = tempfile::tempdir().unwrap();
 
-    // A finished run, with critest beside it: its sandboxes are adopted into the run.
+    // A finished run, with critest beside it: its sandboxes and containers are adopted into the
+    // run, so that none of them sits in containerd's k8s.io cgroups, even while it runs.
     let report = work_root.path().join("report.json");
-    let status = sgpc(state.path(), work_root.path()).arg("--critest").arg(support::critest()).arg("--json").arg(&report).status().unwrap();
+    let mut run = sgpc(state.path(), work_root.path()).arg("--critest").arg(support::critest()).arg("--json").arg(&report).spawn().unwrap();
+    let mut in_k8s_io = std::collections::BTreeSet::new();
+    let status = loop {
+        in_k8s_io.extend(support::new_host_runtime_paths(&before).into_iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("k8s.io"))));
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(status.code(), Some(exit_code::PASS));
+    assert!(in_k8s_io.is_empty(), "while the run and critest ran, these sat in containerd's k8s.io cgroups: {in_k8s_io:?}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     std::fs::remove_file(work_root.path().join("report.json")).unwrap();
     let specs = report["critest"]["specs"].as_array().unwrap_or_else(|| panic!("critest ran: {}", report["critest"]));

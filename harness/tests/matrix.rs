@@ -71,6 +71,8 @@ fn matrix_file_errors_name_the_field() {
         let err = load(&format!("entries:\n  - {{name: a, crio: {{module: {version:?}}}}}\n")).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("entries[0].crio.module"), "{version}: {err}");
     }
+    let err = load("entries:\n  - {name: a, crio: {dir: /x}, ociRuntime: runc}\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("entries[0].ociRuntime"), "a crio directory runs its own runc or crun: {err}");
     let err = load("entries:\n  - {name: a, crio: {module: v1.36.3, dir: /x}}\n").unwrap_err();
     assert_eq!(err.field.as_deref(), Some("entries[0].crio"), "{err}");
     let entries = load("entries:\n  - {name: a, crio: {module: v1.36.3}, ociRuntime: {runc: v1.4.4}}\n").unwrap();
@@ -109,12 +111,12 @@ fn fake_crio_dir(with: &[&str]) -> tempfile::TempDir {
 fn crio_missing_binaries_are_named() {
     let dir = fake_crio_dir(&["crio", "pinns"]);
     let no_conmon = dir.path().join("no-such-conmon");
-    let err = crio::find_binaries(dir.path(), &no_conmon, None).unwrap_err().to_string();
+    let err = crio::find_binaries_with(dir.path(), &no_conmon, None).unwrap_err().to_string();
     assert!(err.contains("conmon (neither"), "{err}");
     assert!(err.contains("runc or crun"), "{err}");
     assert!(!err.contains("/crio,"), "crio is present: {err}");
     let runtime = sgpc::provision::containerd::OciRuntime { handler: "runc".into(), binary: dir.path().join("no-such-runc") };
-    let err = crio::find_binaries(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap_err().to_string();
+    let err = crio::find_binaries_with(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap_err().to_string();
     assert!(err.contains("the OCI runtime") && err.contains("no-such-runc") && !err.contains("conmon (neither"), "{err}");
 }
 
@@ -122,7 +124,7 @@ fn crio_missing_binaries_are_named() {
 fn crio_from_its_module_takes_the_fallback_conmon_and_the_given_runtime() {
     let dir = fake_crio_dir(&["crio", "pinns", "crun"]);
     let runtime = sgpc::provision::containerd::OciRuntime { handler: "runc".into(), binary: dir.path().join("pinns") };
-    let bins = crio::find_binaries(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap();
+    let bins = crio::find_binaries_with(dir.path(), &dir.path().join("crio"), Some(&runtime)).unwrap();
     assert_eq!(bins.conmon, dir.path().join("crio"));
     assert_eq!(bins.oci_runtime, ("runc".to_string(), dir.path().join("pinns")), "the given runtime wins over the directory's crun");
 }
@@ -149,7 +151,7 @@ fn crio_config_is_private_and_complete() {
         registry_credentials: Some(sgpc::provision::registry::Credentials { username: "u".into(), password: "p".into() }),
         pause_image: "127.0.0.1:5555/sgpc/pause:abc".into(),
     };
-    let bins = crio::find_binaries(bin.path(), &bin.path().join("no-such-conmon"), None).unwrap();
+    let bins = crio::find_binaries_with(bin.path(), &bin.path().join("no-such-conmon"), None).unwrap();
     assert_eq!(bins.oci_runtime.0, "crun");
     let path = crio::write_config(&opts, &bins, true).unwrap();
     let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();

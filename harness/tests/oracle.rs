@@ -177,3 +177,22 @@ fn pod_ids_are_held_to_the_api_range_and_text_to_what_displays() {
         assert_eq!(err.field.as_deref(), Some("references[0]"), "{text}: {err}");
     }
 }
+
+/// An empty `USER` (`""`, or `":3000"`, whose user part is empty) is root everywhere: the
+/// recipe loader admits it, the model derives uid 0, and the CRI driver sends run_as_user 0
+/// (the image spec: unset is root; kubelet runs an image whose ImageStatus names no user as
+/// the runtime's default). One reading: `identity::ImageUser::of_config`.
+#[test]
+fn an_empty_image_user_is_root_in_the_loader_the_model_and_the_driver() {
+    for user in ["", ":3000"] {
+        let recipe = sgpc::image::Recipe::parse(Path::new("empty.yaml"), &format!("name: empty\nuser: {user:?}\npasswd:\n  - \"root:x:0:0::/:/bin/sh\"\ngroup:\n  - \"root:x:0:\"\n  - \"wheel:x:10:root\"\n"))
+            .unwrap_or_else(|e| panic!("USER {user:?} loads: {e}"));
+        let scenario = sgpc::scenario::Scenario::parse(Path::new("empty-case.yaml"), "name: empty\nsummary: s\nimage: empty\n", std::slice::from_ref(&recipe)).unwrap();
+        let derived = sgpc::oracle::derive(&recipe, &scenario, Policy::Merge).unwrap();
+        assert_eq!((derived.identity.uid, derived.identity.gid), (0, 0), "USER {user:?}");
+        let request = sgpc::driver::cri::identity_request(&scenario, &recipe, Policy::Merge);
+        assert!(request.contains("CreateContainer linux.security_context {run_as_user: Some(0), run_as_username: \"\""), "USER {user:?}: {request}");
+    }
+    let err = sgpc::image::Recipe::parse(Path::new("big.yaml"), "name: big\nuser: \"4294967295\"\npasswd:\n  - \"root:x:0:0::/:/bin/sh\"\n").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("user"), "{err}");
+}

@@ -155,28 +155,7 @@ fn namespace_options() -> cri::NamespaceOption {
     }
 }
 
-/// The user kubelet sends when the Pod sets no `runAsUser`: what CRI `ImageStatus` reports of
-/// the image's `USER` (kubernetes `pkg/kubelet/kuberuntime`: `getImageUser`, then
-/// `determineEffectiveSecurityContext`). Runtimes fill `ImageStatus` from the config `User`,
-/// keeping only what precedes `:`, so the group of `USER name:group` never reaches the runtime
-/// (kubernetes/kubernetes#61967).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageUser {
-    /// `ImageStatus.image.uid`: sent as `run_as_user`.
-    Uid(i64),
-    /// `ImageStatus.image.username`: sent as `run_as_username`.
-    Name(String),
-}
-
-impl ImageUser {
-    /// The security context field kubelet sets, as the JSON report records it.
-    pub fn describe(&self) -> String {
-        match self {
-            ImageUser::Uid(uid) => format!("run_as_user={uid} (from ImageStatus)"),
-            ImageUser::Name(name) => format!("run_as_username={name} (from ImageStatus)"),
-        }
-    }
-}
+pub use crate::identity::ImageUser;
 
 /// The CRI `supplemental_groups` list as kubelet builds it: fsGroup, then supplementalGroups.
 pub fn cri_supplemental_groups(scenario: &Scenario) -> Vec<i64> {
@@ -277,11 +256,7 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
         runtime_handler: String::new(),
         cgroup_parent: String::new(),
     };
-    let user_part = recipe.user.as_deref().map(|u| u.split_once(':').map_or(u, |(user, _)| user));
-    let image_user = match user_part {
-        None => ImageUser::Uid(0),
-        Some(user) => user.parse::<i64>().map_or_else(|_| ImageUser::Name(user.to_string()), ImageUser::Uid),
-    };
+    let image_user = ImageUser::of_config(recipe.user.as_deref());
     let sandbox = sandbox_config(&req).linux.and_then(|l| l.security_context).unwrap_or_default();
     let container = container_config(&req, Vec::new(), Some(&image_user)).linux.and_then(|l| l.security_context).unwrap_or_default();
     let policy_name = |p: i32| cri::SupplementalGroupsPolicy::try_from(p).map_or_else(|_| p.to_string(), |p| p.as_str_name().to_string());

@@ -22,7 +22,7 @@
 //! `process.oomScoreAdj` in the bundle's `config.json` to 0 and then execs the real runtime,
 //! which is what containerd's `restrict_oom_score_adj` does inside containerd.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -69,10 +69,16 @@ pub struct CrioBinaries {
 /// CRI-O built from its Go module. A root-owned system path, never looked up on `PATH`.
 pub const DEBIAN_CONMON: &str = "/usr/bin/conmon";
 
+/// [`find_binaries_with`] with Debian's conmon as the fallback.
+pub fn find_binaries(bin_dir: &Path, oci_runtime: Option<&OciRuntime>) -> anyhow::Result<CrioBinaries> {
+    find_binaries_with(bin_dir, Path::new(DEBIAN_CONMON), oci_runtime)
+}
+
 /// Checks a directory for everything CRI-O needs; the error names what is missing. `conmon`
 /// comes from the directory, else from `fallback_conmon`; the OCI runtime is `oci_runtime`
-/// when given (a matrix entry's `ociRuntime`), else the directory's `runc` or `crun`.
-pub fn find_binaries(bin_dir: &Path, fallback_conmon: &Path, oci_runtime: Option<&OciRuntime>) -> anyhow::Result<CrioBinaries> {
+/// when given (`--oci-runtime`, a matrix entry's `ociRuntime`), else the directory's `runc` or
+/// `crun`.
+pub fn find_binaries_with(bin_dir: &Path, fallback_conmon: &Path, oci_runtime: Option<&OciRuntime>) -> anyhow::Result<CrioBinaries> {
     let conmon = [bin_dir.join("conmon"), fallback_conmon.to_path_buf()].into_iter().find(|p| p.is_file());
     let mut missing: Vec<String> = ["crio", "pinns"].iter().map(|b| bin_dir.join(b)).filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
     if conmon.is_none() {
@@ -200,8 +206,10 @@ pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) ->
         bins.oci_runtime.1.clone()
     };
     fs_err::write(opts.dir.join("policy.json"), POLICY_JSON)?;
-    fs_err::write(opts.dir.join("auth.json"), auth_json(&opts.registry_host, opts.registry_credentials.as_ref()))?;
-    fs_err::set_permissions(opts.dir.join("auth.json"), std::fs::Permissions::from_mode(0o600))?;
+    let auth = opts.dir.join("auth.json");
+    // Created 0600: never readable by others, not even for a moment.
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&auth).with_context(|| format!("creating {}", auth.display()))?;
+    std::io::Write::write_all(&mut file, auth_json(&opts.registry_host, opts.registry_credentials.as_ref()).as_bytes()).with_context(|| format!("writing {}", auth.display()))?;
     fs_err::write(opts.dir.join("registries.conf"), registries_conf(&opts.registry_host))?;
     let config = opts.dir.join("crio.conf");
     fs_err::write(&config, self::config(opts, bins, &runtime_path))?;
@@ -226,7 +234,7 @@ pub struct Crio {
 
 impl Crio {
     pub async fn start(opts: &CrioOptions) -> anyhow::Result<Crio> {
-        let bins = find_binaries(&opts.bin_dir, Path::new(DEBIAN_CONMON), opts.oci_runtime.as_ref())?;
+        let bins = find_binaries(&opts.bin_dir, opts.oci_runtime.as_ref())?;
         let config = write_config(opts, &bins, !super::has_cap_sys_resource())?;
         let log = opts.dir.join("crio.log");
         let mut child = spawn_daemon(command(opts, &bins, &config), &log).context("starting crio")?;

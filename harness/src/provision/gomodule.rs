@@ -237,11 +237,8 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     let parent = out.parent().unwrap_or(&out).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     let work = tempfile::Builder::new().prefix(".build-").tempdir_in(&parent).map_err(io(&parent))?;
-    let log = work.path().join("build.log");
-    let started = Instant::now();
-    let say = |progress: &mut dyn Write, text: String| drop(writeln!(progress, "go build: {module} {version}: {text}"));
-
-    say(progress, "reading its go.mod from the module proxy".into());
+    let mut steps = Steps { program, version, log: work.path().join("build.log"), started: Instant::now(), progress };
+    steps.say("reading its go.mod from the module proxy");
     let download = go(work.path()).args(["mod", "download", "-json", &format!("{module}@{version}")]).output().map_err(|source| GoBuildError::NoTool { tool: "go", module, version: version.clone(), source })?;
     let info: serde_json::Value = serde_json::from_slice(&download.stdout).unwrap_or_default();
     let gomod = match info.get("GoMod").and_then(|v| v.as_str()) {
@@ -251,7 +248,11 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
             return Err(GoBuildError::NotServed { module, version: version.clone(), tail: tail(&said) });
         }
     };
-    let module_dir = info.get("Dir").and_then(|v| v.as_str()).map(PathBuf::from).unwrap_or_default();
+    // Never a relative or empty path: it would name sgpc's working directory.
+    let module_dir = match info.get("Dir").and_then(|v| v.as_str()).map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        _ => return Err(GoBuildError::NotServed { module, version: version.clone(), tail: "`go mod download` named no module directory".into() }),
+    };
     let upstream = std::fs::read_to_string(&gomod).map_err(io(&gomod))?;
     let wrapper = wrapper_go_mod(program, version, &upstream);
     std::fs::write(work.path().join("go.mod"), &wrapper).map_err(io(work.path()))?;
@@ -261,9 +262,9 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
     if sums.is_file() {
         std::fs::copy(&sums, work.path().join("go.sum")).map_err(io(&sums))?;
     }
-    say(progress, format!("{} locally replaced modules pointed at their published versions", wrapper.matches("\nreplace ").count()));
+    steps.say(&format!("{} locally replaced modules pointed at their published versions", wrapper.matches("\nreplace ").count()));
 
-    run_step(go(work.path()).args(["get", &format!("{module}@{version}")]), &log, "go get", program, version, progress, started)?;
+    steps.run(go(work.path()).args(["get", &format!("{module}@{version}")]), "go", "go get")?;
     let staging = work.path().join("bin");
     let packages: Vec<String> = program.packages().iter().map(|p| if p.is_empty() { module.to_string() } else { format!("{module}/{p}") }).collect();
     let mut build = go(work.path());
@@ -276,22 +277,24 @@ pub fn ensure(program: Program, version: &Version, progress: &mut dyn Write) -> 
         build.arg(format!("{}/", staging.display()));
     }
     let step = if program == Program::Critest { "go test -c" } else { "go build" };
-    say(progress, format!("{step} {} (CGO_ENABLED={}; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" "), program.cgo()));
-    run_step(build.args(&packages), &log, step, program, version, progress, started)?;
+    steps.say(&format!("{step} {} (CGO_ENABLED={}; a cold build takes minutes, kubernetes tens of them on two cores)", packages.join(" "), program.cgo()));
+    steps.run(build.args(&packages), "go", step)?;
     if program == Program::Crio {
-        say(progress, "cc pinns (CRI-O's namespace pinner, C)".into());
-        let sources = c_sources(&module_dir.join("pinns").join("src")).map_err(io(&module_dir))?;
+        steps.say("cc pinns (CRI-O's namespace pinner, C)");
+        let pinns = module_dir.join("pinns").join("src");
+        let sources = c_sources(&pinns).map_err(io(&pinns))?;
         let mut cc = Command::new("cc");
         // pinns/Makefile's CFLAGS without -Werror: a newer compiler's new warning is no failure.
         cc.current_dir(work.path()).stdin(Stdio::null()).args(["-std=c99", "-Os", "-Wall", "-Wextra", "-static", "-o"]).arg(staging.join("pinns")).args(sources);
-        run_step(&mut cc, &log, "cc pinns", program, version, progress, started)?;
+        steps.run(&mut cc, "cc", "cc pinns")?;
     }
     // Another build of the same version may have finished meanwhile: either copy is whole.
     if built(program, version).is_none() {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::rename(&staging, &out).map_err(io(&out))?;
     }
-    say(progress, format!("built {} in {:.0}s", program.binaries().join(" and "), started.elapsed().as_secs_f64()));
+    let took = steps.started.elapsed().as_secs_f64();
+    steps.say(&format!("built {} in {took:.0}s", program.binaries().join(" and ")));
     Ok(out)
 }
 
@@ -335,26 +338,40 @@ fn go(dir: &Path) -> Command {
     command
 }
 
-/// Runs one step, printing a line a minute while it works.
-fn run_step(command: &mut Command, log: &Path, step: &'static str, program: Program, version: &Version, progress: &mut dyn Write, started: Instant) -> Result<(), GoBuildError> {
-    let module = program.module();
-    let failed = |log: &Path| GoBuildError::Build { module, version: version.clone(), step, tail: tail(&std::fs::read_to_string(log).unwrap_or_default()) };
-    let output = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|file| Ok((file.try_clone()?, file)));
-    let (stdout, stderr) = output.map_err(|source| GoBuildError::Io { module, version: version.clone(), path: log.to_path_buf(), source })?;
-    let tool = if command.get_program() == "go" { "go" } else { "cc" };
-    let mut child = command.stdout(stdout).stderr(stderr).spawn().map_err(|source| GoBuildError::NoTool { tool, module, version: version.clone(), source })?;
-    let mut next_tick = Instant::now() + Duration::from_secs(60);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(_)) | Err(_) => return Err(failed(log)),
-            Ok(None) => {}
+/// The steps of one build: they share its log and report progress.
+struct Steps<'a> {
+    program: Program,
+    version: &'a Version,
+    log: PathBuf,
+    started: Instant,
+    progress: &'a mut dyn Write,
+}
+
+impl Steps<'_> {
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.progress, "go build: {} {}: {text}", self.program.module(), self.version);
+    }
+
+    /// Runs one step with `tool`, printing a line a minute while it works.
+    fn run(&mut self, command: &mut Command, tool: &'static str, step: &'static str) -> Result<(), GoBuildError> {
+        let (module, version) = (self.program.module(), self.version);
+        let output = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).and_then(|file| Ok((file.try_clone()?, file)));
+        let (stdout, stderr) = output.map_err(|source| GoBuildError::Io { module, version: version.clone(), path: self.log.clone(), source })?;
+        let mut child = command.stdout(stdout).stderr(stderr).spawn().map_err(|source| GoBuildError::NoTool { tool, module, version: version.clone(), source })?;
+        let mut next_tick = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(_)) | Err(_) => return Err(GoBuildError::Build { module, version: version.clone(), step, tail: tail(&std::fs::read_to_string(&self.log).unwrap_or_default()) }),
+                Ok(None) => {}
+            }
+            if Instant::now() >= next_tick {
+                let elapsed = self.started.elapsed().as_secs_f64();
+                self.say(&format!("{step} still running ({elapsed:.0}s)"));
+                next_tick += Duration::from_secs(60);
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        if Instant::now() >= next_tick {
-            let _ = writeln!(progress, "go build: {module} {version}: {step} still running ({:.0}s)", started.elapsed().as_secs_f64());
-            next_tick += Duration::from_secs(60);
-        }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -80,9 +80,8 @@ pub fn processes_under(dir: &Path) -> Vec<u32> {
     let dir_text = dir.to_string_lossy().into_owned();
     let me = std::process::id();
     let my_mounts = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    pids()
+        .into_iter()
         .filter(|&pid| pid != me)
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -92,6 +91,12 @@ pub fn processes_under(dir: &Path) -> Vec<u32> {
             cmdline.contains(&dir_text) || root.starts_with(dir) || (other_namespace && root_mount_mentions(*pid, &dir_text))
         })
         .collect()
+}
+
+/// Every pid in `/proc` (none if it cannot be read).
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).collect()
 }
 
 /// Whether the mount at `/` of a process names `dir_text` (an overlay's `upperdir`/`lowerdir`,

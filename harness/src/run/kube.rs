@@ -23,6 +23,8 @@ pub struct KubeConfig {
 
 /// The same lifecycle on a Kubernetes cluster: (create a kind cluster and load the images,)
 /// create the run's namespace, run the cases as Pods, delete the namespace (and the cluster).
+/// A failure or a signal while the cluster is created goes through the lifecycle like any other
+/// set-up failure: the reports are written, every case is ERROR.
 pub async fn run_kube_session(
     config: &KubeConfig,
     plan: KubePlan,
@@ -35,12 +37,29 @@ pub async fn run_kube_session(
     // The run's duration includes creating the cluster.
     let started = Instant::now();
     let work = tempfile::Builder::new().prefix("sgpc-kube-").tempdir_in(&config.work_root)?;
+    let mut interrupted = std::pin::pin!(interrupted);
     let cluster = match &config.kind {
         None => None,
         Some((node_image, reuse)) => {
-            let archives = image::write_archives(&catalogue.images, &config.payload, work.path(), crate::driver::kube::IMAGE_REPOSITORY)?;
-            let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
-            Some(crate::provision::kind::prepare(node_image, *reuse, &archives, work.path())?)
+            let preparing = prepare_cluster(config, catalogue, node_image.clone(), *reuse, work.path().to_path_buf());
+            let mut preparing = std::pin::pin!(preparing);
+            let prepared = tokio::select! {
+                prepared = &mut preparing => prepared,
+                why = &mut interrupted => {
+                    // kind cannot be stopped half-way: let it finish, then delete what it made.
+                    if let Ok(cluster) = preparing.await {
+                        cluster.finish()?;
+                    }
+                    Err(anyhow::anyhow!("interrupted by {why} while the kind cluster was created"))
+                }
+            };
+            match prepared {
+                Ok(cluster) => Some(cluster),
+                Err(error) => {
+                    let failed = std::future::ready(Err::<KubeRun, _>(StartError { runtime: None, provisioned: None, error }));
+                    return Ok(run_lifecycle(failed, started, catalogue, cases, jobs, std::future::pending(), on_event).await);
+                }
+            }
         }
     };
     let (kubeconfig, endpoint) = match (&cluster, &config.kubeconfig) {
@@ -56,6 +75,18 @@ pub async fn run_kube_session(
         cluster.finish()?;
     }
     Ok(run)
+}
+
+/// Writes the image archives and creates (or reuses) the kind cluster with them loaded, off the
+/// async threads: kind blocks for minutes.
+async fn prepare_cluster(config: &KubeConfig, catalogue: &Catalogue, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
+    let (images, payload) = (catalogue.images.clone(), config.payload.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        let archives = image::write_archives(&images, &payload, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
+        let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
+        crate::provision::kind::prepare(&node_image, reuse, &archives, &work)
+    });
+    prepared.await.map_err(|e| anyhow::anyhow!("preparing the kind cluster panicked: {e}"))?
 }
 
 impl Started for KubeRun {

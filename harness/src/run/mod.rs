@@ -113,7 +113,7 @@ pub struct RunReport {
     /// Which cases of which catalogue ran: what a green covers.
     pub selection: Selection,
     pub cases: Vec<CaseResult>,
-    /// Why the run could not start (every case is then ERROR).
+    /// Why the run could not start or finish (every unfinished case is then ERROR).
     pub setup_error: Option<String>,
     /// What critest's SupplementalGroupsPolicy specs said of the same runtime (`--critest`).
     #[serde(skip_serializing_if = "Option::is_none")]

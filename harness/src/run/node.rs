@@ -107,6 +107,12 @@ impl Started for NodeRun {
         &self.session.images
     }
 
+    /// critest drives the CRI directly; beside a live kubelet its sandboxes would be the
+    /// kubelet's to collect. Said, not silently skipped.
+    async fn peer(&self) -> Option<crate::critest::CritestSays> {
+        self.session.critest_asked().then(|| crate::critest::CritestSays::NotRun { reason: "critest runs at the CRI level only, not beside a live kubelet".into() })
+    }
+
     fn provisioned(&self) -> Option<String> {
         Some(self.provisioned.clone())
     }

@@ -357,6 +357,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the session was asked to run critest after its cases (`--critest`).
+    pub fn critest_asked(&self) -> bool {
+        self.critest.is_some()
+    }
+
     /// Runs critest's SupplementalGroupsPolicy specs against the runtime the session started
     /// (see [`crate::critest`]): builds its image from the catalogue's recipe, pushes it under
     /// critest's name and pulls it, so that critest finds it without a network.
@@ -382,9 +387,15 @@ impl Session {
             adopt: Some(crate::proxy::Adoption { labels: crate::driver::cri::run_labels(&self.run_id), cgroup_parent: self.cgroup_parent() }),
         };
         let endpoint = format!("unix://{}", proxy.listen.display());
-        let serving = tokio::spawn(crate::proxy::serve(proxy));
-        let said = critest::run(binary, &endpoint, &dir, Duration::from_secs(300)).await;
-        serving.abort();
+        let listener = tokio::net::UnixListener::bind(&proxy.listen).with_context(|| format!("listening on {}", proxy.listen.display()))?;
+        // Aborted when critest is done, or when an interrupt drops this future.
+        let mut serving = AbortOnDrop(tokio::spawn(crate::proxy::serve_on(listener, proxy)));
+        let said = critest::run(binary, &endpoint, &dir, critest::TIMEOUT).await;
+        if serving.0.is_finished() {
+            // The proxy stopped under critest: what critest says is about sgpc, not the runtime.
+            let stopped = (&mut serving.0).await;
+            anyhow::bail!("the proxy in front of critest stopped: {}", match stopped { Ok(Err(e)) => format!("{e:#}"), Ok(Ok(())) => "it returned".into(), Err(e) => e.to_string() });
+        }
         Ok(said?)
     }
 
@@ -408,9 +419,7 @@ impl Session {
     pub async fn teardown(self) -> anyhow::Result<()> {
         self.resources.teardown(Some((&self.target, &self.run_id))).await
     }
-}
 
-impl Session {
     /// The run's own cgroup tree for a runtime sgpc started; a `--cri` runtime's own default.
     fn cgroup_parent(&self) -> String {
         match self.resources.runtime {
@@ -658,6 +667,15 @@ impl super::Started for Session {
 
     async fn teardown(self) -> anyhow::Result<()> {
         Session::teardown(self).await
+    }
+}
+
+/// A task aborted when dropped (a dropped `JoinHandle` only detaches its task).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -62,7 +62,7 @@ pub fn crio_config() -> Result<SessionConfig, String> {
 pub fn crio_dirs() -> Result<Vec<PathBuf>, String> {
     let value = std::env::var_os("SGPC_CRIO_DIR").ok_or("SGPC_CRIO_DIR is not set (directories of CRI-O binaries, separated by ':')")?;
     std::env::split_paths(&value)
-        .map(|dir| sgpc::provision::crio::find_binaries(&dir, Path::new(sgpc::provision::crio::DEBIAN_CONMON), None).map(|_| dir).map_err(|e| format!("{e:#}")))
+        .map(|dir| sgpc::provision::crio::find_binaries(&dir, None).map(|_| dir).map_err(|e| format!("{e:#}")))
         .collect()
 }
 
