@@ -2,9 +2,9 @@
 //!
 //! `cargo test --test conformance -- --list` lists them without starting anything; a filter
 //! selects trials as usual. The first trial of a runtime starts it privately with the registry:
-//! containerd 2.x always (see `support::containerd_dir`), CRI-O when `SGPC_CRIO_DIR` names a
-//! directory of CRI-O binaries. Without it the CRI-O trials are listed as ignored, and the
-//! reason is printed: never counted as passed. Each session is torn down after the last trial.
+//! containerd 2.x always (see `support::containerd_dir`), CRI-O from `SGPC_CRIO_DIR` or else
+//! the release `make setup` builds (`support::crio_config`). Without either the CRI-O trials are
+//! listed as ignored, and the reason is printed: never counted as passed. Each session is torn down after the last trial.
 //! Any verdict other than PASS fails its trial, except containerd's known findings
 //! (`support::CONTAINERD_KNOWN_FINDINGS`): the same-name-group cases must FAIL naming
 //! containerd/containerd#11937, the gids above 2147483647 must be REFUSED; PASS fails them too

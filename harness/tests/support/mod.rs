@@ -54,8 +54,17 @@ pub fn crio_dir() -> Result<PathBuf, String> {
     crio_dirs()?.into_iter().next().ok_or_else(|| "SGPC_CRIO_DIR names no directory".to_string())
 }
 
+/// The CRI-O the conformance trials run on: the first directory of `SGPC_CRIO_DIR` when it is
+/// set, else the release `make setup` builds from its Go module (`SGPC_CRIO_MODULE`, else
+/// v1.36.3) over Debian's runc.
 pub fn crio_config() -> Result<SessionConfig, String> {
-    Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()?, oci_runtime: None }))
+    if std::env::var_os("SGPC_CRIO_DIR").is_some() {
+        return Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: crio_dir()?, oci_runtime: None }));
+    }
+    let version = std::env::var("SGPC_CRIO_MODULE").unwrap_or_else(|_| "v1.36.3".into());
+    let parsed = version.parse().map_err(|e| format!("SGPC_CRIO_MODULE: {e}"))?;
+    let dir = sgpc::provision::gomodule::built(sgpc::provision::gomodule::Program::Crio, &parsed).ok_or_else(|| format!("CRI-O {version} is not built (make setup builds it: sgpc build crio {version})"))?;
+    Ok(SessionConfig::new(TargetChoice::Crio { bin_dir: dir, oci_runtime: Some(sgpc::provision::containerd::OciRuntime::runc()) }))
 }
 
 /// Every directory of `SGPC_CRIO_DIR` (colon-separated, like PATH): one CRI-O version each.
