@@ -1,9 +1,10 @@
 //! Divergences between runtimes: for one case, the runtimes grouped by what they attached.
 //!
-//! Two runtimes diverge on a case when the identity the kernel gave the first process, the
-//! exec'd process's identity, a `ContainerStatus.user` that disagrees with the process, or the
-//! file access differ, or when one refused the Pod and another ran it. A runtime that does not
-//! report `ContainerStatus.user` at all does not diverge by that alone: the verdict judges it.
+//! Two runtimes diverge on a case when the identity the kernel gave the first process, any other
+//! observation point that disagrees with it (every [`Point`], so a new point joins on its own),
+//! or the file access differ, or when one refused the Pod and another ran it. A runtime that
+//! does not report a point at all (`ContainerStatus.user` on a runtime without the feature) does
+//! not diverge by that alone: the verdict judges it.
 //! Cases a runtime could not run (ERROR) say nothing about the runtime and are left out.
 
 use std::collections::BTreeMap;
@@ -51,7 +52,9 @@ pub struct Behaviour {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     Refused,
-    Ran { process: Identity, exec: Option<Identity>, status_user: Option<Identity>, access: Vec<(String, String, Access)> },
+    /// The kernel's view of the first process, every other point that disagrees with it (in
+    /// [`Point`] order), and the file accesses.
+    Ran { process: Identity, disagreeing: Vec<(Point, Identity)>, access: Vec<(String, String, Access)> },
 }
 
 fn seen(result: &CaseResult) -> Option<Seen> {
@@ -61,21 +64,21 @@ fn seen(result: &CaseResult) -> Option<Seen> {
         _ => {}
     }
     let obs: &Observations = result.observations.as_ref()?;
-    let at = |point: Point| obs.identities.iter().find(|o| o.point == point).map(|o| o.identity.clone());
-    let process = at(Point::FirstProcessKernel)?;
-    let differing = |point: Point| at(point).filter(|i| *i != process);
+    let process = obs.identities.iter().find(|o| o.point == Point::FirstProcessKernel).map(|o| o.identity.clone())?;
+    let mut disagreeing: Vec<(Point, Identity)> = obs.identities.iter().filter(|o| o.identity != process).map(|o| (o.point, o.identity.clone())).collect();
+    disagreeing.sort_by_key(|(point, _)| *point);
+    disagreeing.dedup_by_key(|(point, _)| *point);
     let mut access: Vec<(String, String, Access)> = obs.access.iter().map(|a| (format!("{:?}", a.prober), a.path.clone(), a.access)).collect();
     access.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    Some(Seen::Ran { exec: differing(Point::ExecId), status_user: differing(Point::CriStatus).or_else(|| differing(Point::PodStatus)), process: process.clone(), access })
+    Some(Seen::Ran { process, disagreeing, access })
 }
 
 fn describe(seen: &Seen) -> String {
     match seen {
         Seen::Refused => "refused the Pod".into(),
-        Seen::Ran { process, exec, status_user, access } => {
+        Seen::Ran { process, disagreeing, access } => {
             let mut parts = vec![process.to_string()];
-            parts.extend(exec.iter().map(|i| format!("exec'd process {i}")));
-            parts.extend(status_user.iter().map(|i| format!("status.user {i}")));
+            parts.extend(disagreeing.iter().map(|(point, i)| format!("{} {i}", point.describe())));
             let mut files: Vec<String> = access.iter().map(|(_, path, a)| format!("{path} {}", if *a == Access::Allowed { "readable" } else { "denied" })).collect();
             files.dedup();
             parts.extend(files);
@@ -259,10 +262,22 @@ pub(crate) mod tests {
             }
         }
         let d = of_case(&case(), &[("a", &pass), ("b", &lying)]).expect("status.user differs");
-        assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000}; status.user uid=1000 gid=3000 groups={3000}");
+        assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000}; CRI ContainerStatus.user uid=1000 gid=3000 groups={3000}");
         // Absent status.user (a runtime without the feature) is not a divergence by itself.
         let mut absent = ran(&[3000, 4000], Verdict::Pass);
         absent.observations.as_mut().unwrap().identities.retain(|o| o.point != Point::CriStatus);
         assert_eq!(of_case(&case(), &[("a", &pass), ("c", &absent)]), None);
+    }
+
+    /// Every observation point joins the comparison, not a list of names: the host's view of
+    /// the process, which no divergence looked at before, is one (the house issue).
+    #[test]
+    fn any_observation_point_that_disagrees_is_part_of_the_behaviour() {
+        let pass = ran(&[3000, 4000], Verdict::Pass);
+        let mut other = ran(&[3000, 4000], Verdict::Fail);
+        let host = Identity::observed(1000, 3000, [3000, 4000, 50000]);
+        other.observations.as_mut().unwrap().identities.push(IdentityObservation { point: Point::HostKernel, identity: host, raw_groups: vec![3000, 4000, 50000], printed: String::new() });
+        let d = of_case(&case(), &[("a", &pass), ("b", &other)]).expect("the host's view differs");
+        assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000}; host /proc/<pid>/status uid=1000 gid=3000 groups={3000 4000 50000}");
     }
 }
