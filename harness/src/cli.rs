@@ -302,7 +302,12 @@ impl RunArgs {
     pub fn session_config(&self) -> anyhow::Result<SessionConfig> {
         let target = match (&self.cri, &self.containerd, &self.crio) {
             (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
-            (None, Some(dir), _) => TargetChoice::Containerd { bin_dir: dir.clone() },
+            (None, Some(dir), _) => {
+                // Fail at once, before building anything, when the directory is incomplete.
+                let runtimes = if self.oci_runtimes.is_empty() { vec![sgpc::provision::containerd::OciRuntime::runc()] } else { self.oci_runtimes.clone() };
+                sgpc::provision::containerd::check_binaries(dir, &runtimes)?;
+                TargetChoice::Containerd { bin_dir: dir.clone() }
+            }
             (None, None, Some(dir)) => {
                 // Fail at once, before building anything, when the directory is incomplete.
                 let oci_runtime = self.oci_runtimes.first().cloned();

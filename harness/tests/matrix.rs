@@ -129,6 +129,18 @@ fn crio_from_its_module_takes_the_fallback_conmon_and_the_given_runtime() {
     assert_eq!(bins.oci_runtime, ("runc".to_string(), dir.path().join("pinns")), "the given runtime wins over the directory's crun");
 }
 
+/// The house issue: `--crio` was checked before anything ran, `--containerd` only once the
+/// images were built and the registry started.
+#[test]
+fn containerd_flag_fails_at_once_naming_the_missing_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--containerd"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR));
+    assert!(stderr.contains(&format!("{} is missing", dir.path().join("containerd").display())), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&output.stdout));
+}
+
 #[test]
 fn crio_flag_fails_at_once_naming_the_missing_binary() {
     let dir = fake_crio_dir(&[]);

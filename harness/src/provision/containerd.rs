@@ -45,14 +45,15 @@ pub struct Containerd {
 /// The binaries a containerd directory must hold.
 pub const BINARIES: &[&str] = &["containerd", "containerd-shim-runc-v2"];
 
-fn check_binaries(opts: &ContainerdOptions) -> anyhow::Result<()> {
+/// Checks that `bin_dir` holds containerd and its shim and that every OCI runtime exists.
+pub fn check_binaries(bin_dir: &Path, oci_runtimes: &[OciRuntime]) -> anyhow::Result<()> {
     for name in BINARIES {
-        let path = opts.bin_dir.join(name);
+        let path = bin_dir.join(name);
         if !path.is_file() {
             bail!("{} is missing: --containerd must name a directory holding {}", path.display(), BINARIES.join(" and "));
         }
     }
-    for runtime in &opts.oci_runtimes {
+    for runtime in oci_runtimes {
         if !runtime.binary.is_file() {
             bail!("OCI runtime {} ({}) is missing; `make setup` installs runc and youki", runtime.handler, runtime.binary.display());
         }
@@ -206,7 +207,7 @@ pub fn hosts_toml(registry_host: &str) -> String {
 
 impl Containerd {
     pub async fn start(opts: &ContainerdOptions) -> anyhow::Result<Containerd> {
-        check_binaries(opts)?;
+        check_binaries(&opts.bin_dir, &opts.oci_runtimes)?;
         let version = binary_version(&opts.bin_dir).await?;
         let major = match major_version(&version) {
             Some(major @ 1..=2) => major,
