@@ -332,9 +332,11 @@ fn kind_flag_without_kind_fails_at_once_naming_it() {
         .args(["run", "--kube", "--kind", "kindest/node:v1.33.1"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stderr}");
-    assert!(stderr.contains("`kind` is not on PATH"), "{stderr}");
+    // A set-up failure like any other: the terminal names it and every case is ERROR.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ERROR `kind` is not on PATH"), "{stdout}");
+    assert!(stdout.contains("0 passed, 0 failed, 0 unsupported (0 leak), 69 errors"), "{stdout}");
 }
 
 #[test]
