@@ -51,6 +51,15 @@ pub enum Prober {
     Exec,
 }
 
+impl Prober {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Prober::FirstProcess => "first process",
+            Prober::Exec => "exec'd process",
+        }
+    }
+}
+
 /// One identity observation, with the raw group list in the order the source gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdentityObservation {
@@ -86,6 +95,9 @@ pub struct Observations {
     /// Ids a runtime reported that are no ids (see [`Observations::push_reported_user`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub invalid_ids: Vec<String>,
+    /// `NoNewPrivs` of `/proc/self/status`, per process (absent where the kernel printed none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub no_new_privs: BTreeMap<Prober, bool>,
     /// The runtime refused the Pod (CRI level): no process ran, so nothing else was observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
@@ -144,6 +156,11 @@ impl Observations {
         obs.push(Point::FirstProcessId, first.id, &first.id_printed);
         obs.push(Point::FirstProcessKernel, first.kernel, "");
         obs.push(Point::ExecId, exec.id, &exec.id_printed);
+        for (prober, no_new_privs) in [(Prober::FirstProcess, first.no_new_privs), (Prober::Exec, exec.no_new_privs)] {
+            if let Some(set) = no_new_privs {
+                obs.no_new_privs.insert(prober, set);
+            }
+        }
         for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
             for (path, (access, detail)) in probe {
                 obs.access.push(AccessObservation { prober, path, access, detail });
@@ -196,7 +213,7 @@ const END_MARKER: &str = "sgpc-end";
 /// environment, which the container config sets and exec'd processes inherit.
 const PROBE: &str = r#"echo "sgpc-case=$SGPC_CASE"
 echo "sgpc-id=$(id)"
-while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
+while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
 for f in $SGPC_PROBE_FILES; do
   if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
 done
@@ -229,6 +246,8 @@ pub struct ProbeOutput {
     pub id_printed: String,
     pub kernel: (Identity, Vec<u32>),
     pub access: BTreeMap<String, (Access, String)>,
+    /// `NoNewPrivs:` of `/proc/self/status` (Linux 4.10 and later print it).
+    pub no_new_privs: Option<bool>,
 }
 
 /// Parses probe output and checks that it came from the case `case`.
@@ -247,6 +266,12 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
     let id_printed = line("sgpc-id=")?.to_string();
     let id = parse_id_output(&id_printed)?;
     let kernel = parse_status(line("sgpc-status-Uid:")?, line("sgpc-status-Gid:")?, line("sgpc-status-Groups:").unwrap_or(""))?;
+    let no_new_privs = match line("sgpc-status-NoNewPrivs:").map(str::trim) {
+        Err(_) => None,
+        Ok("0") => Some(false),
+        Ok("1") => Some(true),
+        Ok(other) => return Err(ProbeError::Unparsable { line: other.to_string(), why: "expected NoNewPrivs 0 or 1" }),
+    };
     let mut access = BTreeMap::new();
     for rest in output.lines().filter_map(|l| l.strip_prefix("sgpc-access=")) {
         let mut parts = rest.trim_end().splitn(3, ' ');
@@ -260,7 +285,7 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
         };
         access.insert(path.to_string(), (outcome, parts.next().unwrap_or("").to_string()));
     }
-    Ok(ProbeOutput { id, id_printed, kernel, access })
+    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs })
 }
 
 fn number(text: &str, line: &str, why: &'static str) -> Result<u32, ProbeError> {
@@ -335,6 +360,15 @@ mod tests {
         let out = "sgpc-case=a/strict\nsgpc-id=uid=1 gid=1\nsgpc-status-Uid:\t1\t1\t1\t1\nsgpc-status-Gid:\t1\t1\t1\t1\nsgpc-end\n";
         assert!(parse_probe(out, "a/strict").is_ok());
         assert!(matches!(parse_probe(out, "b/strict"), Err(ProbeError::WrongCase { .. })));
+    }
+
+    #[test]
+    fn no_new_privs_is_read_from_the_status_lines() {
+        let out = |value: &str| format!("sgpc-case=c\nsgpc-id=uid=1 gid=1\nsgpc-status-Uid:\t1\t1\t1\t1\nsgpc-status-Gid:\t1\t1\t1\t1\nsgpc-status-Groups:\t\n{value}sgpc-end\n");
+        assert_eq!(parse_probe(&out("sgpc-status-NoNewPrivs:\t1\n"), "c").unwrap().no_new_privs, Some(true));
+        assert_eq!(parse_probe(&out("sgpc-status-NoNewPrivs:\t0\n"), "c").unwrap().no_new_privs, Some(false));
+        assert_eq!(parse_probe(&out(""), "c").unwrap().no_new_privs, None, "a kernel before 4.10 prints none");
+        assert!(parse_probe(&out("sgpc-status-NoNewPrivs:\t2\n"), "c").is_err());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Fault {
     /// SIGKILL the shim of a selected pod's sandbox when its `CreateContainer` arrives: a shim
     /// killed so cannot remove its socket from the host's shim directory.
     KillShim,
+    /// Clear `no_new_privs` in `CreateContainer`, as a runtime that ignored
+    /// `allowPrivilegeEscalation: false` would.
+    ClearNoNewPrivs,
 }
 
 /// The error text [`Fault::PaintTerminal`] sends: erase the line, draw a pass, hide the rest.
@@ -379,6 +382,11 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
             // (internal/cri/server/container_create.go), not from the sandbox it runs in.
             if let (Some(adoption), Some(sandbox)) = (&state.config.adopt, r.sandbox_config.as_mut()) {
                 adoption.apply(sandbox);
+            }
+            if state.has(Fault::ClearNoNewPrivs) {
+                if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {
+                    sc.no_new_privs = false;
+                }
             }
             if state.has(Fault::StrictToMerge) {
                 if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {

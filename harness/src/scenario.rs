@@ -130,6 +130,7 @@ struct RawContainer {
 struct RawContainerSecurityContext {
     run_as_user: Option<RawId>,
     run_as_group: Option<RawId>,
+    allow_privilege_escalation: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +190,18 @@ pub struct PodSecurity {
 pub struct ContainerSecurity {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+}
+
+impl ContainerSecurity {
+    /// Whether the container process must run with `no_new_privs`: kubelet sets it exactly when
+    /// `allowPrivilegeEscalation` is false (kubernetes `pkg/kubelet/kuberuntime`
+    /// `security_context.go`, `AddNoNewPrivileges`; the API: it "directly controls if the
+    /// no_new_privs flag will be set on the container process").
+    pub fn no_new_privs(&self) -> bool {
+        self.allow_privilege_escalation == Some(false)
+    }
 }
 
 /// A host directory owned `root:<gid>`, mode 0070, holding a file `token` owned `root:<gid>`,
@@ -384,6 +397,7 @@ impl Validator<'_> {
         let container = ContainerSecurity {
             run_as_user: self.opt_pod_id("container.securityContext.runAsUser", &csc.run_as_user)?,
             run_as_group: self.opt_pod_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
+            allow_privilege_escalation: csc.allow_privilege_escalation,
         };
         let volumes = raw
             .volumes

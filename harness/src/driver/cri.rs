@@ -233,6 +233,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
                 run_as_group: id_value(scenario.container.run_as_group.or(scenario.pod.run_as_group)),
                 supplemental_groups: cri_supplemental_groups(scenario),
             supplemental_groups_policy: cri_policy(req.policy),
+                no_new_privs: scenario.container.no_new_privs(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -107,9 +107,11 @@ fn ids(values: impl IntoIterator<Item = u32>) -> Vec<i64> {
 pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
     let s = req.scenario;
     let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
-    let container_security = (s.container.run_as_user.is_some() || s.container.run_as_group.is_some()).then(|| SecurityContext {
-        run_as_user: s.container.run_as_user.map(i64::from),
-        run_as_group: s.container.run_as_group.map(i64::from),
+    let c = &s.container;
+    let container_security = (c.run_as_user.is_some() || c.run_as_group.is_some() || c.allow_privilege_escalation.is_some()).then(|| SecurityContext {
+        run_as_user: c.run_as_user.map(i64::from),
+        run_as_group: c.run_as_group.map(i64::from),
+        allow_privilege_escalation: c.allow_privilege_escalation,
         ..Default::default()
     });
     let mounts: Vec<VolumeMount> = s.volumes.iter().map(|v| VolumeMount { name: v.name.clone(), mount_path: v.mount_path.clone(), read_only: Some(true), ..Default::default() }).collect();

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{Observations, Point, Refusal};
+use crate::observation::{Observations, Point, Prober, Refusal};
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -124,6 +124,9 @@ pub struct Context<'a> {
     /// This level can read the host's `/proc/<pid>/status` (the CRI level; not the Kubernetes
     /// level, where sgpc is no process on the node).
     pub host_view: bool,
+    /// The Pod sets `allowPrivilegeEscalation: false`: every process must run with
+    /// `no_new_privs` ([`NO_NEW_PRIVS_RULE`]).
+    pub no_new_privs: bool,
 }
 
 /// `+gid` and where it comes from: the image's `/etc/group` lines that carry it, or
@@ -248,6 +251,28 @@ fn primary_gid_reasons(obs: &Observations) -> Vec<String> {
         .collect()
 }
 
+/// `allowPrivilegeEscalation: false` must reach the kernel as `no_new_privs` on every process of
+/// the container (Kubernetes API SecurityContext.allowPrivilegeEscalation: it "directly controls
+/// if the no_new_privs flag will be set on the container process"; OCI runtime spec
+/// `process.noNewPrivileges`). It is what keeps a setgid or file-capability program in an image
+/// from changing the identity Strict gave the process (the GA blog, "Kubernetes v1.35:
+/// Fine-grained Supplemental Groups Control Graduates to GA", sets it in its example Pod).
+pub const NO_NEW_PRIVS_RULE: &str = "allowPrivilegeEscalation: false, yet the process runs without no_new_privs";
+
+fn no_new_privs_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
+    if !ctx.no_new_privs {
+        return Vec::new();
+    }
+    [Prober::FirstProcess, Prober::Exec]
+        .into_iter()
+        .filter_map(|prober| match obs.no_new_privs.get(&prober) {
+            Some(true) => None,
+            Some(false) => Some(format!("{NO_NEW_PRIVS_RULE}: the {} has NoNewPrivs: 0, so a setgid or file-capability program could change its groups [Kubernetes API SecurityContext.allowPrivilegeEscalation; OCI runtime spec process.noNewPrivileges]", prober.describe())),
+            None => Some(format!("{NO_NEW_PRIVS_RULE}: the {} did not report NoNewPrivs in /proc/self/status", prober.describe())),
+        })
+        .collect()
+}
+
 fn order_notes(obs: &Observations) -> Vec<String> {
     obs.identities
         .iter()
@@ -292,6 +317,7 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     let (mut reasons, chosen) = held_to_expectation(ctx, obs);
     reasons.extend(obs.invalid_ids.iter().cloned());
     reasons.extend(primary_gid_reasons(obs));
+    reasons.extend(no_new_privs_reasons(ctx, obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
     if let Some(reason) = &ctx.expected.deviation {
@@ -371,7 +397,7 @@ mod tests {
     }
 
     fn ctx<'a>(policy: Policy, expected: &'a Expectation, declared: &'a GroupSet, image_groups: &'a [GroupLine], feature: bool) -> Context<'a> {
-        Context { policy, expected, declared, image_groups, feature, host_view: true }
+        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false }
     }
 
     fn observed(groups: &[u32]) -> Observations {
@@ -385,6 +411,28 @@ mod tests {
     fn judge_strict(feature: bool, obs: &Observations) -> Judgement {
         let (expected, declared) = strict_blog();
         judge(&ctx(Policy::Strict, &expected, &declared, &blog_group_file(), feature), obs)
+    }
+
+    /// `allowPrivilegeEscalation: false` is held on every process; a process that reports no
+    /// `NoNewPrivs` line cannot show it.
+    #[test]
+    fn no_new_privs_is_required_of_every_process_when_the_pod_asks() {
+        let (expected, declared) = strict_blog();
+        let groups = blog_group_file();
+        let asked = Context { no_new_privs: true, ..ctx(Policy::Strict, &expected, &declared, &groups, true) };
+        let with = |first: Option<bool>, exec: Option<bool>| {
+            let mut obs = observed(&[3000, 4000]);
+            obs.no_new_privs.extend(first.map(|v| (Prober::FirstProcess, v)));
+            obs.no_new_privs.extend(exec.map(|v| (Prober::Exec, v)));
+            obs
+        };
+        assert_eq!(judge(&asked, &with(Some(true), Some(true))).verdict, Verdict::Pass);
+        let j = judge(&asked, &with(Some(true), Some(false)));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.starts_with(NO_NEW_PRIVS_RULE) && r.contains("exec'd process has NoNewPrivs: 0")), "{:?}", j.reasons);
+        assert_eq!(judge(&asked, &with(None, Some(true))).verdict, Verdict::Fail, "unreported is not shown");
+        let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
+        assert_eq!(judge(&not_asked, &with(Some(false), Some(false))).verdict, Verdict::Pass, "without the field the specs ask nothing");
     }
 
     #[test]
