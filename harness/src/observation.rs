@@ -60,6 +60,26 @@ impl Prober {
     }
 }
 
+/// `CapPrm`, `CapEff` and `CapBnd` of `/proc/self/status`, as bit masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CapabilitySets {
+    pub permitted: u64,
+    pub effective: u64,
+    pub bounding: u64,
+}
+
+impl CapabilitySets {
+    pub fn is_empty(&self) -> bool {
+        self.permitted == 0 && self.effective == 0 && self.bounding == 0
+    }
+}
+
+impl std::fmt::Display for CapabilitySets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CapPrm {:#x}, CapEff {:#x}, CapBnd {:#x}", self.permitted, self.effective, self.bounding)
+    }
+}
+
 /// One identity observation, with the raw group list in the order the source gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdentityObservation {
@@ -98,6 +118,9 @@ pub struct Observations {
     /// `NoNewPrivs` of `/proc/self/status`, per process (absent where the kernel printed none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub no_new_privs: BTreeMap<Prober, bool>,
+    /// The capability sets of `/proc/self/status`, per process.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<Prober, CapabilitySets>,
     /// The runtime refused the Pod (CRI level): no process ran, so nothing else was observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
@@ -156,10 +179,9 @@ impl Observations {
         obs.push(Point::FirstProcessId, first.id, &first.id_printed);
         obs.push(Point::FirstProcessKernel, first.kernel, "");
         obs.push(Point::ExecId, exec.id, &exec.id_printed);
-        for (prober, no_new_privs) in [(Prober::FirstProcess, first.no_new_privs), (Prober::Exec, exec.no_new_privs)] {
-            if let Some(set) = no_new_privs {
-                obs.no_new_privs.insert(prober, set);
-            }
+        for (prober, no_new_privs, capabilities) in [(Prober::FirstProcess, first.no_new_privs, first.capabilities), (Prober::Exec, exec.no_new_privs, exec.capabilities)] {
+            obs.no_new_privs.extend(no_new_privs.map(|set| (prober, set)));
+            obs.capabilities.extend(capabilities.map(|sets| (prober, sets)));
         }
         for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
             for (path, (access, detail)) in probe {
@@ -213,7 +235,7 @@ const END_MARKER: &str = "sgpc-end";
 /// environment, which the container config sets and exec'd processes inherit.
 const PROBE: &str = r#"echo "sgpc-case=$SGPC_CASE"
 echo "sgpc-id=$(id)"
-while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
+while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*|CapPrm:*|CapEff:*|CapBnd:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
 for f in $SGPC_PROBE_FILES; do
   if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
 done
@@ -248,6 +270,7 @@ pub struct ProbeOutput {
     pub access: BTreeMap<String, (Access, String)>,
     /// `NoNewPrivs:` of `/proc/self/status` (Linux 4.10 and later print it).
     pub no_new_privs: Option<bool>,
+    pub capabilities: Option<CapabilitySets>,
 }
 
 /// Parses probe output and checks that it came from the case `case`.
@@ -272,6 +295,14 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
         Ok("1") => Some(true),
         Ok(other) => return Err(ProbeError::Unparsable { line: other.to_string(), why: "expected NoNewPrivs 0 or 1" }),
     };
+    let mask = |key: &'static str| -> Result<Option<u64>, ProbeError> {
+        let Ok(text) = line(key) else { return Ok(None) };
+        u64::from_str_radix(text.trim(), 16).map(Some).map_err(|_| ProbeError::Unparsable { line: text.to_string(), why: "expected a hexadecimal capability mask" })
+    };
+    let capabilities = match (mask("sgpc-status-CapPrm:")?, mask("sgpc-status-CapEff:")?, mask("sgpc-status-CapBnd:")?) {
+        (Some(permitted), Some(effective), Some(bounding)) => Some(CapabilitySets { permitted, effective, bounding }),
+        _ => None,
+    };
     let mut access = BTreeMap::new();
     for rest in output.lines().filter_map(|l| l.strip_prefix("sgpc-access=")) {
         let mut parts = rest.trim_end().splitn(3, ' ');
@@ -285,7 +316,7 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
         };
         access.insert(path.to_string(), (outcome, parts.next().unwrap_or("").to_string()));
     }
-    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs })
+    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs, capabilities })
 }
 
 fn number(text: &str, line: &str, why: &'static str) -> Result<u32, ProbeError> {
@@ -369,6 +400,10 @@ mod tests {
         assert_eq!(parse_probe(&out("sgpc-status-NoNewPrivs:\t0\n"), "c").unwrap().no_new_privs, Some(false));
         assert_eq!(parse_probe(&out(""), "c").unwrap().no_new_privs, None, "a kernel before 4.10 prints none");
         assert!(parse_probe(&out("sgpc-status-NoNewPrivs:\t2\n"), "c").is_err());
+        let caps = parse_probe(&out("sgpc-status-CapPrm:\t0000000000000000\nsgpc-status-CapEff:\t0000000000000000\nsgpc-status-CapBnd:\t00000000a80425fb\n"), "c").unwrap().capabilities.unwrap();
+        assert_eq!((caps.permitted, caps.effective, caps.bounding), (0, 0, 0xa80425fb));
+        assert!(!caps.is_empty());
+        assert!(parse_probe(&out("sgpc-status-CapPrm:\tzz\nsgpc-status-CapEff:\t0\nsgpc-status-CapBnd:\t0\n"), "c").is_err());
     }
 
     #[test]

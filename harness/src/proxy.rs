@@ -61,6 +61,9 @@ pub enum Fault {
     /// Clear `no_new_privs` in `CreateContainer`, as a runtime that ignored
     /// `allowPrivilegeEscalation: false` would.
     ClearNoNewPrivs,
+    /// Clear `capabilities.drop_capabilities` in `CreateContainer`, as a runtime that ignored
+    /// `drop: [ALL]` would.
+    KeepCapabilities,
 }
 
 /// The error text [`Fault::PaintTerminal`] sends: erase the line, draw a pass, hide the rest.
@@ -383,9 +386,12 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
             if let (Some(adoption), Some(sandbox)) = (&state.config.adopt, r.sandbox_config.as_mut()) {
                 adoption.apply(sandbox);
             }
-            if state.has(Fault::ClearNoNewPrivs) {
-                if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {
+            if let Some(sc) = r.config.as_mut().and_then(|c| c.linux.as_mut()).and_then(|l| l.security_context.as_mut()) {
+                if state.has(Fault::ClearNoNewPrivs) {
                     sc.no_new_privs = false;
+                }
+                if state.has(Fault::KeepCapabilities) {
+                    sc.capabilities = None;
                 }
             }
             if state.has(Fault::StrictToMerge) {

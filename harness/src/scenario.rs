@@ -131,6 +131,16 @@ struct RawContainerSecurityContext {
     run_as_user: Option<RawId>,
     run_as_group: Option<RawId>,
     allow_privilege_escalation: Option<bool>,
+    #[serde(default)]
+    capabilities: RawCapabilities,
+}
+
+/// `capabilities` of a container's securityContext: only `drop` (sgpc adds none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    #[serde(default)]
+    drop: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +202,9 @@ pub struct ContainerSecurity {
     pub run_as_group: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_privilege_escalation: Option<bool>,
+    /// `capabilities.drop`, as written (`ALL` or names like `SETGID`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop_capabilities: Vec<String>,
 }
 
 impl ContainerSecurity {
@@ -201,6 +214,13 @@ impl ContainerSecurity {
     /// no_new_privs flag will be set on the container process").
     pub fn no_new_privs(&self) -> bool {
         self.allow_privilege_escalation == Some(false)
+    }
+
+    /// `capabilities: {drop: [ALL]}`: no process of the container may hold a capability, not even
+    /// in its bounding set (Kubernetes API Capabilities.drop; kubelet passes the list to CRI
+    /// `drop_capabilities` as written; OCI runtime spec `process.capabilities`).
+    pub fn drops_all_capabilities(&self) -> bool {
+        self.drop_capabilities.iter().any(|c| c == "ALL")
     }
 }
 
@@ -352,6 +372,21 @@ impl Validator<'_> {
         })
     }
 
+    /// Capability names as the API takes them: `ALL`, or upper-case letters, digits and `_`
+    /// (`SETGID`, `CAP_SETGID`), at most 64 of them.
+    fn capability_names(&self, field: &str, names: &[String]) -> Result<Vec<String>, InputError> {
+        if names.len() > 64 {
+            return Err(self.error(None, field, format!("{} capabilities: expected at most 64", names.len())));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let valid = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(self.error(None, &format!("{field}[{i}]"), format!("{name:?}: expected ALL or a capability name such as SETGID")));
+            }
+        }
+        Ok(names.to_vec())
+    }
+
     fn opt_pod_id(&self, field: &str, raw: &Option<RawId>) -> Result<Option<u32>, InputError> {
         raw.as_ref().map(|r| self.pod_id(field, r)).transpose()
     }
@@ -398,6 +433,7 @@ impl Validator<'_> {
             run_as_user: self.opt_pod_id("container.securityContext.runAsUser", &csc.run_as_user)?,
             run_as_group: self.opt_pod_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
             allow_privilege_escalation: csc.allow_privilege_escalation,
+            drop_capabilities: self.capability_names("container.securityContext.capabilities.drop", &csc.capabilities.drop)?,
         };
         let volumes = raw
             .volumes

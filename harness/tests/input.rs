@@ -267,3 +267,18 @@ fn no_deviations_names_the_file_and_field() {
     let strict_only: Vec<_> = cases.into_iter().filter(|c| c.policy == sgpc::scenario::Policy::Strict).collect();
     assert!(catalogue.refuse_deviations(&strict_only).is_ok());
 }
+
+/// The escalation fields (#22): capability names are checked before anything runs, the field
+/// path names the entry; `add` is not part of the language.
+#[test]
+fn escalation_fields_load_and_bad_capabilities_name_their_entry() {
+    let with = |container: &str| format!("{}container:\n  securityContext: {container}\n", GOOD.split("expect:").next().unwrap());
+    let s = load(&with("{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}")).unwrap();
+    assert!(s.container.no_new_privs() && s.container.drops_all_capabilities());
+    let err = load(&with("{capabilities: {drop: [SETGID, \"cap setgid\"]}}")).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("container.securityContext.capabilities.drop[1]"), "{err}");
+    let err = load(&with("{capabilities: {add: [SETGID]}}")).unwrap_err();
+    assert!(err.to_string().contains("add"), "{err}");
+    let s = load(&with("{allowPrivilegeEscalation: true}")).unwrap();
+    assert!(!s.container.no_new_privs(), "only false asks for no_new_privs");
+}

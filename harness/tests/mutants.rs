@@ -86,6 +86,13 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
         Mutant::new(Fault::ExtraStatusGroup, None, 4, |_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")),
         Mutant::new(Fault::ReorderStatusGroups, None, 4, |_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
         Mutant::new(Fault::DropPrimaryGid, None, 4, |_, _, _| Expect::Fail(sgpc::verdict::PRIMARY_GID_RULE)),
+        Mutant::new(Fault::KeepCapabilities, None, 4, |cat, case, _| {
+            if cat.scenario(&case.scenario).unwrap().container.drops_all_capabilities() {
+                Expect::Fail(sgpc::verdict::DROP_ALL_RULE)
+            } else {
+                Expect::Pass
+            }
+        }),
         Mutant::new(Fault::ClearNoNewPrivs, None, 4, |cat, case, _| {
             if cat.scenario(&case.scenario).unwrap().container.no_new_privs() {
                 Expect::Fail(sgpc::verdict::NO_NEW_PRIVS_RULE)

@@ -234,6 +234,8 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
                 supplemental_groups: cri_supplemental_groups(scenario),
             supplemental_groups_policy: cri_policy(req.policy),
                 no_new_privs: scenario.container.no_new_privs(),
+                capabilities: (!scenario.container.drop_capabilities.is_empty())
+                    .then(|| cri::Capability { drop_capabilities: scenario.container.drop_capabilities.clone(), ..Default::default() }),
                 ..Default::default()
             }),
             ..Default::default()

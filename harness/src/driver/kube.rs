@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, Event, Namespace, Node, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Event, Namespace, Node, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -108,10 +108,12 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
     let s = req.scenario;
     let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
     let c = &s.container;
-    let container_security = (c.run_as_user.is_some() || c.run_as_group.is_some() || c.allow_privilege_escalation.is_some()).then(|| SecurityContext {
+    let any = c.run_as_user.is_some() || c.run_as_group.is_some() || c.allow_privilege_escalation.is_some() || !c.drop_capabilities.is_empty();
+    let container_security = any.then(|| SecurityContext {
         run_as_user: c.run_as_user.map(i64::from),
         run_as_group: c.run_as_group.map(i64::from),
         allow_privilege_escalation: c.allow_privilege_escalation,
+        capabilities: (!c.drop_capabilities.is_empty()).then(|| Capabilities { drop: Some(c.drop_capabilities.clone()), add: None }),
         ..Default::default()
     });
     let mounts: Vec<VolumeMount> = s.volumes.iter().map(|v| VolumeMount { name: v.name.clone(), mount_path: v.mount_path.clone(), read_only: Some(true), ..Default::default() }).collect();

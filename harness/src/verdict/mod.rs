@@ -127,6 +127,8 @@ pub struct Context<'a> {
     /// The Pod sets `allowPrivilegeEscalation: false`: every process must run with
     /// `no_new_privs` ([`NO_NEW_PRIVS_RULE`]).
     pub no_new_privs: bool,
+    /// The Pod drops ALL capabilities: no process may hold one ([`DROP_ALL_RULE`]).
+    pub drop_all_capabilities: bool,
 }
 
 /// `+gid` and where it comes from: the image's `/etc/group` lines that carry it, or
@@ -273,6 +275,27 @@ fn no_new_privs_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
         .collect()
 }
 
+/// `capabilities: {drop: [ALL]}` leaves every process of the container without capabilities,
+/// its bounding set included (Kubernetes API Capabilities.drop, "Removed capabilities"; kubelet
+/// passes the list to CRI `drop_capabilities`; OCI runtime spec `process.capabilities`). With
+/// `CAP_SETGID` in the bounding set a file-capability program could still call `setgroups(2)`
+/// and change what Strict gave.
+pub const DROP_ALL_RULE: &str = "capabilities drop [ALL], yet the process holds capabilities";
+
+fn drop_all_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
+    if !ctx.drop_all_capabilities {
+        return Vec::new();
+    }
+    [Prober::FirstProcess, Prober::Exec]
+        .into_iter()
+        .filter_map(|prober| match obs.capabilities.get(&prober) {
+            Some(sets) if sets.is_empty() => None,
+            Some(sets) => Some(format!("{DROP_ALL_RULE}: the {} has {sets} [Kubernetes API Capabilities.drop; OCI runtime spec process.capabilities]", prober.describe())),
+            None => Some(format!("{DROP_ALL_RULE}: the {} did not report CapPrm, CapEff and CapBnd in /proc/self/status", prober.describe())),
+        })
+        .collect()
+}
+
 fn order_notes(obs: &Observations) -> Vec<String> {
     obs.identities
         .iter()
@@ -318,6 +341,7 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     reasons.extend(obs.invalid_ids.iter().cloned());
     reasons.extend(primary_gid_reasons(obs));
     reasons.extend(no_new_privs_reasons(ctx, obs));
+    reasons.extend(drop_all_reasons(ctx, obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
     if let Some(reason) = &ctx.expected.deviation {
@@ -397,7 +421,7 @@ mod tests {
     }
 
     fn ctx<'a>(policy: Policy, expected: &'a Expectation, declared: &'a GroupSet, image_groups: &'a [GroupLine], feature: bool) -> Context<'a> {
-        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false }
+        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false, drop_all_capabilities: false }
     }
 
     fn observed(groups: &[u32]) -> Observations {
@@ -433,6 +457,29 @@ mod tests {
         assert_eq!(judge(&asked, &with(None, Some(true))).verdict, Verdict::Fail, "unreported is not shown");
         let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
         assert_eq!(judge(&not_asked, &with(Some(false), Some(false))).verdict, Verdict::Pass, "without the field the specs ask nothing");
+    }
+
+    /// `drop: [ALL]` leaves no capability in any set of any process, the bounding set included.
+    #[test]
+    fn drop_all_leaves_no_capability_in_any_process() {
+        use crate::observation::CapabilitySets;
+        let (expected, declared) = strict_blog();
+        let groups = blog_group_file();
+        let asked = Context { drop_all_capabilities: true, ..ctx(Policy::Strict, &expected, &declared, &groups, true) };
+        let none = CapabilitySets { permitted: 0, effective: 0, bounding: 0 };
+        let with = |exec: Option<CapabilitySets>| {
+            let mut obs = observed(&[3000, 4000]);
+            obs.capabilities.insert(Prober::FirstProcess, none);
+            obs.capabilities.extend(exec.map(|c| (Prober::Exec, c)));
+            obs
+        };
+        assert_eq!(judge(&asked, &with(Some(none))).verdict, Verdict::Pass);
+        let j = judge(&asked, &with(Some(CapabilitySets { bounding: 1 << 6, ..none })));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.starts_with(DROP_ALL_RULE) && r.contains("exec'd process has CapPrm 0x0, CapEff 0x0, CapBnd 0x40")), "{:?}", j.reasons);
+        assert_eq!(judge(&asked, &with(None)).verdict, Verdict::Fail, "unreported is not shown");
+        let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
+        assert_eq!(judge(&not_asked, &with(Some(CapabilitySets { bounding: u64::MAX, ..none }))).verdict, Verdict::Pass);
     }
 
     #[test]
