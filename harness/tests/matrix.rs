@@ -225,18 +225,19 @@ fn oom_wrapper_clamps_negative_scores_and_runs_the_runtime() {
     assert_eq!(args.trim(), format!("create --bundle {} ctr-id", bundle.display()));
 }
 
+/// `sgpc matrix ARGS --out OUT`, which must exit 0: its terminal output and `matrix.json`.
+fn run_matrix(args: &[&std::ffi::OsStr], out: &Path) -> (String, serde_json::Value) {
+    let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).arg("matrix").args(args).arg("--out").arg(out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report = serde_json::from_str(&std::fs::read_to_string(out.join("matrix.json")).unwrap()).unwrap();
+    (stdout, report)
+}
+
 #[test]
 fn matrix_shows_the_expected_outcome_on_this_machine() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(support::sgpc_binary())
-        .current_dir(support::repo_root())
-        .args(["matrix", "--out"])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("matrix.json")).unwrap()).unwrap();
+    let (_, report) = run_matrix(&[], out.path());
     let column = |name: &str| report["columns"].as_array().unwrap().iter().position(|c| c["name"] == name).unwrap_or_else(|| panic!("column {name}"));
     let cell = |case: &str, col: usize| {
         let row = report["rows"].as_array().unwrap().iter().find(|r| format!("{}/{}", r["case"]["scenario"].as_str().unwrap(), r["case"]["policy"].as_str().unwrap()) == case).unwrap();
@@ -331,19 +332,8 @@ fn critest_skips_where_sgpc_finds_the_strict_leak() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("matrix.yaml");
     std::fs::write(&file, "entries:\n  - {name: c17, containerd: {debian: trixie}, expect: {outcome: no-strict}}\n  - {name: c24, containerd: {module: v2.4.2}, expect: {outcome: conformant}}\n  - {name: crio136, crio: {module: v1.36.3}, expect: {outcome: conformant}}\n").unwrap();
-    let output = Command::new(support::sgpc_binary())
-        .current_dir(support::repo_root())
-        .args(["matrix", "--filter", "^cri-tools/", "--critest"])
-        .arg(support::critest())
-        .arg("--file")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("matrix.json")).unwrap()).unwrap();
+    let critest = support::critest();
+    let (stdout, report) = run_matrix(&["--filter".as_ref(), "^cri-tools/".as_ref(), "--critest".as_ref(), critest.as_os_str(), "--file".as_ref(), file.as_os_str()], dir.path());
     let columns = report["columns"].as_array().unwrap();
     let strict = report["rows"].as_array().unwrap().iter().find(|r| r["case"]["policy"] == "strict").unwrap();
     for (i, (name, outcome, sgpc)) in [("c17", "skipped", "UNSUPPORTED+LEAK"), ("c24", "passed", "PASS"), ("crio136", "passed", "PASS")].into_iter().enumerate() {

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{Observations, Point, Prober, Refusal};
+use crate::observation::{CapabilitySets, Observations, Point, Prober, Refusal};
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -262,15 +262,22 @@ fn primary_gid_reasons(obs: &Observations) -> Vec<String> {
 pub const NO_NEW_PRIVS_RULE: &str = "allowPrivilegeEscalation: false, yet the process runs without no_new_privs";
 
 fn no_new_privs_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
-    if !ctx.no_new_privs {
+    let wrong = |set: &bool| (!*set).then(|| "NoNewPrivs: 0, so a setgid or file-capability program could change its groups [Kubernetes API SecurityContext.allowPrivilegeEscalation; OCI runtime spec process.noNewPrivileges]".to_string());
+    every_process(ctx.no_new_privs, NO_NEW_PRIVS_RULE, &obs.no_new_privs, wrong, "NoNewPrivs")
+}
+
+/// What a rule asks of every process of the container (first and exec'd), as read from its
+/// `/proc/self/status`: one reason per process whose reading is `wrong`, or that printed none of
+/// `fields` (unreported is not shown). Nothing when the Pod does not ask.
+fn every_process<T>(asked: bool, rule: &str, seen: &BTreeMap<Prober, T>, wrong: impl Fn(&T) -> Option<String>, fields: &str) -> Vec<String> {
+    if !asked {
         return Vec::new();
     }
     [Prober::FirstProcess, Prober::Exec]
         .into_iter()
-        .filter_map(|prober| match obs.no_new_privs.get(&prober) {
-            Some(true) => None,
-            Some(false) => Some(format!("{NO_NEW_PRIVS_RULE}: the {} has NoNewPrivs: 0, so a setgid or file-capability program could change its groups [Kubernetes API SecurityContext.allowPrivilegeEscalation; OCI runtime spec process.noNewPrivileges]", prober.describe())),
-            None => Some(format!("{NO_NEW_PRIVS_RULE}: the {} did not report NoNewPrivs in /proc/self/status", prober.describe())),
+        .filter_map(|prober| match seen.get(&prober) {
+            Some(value) => wrong(value).map(|why| format!("{rule}: the {} has {why}", prober.describe())),
+            None => Some(format!("{rule}: the {} did not report {fields} in /proc/self/status", prober.describe())),
         })
         .collect()
 }
@@ -283,17 +290,8 @@ fn no_new_privs_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
 pub const DROP_ALL_RULE: &str = "capabilities drop [ALL], yet the process holds capabilities";
 
 fn drop_all_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
-    if !ctx.drop_all_capabilities {
-        return Vec::new();
-    }
-    [Prober::FirstProcess, Prober::Exec]
-        .into_iter()
-        .filter_map(|prober| match obs.capabilities.get(&prober) {
-            Some(sets) if sets.is_empty() => None,
-            Some(sets) => Some(format!("{DROP_ALL_RULE}: the {} has {sets} [Kubernetes API Capabilities.drop; OCI runtime spec process.capabilities]", prober.describe())),
-            None => Some(format!("{DROP_ALL_RULE}: the {} did not report CapPrm, CapEff and CapBnd in /proc/self/status", prober.describe())),
-        })
-        .collect()
+    let wrong = |sets: &CapabilitySets| (!sets.is_empty()).then(|| format!("{sets} [Kubernetes API Capabilities.drop; OCI runtime spec process.capabilities]"));
+    every_process(ctx.drop_all_capabilities, DROP_ALL_RULE, &obs.capabilities, wrong, "CapPrm, CapEff and CapBnd")
 }
 
 fn order_notes(obs: &Observations) -> Vec<String> {
