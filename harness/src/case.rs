@@ -57,7 +57,18 @@ impl<'a> Case<'a> {
     /// What the verdict engine needs besides the observations, for a runtime that does or
     /// does not advertise the feature, at a level that can or cannot read the host's `/proc`.
     pub fn context(&self, feature: bool, host_view: bool) -> verdict::Context<'_> {
-        let (no_new_privs, drop_all_capabilities) = (self.scenario.container.no_new_privs(), self.scenario.container.drops_all_capabilities());
-        verdict::Context { policy: self.id.policy, expected: self.expected, declared: &self.declared, image_groups: &self.image_groups, feature, host_view, no_new_privs, drop_all_capabilities }
+        let container = &self.scenario.container;
+        verdict::Context {
+            policy: self.id.policy,
+            expected: self.expected,
+            declared: &self.declared,
+            image_groups: &self.image_groups,
+            feature,
+            host_view,
+            no_new_privs: container.no_new_privs(),
+            drop_all_capabilities: container.drops_all_capabilities(),
+            drops_setgid: container.drops_setgid(),
+            escalation_gid: self.recipe.escalation_gid,
+        }
     }
 }

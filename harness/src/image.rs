@@ -41,6 +41,14 @@ struct RawRecipe {
     unknown_user_intended: bool,
     passwd: Option<Vec<Spanned<RawLine>>>,
     group: Option<Vec<Spanned<RawLine>>>,
+    escalation: Option<RawEscalation>,
+}
+
+/// `escalation: {gid: N}`: the image carries [`crate::escalation::Program`]s owned by group N.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    gid: Spanned<i64>,
 }
 
 /// A planted line: plain text, or `{line: ..., malformed: true}` for edge-case images.
@@ -72,6 +80,8 @@ pub struct Recipe {
     /// The well-formed entries, as a runtime reads them (malformed lines skipped).
     pub passwd: Option<Vec<PasswdEntry>>,
     pub group: Option<Vec<GroupEntry>>,
+    /// The group that owns the image's escalation programs, if it carries them.
+    pub escalation_gid: Option<u32>,
 }
 
 impl Recipe {
@@ -98,6 +108,14 @@ impl Recipe {
         if let Some(user) = &raw.user {
             check_user(path, user, raw.unknown_user_intended, passwd.as_deref().unwrap_or_default())?;
         }
+        let escalation_gid = raw
+            .escalation
+            .map(|e| {
+                u32::try_from(e.gid.value).ok().filter(|g| *g <= crate::scenario::MAX_ID).ok_or_else(|| {
+                    InputError::new(path, Some(e.gid.referenced.line()), Some("escalation.gid"), format!("{} is no gid: expected 0..={}", e.gid.value, crate::scenario::MAX_ID))
+                })
+            })
+            .transpose()?;
         Ok(Recipe {
             name: raw.name,
             description: raw.description,
@@ -107,6 +125,7 @@ impl Recipe {
             group_lines,
             passwd,
             group,
+            escalation_gid,
         })
     }
 
@@ -252,6 +271,9 @@ fn parse_lines<T, E: std::fmt::Display>(
 pub enum LayerEntry {
     Dir { path: String },
     File { path: String, mode: u32, data: Vec<u8> },
+    /// A file owned `root:<gid>` with extended attributes (PAX `SCHILY.xattr.` records, as
+    /// containerd's and containers/storage's unpackers read them).
+    OwnedFile { path: String, mode: u32, gid: u32, xattrs: Vec<(String, Vec<u8>)>, data: Vec<u8> },
     Symlink { path: String, target: String },
 }
 
@@ -303,6 +325,13 @@ impl ImageContent {
             }
         }
         entries.push(LayerEntry::Dir { path: "tmp".into() });
+        if let Some(gid) = recipe.escalation_gid {
+            for program in crate::escalation::Program::ALL {
+                let path = program.path().trim_start_matches('/').to_string();
+                let data = crate::escalation::PROGRAM_BYTES.to_vec();
+                entries.push(LayerEntry::OwnedFile { path, mode: program.mode(), gid, xattrs: program.xattrs(), data });
+            }
+        }
         Ok(ImageContent {
             name: recipe.name.clone(),
             layers: vec![base, entries],
@@ -533,6 +562,15 @@ fn write_tar(entries: &[LayerEntry]) -> anyhow::Result<Vec<u8>> {
                 builder.append_data(&mut header, format!("{path}/"), std::io::empty())?;
             }
             LayerEntry::File { path, mode, data } => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                header.set_size(data.len() as u64);
+                builder.append_data(&mut header, path, data.as_slice())?;
+            }
+            LayerEntry::OwnedFile { path, mode, gid, xattrs, data } => {
+                let records: Vec<(String, &[u8])> = xattrs.iter().map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.as_slice())).collect();
+                builder.append_pax_extensions(records.iter().map(|(key, value)| (key.as_str(), *value)))?;
+                header.set_gid(u64::from(*gid));
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(*mode);
                 header.set_size(data.len() as u64);

@@ -11,6 +11,7 @@ pub mod critest;
 pub mod discover;
 pub mod divergence;
 pub mod driver;
+pub mod escalation;
 pub mod etc;
 pub mod identity;
 pub mod image;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::escalation::Program;
 use crate::identity::Identity;
 use crate::scenario::Access;
 
@@ -101,6 +102,36 @@ pub struct AccessObservation {
     pub detail: String,
 }
 
+/// What one of the image's escalation programs ([`crate::escalation`]) ended up with, run by one
+/// process of the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EscalationObservation {
+    pub prober: Prober,
+    pub program: Program,
+    pub outcome: Escalated,
+}
+
+/// What one escalation program printed, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Escalated {
+    /// The program ran.
+    Ran {
+        /// The effective gid after `execve(2)`.
+        egid: u32,
+        /// What `setgroups(2)` answered when the program tried to join its group: `ok` or the error.
+        setgroups: String,
+        /// The supplementary groups after that attempt.
+        groups: Vec<u32>,
+        /// Per probed file: whether the program could read it, and the error if not.
+        access: BTreeMap<String, (Access, String)>,
+    },
+    /// The shell could not run it (its exit status): `execve(2)` refuses a file whose
+    /// capabilities the bounding set withholds (capabilities(7), "safety checking for
+    /// capability-dumb binaries").
+    NotExecuted { status: u32 },
+}
+
 /// Everything observed in one case.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observations {
@@ -121,6 +152,9 @@ pub struct Observations {
     /// The capability sets of `/proc/self/status`, per process.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<Prober, CapabilitySets>,
+    /// What the image's escalation programs got, per process that ran them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<EscalationObservation>,
     /// The runtime refused the Pod (CRI level): no process ran, so nothing else was observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
@@ -176,17 +210,18 @@ impl Observations {
     /// `id` of the exec'd process, and every file access.
     pub fn from_probes(first: ProbeOutput, exec: ProbeOutput) -> Observations {
         let mut obs = Observations::default();
-        obs.push(Point::FirstProcessId, first.id, &first.id_printed);
-        obs.push(Point::FirstProcessKernel, first.kernel, "");
-        obs.push(Point::ExecId, exec.id, &exec.id_printed);
-        for (prober, no_new_privs, capabilities) in [(Prober::FirstProcess, first.no_new_privs, first.capabilities), (Prober::Exec, exec.no_new_privs, exec.capabilities)] {
-            obs.no_new_privs.extend(no_new_privs.map(|set| (prober, set)));
-            obs.capabilities.extend(capabilities.map(|sets| (prober, sets)));
-        }
-        for (prober, probe) in [(Prober::FirstProcess, first.access), (Prober::Exec, exec.access)] {
-            for (path, (access, detail)) in probe {
+        for (prober, id_point, probe) in [(Prober::FirstProcess, Point::FirstProcessId, first), (Prober::Exec, Point::ExecId, exec)] {
+            obs.push(id_point, probe.id, &probe.id_printed);
+            // The exec'd process's own status adds nothing the host's view does not.
+            if prober == Prober::FirstProcess {
+                obs.push(Point::FirstProcessKernel, probe.kernel, "");
+            }
+            obs.no_new_privs.extend(probe.no_new_privs.map(|set| (prober, set)));
+            obs.capabilities.extend(probe.capabilities.map(|sets| (prober, sets)));
+            for (path, (access, detail)) in probe.access {
                 obs.access.push(AccessObservation { prober, path, access, detail });
             }
+            obs.escalations.extend(probe.escalations.into_iter().map(|(program, outcome)| EscalationObservation { prober, program, outcome }));
         }
         obs
     }
@@ -232,14 +267,22 @@ pub enum ProbeError {
 const END_MARKER: &str = "sgpc-end";
 
 /// The shell script of the probe. It reads `SGPC_CASE` and `SGPC_PROBE_FILES` from the
-/// environment, which the container config sets and exec'd processes inherit.
-const PROBE: &str = r#"echo "sgpc-case=$SGPC_CASE"
+/// environment, which the container config sets and exec'd processes inherit; it runs the
+/// image's escalation programs where the image has them.
+fn probe_script() -> String {
+    let programs: Vec<String> = Program::ALL.iter().map(|p| p.path()).collect();
+    format!(
+        r#"echo "sgpc-case=$SGPC_CASE"
 echo "sgpc-id=$(id)"
 while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*|CapPrm:*|CapEff:*|CapBnd:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
 for f in $SGPC_PROBE_FILES; do
   if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
 done
-echo sgpc-end"#;
+for p in {}; do if [ -x "$p" ]; then "$p" $SGPC_PROBE_FILES || echo "sgpc-escalate=${{p##*/}} not-executed $?"; fi; done
+echo sgpc-end"#,
+        programs.join(" ")
+    )
+}
 
 pub const CASE_ENV: &str = "SGPC_CASE";
 pub const PROBE_FILES_ENV: &str = "SGPC_PROBE_FILES";
@@ -248,11 +291,11 @@ pub const PROBE_FILES_ENV: &str = "SGPC_PROBE_FILES";
 /// default signal handlers, so the trap makes it exit on SIGTERM instead of making the runtime
 /// wait out its grace period.
 pub fn first_process_command() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), format!("{PROBE}\ntrap 'exit 0' TERM\nsleep 3600 &\nwait")]
+    vec!["/bin/sh".into(), "-c".into(), format!("{}\ntrap 'exit 0' TERM\nsleep 3600 &\nwait", probe_script())]
 }
 
 pub fn exec_command() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), PROBE.into()]
+    vec!["/bin/sh".into(), "-c".into(), probe_script()]
 }
 
 /// True once the probe has printed everything.
@@ -271,6 +314,7 @@ pub struct ProbeOutput {
     /// `NoNewPrivs:` of `/proc/self/status` (Linux 4.10 and later print it).
     pub no_new_privs: Option<bool>,
     pub capabilities: Option<CapabilitySets>,
+    pub escalations: Vec<(Program, Escalated)>,
 }
 
 /// Parses probe output and checks that it came from the case `case`.
@@ -305,18 +349,60 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
     };
     let mut access = BTreeMap::new();
     for rest in output.lines().filter_map(|l| l.strip_prefix("sgpc-access=")) {
-        let mut parts = rest.trim_end().splitn(3, ' ');
-        let (Some(path), Some(verdict)) = (parts.next(), parts.next()) else {
-            return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `<path> allowed|denied`" });
-        };
-        let outcome = match verdict {
-            "allowed" => Access::Allowed,
-            "denied" => Access::Denied,
-            _ => return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `allowed` or `denied`" }),
-        };
-        access.insert(path.to_string(), (outcome, parts.next().unwrap_or("").to_string()));
+        let (path, outcome, detail) = parse_access(rest)?;
+        access.insert(path, (outcome, detail));
     }
-    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs, capabilities })
+    let escalations = parse_escalations(output)?;
+    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs, capabilities, escalations })
+}
+
+/// `<path> allowed` or `<path> denied <error>`.
+fn parse_access(rest: &str) -> Result<(String, Access, String), ProbeError> {
+    let mut parts = rest.trim_end().splitn(3, ' ');
+    let (Some(path), Some(verdict)) = (parts.next(), parts.next()) else {
+        return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `<path> allowed|denied`" });
+    };
+    let outcome = match verdict {
+        "allowed" => Access::Allowed,
+        "denied" => Access::Denied,
+        _ => return Err(ProbeError::Unparsable { line: rest.to_string(), why: "expected `allowed` or `denied`" }),
+    };
+    Ok((path.to_string(), outcome, parts.next().unwrap_or("").to_string()))
+}
+
+/// The lines of `programs/escalate.c`: `sgpc-escalate=NAME egid=N setgroups=RESULT groups=A,B`
+/// then `sgpc-escalate-access=NAME <path> allowed|denied`; or the probe's
+/// `sgpc-escalate=NAME not-executed STATUS` when the shell could not run it. A program reported
+/// twice, or a line of a program sgpc does not plant, is unparsable.
+fn parse_escalations(output: &str) -> Result<Vec<(Program, Escalated)>, ProbeError> {
+    let unparsable = |line: &str, why| ProbeError::Unparsable { line: line.to_string(), why };
+    let mut escalations: Vec<(Program, Escalated)> = Vec::new();
+    for line in output.lines().filter_map(|l| l.strip_prefix("sgpc-escalate=")).map(str::trim_end) {
+        let (name, rest) = line.split_once(' ').ok_or_else(|| unparsable(line, "expected `NAME egid=...`"))?;
+        let program = Program::from_name(name).ok_or_else(|| unparsable(line, "not an escalation program sgpc plants"))?;
+        if escalations.iter().any(|(p, _)| *p == program) {
+            return Err(unparsable(line, "the program reported twice"));
+        }
+        let outcome = match rest.strip_prefix("not-executed ") {
+            Some(status) => Escalated::NotExecuted { status: number(status, line, "bad exit status")? },
+            None => {
+                let (egid, rest) = rest.strip_prefix("egid=").and_then(|r| r.split_once(" setgroups=")).ok_or_else(|| unparsable(line, "expected `egid=N setgroups=...`"))?;
+                let (setgroups, groups) = rest.rsplit_once(" groups=").ok_or_else(|| unparsable(line, "expected `groups=...`"))?;
+                let groups = groups.split(',').filter(|g| !g.is_empty()).map(|g| number(g, line, "bad group id")).collect::<Result<Vec<_>, _>>()?;
+                Escalated::Ran { egid: number(egid, line, "bad egid")?, setgroups: setgroups.to_string(), groups, access: BTreeMap::new() }
+            }
+        };
+        escalations.push((program, outcome));
+    }
+    for line in output.lines().filter_map(|l| l.strip_prefix("sgpc-escalate-access=")) {
+        let (name, rest) = line.split_once(' ').ok_or_else(|| unparsable(line, "expected `NAME <path> allowed|denied`"))?;
+        let Some((_, Escalated::Ran { access, .. })) = escalations.iter_mut().find(|(p, _)| p.name() == name) else {
+            return Err(unparsable(line, "access by a program that reported no identity"));
+        };
+        let (path, outcome, detail) = parse_access(rest)?;
+        access.insert(path, (outcome, detail));
+    }
+    Ok(escalations)
 }
 
 fn number(text: &str, line: &str, why: &'static str) -> Result<u32, ProbeError> {

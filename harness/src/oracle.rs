@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use serde::Serialize;
 
+use crate::escalation::Program;
 use crate::etc::{self, GroupLine, PasswdEntry, Reading};
 use crate::identity::{GroupSet, Identity};
 use crate::image::Recipe;
@@ -69,6 +70,10 @@ pub struct Derivation {
     /// Where the readings of the image's `/etc/group` allowed by the specs give different
     /// identities: every allowed outcome, glibc's first. Empty when they all agree.
     pub open: Vec<AllowedOutcome>,
+    /// What each escalation program of the image reaches if the kernel grants it its bits
+    /// (the setgid program: effective gid := its group; the cap_setgid+ep program: its group
+    /// joins the supplementary groups); empty for an image without them.
+    pub escalated: BTreeMap<Program, BTreeMap<String, Access>>,
 }
 
 /// One outcome the specs allow for an open case, and a reading that gives it.
@@ -182,12 +187,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
         }
     }
 
-    let access_of = |groups: &GroupSet| -> BTreeMap<String, Access> {
-        spec.volumes
-            .iter()
-            .map(|v| (v.token_path(), if uid == 0 || groups.contains(v.gid) { Access::Allowed } else { Access::Denied }))
-            .collect()
-    };
+    let access_of = |groups: &GroupSet| -> BTreeMap<String, Access> { spec.volumes.iter().map(|v| (v.token_path(), access(uid, gid, groups, v))).collect() };
     // Outcomes differ only in their groups (uid and gid do not depend on the reading, access
     // follows from the groups); the known readers that give an outcome name it.
     let mut outcomes: Vec<(AllowedOutcome, Reading, Vec<&str>)> = Vec::new();
@@ -222,6 +222,14 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
         })
         .collect();
     let primary = outcomes[0].clone();
+    let escalated = escalated_access(recipe, spec, &primary.identity);
+    if !escalated.is_empty() {
+        explanation.push(format!(
+            "escalation: the image's programs owned by group {} reach {:?} if the kernel grants their bits [POSIX exec set-group-ID; capabilities(7)]; no_new_privs stops both, dropping CAP_SETGID the cap_setgid+ep one [prctl(2) PR_SET_NO_NEW_PRIVS]",
+            recipe.escalation_gid.unwrap_or_default(),
+            escalated
+        ));
+    }
     let open = if outcomes.len() > 1 {
         for o in &outcomes[1..] {
             explanation.push(format!("also allowed, groups {}: {} [the specs are silent: POSIX defines no group file, group(5) no comments, blanks or line endings]", o.identity.groups, o.describe()));
@@ -230,7 +238,38 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     } else {
         Vec::new()
     };
-    Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open })
+    Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open, escalated })
+}
+
+/// Whether a process may read a volume's token (POSIX file permission classes): uid 0 reads
+/// everything (CAP_DAC_OVERRIDE); a member of the token's group (its effective gid or a
+/// supplementary group) gets the group class, anyone else the others class.
+pub fn access(uid: u32, egid: u32, groups: &GroupSet, volume: &Volume) -> Access {
+    let member = egid == volume.gid || groups.contains(volume.gid);
+    if uid == 0 || member != volume.negative_group_permission {
+        Access::Allowed
+    } else {
+        Access::Denied
+    }
+}
+
+/// What each escalation program reaches from `identity` if the kernel grants its bits.
+fn escalated_access(recipe: &Recipe, spec: &PodSpec<'_>, identity: &Identity) -> BTreeMap<Program, BTreeMap<String, Access>> {
+    let Some(program_gid) = recipe.escalation_gid else { return BTreeMap::new() };
+    Program::ALL
+        .into_iter()
+        .map(|program| {
+            let (egid, mut groups) = (identity.gid, identity.groups.clone());
+            let egid = match program {
+                Program::Setgid => program_gid,
+                Program::CapSetgid => {
+                    groups.insert(program_gid);
+                    egid
+                }
+            };
+            (program, spec.volumes.iter().map(|v| (v.token_path(), access(identity.uid, egid, &groups, v))).collect())
+        })
+        .collect()
 }
 
 /// Resolves the image config's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as it reaches a

@@ -155,6 +155,8 @@ struct RawVolume {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawProtectedDir {
     gid: RawId,
+    #[serde(default)]
+    negative_group_permission: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,20 +224,39 @@ impl ContainerSecurity {
     pub fn drops_all_capabilities(&self) -> bool {
         self.drop_capabilities.iter().any(|c| c == "ALL")
     }
+
+    /// Whether `CAP_SETGID` leaves the bounding set: dropped by name (with or without `CAP_`,
+    /// which runtimes add) or with ALL.
+    pub fn drops_setgid(&self) -> bool {
+        self.drops_all_capabilities() || self.drop_capabilities.iter().any(|c| c == "SETGID" || c == "CAP_SETGID")
+    }
 }
 
-/// A host directory owned `root:<gid>`, mode 0070, holding a file `token` owned `root:<gid>`,
-/// mode 0040: readable only through membership of `gid`.
+/// A directory owned `root:<gid>` holding a file `token` owned `root:<gid>`: mode 0070 and 0040,
+/// readable only through membership of `gid`; or, with `negative_group_permission`, mode 0755
+/// and 0604 (`rw----r--`), readable by anyone except through membership of `gid` (POSIX: the
+/// group class applies to a member whatever the others class grants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
     pub mount_path: String,
     pub gid: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub negative_group_permission: bool,
 }
 
 impl Volume {
     pub const TOKEN_FILE: &'static str = "token";
+
+    /// The modes of the directory and of the token.
+    pub fn modes(&self) -> (u32, u32) {
+        if self.negative_group_permission {
+            (0o755, 0o604)
+        } else {
+            (0o070, 0o040)
+        }
+    }
 
     pub fn token_path(&self) -> String {
         format!("{}/{}", self.mount_path.trim_end_matches('/'), Self::TOKEN_FILE)
@@ -258,6 +279,10 @@ pub struct Expectation {
     /// Why each expected group is expected: where a missing group should have come from.
     #[serde(skip)]
     pub sources: BTreeMap<u32, Vec<String>>,
+    /// Per escalation program of the image, what it reaches if the kernel grants it its bits
+    /// (the model's, [`oracle::Derivation::escalated`]); empty for an image without them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub escalated: BTreeMap<crate::escalation::Program, BTreeMap<String, Access>>,
 }
 
 impl fmt::Display for Expectation {
@@ -479,17 +504,24 @@ impl Validator<'_> {
         let allowed_by_model = |e: &Expectation| {
             (e.identity == derived.identity && e.access == derived.access) || derived.open.iter().any(|o| o.identity == e.identity && o.access == e.access)
         };
-        let model = Expectation { identity: derived.identity.clone(), access: derived.access.clone(), deviation: None, allowed: derived.open.clone(), sources: derived.sources.clone() };
+        let model = Expectation {
+            identity: derived.identity.clone(),
+            access: derived.access.clone(),
+            deviation: None,
+            allowed: derived.open.clone(),
+            sources: derived.sources.clone(),
+            escalated: derived.escalated.clone(),
+        };
         let Some(written) = written else { return Ok(model) };
         match (&written.deviation, allowed_by_model(&written)) {
-            (None, true) => Ok(Expectation { allowed: derived.open, sources: derived.sources, ..written }),
+            (None, true) => Ok(Expectation { allowed: derived.open, sources: derived.sources, escalated: derived.escalated, ..written }),
             (None, false) => Err(self.error(
                 None,
                 field,
                 format!("under policy {policy} the written expectation {written} differs from the KEP model's {model}; correct it, delete it to use the model's, or add `deviation: REASON`"),
             )),
             (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({model}); remove `deviation`"))),
-            (Some(_), false) => Ok(Expectation { sources: derived.sources, ..written }),
+            (Some(_), false) => Ok(Expectation { sources: derived.sources, escalated: derived.escalated, ..written }),
         }
     }
 
@@ -510,6 +542,7 @@ impl Validator<'_> {
             name: raw.name.clone(),
             mount_path: raw.mount_path.clone(),
             gid: self.id(&format!("{field}.protectedDir.gid"), &raw.protected_dir.gid)?,
+            negative_group_permission: raw.protected_dir.negative_group_permission,
         })
     }
 
@@ -548,6 +581,7 @@ impl Validator<'_> {
             deviation,
             allowed: Vec::new(),
             sources: BTreeMap::new(),
+            escalated: BTreeMap::new(),
         })
     }
 }

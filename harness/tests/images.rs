@@ -82,3 +82,37 @@ fn the_pause_entrypoint_exits_at_once_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(sent.elapsed() < std::time::Duration::from_secs(2), "took {:?}", sent.elapsed());
 }
+
+/// The escalation image's programs, applied by GNU tar (not sgpc's reader): the setgid bit and
+/// group survive, and the file capability is what `setcap cap_setgid+ep` writes.
+#[test]
+fn escalation_programs_keep_their_setgid_bit_and_file_capability() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let out = tempfile::tempdir().unwrap();
+    build_into(out.path(), &[]);
+    let unpacked = out.path().join("archive");
+    std::fs::create_dir(&unpacked).unwrap();
+    let archive = out.path().join("escalation.oci.tar");
+    let tar = |args: &[&str], dir: &Path| {
+        let status = Command::new("tar").args(args).current_dir(dir).status().expect("GNU tar runs");
+        assert!(status.success(), "tar {args:?}");
+    };
+    tar(&["-xf", archive.to_str().unwrap()], &unpacked);
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let top = manifest[0]["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let rootfs = out.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    tar(&["--xattrs", "--xattrs-include=security.*", "--same-owner", "-xpzf", unpacked.join(top).to_str().unwrap()], &rootfs);
+
+    let setgid = std::fs::metadata(rootfs.join("bin/sgpc-setgid")).unwrap();
+    assert_eq!((setgid.permissions().mode() & 0o7777, setgid.gid()), (0o2755, 50000));
+    let capsetgid = rootfs.join("bin/sgpc-capsetgid");
+    let meta = std::fs::metadata(&capsetgid).unwrap();
+    assert_eq!((meta.permissions().mode() & 0o7777, meta.gid()), (0o755, 50000));
+    let path = std::ffi::CString::new(capsetgid.to_str().unwrap()).unwrap();
+    let mut value = [0u8; 64];
+    let len = unsafe { libc::getxattr(path.as_ptr(), c"security.capability".as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    assert!(len > 0, "no security.capability: {}", std::io::Error::last_os_error());
+    // `setcap cap_setgid+ep FILE` then reading the attribute back (libcap 2.66).
+    assert_eq!(hex::encode(&value[..len as usize]), "0100000240000000000000000000000000000000");
+}

@@ -69,6 +69,11 @@ fn strict_differs(catalogue: &Catalogue, case: &CaseId) -> bool {
     case.policy == Policy::Strict && s.expect_merge.identity != s.expect_strict.identity
 }
 
+fn carries_escalation(catalogue: &Catalogue, case: &CaseId) -> bool {
+    let scenario = catalogue.scenario(&case.scenario).unwrap();
+    catalogue.recipe(&scenario.image).unwrap().escalation_gid.is_some()
+}
+
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
     let kill_at = mutant_cases(catalogue).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
     let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
@@ -86,19 +91,17 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
         Mutant::new(Fault::ExtraStatusGroup, None, 4, |_, _, _| Expect::Fail("groups via CRI ContainerStatus.user")),
         Mutant::new(Fault::ReorderStatusGroups, None, 4, |_, _, _| Expect::PassWithNote("CRI ContainerStatus.user lists groups unsorted")),
         Mutant::new(Fault::DropPrimaryGid, None, 4, |_, _, _| Expect::Fail(sgpc::verdict::PRIMARY_GID_RULE)),
-        Mutant::new(Fault::KeepCapabilities, None, 4, |cat, case, _| {
-            if cat.scenario(&case.scenario).unwrap().container.drops_all_capabilities() {
-                Expect::Fail(sgpc::verdict::DROP_ALL_RULE)
-            } else {
-                Expect::Pass
-            }
+        // Where the image carries escalation programs, the fault must show as the escalation
+        // it lets through, not only as the flag it clears.
+        Mutant::new(Fault::KeepCapabilities, None, 4, |cat, case, _| match (cat.scenario(&case.scenario).unwrap().container.drops_all_capabilities(), carries_escalation(cat, case)) {
+            (true, true) => Expect::Fail(sgpc::verdict::ESCALATION_RULE),
+            (true, false) => Expect::Fail(sgpc::verdict::DROP_ALL_RULE),
+            (false, _) => Expect::Pass,
         }),
-        Mutant::new(Fault::ClearNoNewPrivs, None, 4, |cat, case, _| {
-            if cat.scenario(&case.scenario).unwrap().container.no_new_privs() {
-                Expect::Fail(sgpc::verdict::NO_NEW_PRIVS_RULE)
-            } else {
-                Expect::Pass
-            }
+        Mutant::new(Fault::ClearNoNewPrivs, None, 4, |cat, case, _| match (cat.scenario(&case.scenario).unwrap().container.no_new_privs(), carries_escalation(cat, case)) {
+            (true, true) => Expect::Fail(sgpc::verdict::ESCALATION_RULE),
+            (true, false) => Expect::Fail(sgpc::verdict::NO_NEW_PRIVS_RULE),
+            (false, _) => Expect::Pass,
         }),
         Mutant::new(Fault::Slow, Some("^kep-blog-strict$"), 4, |_, case, _| {
             if case.to_string() == "kep-blog/strict" {

@@ -60,6 +60,7 @@ fn case(scenario: &str, policy: Policy, verdict: Verdict, reasons: &[&str], note
         deviation: None,
         allowed: Vec::new(),
         sources: BTreeMap::new(),
+        escalated: BTreeMap::new(),
     });
     result.observations = (verdict != Verdict::Error && verdict != Verdict::Refused).then(|| observed(&[3000, 4000]));
     result.judgement = Judgement { verdict, reasons: reasons.iter().map(|r| r.to_string()).collect(), notes: notes.iter().map(|n| n.to_string()).collect(), known_bugs: Vec::new() };

@@ -297,7 +297,8 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> CriError {
     move |source| CriError::Io { what, source }
 }
 
-/// Creates each volume's protected directory: `root:<gid>` 0070 holding `token`, `root:<gid>` 0040.
+/// Creates each volume's protected directory and its `token`, owned `root:<gid>` with the modes
+/// of [`crate::scenario::Volume::modes`].
 ///
 /// Every path is one component below the case directory (volume names are DNS-1123 labels,
 /// checked at load), is created fresh (an existing file or symlink there is an error), and is
@@ -314,7 +315,8 @@ fn prepare_volumes(req: &CaseRequest<'_>) -> Result<Vec<cri::Mount>, CriError> {
         let dir_handle = open_no_follow(&dir, libc::O_RDONLY | libc::O_DIRECTORY, false).map_err(io_error(what.clone()))?;
         let token = open_no_follow(&dir.join(crate::scenario::Volume::TOKEN_FILE), libc::O_WRONLY, true).map_err(io_error(what.clone()))?;
         (&token).write_all(format!("secret of {}\n", req.case).as_bytes()).map_err(io_error(what.clone()))?;
-        for (handle, mode) in [(&token, 0o040), (&dir_handle, 0o070)] {
+        let (dir_mode, token_mode) = volume.modes();
+        for (handle, mode) in [(&token, token_mode), (&dir_handle, dir_mode)] {
             std::os::unix::fs::fchown(handle, Some(0), Some(volume.gid)).map_err(io_error(what.clone()))?;
             handle.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error(what.clone()))?;
         }

@@ -8,7 +8,7 @@
 //! like any other, so every verdict is tested on recorded shapes. [`KubeRun`] is the driver.
 //!
 //! Protected volumes become an `emptyDir` that an init container, running as root, fills with
-//! the token and gives to `root:<gid>`, mode 0070: no host path on the node is needed.
+//! the token and gives to `root:<gid>` with the modes of `Volume::modes`: no host path on the node is needed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -128,10 +128,12 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
                 "/bin/sh".into(),
                 "-c".into(),
                 format!(
-                    "cd /volume && echo 'secret of {case}' > {token} && chown 0:{gid} {token} . && chmod 0040 {token} && chmod 0070 .",
+                    "cd /volume && echo 'secret of {case}' > {token} && chown 0:{gid} {token} . && chmod {token_mode:04o} {token} && chmod {dir_mode:04o} .",
                     case = req.case,
                     token = crate::scenario::Volume::TOKEN_FILE,
-                    gid = v.gid
+                    gid = v.gid,
+                    dir_mode = v.modes().0,
+                    token_mode = v.modes().1,
                 ),
             ]),
             security_context: Some(SecurityContext { run_as_user: Some(0), run_as_group: Some(0), ..Default::default() }),

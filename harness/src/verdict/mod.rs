@@ -22,9 +22,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::escalation::Program;
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{CapabilitySets, Observations, Point, Prober, Refusal};
+use crate::observation::{CapabilitySets, Escalated, Observations, Point, Prober, Refusal};
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -129,6 +130,10 @@ pub struct Context<'a> {
     pub no_new_privs: bool,
     /// The Pod drops ALL capabilities: no process may hold one ([`DROP_ALL_RULE`]).
     pub drop_all_capabilities: bool,
+    /// The Pod drops `CAP_SETGID` (by name or with ALL): a file capability cannot grant it.
+    pub drops_setgid: bool,
+    /// The group that owns the image's escalation programs, if it carries them.
+    pub escalation_gid: Option<u32>,
 }
 
 /// `+gid` and where it comes from: the image's `/etc/group` lines that carry it, or
@@ -294,6 +299,93 @@ fn drop_all_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
     every_process(ctx.drop_all_capabilities, DROP_ALL_RULE, &obs.capabilities, wrong, "CapPrm, CapEff and CapBnd")
 }
 
+/// An escalation the Pod's fields should have stopped: `no_new_privs` makes `execve(2)` ignore
+/// setgid bits and file capabilities (prctl(2) `PR_SET_NO_NEW_PRIVS`; the Kubernetes API:
+/// allowPrivilegeEscalation "directly controls if the no_new_privs flag will be set"); without
+/// `CAP_SETGID` in the bounding set a file capability cannot grant it (capabilities(7),
+/// "Transformation of capabilities during execve()"; Kubernetes API Capabilities.drop).
+pub const ESCALATION_RULE: &str = "an image's program changed its groups although the Pod's fields forbid it";
+
+/// What the image's escalation programs did ([`crate::escalation`]): reasons where the Pod's
+/// fields should have stopped one and did not, or where one read a file that even its escalated
+/// identity may not read; a note where the policy alone did not keep the image out of the
+/// program's group (not a runtime failure: KEP-3619 sets only the starting identity). An
+/// escalation the image cannot show (no report from a program) is sgpc's error.
+fn escalation_findings(ctx: &Context<'_>, obs: &Observations) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut findings = (Vec::new(), Vec::new());
+    let Some(program_gid) = ctx.escalation_gid else { return Ok(findings) };
+    for program in Program::ALL {
+        let reachable = ctx.expected.escalated.get(&program).ok_or_else(|| format!("the model gives no access for {}", program.describe()))?;
+        for prober in [Prober::FirstProcess, Prober::Exec] {
+            let seen = obs.escalations.iter().find(|e| e.program == program && e.prober == prober);
+            let seen = seen.ok_or_else(|| format!("the {} did not report what {} got", prober.describe(), program.describe()))?;
+            let one = OneEscalation { ctx, program, program_gid, reachable, who: format!("{} ({}) run by the {}", program.describe(), program.path(), prober.describe()) };
+            one.judge(&seen.outcome, &mut findings)?;
+        }
+    }
+    Ok(findings)
+}
+
+/// One escalation program run by one process, with what the model says it may reach.
+struct OneEscalation<'a> {
+    ctx: &'a Context<'a>,
+    program: Program,
+    program_gid: u32,
+    reachable: &'a BTreeMap<String, Access>,
+    who: String,
+}
+
+impl OneEscalation<'_> {
+    fn judge(&self, outcome: &Escalated, (reasons, notes): &mut (Vec<String>, Vec<String>)) -> Result<(), String> {
+        let stopped = self.program.stopped(self.ctx.no_new_privs, self.ctx.drops_setgid);
+        let (egid, groups, access) = match outcome {
+            Escalated::Ran { egid, groups, access, .. } => (*egid, groups, access),
+            Escalated::NotExecuted { status } => {
+                let why = if self.program == Program::CapSetgid && self.ctx.drops_setgid { ": execve(2) refuses a program whose file capabilities the bounding set withholds [capabilities(7)]" } else { "" };
+                notes.push(format!("{} could not be executed (shell exit status {status}){why}", self.who));
+                return Ok(());
+            }
+        };
+        let plain = &self.ctx.expected.identity;
+        let gained = (egid == self.program_gid && plain.gid != self.program_gid) || (groups.contains(&self.program_gid) && !plain.groups.contains(self.program_gid));
+        if stopped && gained {
+            reasons.push(format!("{ESCALATION_RULE}: {} got effective gid {egid} and groups {groups:?} ({}) [prctl(2) PR_SET_NO_NEW_PRIVS; capabilities(7)]", self.who, escalation_guard(self.ctx)));
+        }
+        for (path, want_plain) in &self.ctx.expected.access {
+            let (got, detail) = access.get(path).ok_or_else(|| format!("{} did not report reading {path}", self.who))?;
+            if *got == Access::Denied && !detail.contains(PERMISSION_DENIED) {
+                return Err(format!("{} failed to read {path} for a reason other than permissions: {detail}", self.who));
+            }
+            let want_escalated = self.reachable.get(path).copied().unwrap_or(*want_plain);
+            if *got == *want_plain {
+                continue;
+            }
+            if stopped || *got != want_escalated {
+                let want = if stopped { *want_plain } else { want_escalated };
+                reasons.push(format!("file access by {}: {path} should be {want:?}, was {got:?} {detail} (effective gid {egid}, groups {groups:?})", self.who));
+            } else {
+                notes.push(format!(
+                    "the policy ({}) alone did not keep the image out of group {}: {} read {path}; {} would have stopped it",
+                    self.ctx.policy.api_value().unwrap_or("unset"),
+                    self.program_gid,
+                    self.who,
+                    self.program.stopped_by()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which of the Pod's fields should have stopped an escalation.
+fn escalation_guard(ctx: &Context<'_>) -> &'static str {
+    if ctx.no_new_privs {
+        "the Pod sets allowPrivilegeEscalation: false, so the process runs with no_new_privs"
+    } else {
+        "the Pod drops CAP_SETGID, so no file capability can grant it"
+    }
+}
+
 fn order_notes(obs: &Observations) -> Vec<String> {
     obs.identities
         .iter()
@@ -335,13 +427,19 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
         return Judgement::error(format!("reading {} failed for a reason other than permissions: {}", odd.path, odd.detail));
     }
 
+    let (escalation_reasons, escalation_notes) = match escalation_findings(ctx, obs) {
+        Ok(findings) => findings,
+        Err(missing) => return Judgement::error(missing),
+    };
     let (mut reasons, chosen) = held_to_expectation(ctx, obs);
+    reasons.extend(escalation_reasons);
     reasons.extend(obs.invalid_ids.iter().cloned());
     reasons.extend(primary_gid_reasons(obs));
     reasons.extend(no_new_privs_reasons(ctx, obs));
     reasons.extend(drop_all_reasons(ctx, obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
+    notes.extend(escalation_notes);
     if let Some(reason) = &ctx.expected.deviation {
         notes.insert(0, format!("this case's expectation deliberately departs from the KEP model: {reason}"));
     }
@@ -410,7 +508,7 @@ mod tests {
 
     /// The KEP blog case: Strict must give {3000 4000}; the image adds 50000 under Merge.
     fn strict_blog() -> (Expectation, GroupSet) {
-        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() };
+        let expected = Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new() };
         (expected.clone(), expected.identity.groups)
     }
 
@@ -419,7 +517,7 @@ mod tests {
     }
 
     fn ctx<'a>(policy: Policy, expected: &'a Expectation, declared: &'a GroupSet, image_groups: &'a [GroupLine], feature: bool) -> Context<'a> {
-        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false, drop_all_capabilities: false }
+        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false, drop_all_capabilities: false, drops_setgid: false, escalation_gid: None }
     }
 
     fn observed(groups: &[u32]) -> Observations {
@@ -535,7 +633,7 @@ mod tests {
 
     #[test]
     fn the_same_name_group_bug_is_named_only_on_containerd_and_only_on_its_signature() {
-        let expected = Expectation { identity: Identity::observed(1000, 1, [1, 1000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new() };
+        let expected = Expectation { identity: Identity::observed(1000, 1, [1, 1000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new() };
         let self_named = GroupSet::from_iter([1000]);
         let declared = GroupSet::from_iter([1]);
         let judged = |runtime: &str, groups: &[u32]| {
@@ -686,5 +784,97 @@ mod tests {
         let (expected, obs) = with_access(Access::Denied, "cat: can't open '/p/token': Permission denied");
         let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Pass);
+    }
+
+    /// The `escalation` image under Strict: a token of group 50000 (closed to the process), and
+    /// what each program reaches when the kernel grants its bits.
+    fn escalation_case(token: Access, escalated: Access) -> (Expectation, Observations) {
+        let (mut expected, _) = strict_blog();
+        expected.access.insert("/p/token".into(), token);
+        expected.escalated = Program::ALL.into_iter().map(|p| (p, BTreeMap::from([("/p/token".to_string(), escalated)]))).collect();
+        let mut obs = observed(&[3000, 4000]);
+        for prober in [Prober::FirstProcess, Prober::Exec] {
+            obs.access.push(AccessObservation { prober, path: "/p/token".into(), access: token, detail: "Permission denied".into() });
+        }
+        (expected, obs)
+    }
+
+    /// The program's output as `programs/escalate.c` prints it, for both processes.
+    fn ran(obs: &mut Observations, program: Program, egid: u32, groups: &[u32], access: Access) {
+        for prober in [Prober::FirstProcess, Prober::Exec] {
+            let access = BTreeMap::from([("/p/token".to_string(), (access, if access == Access::Denied { "Permission denied".into() } else { String::new() }))]);
+            let outcome = Escalated::Ran { egid, setgroups: "ok".into(), groups: groups.to_vec(), access };
+            obs.escalations.push(crate::observation::EscalationObservation { prober, program, outcome });
+        }
+    }
+
+    fn escalation_ctx<'a>(expected: &'a Expectation, declared: &'a GroupSet, no_new_privs: bool, drops_setgid: bool) -> Context<'a> {
+        Context { no_new_privs, drops_setgid, escalation_gid: Some(50000), ..ctx(Policy::Strict, expected, declared, &[], true) }
+    }
+
+    /// Without a guard, an escalation the kernel grants is allowed, and the report says which
+    /// field would have stopped it.
+    #[test]
+    fn an_unguarded_escalation_passes_with_a_note_naming_the_field() {
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
+        ran(&mut obs, Program::Setgid, 50000, &[3000, 4000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&escalation_ctx(&expected, &declared, false, false), &obs);
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.reasons);
+        assert!(j.notes.iter().any(|n| n.contains("(Strict) alone did not keep the image out of group 50000") && n.contains("/bin/sgpc-setgid") && n.contains("allowPrivilegeEscalation: false")), "{:?}", j.notes);
+        assert!(j.notes.iter().any(|n| n.contains("/bin/sgpc-capsetgid") && n.contains("drop: [ALL]")), "{:?}", j.notes);
+    }
+
+    /// `no_new_privs` must stop both programs; dropping CAP_SETGID must stop the capability one.
+    #[test]
+    fn an_escalation_the_pod_forbids_fails() {
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
+        ran(&mut obs, Program::Setgid, 50000, &[3000, 4000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000], Access::Denied);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&escalation_ctx(&expected, &declared, true, false), &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.starts_with(ESCALATION_RULE) && r.contains("/bin/sgpc-setgid") && r.contains("effective gid 50000")), "{:?}", j.reasons);
+        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be Denied")), "{:?}", j.reasons);
+        assert!(!j.reasons.iter().any(|r| r.contains("sgpc-capsetgid")), "the stopped program is no finding: {:?}", j.reasons);
+
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
+        ran(&mut obs, Program::Setgid, 50000, &[3000, 4000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        let j = judge(&escalation_ctx(&expected, &declared, false, true), &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.starts_with(ESCALATION_RULE) && r.contains("/bin/sgpc-capsetgid") && r.contains("drops CAP_SETGID")), "{:?}", j.reasons);
+        assert!(!j.reasons.iter().any(|r| r.contains("sgpc-setgid")), "dropping capabilities does not stop a setgid bit: {:?}", j.reasons);
+    }
+
+    /// A `rw----r--` token of the primary group: a setgid program that reads it shows that the
+    /// primary gid was not among the supplementary groups (the negative group permission CVEs).
+    #[test]
+    fn a_negative_group_permission_opened_by_a_setgid_program_fails() {
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Denied);
+        ran(&mut obs, Program::Setgid, 50000, &[4000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000, 50000], Access::Denied);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&escalation_ctx(&expected, &declared, false, false), &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.contains("/bin/sgpc-setgid") && r.contains("/p/token should be Denied, was Allowed")), "{:?}", j.reasons);
+    }
+
+    #[test]
+    fn a_program_not_executed_is_a_note_and_a_missing_report_an_error() {
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
+        ran(&mut obs, Program::Setgid, 3000, &[3000, 4000], Access::Denied);
+        let declared = expected.identity.groups.clone();
+        let ctx = escalation_ctx(&expected, &declared, false, true);
+        let j = judge(&ctx, &obs);
+        assert_eq!(j.verdict, Verdict::Error);
+        assert!(j.reasons[0].contains("did not report what the image's cap_setgid+ep program got"), "{:?}", j.reasons);
+        for prober in [Prober::FirstProcess, Prober::Exec] {
+            obs.escalations.push(crate::observation::EscalationObservation { prober, program: Program::CapSetgid, outcome: Escalated::NotExecuted { status: 126 } });
+        }
+        let j = judge(&ctx, &obs);
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.reasons);
+        assert!(j.notes.iter().any(|n| n.contains("could not be executed (shell exit status 126)") && n.contains("capabilities(7)")), "{:?}", j.notes);
     }
 }
