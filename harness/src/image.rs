@@ -42,6 +42,64 @@ struct RawRecipe {
     passwd: Option<Vec<Spanned<RawLine>>>,
     group: Option<Vec<Spanned<RawLine>>>,
     escalation: Option<RawEscalation>,
+    /// Layers above the recipe's own, lowest first.
+    #[serde(default)]
+    layers: Vec<RawEtcLayer>,
+}
+
+/// A layer above the recipe's own: what it does to `/etc` (OCI image spec, "Representing
+/// Changes": an opaque whiteout, whiteouts, then files that replace the lower ones).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcLayer {
+    #[serde(default)]
+    opaque: bool,
+    #[serde(default)]
+    delete: Vec<Spanned<String>>,
+    passwd: Option<Vec<Spanned<RawLine>>>,
+    group: Option<Vec<Spanned<RawLine>>>,
+}
+
+/// The files of `/etc` a recipe plants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcFile {
+    Passwd,
+    Group,
+}
+
+impl EtcFile {
+    pub const ALL: [EtcFile; 2] = [EtcFile::Passwd, EtcFile::Group];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EtcFile::Passwd => "passwd",
+            EtcFile::Group => "group",
+        }
+    }
+}
+
+/// One layer's changes to `/etc`, as planted: `.wh..wh..opq` when `opaque` (every entry of the
+/// lower layers' `/etc` hidden), `.wh.<name>` for each deleted file, then the files it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EtcLayer {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub opaque: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<EtcFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passwd_lines: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_lines: Option<Vec<String>>,
+}
+
+impl EtcLayer {
+    fn lines(&self, file: EtcFile) -> &Option<Vec<String>> {
+        match file {
+            EtcFile::Passwd => &self.passwd_lines,
+            EtcFile::Group => &self.group_lines,
+        }
+    }
 }
 
 /// `escalation: {gid: N}`: the image carries [`crate::escalation::Program`]s owned by group N.
@@ -74,12 +132,15 @@ pub struct Recipe {
     pub source: PathBuf,
     /// The image config's `User`, as written (`1000`, `alice`, `1000:3000`); `None` is root.
     pub user: Option<String>,
-    /// `/etc/passwd` lines as planted; `None` means the image has no such file.
+    /// `/etc/passwd` lines as the image's layers give them, applied as the OCI image spec's
+    /// "Applying Changesets" defines; `None` means the image has no such file.
     pub passwd_lines: Option<Vec<String>>,
     pub group_lines: Option<Vec<String>>,
-    /// The well-formed entries, as a runtime reads them (malformed lines skipped).
+    /// The well-formed entries of those files, as a runtime reads them (malformed lines skipped).
     pub passwd: Option<Vec<PasswdEntry>>,
     pub group: Option<Vec<GroupEntry>>,
+    /// The recipe's `/etc` layers as planted, lowest first: its own, then `layers`.
+    pub etc_layers: Vec<EtcLayer>,
     /// The group that owns the image's escalation programs, if it carries them.
     pub escalation_gid: Option<u32>,
 }
@@ -103,8 +164,21 @@ impl Recipe {
         if let Some(c) = raw.description.chars().find(|c| input::is_unprintable(*c)) {
             return Err(InputError::new(path, None, Some("description"), format!("contains the control character {c:?}: write plain text")));
         }
-        let (passwd_lines, passwd) = parse_lines(path, "passwd", raw.passwd, etc::parse_passwd)?;
-        let (group_lines, group) = parse_lines(path, "group", raw.group, etc::parse_group)?;
+        /// Far below overlayfs' limit of lower directories; enough for any case.
+        const MAX_LAYERS: usize = 16;
+        if raw.layers.len() > MAX_LAYERS {
+            return Err(InputError::new(path, None, Some("layers"), format!("{} layers: expected at most {MAX_LAYERS}", raw.layers.len())));
+        }
+        let mut etc_layers = vec![etc_layer(path, "", false, Vec::new(), raw.passwd, raw.group)?];
+        for (index, layer) in raw.layers.into_iter().enumerate() {
+            let prefix = format!("layers[{index}].");
+            etc_layers.push(etc_layer(path, &prefix, layer.opaque, layer.delete, layer.passwd, layer.group)?);
+        }
+        let passwd_lines = applied(&etc_layers, EtcFile::Passwd);
+        let group_lines = applied(&etc_layers, EtcFile::Group);
+        // Every line was checked in its layer; these are the entries of the files that remain.
+        let passwd = entries(passwd_lines.as_deref(), etc::parse_passwd);
+        let group = entries(group_lines.as_deref(), etc::parse_group);
         if let Some(user) = &raw.user {
             check_user(path, user, raw.unknown_user_intended, passwd.as_deref().unwrap_or_default())?;
         }
@@ -125,6 +199,7 @@ impl Recipe {
             group_lines,
             passwd,
             group,
+            etc_layers,
             escalation_gid,
         })
     }
@@ -200,18 +275,65 @@ fn is_image_name(name: &str) -> bool {
         && !name.starts_with('-')
 }
 
-type ParsedLines<T> = (Option<Vec<String>>, Option<Vec<T>>);
+/// One `/etc` layer of a recipe, checked; `prefix` is the field path of the layer (`layers[0].`).
+fn etc_layer(
+    path: &Path,
+    prefix: &str,
+    opaque: bool,
+    delete: Vec<Spanned<String>>,
+    passwd: Option<Vec<Spanned<RawLine>>>,
+    group: Option<Vec<Spanned<RawLine>>>,
+) -> Result<EtcLayer, InputError> {
+    let passwd_lines = parse_lines(path, &format!("{prefix}passwd"), EtcFile::Passwd, passwd, etc::parse_passwd)?;
+    let group_lines = parse_lines(path, &format!("{prefix}group"), EtcFile::Group, group, etc::parse_group)?;
+    let mut deleted = Vec::new();
+    for (index, name) in delete.iter().enumerate() {
+        let field = format!("{prefix}delete[{index}]");
+        let error = |message: String| InputError::new(path, Some(name.referenced.line()), Some(&field), message);
+        let file = EtcFile::ALL.into_iter().find(|f| f.name() == name.value).ok_or_else(|| error(format!("{:?}: expected passwd or group", name.value)))?;
+        if deleted.contains(&file) {
+            return Err(error(format!("{:?} is deleted twice", name.value)));
+        }
+        // OCI image spec: a whiteout applies only to lower layers, so a layer that deletes and
+        // holds the same file means nothing a reader agrees on.
+        let held = match file {
+            EtcFile::Passwd => passwd_lines.is_some(),
+            EtcFile::Group => group_lines.is_some(),
+        };
+        if held || opaque {
+            return Err(error(format!("{:?}: this layer also {}; a whiteout only hides lower layers' files (OCI image spec, \"Whiteouts\")", name.value, if held { "holds the file" } else { "is opaque, which hides it already" })));
+        }
+        deleted.push(file);
+    }
+    Ok(EtcLayer { opaque, delete: deleted, passwd_lines, group_lines })
+}
+
+/// The entries of a file's lines: comments, blank lines and malformed lines are none.
+fn entries<T, E>(lines: Option<&[String]>, parse: fn(&str) -> Result<T, E>) -> Option<Vec<T>> {
+    lines.map(|lines| lines.iter().filter(|l| !etc::is_layout_line(l)).filter_map(|l| parse(l).ok()).collect())
+}
+
+/// The lines of one file once every layer is applied, lowest first (OCI image spec, "Applying
+/// Changesets"): an opaque layer hides every lower file, a whiteout the one it names, and a file
+/// replaces the lower one whole.
+pub fn applied(layers: &[EtcLayer], file: EtcFile) -> Option<Vec<String>> {
+    layers.iter().fold(None, |lower, layer| match layer.lines(file) {
+        Some(lines) => Some(lines.clone()),
+        None if layer.opaque || layer.delete.contains(&file) => None,
+        None => lower,
+    })
+}
 
 fn parse_lines<T, E: std::fmt::Display>(
     path: &Path,
     field: &str,
+    file: EtcFile,
     raw: Option<Vec<Spanned<RawLine>>>,
     parse: fn(&str) -> Result<T, E>,
-) -> Result<ParsedLines<T>, InputError> {
-    let Some(raw) = raw else { return Ok((None, None)) };
-    let is_passwd = field == "passwd";
+) -> Result<Option<Vec<String>>, InputError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let is_passwd = file == EtcFile::Passwd;
     let mut lines = Vec::new();
-    let mut entries = Vec::new();
     for (index, spanned) in raw.into_iter().enumerate() {
         let line_no = Some(spanned.referenced.line());
         let field = format!("{field}[{index}]");
@@ -242,7 +364,7 @@ fn parse_lines<T, E: std::fmt::Display>(
             continue;
         }
         match (parse(&text), marked_malformed) {
-            (Ok(entry), false) => entries.push(entry),
+            (Ok(_), false) => {}
             (Err(e), false) => {
                 return Err(InputError::new(
                     path,
@@ -263,7 +385,7 @@ fn parse_lines<T, E: std::fmt::Display>(
         }
         lines.push(text);
     }
-    Ok((Some(lines), Some(entries)))
+    Ok(Some(lines))
 }
 
 /// A file in an image layer.
@@ -317,13 +439,8 @@ impl ImageContent {
         for applet in APPLETS {
             base.push(LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
         }
-        let mut entries = vec![LayerEntry::Dir { path: "etc".into() }];
-        for (name, lines) in [("passwd", &recipe.passwd_lines), ("group", &recipe.group_lines)] {
-            if let Some(lines) = lines {
-                let data = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
-                entries.push(LayerEntry::File { path: format!("etc/{name}"), mode: 0o644, data });
-            }
-        }
+        let mut layers = recipe.etc_layers.iter().map(etc_entries);
+        let mut entries = layers.next().unwrap_or_default();
         entries.push(LayerEntry::Dir { path: "tmp".into() });
         if let Some(gid) = recipe.escalation_gid {
             for program in crate::escalation::Program::ALL {
@@ -334,7 +451,7 @@ impl ImageContent {
         }
         Ok(ImageContent {
             name: recipe.name.clone(),
-            layers: vec![base, entries],
+            layers: [base, entries].into_iter().chain(layers).collect(),
             user: recipe.user.clone(),
             entrypoint: vec!["/bin/sh".into()],
         })
@@ -353,6 +470,24 @@ impl ImageContent {
             entrypoint: vec!["/catatonit".into(), "-P".into()],
         })
     }
+}
+
+/// The tar entries of one `/etc` layer: the directory, the opaque whiteout and the whiteouts
+/// first (the OCI image spec asks whiteouts to come before their siblings), then the files.
+fn etc_entries(layer: &EtcLayer) -> Vec<LayerEntry> {
+    let whiteout = |name: &str| LayerEntry::File { path: format!("etc/{name}"), mode: 0o644, data: Vec::new() };
+    let mut entries = vec![LayerEntry::Dir { path: "etc".into() }];
+    if layer.opaque {
+        entries.push(whiteout(".wh..wh..opq"));
+    }
+    entries.extend(layer.delete.iter().map(|file| whiteout(&format!(".wh.{}", file.name()))));
+    for file in EtcFile::ALL {
+        if let Some(lines) = layer.lines(file) {
+            let data = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+            entries.push(LayerEntry::File { path: format!("etc/{}", file.name()), mode: 0o644, data });
+        }
+    }
+    entries
 }
 
 /// A content-addressed blob.
@@ -642,6 +777,38 @@ mod tests {
         assert!(recipe_from("name: t\nuser: ghost\nunknownUserIntended: true\n").is_ok());
         assert!(recipe_from("name: t\nuser: \"1000:3000\"\n").is_ok(), "numeric ids need no files");
         assert!(recipe_from("name: t\nuser: root\nunknownUserIntended: true\npasswd: [\"root:x:0:0::/:/bin/sh\"]\n").is_err());
+    }
+
+    #[test]
+    fn layers_apply_as_the_oci_image_spec_says() {
+        let base = "name: t\npasswd: [\"a:x:1:1::/:/bin/sh\"]\ngroup: [\"g:x:5:a\"]\n";
+        let deleted = recipe_from(&format!("{base}layers:\n  - delete: [group]\n")).unwrap();
+        assert_eq!((deleted.group_lines.clone(), deleted.passwd_lines.as_ref().map(Vec::len)), (None, Some(1)));
+        let replaced = recipe_from(&format!("{base}layers:\n  - group: [\"h:x:6:a\"]\n  - passwd: [\"a:x:1:7::/:/bin/sh\"]\n")).unwrap();
+        assert_eq!(replaced.group.unwrap()[0].gid, 6);
+        assert_eq!(replaced.passwd.unwrap()[0].gid, 7);
+        let opaque = recipe_from(&format!("{base}layers:\n  - opaque: true\n    group: [\"h:x:6:\"]\n")).unwrap();
+        assert_eq!((opaque.passwd_lines, opaque.group_lines), (None, Some(vec!["h:x:6:".to_string()])));
+        let restored = recipe_from(&format!("{base}layers:\n  - delete: [group]\n  - group: [\"h:x:6:\"]\n")).unwrap();
+        assert_eq!(restored.group_lines, Some(vec!["h:x:6:".to_string()]), "a file above a whiteout is the file");
+        let built = ImageContent::from_recipe(&deleted, &Payload { busybox: "/bin/busybox".into(), catatonit: "/bin/busybox".into() }).unwrap();
+        assert_eq!(built.layers.len(), 3, "busybox, the recipe's own layer, the whiteout layer");
+        assert!(built.layers[2].iter().any(|e| matches!(e, LayerEntry::File { path, data, .. } if path == "etc/.wh.group" && data.is_empty())));
+    }
+
+    #[test]
+    fn a_layer_that_deletes_what_it_holds_is_refused_with_its_field() {
+        let base = "name: t\ngroup: [\"g:x:5:\"]\nlayers:\n";
+        let err = recipe_from(&format!("{base}  - delete: [group]\n    group: [\"h:x:6:\"]\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("layers[0].delete[0]"), "{err}");
+        let err = recipe_from(&format!("{base}  - opaque: true\n    delete: [passwd]\n")).unwrap_err();
+        assert!(err.to_string().contains("opaque"), "{err}");
+        let err = recipe_from(&format!("{base}  - delete: [shadow]\n")).unwrap_err();
+        assert!(err.to_string().contains("expected passwd or group"), "{err}");
+        let err = recipe_from(&format!("{base}  - group: [\"broken\"]\n")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("layers[0].group[0]"), "{err}");
+        let err = recipe_from("name: t\nescalation: {gid: 4294967295}\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("escalation.gid"), "{err}");
     }
 
     #[test]

@@ -669,7 +669,7 @@ impl Catalogue {
             }
         }
         for r in &self.images {
-            hasher.update(serde_json::json!([r.name, r.description, r.user, r.passwd_lines, r.group_lines]).to_string());
+            hasher.update(serde_json::json!([r.name, r.description, r.user, r.etc_layers, r.escalation_gid]).to_string());
         }
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }

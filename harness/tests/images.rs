@@ -116,3 +116,33 @@ fn escalation_programs_keep_their_setgid_bit_and_file_capability() {
     // `setcap cap_setgid+ep FILE` then reading the attribute back (libcap 2.66).
     assert_eq!(hex::encode(&value[..len as usize]), "0100000240000000000000000000000000000000");
 }
+
+/// Layered recipes applied by skopeo and umoci, not by sgpc: each image's `/etc/passwd` and
+/// `/etc/group` in the unpacked rootfs are what the model reads (`Recipe::passwd_lines`, the
+/// OCI image spec's "Applying Changesets" as sgpc implements it).
+#[test]
+fn layers_applied_by_umoci_give_the_models_etc() {
+    let out = tempfile::tempdir().unwrap();
+    build_into(out.path(), &[]);
+    let recipes = sgpc::image::Recipe::load_dir(&support::repo_root().join("images")).unwrap();
+    let layered: Vec<_> = recipes.iter().filter(|r| r.etc_layers.len() > 1).collect();
+    assert!(layered.len() >= 4, "the catalogue's layered recipes: {}", layered.len());
+    let run = |program: &str, args: &[&str]| {
+        let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} runs (make setup installs it): {e}"));
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    for recipe in layered {
+        let archive = out.path().join(format!("{}.oci.tar", recipe.name));
+        let layout = out.path().join(format!("layout-{}", recipe.name));
+        let bundle = out.path().join(format!("bundle-{}", recipe.name));
+        run("skopeo", &["copy", "--quiet", &format!("oci-archive:{}", archive.display()), &format!("oci:{}:image", layout.display())]);
+        run("umoci", &["unpack", "--image", &format!("{}:image", layout.display()), bundle.to_str().unwrap()]);
+        for (file, model) in [("passwd", &recipe.passwd_lines), ("group", &recipe.group_lines)] {
+            let unpacked = std::fs::read_to_string(bundle.join("rootfs/etc").join(file)).ok();
+            let model = model.as_ref().map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+            assert_eq!(unpacked, model, "{}: /etc/{file} as umoci applied the layers vs the model", recipe.name);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(bundle.join("rootfs/etc")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".wh.")).collect();
+        assert!(leftovers.is_empty(), "{}: whiteouts left in the rootfs: {leftovers:?}", recipe.name);
+    }
+}
