@@ -34,6 +34,7 @@ SGPC           := $(CARGO) run --quiet --bin sgpc --
 export SGPC_CONTAINERD_DIR := $(CONTAINERD_DIR)
 export SGPC_KUBERNETES_VERSION := $(KUBERNETES)
 export SGPC_CRIO_MODULE := $(CRIO_MODULE)
+export SGPC_RUNC_MODULE := $(RUNC_MODULE)
 # The GitHub workflow validator (tests/workflow.rs): check-jsonschema validates against the
 # GitHub-workflow schema it vendors, offline, in a virtualenv of its own.
 VENV           := $(CACHE)/venv

@@ -203,7 +203,7 @@ pub(crate) mod tests {
     }
 
     fn expected() -> Expectation {
-        Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new() }
+        Expectation { identity: Identity::observed(1000, 3000, [3000, 4000]), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new(), refusal_allowed: None }
     }
 
     /// A recorded result: what a runtime attached (`uid`, `gid`, `groups`), as every observation

@@ -81,6 +81,8 @@ struct RawExpect {
     outcome: Outcome,
     #[serde(default)]
     exceptions: BTreeMap<String, String>,
+    #[serde(default, rename = "userNamespaces")]
+    user_namespaces: bool,
 }
 
 /// The outcome an entry is expected to show.
@@ -121,6 +123,10 @@ pub struct Expected {
     /// as `case id: verdict label`).
     #[serde(serialize_with = "serialize_exceptions")]
     pub exceptions: BTreeMap<CaseId, Verdict>,
+    /// The column runs Pods with `hostUsers: false`; without it those cases are expected not run
+    /// (UNSUPPORTED, never a pass).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub user_namespaces: bool,
 }
 
 fn serialize_exceptions<S: serde::Serializer>(exceptions: &BTreeMap<CaseId, Verdict>, s: S) -> Result<S::Ok, S::Error> {
@@ -226,7 +232,7 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                     })?;
                     exceptions.insert(id.clone(), verdict);
                 }
-                Some(Expected { outcome: x.outcome, kubernetes: node.is_some(), exceptions })
+                Some(Expected { outcome: x.outcome, kubernetes: node.is_some(), exceptions, user_namespaces: x.user_namespaces })
             }
         };
         entries.push(Entry { name: e.name, source, oci_runtime, oci_runtime_module, node, expect });
@@ -241,6 +247,9 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
 pub fn expected_verdicts(expected: &Expected, catalogue: &Catalogue, case: &CaseId) -> Vec<Verdict> {
     if let Some(verdict) = expected.exceptions.get(case) {
         return vec![*verdict];
+    }
+    if !expected.user_namespaces && catalogue.scenario(&case.scenario).is_some_and(|s| s.pod.user_namespace()) {
+        return vec![Verdict::Unsupported { leak: false }];
     }
     match (expected.outcome, case.policy) {
         (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec![Verdict::Pass],

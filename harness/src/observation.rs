@@ -278,7 +278,7 @@ while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*|CapPrm:
 for f in $SGPC_PROBE_FILES; do
   if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
 done
-for p in {}; do if [ -x "$p" ]; then "$p" $SGPC_PROBE_FILES || echo "sgpc-escalate=${{p##*/}} not-executed $?"; fi; done
+for p in {}; do if [ -x "$p" ]; then "$p" $SGPC_PROBE_FILES 2>/dev/null || echo "sgpc-escalate=${{p##*/}} not-executed $?"; fi; done
 echo sgpc-end"#,
         programs.join(" ")
     )

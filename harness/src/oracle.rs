@@ -74,7 +74,15 @@ pub struct Derivation {
     /// (the setgid program: effective gid := its group; the cap_setgid+ep program: its group
     /// joins the supplementary groups); empty for an image without them.
     pub escalated: BTreeMap<Program, BTreeMap<String, Access>>,
+    /// Why the runtime may refuse the Pod: with `hostUsers: false`, an id the identity needs lies
+    /// outside the Pod's user namespace, which no runtime can attach.
+    pub refusal_allowed: Option<String>,
 }
+
+/// The ids of a Pod's user namespace: container ids 0..65536 (kubelet's `idsPerPod`; Kubernetes
+/// docs, "User Namespaces": "The valid UIDs/GIDs when this feature is enabled is the range
+/// 0-65535").
+pub const USERNS_IDS: u32 = 65536;
 
 /// One outcome the specs allow for an open case, and a reading that gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,6 +230,7 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
         })
         .collect();
     let primary = outcomes[0].clone();
+    let (refusal_allowed, unmapped_outcome) = outside_user_namespace(spec, &primary, &mut explanation);
     let escalated = escalated_access(recipe, spec, &primary.identity);
     if !escalated.is_empty() {
         explanation.push(format!(
@@ -238,7 +247,41 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     } else {
         Vec::new()
     };
-    Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open, escalated })
+    let open = match unmapped_outcome {
+        Some(outcome) if open.is_empty() => vec![primary.clone(), outcome],
+        Some(outcome) => open.into_iter().chain([outcome]).collect(),
+        None => open,
+    };
+    Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open, escalated, refusal_allowed })
+}
+
+/// With `hostUsers: false`, the ids of `wanted` that the Pod's user namespace cannot map (the
+/// declared ones are held to 0..65535 when the scenario loads; the image's may lie beyond):
+/// refusing the Pod is then allowed (setgroups(2) and setgid(2) fail with EINVAL on an unmapped
+/// id; measured: runc's "setgroups: invalid argument"), and where only groups are unmappable,
+/// so is running without them (the specs say nothing of such groups).
+fn outside_user_namespace(spec: &PodSpec<'_>, wanted: &AllowedOutcome, explanation: &mut Vec<String>) -> (Option<String>, Option<AllowedOutcome>) {
+    if !spec.pod.user_namespace() {
+        return (None, None);
+    }
+    let identity = &wanted.identity;
+    let unmapped: GroupSet = identity.groups.iter().filter(|g| *g >= USERNS_IDS).collect();
+    if identity.uid < USERNS_IDS && identity.gid < USERNS_IDS && unmapped.is_empty() {
+        return (None, None);
+    }
+    let why = format!(
+        "with hostUsers: false the Pod's user namespace maps ids 0..65535 only (Kubernetes docs, \"User Namespaces\"), and uid {}, gid {}, groups {} are not all inside it: no runtime can attach them (setgroups(2), setgid(2): EINVAL)",
+        identity.uid, identity.gid, identity.groups
+    );
+    explanation.push(format!("{why}; refusing the Pod is allowed"));
+    if identity.uid >= USERNS_IDS || identity.gid >= USERNS_IDS {
+        return (Some(why), None);
+    }
+    let groups = identity.groups.minus(&unmapped);
+    let access = spec.volumes.iter().map(|v| (v.token_path(), access(identity.uid, identity.gid, &groups, v))).collect();
+    let reading = format!("a runtime that leaves out the groups the user namespace cannot map ({unmapped})");
+    explanation.push(format!("also allowed, groups {groups}: {reading}"));
+    (Some(why), Some(AllowedOutcome { identity: Identity { uid: identity.uid, gid: identity.gid, groups }, access, reading }))
 }
 
 /// Whether a process may read a volume's token (POSIX file permission classes): uid 0 reads

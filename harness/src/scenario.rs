@@ -97,6 +97,7 @@ struct RawSpec {
 struct RawPod {
     #[serde(default)]
     security_context: RawPodSecurityContext,
+    host_users: Option<bool>,
 }
 
 /// `supplementalGroupsPolicy` as the API spells it (the API server rejects other spellings).
@@ -194,6 +195,17 @@ pub struct PodSecurity {
     pub run_as_group: Option<u32>,
     pub supplemental_groups: Vec<u32>,
     pub fs_group: Option<u32>,
+    /// `spec.hostUsers` as written; `false` puts the Pod in a user namespace of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_users: Option<bool>,
+}
+
+impl PodSecurity {
+    /// Whether the Pod runs in a user namespace of its own (`hostUsers: false`, KEP-127): kubelet
+    /// then sends CRI `NamespaceOption.userns_options` with mode POD.
+    pub fn user_namespace(&self) -> bool {
+        self.host_users == Some(false)
+    }
 }
 
 /// Container-level overrides (Kubernetes has no container-level supplemental groups).
@@ -283,6 +295,9 @@ pub struct Expectation {
     /// (the model's, [`oracle::Derivation::escalated`]); empty for an image without them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub escalated: BTreeMap<crate::escalation::Program, BTreeMap<String, Access>>,
+    /// Why the runtime may refuse the Pod instead (the model's, [`oracle::Derivation::refusal_allowed`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal_allowed: Option<String>,
 }
 
 impl fmt::Display for Expectation {
@@ -412,6 +427,28 @@ impl Validator<'_> {
         Ok(names.to_vec())
     }
 
+    /// A Pod with `hostUsers: false` declares ids of its own user namespace, which holds 0..65535
+    /// (Kubernetes docs, "User Namespaces": "The valid UIDs/GIDs when this feature is enabled is
+    /// the range 0-65535"): a Pod that declares others asks what no runtime can give.
+    fn ids_in_user_namespace(&self, pod: &PodSecurity, container: &ContainerSecurity) -> Result<(), InputError> {
+        let declared = [
+            ("pod.securityContext.runAsUser", pod.run_as_user),
+            ("pod.securityContext.runAsGroup", pod.run_as_group),
+            ("pod.securityContext.fsGroup", pod.fs_group),
+            ("container.securityContext.runAsUser", container.run_as_user),
+            ("container.securityContext.runAsGroup", container.run_as_group),
+        ]
+        .into_iter()
+        .filter_map(|(field, id)| id.map(|id| (field.to_string(), id)))
+        .chain(pod.supplemental_groups.iter().enumerate().map(|(i, g)| (format!("pod.securityContext.supplementalGroups[{i}]"), *g)));
+        for (field, id) in declared {
+            if id >= crate::oracle::USERNS_IDS {
+                return Err(self.error(None, &field, format!("{id}: with hostUsers: false the Pod's ids are those of its user namespace, 0..=65535 (Kubernetes docs, \"User Namespaces\"); runtimes refuse others (setgroups(2) and setgid(2): EINVAL for an unmapped id)")));
+            }
+        }
+        Ok(())
+    }
+
     fn opt_pod_id(&self, field: &str, raw: &Option<RawId>) -> Result<Option<u32>, InputError> {
         raw.as_ref().map(|r| self.pod_id(field, r)).transpose()
     }
@@ -452,6 +489,7 @@ impl Validator<'_> {
             run_as_group: self.opt_pod_id("pod.securityContext.runAsGroup", &psc.run_as_group)?,
             supplemental_groups: self.pod_ids("pod.securityContext.supplementalGroups", &psc.supplemental_groups)?,
             fs_group: self.opt_pod_id("pod.securityContext.fsGroup", &psc.fs_group)?,
+            host_users: raw.pod.host_users,
         };
         let csc = &raw.container.security_context;
         let container = ContainerSecurity {
@@ -460,6 +498,9 @@ impl Validator<'_> {
             allow_privilege_escalation: csc.allow_privilege_escalation,
             drop_capabilities: self.capability_names("container.securityContext.capabilities.drop", &csc.capabilities.drop)?,
         };
+        if pod.user_namespace() {
+            self.ids_in_user_namespace(&pod, &container)?;
+        }
         let volumes = raw
             .volumes
             .iter()
@@ -511,17 +552,18 @@ impl Validator<'_> {
             allowed: derived.open.clone(),
             sources: derived.sources.clone(),
             escalated: derived.escalated.clone(),
+            refusal_allowed: derived.refusal_allowed.clone(),
         };
         let Some(written) = written else { return Ok(model) };
         match (&written.deviation, allowed_by_model(&written)) {
-            (None, true) => Ok(Expectation { allowed: derived.open, sources: derived.sources, escalated: derived.escalated, ..written }),
+            (None, true) => Ok(Expectation { allowed: derived.open, sources: derived.sources, escalated: derived.escalated, refusal_allowed: derived.refusal_allowed, ..written }),
             (None, false) => Err(self.error(
                 None,
                 field,
                 format!("under policy {policy} the written expectation {written} differs from the KEP model's {model}; correct it, delete it to use the model's, or add `deviation: REASON`"),
             )),
             (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({model}); remove `deviation`"))),
-            (Some(_), false) => Ok(Expectation { sources: derived.sources, escalated: derived.escalated, ..written }),
+            (Some(_), false) => Ok(Expectation { sources: derived.sources, escalated: derived.escalated, refusal_allowed: derived.refusal_allowed, ..written }),
         }
     }
 
@@ -582,6 +624,7 @@ impl Validator<'_> {
             allowed: Vec::new(),
             sources: BTreeMap::new(),
             escalated: BTreeMap::new(),
+            refusal_allowed: None,
         })
     }
 }

@@ -282,3 +282,19 @@ fn escalation_fields_load_and_bad_capabilities_name_their_entry() {
     let s = load(&with("{allowPrivilegeEscalation: true}")).unwrap();
     assert!(!s.container.no_new_privs(), "only false asks for no_new_privs");
 }
+
+/// A Pod with hostUsers: false declares ids of its user namespace (0..65535); the loader names
+/// the field of one beyond it. An image group beyond it is the runtime's to refuse or leave out.
+#[test]
+fn a_user_namespaced_pod_declares_ids_of_its_namespace_only() {
+    let recipe = sgpc::image::Recipe::parse(std::path::Path::new("r.yaml"), "name: r\npasswd: [\"a:x:1000:1000::/:/bin/sh\"]\ngroup: [\"g:x:70000:a\"]\nuser: a\n").unwrap();
+    let scenario = |security_context: &str| sgpc::scenario::Scenario::parse(std::path::Path::new("s.yaml"), &format!("name: s\nsummary: s\nimage: r\npod:\n  hostUsers: false\n  securityContext: {security_context}\n"), std::slice::from_ref(&recipe));
+    let err = scenario("{supplementalGroups: [4000, 65536]}").unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("pod.securityContext.supplementalGroups[1]"), "{err}");
+    assert!(err.to_string().contains("0..=65535"), "{err}");
+    assert_eq!(scenario("{fsGroup: 70000}").unwrap_err().field.as_deref(), Some("pod.securityContext.fsGroup"));
+    let s = scenario("{supplementalGroups: [4000]}").unwrap();
+    assert!(s.expect_merge.refusal_allowed.as_deref().is_some_and(|why| why.contains("0..65535")), "{:?}", s.expect_merge.refusal_allowed);
+    assert!(s.expect_merge.allowed.iter().any(|o| !o.identity.groups.contains(70000)), "running without the unmappable group is allowed");
+    assert_eq!(s.expect_strict.refusal_allowed, None, "Strict needs no group beyond the declared ones");
+}

@@ -47,6 +47,7 @@ fn every_manifest_carries_the_scenario_field_by_field() {
         assert_eq!(sc.run_as_user, s.pod.run_as_user.map(i64::from), "{name}");
         assert_eq!(sc.run_as_group, s.pod.run_as_group.map(i64::from), "{name}");
         assert_eq!(sc.fs_group, s.pod.fs_group.map(i64::from), "{name}");
+        assert_eq!(spec.host_users, s.pod.host_users, "{name}");
         let sup: Vec<i64> = s.pod.supplemental_groups.iter().map(|&g| i64::from(g)).collect();
         assert_eq!(sc.supplemental_groups.clone().unwrap_or_default(), sup, "{name}");
         let probe = &spec.containers[0];
@@ -62,7 +63,8 @@ fn every_manifest_carries_the_scenario_field_by_field() {
         for v in &s.volumes {
             let init = spec.init_containers.as_ref().unwrap().iter().find(|c| c.name == format!("prepare-{}", v.name)).unwrap();
             let script = &init.command.as_ref().unwrap()[2];
-            assert!(script.contains(&format!("chown 0:{}", v.gid)) && script.contains("chmod 0070 ."), "{script}");
+            let (dir_mode, token_mode) = if v.negative_group_permission { ("0755", "0604") } else { ("0070", "0040") };
+            assert!(script.contains(&format!("chown 0:{}", v.gid)) && script.contains(&format!("chmod {token_mode} token")) && script.contains(&format!("chmod {dir_mode} .")), "{script}");
             assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
             assert!(probe.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == v.mount_path && m.read_only == Some(true)));
         }
@@ -201,7 +203,7 @@ impl Driver for Recorded {
 /// The verdict the runner gives kep-blog/strict on these facts.
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
     let (catalogue, plan) = plan();
-    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false, feature_per_node: true };
+    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false, feature_per_node: true, no_user_namespaces: None };
     let driver = Recorded { facts: f.clone(), runtime };
     let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let result = futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id));

@@ -82,7 +82,7 @@ fn matrix_file_errors_name_the_field() {
 #[test]
 fn no_strict_expects_leak_exactly_where_the_image_adds_groups() {
     let catalogue = support::catalogue();
-    let expected = Expected { outcome: Outcome::NoStrict, kubernetes: false, exceptions: Default::default() };
+    let expected = Expected { outcome: Outcome::NoStrict, kubernetes: false, exceptions: Default::default(), user_namespaces: false };
     let label = |scenario: &str, policy| {
         let verdicts = matrix::expected_verdicts(&expected, &catalogue, &CaseId { scenario: scenario.into(), policy });
         assert_eq!(verdicts.len(), 1, "{scenario}: every reading of its /etc/group agrees: {verdicts:?}");

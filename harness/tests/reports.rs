@@ -31,6 +31,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
             runtime_api_version: "v1".into(),
             supplemental_groups_policy: true,
             feature_per_node: false,
+            no_user_namespaces: None,
         }),
         images: vec![],
         selection: Default::default(),

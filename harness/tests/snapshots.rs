@@ -25,6 +25,7 @@ fn runtime() -> RuntimeInfo {
         runtime_api_version: "v1".into(),
         supplemental_groups_policy: true,
         feature_per_node: false,
+        no_user_namespaces: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn case(scenario: &str, policy: Policy, verdict: Verdict, reasons: &[&str], note
         allowed: Vec::new(),
         sources: BTreeMap::new(),
         escalated: BTreeMap::new(),
+        refusal_allowed: None,
     });
     result.observations = (verdict != Verdict::Error && verdict != Verdict::Refused).then(|| observed(&[3000, 4000]));
     result.judgement = Judgement { verdict, reasons: reasons.iter().map(|r| r.to_string()).collect(), notes: notes.iter().map(|n| n.to_string()).collect(), known_bugs: Vec::new() };
@@ -171,7 +173,7 @@ fn matrix() -> MatrixReport {
         skipped: None,
         setup_error: None,
         summary: summary.into(),
-        expect: Some(Expected { outcome: Outcome::Conformant, kubernetes: false, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
+        expect: Some(Expected { outcome: Outcome::Conformant, kubernetes: false, user_namespaces: false, exceptions: BTreeMap::from([(CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge }, Verdict::Refused)]) }),
         deviations: Vec::new(),
         critest: Some(critest_says()),
         startup: Some(Duration::from_secs(3)),

@@ -142,7 +142,7 @@ async fn a_crlf_group_file_leak_under_strict_is_unsupported_leak_on_containerd_1
     let catalogue = sgpc::scenario::Catalogue::load(&scenarios, &images).unwrap();
     let case = CaseId { scenario: "crlf".into(), policy: Policy::Strict };
 
-    let expected = sgpc::matrix::Expected { outcome: sgpc::matrix::Outcome::NoStrict, kubernetes: false, exceptions: Default::default() };
+    let expected = sgpc::matrix::Expected { outcome: sgpc::matrix::Outcome::NoStrict, kubernetes: false, user_namespaces: false, exceptions: Default::default() };
     assert_eq!(
         sgpc::matrix::expected_verdicts(&expected, &catalogue, &case),
         [sgpc::verdict::Verdict::Unsupported { leak: false }, sgpc::verdict::Verdict::Unsupported { leak: true }],
@@ -191,6 +191,7 @@ fn replay(observations: sgpc::observation::Observations, feature_per_node: bool)
         runtime_api_version: "v1".into(),
         supplemental_groups_policy: true,
         feature_per_node,
+        no_user_namespaces: None,
     };
     let driver = Replay { observations, runtime };
     futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id)).judgement

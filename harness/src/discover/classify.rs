@@ -124,7 +124,7 @@ mod tests {
 
     /// A result shaped as the live discovery recorded it: every observation point saw `groups`.
     fn ran(groups: &[u32], verdict: Verdict, expected: &[u32]) -> CaseResult {
-        let expected = Expectation { identity: Identity::observed(1001, 1001, expected.iter().copied()), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new() };
+        let expected = Expectation { identity: Identity::observed(1001, 1001, expected.iter().copied()), access: BTreeMap::new(), deviation: None, allowed: Vec::new(), sources: BTreeMap::new(), escalated: BTreeMap::new(), refusal_allowed: None };
         crate::divergence::tests::recorded(&case(), (1001, 1001), groups, verdict, expected)
     }
 

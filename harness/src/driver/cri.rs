@@ -146,13 +146,48 @@ fn id_value(id: Option<u32>) -> Option<cri::Int64Value> {
     id.map(|v| cri::Int64Value { value: i64::from(v) })
 }
 
-fn namespace_options() -> cri::NamespaceOption {
+/// The namespaces kubelet asks for: the node's network, a PID namespace per container, IPC per
+/// Pod; with `hostUsers: false` a user namespace and a network namespace per Pod (the API forbids
+/// hostNetwork with it; sgpc's runtimes give it only loopback).
+fn namespace_options(userns: Option<&cri::IdMapping>) -> cri::NamespaceOption {
     cri::NamespaceOption {
-        network: cri::NamespaceMode::Node as i32,
+        network: if userns.is_some() { cri::NamespaceMode::Pod } else { cri::NamespaceMode::Node } as i32,
         pid: cri::NamespaceMode::Container as i32,
         ipc: cri::NamespaceMode::Pod as i32,
+        userns_options: userns.map(|mapping| cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![*mapping],
+            gids: vec![*mapping],
+        }),
         ..Default::default()
     }
+}
+
+/// The ids a Pod gets per user namespace: kubelet's default (`idsPerPod`, 65536).
+pub const USERNS_LENGTH: u32 = 65536;
+
+/// The mapping of a `hostUsers: false` case, as kubelet's user namespace manager makes one
+/// (`pkg/kubelet/userns`, `allocateOne`): container ids 0..65536 onto a host range that starts
+/// at a multiple of 65536 above the first 65536 ids, one range per Pod. sgpc derives the slot
+/// from the run and the case, so that cases running at once get different ranges.
+pub fn userns_mapping(req: &CaseRequest<'_>) -> Option<cri::IdMapping> {
+    use sha2::Digest;
+    if !req.scenario.pod.user_namespace() {
+        return None;
+    }
+    let digest = sha2::Sha256::digest(format!("{}/{}", req.run_id, req.case));
+    // Slots 1..=32767 keep every host id below 2^31.
+    let slot = 1 + u32::from(u16::from_be_bytes([digest[0], digest[1]]) % 32767);
+    Some(cri::IdMapping { host_id: slot * USERNS_LENGTH, container_id: 0, length: USERNS_LENGTH })
+}
+
+/// An identity as the host's `/proc` shows it, in the container's view of `mapping` (ids
+/// outside the mapping stay as they are, and so show as what they are: wrong).
+fn to_container_view(mapping: Option<&cri::IdMapping>, (identity, raw): (crate::identity::Identity, Vec<u32>)) -> (crate::identity::Identity, Vec<u32>) {
+    let Some(m) = mapping else { return (identity, raw) };
+    let map = |id: u32| if (m.host_id..m.host_id.saturating_add(m.length)).contains(&id) { id - m.host_id + m.container_id } else { id };
+    let raw: Vec<u32> = raw.into_iter().map(map).collect();
+    (crate::identity::Identity::observed(map(identity.uid), map(identity.gid), raw.iter().copied()), raw)
 }
 
 pub use crate::identity::ImageUser;
@@ -184,7 +219,7 @@ pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
         labels: run_labels(&req.run_id),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespace_options()),
+                namespace_options: Some(namespace_options(userns_mapping(req).as_ref())),
                 run_as_user: id_value(pod.run_as_user),
                 run_as_group: id_value(pod.run_as_group),
                 supplemental_groups: cri_supplemental_groups(req.scenario),
@@ -227,7 +262,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
         log_path: LOG_FILE.into(),
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
-                namespace_options: Some(namespace_options()),
+                namespace_options: Some(namespace_options(userns_mapping(req).as_ref())),
                 run_as_user: run_as_user.map(|value| cri::Int64Value { value }),
                 run_as_username,
                 run_as_group: id_value(scenario.container.run_as_group.or(scenario.pod.run_as_group)),
@@ -279,17 +314,23 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
 }
 
 /// Joins a CRI log file (`<RFC3339Nano> <stream> <P|F> <content>` per line; `P` lines are
-/// partial and continue on the next line) back into the text the process wrote.
+/// partial and continue on the next line of the same stream) back into the lines the process
+/// wrote, in the order they were completed. A partial line continues only in its own stream:
+/// the other stream's lines may come between its parts.
 pub fn parse_cri_log(log: &str) -> String {
     let mut text = String::new();
+    let mut partial: HashMap<&str, String> = HashMap::new();
     for line in log.lines() {
         let mut fields = line.splitn(4, ' ');
-        let (Some(_time), Some(_stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        text.push_str(fields.next().unwrap_or(""));
+        let (Some(_time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let pending = partial.entry(stream).or_default();
+        pending.push_str(fields.next().unwrap_or(""));
         if tag != "P" {
+            text.push_str(&std::mem::take(pending));
             text.push('\n');
         }
     }
+    partial.into_values().filter(|rest| !rest.is_empty()).for_each(|rest| text.push_str(&rest));
     text
 }
 
@@ -320,10 +361,15 @@ fn prepare_volumes(req: &CaseRequest<'_>) -> Result<Vec<cri::Mount>, CriError> {
             std::os::unix::fs::fchown(handle, Some(0), Some(volume.gid)).map_err(io_error(what.clone()))?;
             handle.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error(what.clone()))?;
         }
+        // kubelet gives every mount of a user-namespaced Pod the Pod's mappings
+        // (kuberuntime_container_linux.go, applyPlatformSpecificContainerConfig).
+        let mapping: Vec<cri::IdMapping> = userns_mapping(req).into_iter().collect();
         mounts.push(cri::Mount {
             container_path: volume.mount_path.clone(),
             host_path: dir.to_string_lossy().into_owned(),
             readonly: true,
+            uid_mappings: mapping.clone(),
+            gid_mappings: mapping,
             ..Default::default()
         });
     }
@@ -376,7 +422,9 @@ impl CriDriver {
         std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes()).map_err(io_error(format!("writing {}", ledger.display())))
     }
 
-    pub async fn info(&self) -> Result<RuntimeInfo, CriError> {
+    /// What the runtime says of itself, with the features of `runtime_handler` (empty: the
+    /// default handler).
+    pub async fn info(&self, runtime_handler: &str) -> Result<RuntimeInfo, CriError> {
         let rpc = self.timeouts.rpc;
         let version = bounded("Version", rpc, self.runtime.clone().version(cri::VersionRequest::default())).await?;
         let status = bounded("Status", rpc, self.runtime.clone().status(cri::StatusRequest { verbose: false })).await?;
@@ -387,6 +435,8 @@ impl CriDriver {
             runtime_api_version: version.runtime_api_version,
             feature_per_node: false,
             supplemental_groups_policy: status.features.is_some_and(|f| f.supplemental_groups_policy),
+            no_user_namespaces: (!status.runtime_handlers.iter().any(|h| h.name == runtime_handler && h.features.is_some_and(|f| f.user_namespaces)))
+                .then(|| crate::verdict::USERNS_NOT_ADVERTISED.to_string()),
         })
     }
 
@@ -461,7 +511,7 @@ impl CriDriver {
         obs.image_user = image_user.map(|u| u.describe());
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
-            obs.push(Point::HostKernel, observation::parse_proc_status(&text)?, "");
+            obs.push(Point::HostKernel, to_container_view(userns_mapping(req).as_ref(), observation::parse_proc_status(&text)?), "");
         }
         let user = status.status.and_then(|s| s.user).and_then(|u| u.linux).map(|u| (u.uid, u.gid, u.supplemental_groups));
         obs.push_reported_user(Point::CriStatus, user);
@@ -545,7 +595,7 @@ impl CriDriver {
             log_directory: log_dir.to_string_lossy().into_owned(),
             labels: run_labels(run_id),
             linux: Some(cri::LinuxPodSandboxConfig {
-                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespace_options()), ..Default::default() }),
+                security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(namespace_options(None)), ..Default::default() }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -617,6 +667,9 @@ mod tests {
     fn cri_log_joins_partial_lines() {
         let log = "2024-01-01T00:00:00.000000000Z stdout P sgpc-\n2024-01-01T00:00:00.000000001Z stdout F end\n2024-01-01T00:00:00.1Z stderr F x y\n";
         assert_eq!(parse_cri_log(log), "sgpc-end\nx y\n");
+        // The other stream between the parts of a partial line does not split it.
+        let log = "t stdout P sgpc-escalate=sgpc-cap\nt stderr F sh: denied\nt stdout F setgid not-executed 126\n";
+        assert_eq!(parse_cri_log(log), "sh: denied\nsgpc-escalate=sgpc-capsetgid not-executed 126\n");
     }
 
     #[test]
@@ -660,6 +713,44 @@ mod tests {
         // The model: `USER alice:other` reaches the runtime as `alice`; the gid is alice's own.
         assert_eq!((s.expect_merge.identity.uid, s.expect_merge.identity.gid), (1000, 1000));
         assert_eq!(s.expect_merge.identity.groups.iter().collect::<Vec<_>>(), vec![1000, 50000, 60000]);
+    }
+
+    /// kubelet's requests for a `hostUsers: false` Pod: one mapping of 65536 ids at a multiple of
+    /// 65536, the same in the sandbox, the container and every mount; the Pod's own network.
+    #[test]
+    fn a_user_namespaced_pod_is_sent_as_kubelet_sends_it() {
+        let recipe = crate::image::Recipe::parse(Path::new("r.yaml"), "name: r\n").unwrap();
+        let text = |host_users: &str| format!("name: s\nsummary: s\nimage: r\npod:\n  {host_users}securityContext: {{runAsUser: 1000}}\n");
+        let userns = crate::scenario::Scenario::parse(Path::new("s.yaml"), &text("hostUsers: false\n  "), std::slice::from_ref(&recipe)).unwrap();
+        let host = crate::scenario::Scenario::parse(Path::new("s.yaml"), &text("hostUsers: true\n  "), &[recipe]).unwrap();
+        let req = |scenario| CaseRequest {
+            case: "s/merge".into(),
+            scenario,
+            policy: Policy::Merge,
+            image_ref: "r".into(),
+            image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
+            case_dir: PathBuf::from("/nonexistent"),
+            run_id: "sgpc-test".into(),
+            runtime_handler: String::new(),
+            cgroup_parent: String::new(),
+        };
+        let mapping = userns_mapping(&req(&userns)).unwrap();
+        assert_eq!((mapping.container_id, mapping.length, mapping.host_id % USERNS_LENGTH), (0, 65536, 0));
+        assert!(mapping.host_id >= USERNS_LENGTH && mapping.host_id.checked_add(mapping.length).is_some_and(|end| end <= 1 << 31));
+        let sandbox = sandbox_config(&req(&userns)).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        let mount = cri::Mount { uid_mappings: vec![mapping], gid_mappings: vec![mapping], ..Default::default() };
+        let container = container_config(&req(&userns), vec![mount], None).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(sandbox, container, "containerd refuses a container whose user namespace differs from its sandbox's");
+        let options = sandbox.userns_options.unwrap();
+        assert_eq!((options.mode, options.uids, options.gids), (cri::NamespaceMode::Pod as i32, vec![mapping], vec![mapping]));
+        assert_eq!(sandbox.network, cri::NamespaceMode::Pod as i32, "the API forbids the host network with hostUsers: false");
+        let plain = sandbox_config(&req(&host)).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!((plain.userns_options, plain.network), (None, cri::NamespaceMode::Node as i32));
+        assert_ne!(userns_mapping(&CaseRequest { case: "s/strict".into(), ..req(&userns) }), Some(mapping), "cases at once get their own ranges");
+
+        let host_view = (crate::identity::Identity::observed(mapping.host_id + 1000, mapping.host_id + 3000, [mapping.host_id + 3000, 7]), vec![mapping.host_id + 3000, 7]);
+        let (identity, raw) = to_container_view(Some(&mapping), host_view);
+        assert_eq!((identity.uid, identity.gid, raw), (1000, 3000, vec![3000, 7]), "an id outside the mapping stays as it is");
     }
 
     #[test]

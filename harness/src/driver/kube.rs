@@ -150,7 +150,9 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
         },
         spec: Some(PodSpec {
             node_name: req.node_name.clone(),
-            host_network: req.node_name.is_some().then_some(true),
+            // The API forbids the host network with hostUsers: false (validateHostUsers).
+            host_network: (req.node_name.is_some() && !s.pod.user_namespace()).then_some(true),
+            host_users: s.pod.host_users,
             restart_policy: Some("Never".into()),
             termination_grace_period_seconds: Some(0),
             security_context: Some(PodSecurityContext {
@@ -518,6 +520,7 @@ impl KubeRun {
             supplemental_groups_policy: false,
             // Read with each case (`Admission::node_feature`).
             feature_per_node: true,
+            no_user_namespaces: Some("the Kubernetes level does not read the nodes' runtime handler features yet".into()),
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }
@@ -534,6 +537,7 @@ impl KubeRun {
             runtime_api_version: runtime.runtime_api_version.clone(),
             supplemental_groups_policy: runtime.supplemental_groups_policy,
             feature_per_node: true,
+            no_user_namespaces: runtime.no_user_namespaces.clone(),
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }

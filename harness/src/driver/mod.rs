@@ -73,4 +73,9 @@ pub struct RuntimeInfo {
     /// `Observations::admission` must carry its node's flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub feature_per_node: bool,
+    /// Why a Pod with `hostUsers: false` cannot run on this target; `None` when it can: the
+    /// runtime handler advertises `features.user_namespaces` (CRI `RuntimeHandlerFeatures`;
+    /// kubelet refuses such a Pod otherwise) and the target gives Pods what they need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_user_namespaces: Option<String>,
 }

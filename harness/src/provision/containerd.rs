@@ -218,6 +218,7 @@ impl Containerd {
             fs_err::create_dir_all(&certs)?;
             fs_err::write(certs.join("hosts.toml"), hosts_toml(&opts.registry_host))?;
         }
+        super::write_loopback_cni(&opts.dir.join("cni"))?;
         let config = opts.dir.join("config.toml");
         fs_err::write(&config, self::config(major, opts, !super::has_cap_sys_resource()))?;
 

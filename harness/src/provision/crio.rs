@@ -196,7 +196,7 @@ pub const POLICY_JSON: &str = r#"{"default": [{"type": "insecureAcceptAnything"}
 
 /// Writes every file CRI-O needs into `opts.dir`; returns the path of `crio.conf`.
 pub fn write_config(opts: &CrioOptions, bins: &CrioBinaries, clamp_oom: bool) -> anyhow::Result<PathBuf> {
-    fs_err::create_dir_all(opts.dir.join("cni"))?;
+    super::write_loopback_cni(&opts.dir.join("cni"))?;
     let runtime_path = if clamp_oom {
         let wrapper = opts.dir.join(OOM_WRAPPER);
         fs_err::write(&wrapper, oom_wrapper(&bins.oci_runtime.1))?;

@@ -30,6 +30,20 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// pkg/validate/consts.go), so the name must resolve offline. sgpc's own images never name it.
 pub const MIRRORED_REGISTRY: &str = "gcr.io";
 
+/// The network every runtime sgpc starts gets: loopback only, from Debian's
+/// containernetworking-plugins. Most Pods use the host network; a Pod with `hostUsers: false`
+/// may not (Kubernetes API validation, `validateHostUsers`) and gets a network namespace with
+/// only `lo`; a live node is Ready only once the runtime's network is (CRI `NetworkReady`). No
+/// bridge, address or route is ever created.
+pub const LOOPBACK_CNI: &str = r#"{"cniVersion": "1.0.0", "name": "sgpc-loopback", "plugins": [{"type": "loopback"}]}
+"#;
+
+/// Writes [`LOOPBACK_CNI`] into a runtime's CNI configuration directory, creating it.
+pub fn write_loopback_cni(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("10-sgpc-loopback.conflist"), LOOPBACK_CNI)
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
@@ -195,7 +209,7 @@ pub async fn wait_for_cri(child: &mut Child, endpoint: &str, log: &Path, name: &
     use crate::driver::{cri::CriDriver, Timeouts};
     let ready = wait_until(&format!("{name} to answer CRI Version"), Duration::from_secs(30), || async {
         match CriDriver::connect(endpoint, Timeouts::default()).await {
-            Ok(target) => target.info().await.is_ok(),
+            Ok(target) => target.info("").await.is_ok(),
             Err(_) => false,
         }
     })

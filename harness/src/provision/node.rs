@@ -185,8 +185,7 @@ impl LiveNode {
         for sub in ["etcd", "pki", "kubelet", "pod-logs", "plugins"] {
             std::fs::create_dir_all(opts.dir.join(sub)).map_err(prepare(&opts.dir))?;
         }
-        std::fs::create_dir_all(&opts.cni_dir).map_err(prepare(&opts.cni_dir))?;
-        write_private(&opts.cni_dir.join("10-sgpc-loopback.conflist"), LOOPBACK_CNI).map_err(prepare(&opts.cni_dir))?;
+        super::write_loopback_cni(&opts.cni_dir).map_err(prepare(&opts.cni_dir))?;
         let port = || free_port().map_err(|e| NodeError::Prepare { path: opts.dir.clone(), source: std::io::Error::other(e) });
         let ports = Ports { etcd_client: port()?, etcd_peer: port()?, apiserver: port()?, kubelet: port()? };
         let token = random_token().map_err(prepare(&opts.dir))?;
@@ -263,11 +262,7 @@ impl LiveNode {
     }
 }
 
-/// The node's network: loopback only. kubelet reports a node Ready only once the runtime's
-/// network is (CRI `NetworkReady`, which needs a CNI config); every Pod sgpc makes uses the host
-/// network, so no bridge, no address and no route is ever created.
-const LOOPBACK_CNI: &str = r#"{"cniVersion": "1.0.0", "name": "sgpc-loopback", "plugins": [{"type": "loopback"}]}
-"#;
+
 
 /// The node's name. kubelet refuses a loopback `--node-ip`; named `localhost`, the node has
 /// the address `Hostname: localhost`, which the API server is told to prefer, so it reaches

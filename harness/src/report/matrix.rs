@@ -251,6 +251,7 @@ mod tests {
                 runtime_api_version: "v1".into(),
                 supplemental_groups_policy: true,
                 feature_per_node: false,
+                no_user_namespaces: None,
             }),
             skipped: None,
             setup_error: Some("pulling 127.0.0.1:1/sgpc/pause: http: server gave HTTP response to HTTPS client".into()),

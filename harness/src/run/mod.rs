@@ -240,6 +240,9 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
     result.image = images.get(&case.scenario.image).cloned();
     result.judgement = match &result.image {
         None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
+        Some(_) if case.scenario.pod.user_namespace() && driver.runtime().no_user_namespaces.is_some() => {
+            Judgement::not_run(&format!("not run (hostUsers: false): {}", driver.runtime().no_user_namespaces.as_deref().unwrap_or_default()))
+        }
         Some(image) => match driver.run_case(&case, image).await {
             Err(e) => Judgement::error(error_chain(&e)),
             Ok(observations) => match unjudgeable(driver.runtime(), &observations, image) {

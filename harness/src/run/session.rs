@@ -466,9 +466,9 @@ impl Driver for Session {
     }
 }
 
-async fn connect(endpoint: &str, timeouts: Timeouts) -> anyhow::Result<(CriDriver, RuntimeInfo)> {
-    let target = CriDriver::connect(endpoint, timeouts).await?;
-    let runtime = target.info().await.context("asking the runtime for its version and status")?;
+async fn connect(endpoint: &str, config: &SessionConfig) -> anyhow::Result<(CriDriver, RuntimeInfo)> {
+    let target = CriDriver::connect(endpoint, config.timeouts).await?;
+    let runtime = target.info(&config.runtime_handler).await.context("asking the runtime for its version and status")?;
     Ok((target, runtime))
 }
 
@@ -497,10 +497,19 @@ async fn start_proxy(settings: &ProxySettings, upstream: &str, runtime_pid: Opti
     Ok((child, format!("unix://{}", socket.display())))
 }
 
+/// What the runtime says of itself, and what the network sgpc gave it rules out: a containerd sgpc
+/// started cannot run a Pod on a network of its own ([`crate::verdict::USERNS_NEEDS_POD_NETWORK`]).
+fn with_pod_network_limits(resources: &Resources, mut runtime: RuntimeInfo) -> RuntimeInfo {
+    if matches!(resources.runtime, Some(RuntimeDaemon::Containerd(_))) && runtime.no_user_namespaces.is_none() {
+        runtime.no_user_namespaces = Some(crate::verdict::USERNS_NEEDS_POD_NETWORK.into());
+    }
+    runtime
+}
+
 async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue: &Catalogue, cases: &[CaseId], run_id: &str) -> anyhow::Result<Provisioned> {
     // An existing endpoint is checked first, so that an unreachable one fails before any work.
     let existing = match &config.target {
-        TargetChoice::Cri { endpoint } => Some(connect(endpoint, config.timeouts).await?),
+        TargetChoice::Cri { endpoint } => Some(connect(endpoint, config).await?),
         TargetChoice::Containerd { .. } | TargetChoice::Crio { .. } => None,
     };
     let built = build_images(catalogue, cases, &config.payload)?;
@@ -518,7 +527,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     let mut provisioned = None;
     let (target, runtime) = match (existing, &config.target) {
         (Some(connected), _) => connected,
-        (None, TargetChoice::Cri { endpoint }) => connect(endpoint, config.timeouts).await?,
+        (None, TargetChoice::Cri { endpoint }) => connect(endpoint, config).await?,
         (None, TargetChoice::Containerd { bin_dir }) => {
             let opts = ContainerdOptions {
                 bin_dir: bin_dir.clone(),
@@ -531,7 +540,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             resources.record_daemon("containerd", containerd.daemon.pid())?;
             provisioned = Some(format!("containerd {} from {}", containerd.version, bin_dir.display()));
             let endpoint = resources.runtime.insert(RuntimeDaemon::Containerd(containerd)).endpoint().to_string();
-            connect(&endpoint, config.timeouts).await?
+            connect(&endpoint, config).await?
         }
         (None, TargetChoice::Crio { bin_dir, oci_runtime }) => {
             let opts = CrioOptions {
@@ -546,9 +555,10 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             resources.record_daemon("crio", crio.daemon.pid())?;
             provisioned = Some(format!("CRI-O from {}", bin_dir.display()));
             let endpoint = resources.runtime.insert(RuntimeDaemon::Crio(crio)).endpoint().to_string();
-            connect(&endpoint, config.timeouts).await?
+            connect(&endpoint, config).await?
         }
     };
+    let runtime = with_pod_network_limits(resources, runtime);
     resources.runtime_info = Some(runtime.clone());
     resources.provisioned.clone_from(&provisioned);
     let (target, runtime) = match &config.proxy {
@@ -559,7 +569,8 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
             let pid = proxy.id();
             resources.proxy = Some(proxy);
             resources.record_daemon("sgpc-cri-proxy", pid)?;
-            connect(&endpoint, config.timeouts).await?
+            let (target, runtime) = connect(&endpoint, config).await?;
+            (target, with_pod_network_limits(resources, runtime))
         }
     };
     // Through the proxy too: the ledger names the tasks of the runtime sgpc started.
