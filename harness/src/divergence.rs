@@ -60,7 +60,7 @@ enum Seen {
 fn seen(result: &CaseResult) -> Option<Seen> {
     match result.judgement.verdict {
         Verdict::Refused => return Some(Seen::Refused),
-        Verdict::Error => return None,
+        Verdict::Error | Verdict::NotRun => return None,
         _ => {}
     }
     let obs: &Observations = result.observations.as_ref()?;

@@ -146,7 +146,7 @@ pub struct Entry {
 }
 
 /// The verdicts a matrix column can give: REJECTED only through a live kubelet.
-const COLUMN_VERDICTS: [Verdict; 7] = [Verdict::Pass, Verdict::Fail, Verdict::Refused, Verdict::Unsupported { leak: false }, Verdict::Unsupported { leak: true }, Verdict::Error, Verdict::Rejected];
+const COLUMN_VERDICTS: [Verdict; 8] = [Verdict::Pass, Verdict::Fail, Verdict::Refused, Verdict::Unsupported { leak: false }, Verdict::Unsupported { leak: true }, Verdict::NotRun, Verdict::Error, Verdict::Rejected];
 
 /// Resolves an OCI runtime named in the matrix: `runc` and `youki` have default paths.
 fn known_oci_runtime(name: &str) -> Option<OciRuntime> {
@@ -249,7 +249,7 @@ pub fn expected_verdicts(expected: &Expected, catalogue: &Catalogue, case: &Case
         return vec![*verdict];
     }
     if !expected.user_namespaces && catalogue.scenario(&case.scenario).is_some_and(|s| s.pod.user_namespace()) {
-        return vec![Verdict::Unsupported { leak: false }];
+        return vec![Verdict::NotRun];
     }
     match (expected.outcome, case.policy) {
         (Outcome::Conformant, _) | (Outcome::NoStrict, Policy::Default | Policy::Merge) => vec![Verdict::Pass],
@@ -487,7 +487,7 @@ pub fn summarize(column: &Column) -> String {
     if let Some(why) = &column.skipped {
         return format!("not run on this machine: {why}");
     }
-    let run::Totals { fail, refused, error, unsupported, leak, rejected, .. } = run::Totals::of(&column.results);
+    let run::Totals { fail, refused, error, unsupported, leak, rejected, not_run, .. } = run::Totals::of(&column.results);
     let mut parts = Vec::new();
     if fail > 0 {
         parts.push(format!("non-conformant: {fail} failures"));
@@ -500,6 +500,9 @@ pub fn summarize(column: &Column) -> String {
     }
     if rejected > 0 {
         parts.push(format!("kubelet rejects {rejected} Strict Pods: the node does not support Strict"));
+    }
+    if not_run > 0 {
+        parts.push(format!("{not_run} cases need what the target does not offer (NOT RUN)"));
     }
     if error > 0 {
         parts.push(format!("{error} cases could not be run (ERROR)"));

@@ -53,7 +53,7 @@ impl Shared {
         let mut known = self.runtimes[runtime].known_findings.iter().find(|(id, _, _)| *id == case.to_string()).copied();
         // A Pod with hostUsers: false where the runtime cannot run it: not run, never a pass.
         if self.catalogue.scenario(&case.scenario).is_some_and(|s| s.pod.user_namespace()) {
-            known = support::userns_not_run(self.runtimes[runtime].kind).map(|why| ("", Verdict::Unsupported { leak: false }, why));
+            known = support::userns_not_run(self.runtimes[runtime].kind).map(|why| ("", Verdict::NotRun, why));
         }
         let j = &result.judgement;
         match (j.verdict, known) {

@@ -173,7 +173,7 @@ fn mutant_cases(catalogue: &Catalogue) -> Vec<CaseId> {
         // A fault may turn one policy into another: the whole scenario must pass.
         .filter(|c| !support::CONTAINERD_KNOWN_FINDINGS.iter().any(|(id, _, _)| id.split('/').next() == Some(c.scenario.as_str())))
         .filter(|c| catalogue.scenario(&c.scenario).is_some_and(|s| s.expect_merge.allowed.is_empty() && s.expect_strict.allowed.is_empty()))
-        // A containerd sgpc starts runs no Pod with hostUsers: false (UNSUPPORTED, not run).
+        // A containerd sgpc starts runs no Pod with hostUsers: false (NOT RUN).
         .filter(|c| catalogue.scenario(&c.scenario).is_some_and(|s| !s.pod.user_namespace()))
         .collect()
 }

@@ -80,8 +80,8 @@ async fn on_containerd_1_7_kubelet_rejects_every_strict_pod_and_the_rest_match_t
     let _one = ONE_AT_A_TIME.lock().await;
     let (cri, kube) = both_levels(&containerd("trixie")).await;
     let (cri_verdicts, kube_verdicts) = (verdicts(&cri), verdicts(&kube));
-    // sgpc sends no hostUsers: false Pod to a node that cannot run it (UNSUPPORTED at both
-    // levels), so kubelet's rejection of Strict is not reached for those.
+    // sgpc sends no hostUsers: false Pod to a node that cannot run it (NOT RUN at both levels),
+    // so kubelet's rejection of Strict is not reached for those.
     let catalogue = support::catalogue();
     let userns = |id: &CaseId| catalogue.scenario(&id.scenario).is_some_and(|s| s.pod.user_namespace());
     let expect = |id: &CaseId, cri: Verdict| if id.policy == Policy::Strict && !userns(id) { Verdict::Rejected } else { cri };

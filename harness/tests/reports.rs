@@ -46,7 +46,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
     }
 }
 
-const EVERY: [Verdict; 7] = [
+const EVERY: [Verdict; 8] = [
     Verdict::Pass,
     Verdict::Fail,
     Verdict::Unsupported { leak: true },
@@ -54,6 +54,7 @@ const EVERY: [Verdict; 7] = [
     Verdict::Error,
     Verdict::Rejected,
     Verdict::Refused,
+    Verdict::NotRun,
 ];
 
 #[test]
@@ -66,14 +67,14 @@ fn terminal_lines_and_summary() {
     }
     terminal::write_summary(&mut out, style, &report).unwrap();
     let text = String::from_utf8(out).unwrap();
-    for label in ["PASS", "FAIL", "UNSUPPORTED+LEAK", "UNSUPPORTED", "ERROR", "REJECTED", "REFUSED"] {
+    for label in ["PASS", "FAIL", "UNSUPPORTED+LEAK", "UNSUPPORTED", "ERROR", "REJECTED", "REFUSED", "NOT RUN"] {
         assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{label} ["))), "{label} missing in:\n{text}");
     }
-    assert!(text.contains("(1/7) case-0/strict"), "{text}");
-    assert_eq!(text.matches("reason of case").count(), 5, "reasons under cases that are neither PASS nor REJECTED:\n{text}");
-    assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 rejected by kubelet, 1 failed, 1 refused, 2 unsupported (1 leak), 1 errors"), "{text}");
+    assert!(text.contains("(1/8) case-0/strict"), "{text}");
+    assert_eq!(text.matches("reason of case").count(), 6, "reasons under cases that are neither PASS nor REJECTED:\n{text}");
+    assert!(text.contains("7 cases run on containerd 2.1.9: 1 passed, 1 rejected by kubelet, 1 failed, 1 refused, 2 unsupported (1 leak), 1 not run (the target lacks what they need), 1 errors"), "{text}");
     assert!(!text.contains('\x1b'), "no colour unless asked");
-    assert_eq!(text.matches(&format!("spec: {SPEC}")).count(), 5, "the spec sentence heads the reasons of cases that are not PASS:\n{text}");
+    assert_eq!(text.matches(&format!("spec: {SPEC}")).count(), 6, "the spec sentence heads the reasons of cases that are not PASS:\n{text}");
 }
 
 #[test]
@@ -81,13 +82,14 @@ fn junit_separates_failures_from_errors() {
     let mut out = Vec::new();
     junit::write(&mut out, &fixture(&EVERY)).unwrap();
     let xml = String::from_utf8(out).unwrap();
-    assert!(xml.contains("tests=\"7\""), "{xml}");
+    assert!(xml.contains("tests=\"8\""), "{xml}");
+    assert!(xml.contains("<skipped message=") && xml.contains("type=\"NOT RUN\""), "a case not run is skipped, never a success: {xml}");
     assert!(xml.contains("failures=\"4\""), "FAIL, REFUSED and both UNSUPPORTED are failures; REJECTED is a success: {xml}");
     assert!(xml.contains("type=\"REFUSED\""), "{xml}");
     assert!(xml.contains("errors=\"1\""), "{xml}");
     assert!(xml.contains("type=\"UNSUPPORTED+LEAK\""), "{xml}");
     assert!(xml.contains("<error message=\"spec: runtime should not add the groups that the image&apos;s /etc/group gives the user\nreason of case\" type=\"ERROR\""), "{xml}");
-    assert_eq!(xml.matches("reference: kubernetes/kubernetes#112879").count(), 7, "every case names its references: {xml}");
+    assert_eq!(xml.matches("reference: kubernetes/kubernetes#112879").count(), 8, "every case names its references: {xml}");
 }
 
 #[test]
@@ -103,7 +105,7 @@ fn json_carries_verdicts_and_runtime() {
         .iter()
         .map(|c| (c["verdict"]["kind"].as_str().unwrap(), c["verdict"]["leak"].as_bool()))
         .collect();
-    assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None), ("REJECTED", None), ("REFUSED", None)]);
+    assert_eq!(kinds, [("PASS", None), ("FAIL", None), ("UNSUPPORTED", Some(true)), ("UNSUPPORTED", Some(false)), ("ERROR", None), ("REJECTED", None), ("REFUSED", None), ("NOT_RUN", None)]);
     assert_eq!(value["cases"][0]["id"]["policy"], "strict");
     assert_eq!(value["cases"][0]["duration_ms"], 180.0);
     assert_eq!(value["cases"][0]["spec"], SPEC);
@@ -116,6 +118,7 @@ fn exit_codes_rank_fail_then_error_then_unsupported() {
     assert_eq!(fixture(&EVERY).exit_code(), exit_code::FAIL);
     assert_eq!(fixture(&[Verdict::Pass, Verdict::Error, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::ERROR);
     assert_eq!(fixture(&[Verdict::Pass, Verdict::Unsupported { leak: true }]).exit_code(), exit_code::UNSUPPORTED);
+    assert_eq!(fixture(&[Verdict::Pass, Verdict::NotRun]).exit_code(), exit_code::UNSUPPORTED, "a case not run is no pass");
     assert_eq!(fixture(&[Verdict::Pass, Verdict::Error, Verdict::Refused]).exit_code(), exit_code::FAIL, "a refusal is the runtime's finding");
     assert_eq!(fixture(&[]).exit_code(), exit_code::ERROR, "a run of nothing is not a pass");
 }

@@ -90,6 +90,7 @@ fn run_report() -> RunReport {
         case("gid-4294967294", Policy::Merge, Verdict::Refused, &["the runtime refused a Pod the Kubernetes API accepts: StartContainer failed: Unknown: uids and gids must be in range 0-2147483647"], &[]),
         case("cri-tools", Policy::Default, Verdict::Error, &["RunPodSandbox did not finish within 60s"], &[]),
         deviated(case("same-name-group", Policy::Merge, Verdict::Pass, &[], &["containerd/containerd#11937 attaches the group named like the user"])),
+        case("userns-kep-blog", Policy::Strict, Verdict::NotRun, &[&format!("not run (hostUsers: false): {}", sgpc::verdict::USERNS_NOT_ADVERTISED)], &[]),
     ];
     RunReport {
         schema_version: 1,
@@ -100,7 +101,7 @@ fn run_report() -> RunReport {
         selection: Selection {
             filter: Some("kep|issue|protected|group|fsgroup|gid|cri".into()),
             catalogue_digest: "sha256:0f343b0931126a20f133d67c2b018a3b1a7c1c5f8d5e4c7b2a1f0e9d8c7b6a59".into(),
-            selected: 8,
+            selected: 9,
             catalogue_cases: 60,
             policies_not_run: Vec::new(),
         },

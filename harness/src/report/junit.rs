@@ -45,6 +45,11 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
                 s.set_type("ERROR").set_message(message);
                 s
             }
+            Verdict::NotRun => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_type("NOT RUN").set_message(message);
+                s
+            }
         };
         let mut test = TestCase::new(case.id.to_string(), status);
         test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);

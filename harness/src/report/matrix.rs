@@ -145,6 +145,7 @@ fn css_class(verdict: Verdict) -> &'static str {
         Verdict::Unsupported { leak: false } => "unsupported",
         Verdict::Rejected => "rejected",
         Verdict::Refused => "refused",
+        Verdict::NotRun => "notrun",
         Verdict::Error => "error",
     }
 }
@@ -153,7 +154,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 th{background:#f3f3f3;position:sticky;top:0}td.case{font-family:monospace;white-space:nowrap}
 td.pass,td.rejected{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
-td.unsupported{background:#fcefc2}td.refused{background:#f5d0a9;font-weight:bold}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
+td.unsupported,td.notrun{background:#fcefc2}td.refused{background:#f5d0a9;font-weight:bold}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
 a.diverges{text-decoration:none;color:#b00}details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
 
 pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {

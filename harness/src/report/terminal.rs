@@ -42,7 +42,7 @@ fn verdict_color(verdict: Verdict) -> &'static str {
         Verdict::Fail => "1;31",
         Verdict::Refused => "1;36",
         Verdict::Unsupported { leak: true } => "1;35",
-        Verdict::Unsupported { leak: false } => "1;33",
+        Verdict::Unsupported { leak: false } | Verdict::NotRun => "1;33",
         Verdict::Error => "1;31;7",
     }
 }
@@ -158,12 +158,13 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
     let refused = if t.refused > 0 { format!(", {} refused", t.refused) } else { String::new() };
     let rejected = if t.rejected > 0 { format!(", {} rejected by kubelet", t.rejected) } else { String::new() };
     let deviated = if t.passed_by_deviation > 0 { format!(" ({} only by a deviation from the KEP model)", t.passed_by_deviation) } else { String::new() };
+    let not_run = if t.not_run > 0 { format!(", {} not run (the target lacks what they need)", t.not_run) } else { String::new() };
     writeln!(
         out,
-        "{} [{:>8.3}s] {} cases run{runtime}: {} passed{deviated}{rejected}, {} failed{refused}, {} unsupported ({} leak), {} errors",
+        "{} [{:>8.3}s] {} cases run{runtime}: {} passed{deviated}{rejected}, {} failed{refused}, {} unsupported ({} leak){not_run}, {} errors",
         paint(style, "1", "Summary"),
         report.duration.as_secs_f64(),
-        report.cases.len(),
+        report.cases.len() - t.not_run,
         t.pass,
         t.fail,
         t.unsupported,

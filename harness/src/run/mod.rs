@@ -35,7 +35,8 @@ pub mod exit_code {
     pub const FAIL: i32 = 1;
     /// No case failed but at least one could not be run (harness or infrastructure error, or bad input).
     pub const ERROR: i32 = 2;
-    /// No failure or error, but some Strict cases are unsupported by the runtime.
+    /// No failure or error, but some Strict cases are unsupported by the runtime, or some cases
+    /// need what the target does not offer (NOT RUN).
     pub const UNSUPPORTED: i32 = 3;
 
     use crate::verdict::Verdict;
@@ -45,7 +46,7 @@ pub mod exit_code {
     pub fn of(verdicts: impl IntoIterator<Item = Verdict>) -> i32 {
         let severity = |verdict: Verdict| match verdict {
             Verdict::Pass | Verdict::Rejected => (0, PASS),
-            Verdict::Unsupported { .. } => (1, UNSUPPORTED),
+            Verdict::Unsupported { .. } | Verdict::NotRun => (1, UNSUPPORTED),
             Verdict::Error => (2, ERROR),
             Verdict::Fail | Verdict::Refused => (3, FAIL),
         };
@@ -135,6 +136,8 @@ pub struct Totals {
     pub refused: usize,
     pub unsupported: usize,
     pub leak: usize,
+    /// Cases that need what the target does not offer (NOT RUN).
+    pub not_run: usize,
     pub error: usize,
 }
 
@@ -155,6 +158,7 @@ impl Totals {
                     t.unsupported += 1;
                     t.leak += usize::from(leak);
                 }
+                Verdict::NotRun => t.not_run += 1,
                 Verdict::Error => t.error += 1,
             }
         }

@@ -42,18 +42,22 @@ pub enum Verdict {
     Rejected,
     /// The runtime refused to run a Pod the Kubernetes API accepts: a finding about the runtime.
     Refused,
+    /// The case needs what the target does not offer (a user namespace): not run, with the
+    /// reason; never a pass.
+    NotRun,
     Error,
 }
 
 impl Verdict {
     /// Every verdict, for parsing labels and for tests that must cover them all.
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Pass,
         Verdict::Fail,
         Verdict::Unsupported { leak: false },
         Verdict::Unsupported { leak: true },
         Verdict::Rejected,
         Verdict::Refused,
+        Verdict::NotRun,
         Verdict::Error,
     ];
 
@@ -72,6 +76,7 @@ impl fmt::Display for Verdict {
             Verdict::Unsupported { leak: false } => "UNSUPPORTED",
             Verdict::Rejected => "REJECTED",
             Verdict::Refused => "REFUSED",
+            Verdict::NotRun => "NOT RUN",
             Verdict::Error => "ERROR",
         })
     }
@@ -113,9 +118,9 @@ pub const USERNS_NOT_ADVERTISED: &str = "the runtime handler does not advertise 
 pub const USERNS_NEEDS_POD_NETWORK: &str = "containerd needs an address on the Pod's own network (a user-namespaced Pod may not use the host's: Kubernetes API validateHostUsers), and sgpc gives the runtimes it starts loopback only (measured: RunPodSandbox fails with \"failed to find network info for sandbox\")";
 
 impl Judgement {
-    /// A case the target cannot run as kubelet would send it: UNSUPPORTED, never a pass.
+    /// A case the target cannot run as kubelet would send it: NOT RUN, never a pass.
     pub fn not_run(reason: &str) -> Judgement {
-        Judgement { verdict: Verdict::Unsupported { leak: false }, reasons: vec![reason.to_string()], notes: Vec::new(), known_bugs: Vec::new() }
+        Judgement { verdict: Verdict::NotRun, reasons: vec![reason.to_string()], notes: Vec::new(), known_bugs: Vec::new() }
     }
 }
 
