@@ -501,11 +501,14 @@ pub fn summarize(column: &Column) -> String {
     if rejected > 0 {
         parts.push(format!("kubelet rejects {rejected} Strict Pods: the node does not support Strict"));
     }
-    if not_run > 0 {
-        parts.push(format!("{not_run} cases need what the target does not offer (NOT RUN)"));
-    }
     if error > 0 {
         parts.push(format!("{error} cases could not be run (ERROR)"));
+    }
+    if not_run > 0 {
+        if parts.is_empty() {
+            parts.push("conformant on the cases it ran".into());
+        }
+        parts.push(format!("{not_run} cases need what the target does not offer (NOT RUN)"));
     }
     if parts.is_empty() {
         "conformant".into()
