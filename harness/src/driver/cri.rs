@@ -687,8 +687,9 @@ mod tests {
         crate::scenario::Scenario::parse(Path::new("s.yaml"), &format!("name: s\nsummary: s\nimage: r\npod:\n  securityContext: {security_context}\n"), &[recipe]).unwrap()
     }
 
-    fn sent_user(scenario: &crate::scenario::Scenario, image_user: Option<&ImageUser>) -> (Option<i64>, String) {
-        let req = CaseRequest {
+    /// A Merge request of a test scenario, as the session would make it.
+    fn merge_request(scenario: &crate::scenario::Scenario) -> CaseRequest<'_> {
+        CaseRequest {
             case: "s/merge".into(),
             scenario,
             policy: Policy::Merge,
@@ -698,7 +699,11 @@ mod tests {
             run_id: "sgpc-test".into(),
             runtime_handler: String::new(),
             cgroup_parent: String::new(),
-        };
+        }
+    }
+
+    fn sent_user(scenario: &crate::scenario::Scenario, image_user: Option<&ImageUser>) -> (Option<i64>, String) {
+        let req = merge_request(scenario);
         let sc = container_config(&req, Vec::new(), image_user).linux.unwrap().security_context.unwrap();
         (sc.run_as_user.map(|u| u.value), sc.run_as_username)
     }
@@ -723,17 +728,7 @@ mod tests {
         let text = |host_users: &str| format!("name: s\nsummary: s\nimage: r\npod:\n  {host_users}securityContext: {{runAsUser: 1000}}\n");
         let userns = crate::scenario::Scenario::parse(Path::new("s.yaml"), &text("hostUsers: false\n  "), std::slice::from_ref(&recipe)).unwrap();
         let host = crate::scenario::Scenario::parse(Path::new("s.yaml"), &text("hostUsers: true\n  "), &[recipe]).unwrap();
-        let req = |scenario| CaseRequest {
-            case: "s/merge".into(),
-            scenario,
-            policy: Policy::Merge,
-            image_ref: "r".into(),
-            image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
-            case_dir: PathBuf::from("/nonexistent"),
-            run_id: "sgpc-test".into(),
-            runtime_handler: String::new(),
-            cgroup_parent: String::new(),
-        };
+        let req = merge_request;
         let mapping = userns_mapping(&req(&userns)).unwrap();
         assert_eq!((mapping.container_id, mapping.length, mapping.host_id % USERNS_LENGTH), (0, 65536, 0));
         assert!(mapping.host_id >= USERNS_LENGTH && mapping.host_id.checked_add(mapping.length).is_some_and(|end| end <= 1 << 31));
