@@ -69,6 +69,7 @@ impl<'a> Case<'a> {
             drop_all_capabilities: container.drops_all_capabilities(),
             drops_setgid: container.drops_setgid(),
             escalation_gid: self.recipe.escalation_gid,
+            user_namespace: self.scenario.pod.user_namespace(),
         }
     }
 }

@@ -152,6 +152,9 @@ pub struct Observations {
     /// The capability sets of `/proc/self/status`, per process.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<Prober, CapabilitySets>,
+    /// The first line of `/proc/self/uid_map`, per process: which user namespace it runs in.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub uid_map: BTreeMap<Prober, UidMapLine>,
     /// What the image's escalation programs got, per process that ran them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<EscalationObservation>,
@@ -218,6 +221,7 @@ impl Observations {
             }
             obs.no_new_privs.extend(probe.no_new_privs.map(|set| (prober, set)));
             obs.capabilities.extend(probe.capabilities.map(|sets| (prober, sets)));
+            obs.uid_map.extend(probe.uid_map.map(|line| (prober, line)));
             for (path, (access, detail)) in probe.access {
                 obs.access.push(AccessObservation { prober, path, access, detail });
             }
@@ -274,6 +278,7 @@ fn probe_script() -> String {
     format!(
         r#"echo "sgpc-case=$SGPC_CASE"
 echo "sgpc-id=$(id)"
+read -r a b c < /proc/self/uid_map; echo "sgpc-uidmap=$a $b $c"
 while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*|CapPrm:*|CapEff:*|CapBnd:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
 for f in $SGPC_PROBE_FILES; do
   if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
@@ -315,6 +320,38 @@ pub struct ProbeOutput {
     pub no_new_privs: Option<bool>,
     pub capabilities: Option<CapabilitySets>,
     pub escalations: Vec<(Program, Escalated)>,
+    /// The first line of `/proc/self/uid_map` (none where the kernel has no user namespaces).
+    pub uid_map: Option<UidMapLine>,
+}
+
+/// One line of `/proc/<pid>/uid_map`: `length` ids from `inside` (the process's namespace) onto
+/// `outside` (its parent's) (user_namespaces(7), "User and group ID mappings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UidMapLine {
+    pub inside: u32,
+    pub outside: u32,
+    pub length: u32,
+}
+
+impl UidMapLine {
+    /// The initial user namespace maps every id onto itself: `0 0 4294967295`
+    /// (user_namespaces(7)). A process showing it is in no user namespace of its own.
+    pub fn is_initial(self) -> bool {
+        self == UidMapLine { inside: 0, outside: 0, length: u32::MAX }
+    }
+}
+
+fn parse_uid_map(text: &str) -> Result<Option<UidMapLine>, ProbeError> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let unparsable = || ProbeError::Unparsable { line: text.to_string(), why: "expected `/proc/self/uid_map`'s three ids" };
+    match fields.as_slice() {
+        [] => Ok(None),
+        [inside, outside, length] => {
+            let id = |f: &str| f.parse::<u32>().map_err(|_| unparsable());
+            Ok(Some(UidMapLine { inside: id(inside)?, outside: id(outside)?, length: id(length)? }))
+        }
+        _ => Err(unparsable()),
+    }
 }
 
 /// Parses probe output and checks that it came from the case `case`.
@@ -353,7 +390,8 @@ pub fn parse_probe(output: &str, case: &str) -> Result<ProbeOutput, ProbeError> 
         access.insert(path, (outcome, detail));
     }
     let escalations = parse_escalations(output)?;
-    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs, capabilities, escalations })
+    let uid_map = parse_uid_map(line("sgpc-uidmap=").unwrap_or(""))?;
+    Ok(ProbeOutput { id, id_printed, kernel, access, no_new_privs, capabilities, escalations, uid_map })
 }
 
 /// `<path> allowed` or `<path> denied <error>`.

@@ -229,8 +229,8 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
             outcome
         })
         .collect();
+    let (outcomes, refusal_allowed) = within_user_namespace(spec, outcomes, &mut explanation);
     let primary = outcomes[0].clone();
-    let (refusal_allowed, unmapped_outcome) = outside_user_namespace(spec, &primary, &mut explanation);
     let escalated = escalated_access(recipe, spec, &primary.identity);
     if !escalated.is_empty() {
         explanation.push(format!(
@@ -247,41 +247,45 @@ pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Resul
     } else {
         Vec::new()
     };
-    let open = match unmapped_outcome {
-        Some(outcome) if open.is_empty() => vec![primary.clone(), outcome],
-        Some(outcome) => open.into_iter().chain([outcome]).collect(),
-        None => open,
-    };
     Ok(Derivation { identity: primary.identity, implicit_groups, access: primary.access, explanation, user_name, sources, open, escalated, refusal_allowed })
 }
 
-/// With `hostUsers: false`, the ids of `wanted` that the Pod's user namespace cannot map (the
-/// declared ones are held to 0..65535 when the scenario loads; the image's may lie beyond):
-/// refusing the Pod is then allowed (setgroups(2) and setgid(2) fail with EINVAL on an unmapped
-/// id; measured: runc's "setgroups: invalid argument"), and where only groups are unmappable,
-/// so is running without them (the specs say nothing of such groups).
-fn outside_user_namespace(spec: &PodSpec<'_>, wanted: &AllowedOutcome, explanation: &mut Vec<String>) -> (Option<String>, Option<AllowedOutcome>) {
-    if !spec.pod.user_namespace() {
-        return (None, None);
+/// With `hostUsers: false`, the outcomes as a Pod's user namespace allows them, and why the
+/// runtime may refuse the Pod. The namespace maps container ids 0..65535 only (the declared ids
+/// are held to that when the scenario loads; the image's may lie beyond), and setgroups(2) and
+/// setgid(2) fail with EINVAL on an id it does not map (user_namespaces(7); measured: runc's
+/// "setgroups: invalid argument"): refusing the Pod is allowed. A group beyond the range cannot
+/// be attached as itself, so a Pod that runs runs without it: every outcome loses such groups.
+/// An unmappable uid or gid cannot run at all: the outcomes stay, and only a refusal passes.
+fn within_user_namespace(spec: &PodSpec<'_>, outcomes: Vec<AllowedOutcome>, explanation: &mut Vec<String>) -> (Vec<AllowedOutcome>, Option<String>) {
+    let mappable = |id: u32| id < USERNS_IDS;
+    let all_mapped = |o: &AllowedOutcome| mappable(o.identity.uid) && mappable(o.identity.gid) && o.identity.groups.iter().all(mappable);
+    if !spec.pod.user_namespace() || outcomes.iter().all(all_mapped) {
+        return (outcomes, None);
     }
-    let identity = &wanted.identity;
-    let unmapped: GroupSet = identity.groups.iter().filter(|g| *g >= USERNS_IDS).collect();
-    if identity.uid < USERNS_IDS && identity.gid < USERNS_IDS && unmapped.is_empty() {
-        return (None, None);
-    }
+    let first = &outcomes[0].identity;
     let why = format!(
         "with hostUsers: false the Pod's user namespace maps ids 0..65535 only (Kubernetes docs, \"User Namespaces\"), and uid {}, gid {}, groups {} are not all inside it: no runtime can attach them (setgroups(2), setgid(2): EINVAL)",
-        identity.uid, identity.gid, identity.groups
+        first.uid, first.gid, first.groups
     );
     explanation.push(format!("{why}; refusing the Pod is allowed"));
-    if identity.uid >= USERNS_IDS || identity.gid >= USERNS_IDS {
-        return (Some(why), None);
+    if !mappable(first.uid) || !mappable(first.gid) {
+        return (outcomes, Some(why));
     }
-    let groups = identity.groups.minus(&unmapped);
-    let access = spec.volumes.iter().map(|v| (v.token_path(), access(identity.uid, identity.gid, &groups, v))).collect();
-    let reading = format!("a runtime that leaves out the groups the user namespace cannot map ({unmapped})");
-    explanation.push(format!("also allowed, groups {groups}: {reading}"));
-    (Some(why), Some(AllowedOutcome { identity: Identity { uid: identity.uid, gid: identity.gid, groups }, access, reading }))
+    let mut stripped: Vec<AllowedOutcome> = Vec::new();
+    for outcome in outcomes {
+        let Identity { uid, gid, groups } = outcome.identity;
+        let unmapped: GroupSet = groups.iter().filter(|g| !mappable(*g)).collect();
+        let groups = groups.minus(&unmapped);
+        if stripped.iter().any(|o| o.identity.groups == groups) {
+            continue;
+        }
+        let access = spec.volumes.iter().map(|v| (v.token_path(), access(uid, gid, &groups, v))).collect();
+        let reading = if unmapped.is_empty() { outcome.reading } else { format!("{}, without the groups the user namespace cannot map ({unmapped})", outcome.reading) };
+        stripped.push(AllowedOutcome { identity: Identity { uid, gid, groups }, access, reading });
+    }
+    explanation.push(format!("a Pod that runs runs without them: groups {}", stripped[0].identity.groups));
+    (stripped, Some(why))
 }
 
 /// Whether a process may read a volume's token (POSIX file permission classes): uid 0 reads

@@ -563,7 +563,9 @@ impl Validator<'_> {
                 format!("under policy {policy} the written expectation {written} differs from the KEP model's {model}; correct it, delete it to use the model's, or add `deviation: REASON`"),
             )),
             (Some(_), true) => Err(self.error(None, &format!("{field}.deviation"), format!("the expectation agrees with the KEP model ({model}); remove `deviation`"))),
-            (Some(_), false) => Ok(Expectation { sources: derived.sources, escalated: derived.escalated, refusal_allowed: derived.refusal_allowed, ..written }),
+            // A deviation names the one outcome the scenario expects instead of the model's: the
+            // model's leave to refuse was for its own identity, not this one.
+            (Some(_), false) => Ok(Expectation { sources: derived.sources, escalated: derived.escalated, refusal_allowed: None, ..written }),
         }
     }
 

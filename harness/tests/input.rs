@@ -284,7 +284,8 @@ fn escalation_fields_load_and_bad_capabilities_name_their_entry() {
 }
 
 /// A Pod with hostUsers: false declares ids of its user namespace (0..65535); the loader names
-/// the field of one beyond it. An image group beyond it is the runtime's to refuse or leave out.
+/// the field of one beyond it. An image group beyond it cannot be attached: the runtime refuses
+/// the Pod or runs it without that group.
 #[test]
 fn a_user_namespaced_pod_declares_ids_of_its_namespace_only() {
     let recipe = sgpc::image::Recipe::parse(std::path::Path::new("r.yaml"), "name: r\npasswd: [\"a:x:1000:1000::/:/bin/sh\"]\ngroup: [\"g:x:70000:a\"]\nuser: a\n").unwrap();
@@ -295,6 +296,14 @@ fn a_user_namespaced_pod_declares_ids_of_its_namespace_only() {
     assert_eq!(scenario("{fsGroup: 70000}").unwrap_err().field.as_deref(), Some("pod.securityContext.fsGroup"));
     let s = scenario("{supplementalGroups: [4000]}").unwrap();
     assert!(s.expect_merge.refusal_allowed.as_deref().is_some_and(|why| why.contains("0..65535")), "{:?}", s.expect_merge.refusal_allowed);
-    assert!(s.expect_merge.allowed.iter().any(|o| !o.identity.groups.contains(70000)), "running without the unmappable group is allowed");
+    assert!(!s.expect_merge.identity.groups.contains(70000), "no runtime can attach the unmappable group: a Pod that runs, runs without it");
+    assert!(s.expect_merge.allowed.iter().all(|o| !o.identity.groups.contains(70000)), "{:?}", s.expect_merge.allowed);
     assert_eq!(s.expect_strict.refusal_allowed, None, "Strict needs no group beyond the declared ones");
+    let deviating = sgpc::scenario::Scenario::parse(
+        std::path::Path::new("s.yaml"),
+        "name: s\nsummary: s\nimage: r\npod:\n  hostUsers: false\n  securityContext: {supplementalGroups: [4000]}\nexpect:\n  merge: {uid: 1000, gid: 1000, groups: [1000], deviation: \"a runtime documented to drop every image group\"}\n",
+        std::slice::from_ref(&recipe),
+    )
+    .unwrap();
+    assert_eq!(deviating.expect_merge.refusal_allowed, None, "a deviation expects its own outcome, not the model's leave to refuse");
 }

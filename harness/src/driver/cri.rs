@@ -181,11 +181,18 @@ pub fn userns_mapping(req: &CaseRequest<'_>) -> Option<cri::IdMapping> {
     Some(cri::IdMapping { host_id: slot * USERNS_LENGTH, container_id: 0, length: USERNS_LENGTH })
 }
 
-/// An identity as the host's `/proc` shows it, in the container's view of `mapping` (ids
-/// outside the mapping stay as they are, and so show as what they are: wrong).
+/// The id a process in a user namespace sees for a host id its namespace does not map: the
+/// kernel's overflow id (user_namespaces(7), "Unmapped user and group IDs";
+/// `/proc/sys/kernel/overflowuid`, 65534 unless changed).
+pub const OVERFLOW_ID: u32 = 65534;
+
+/// An identity as the host's `/proc` shows it, in the container's view of `mapping`: a host id
+/// outside the mapping shows as [`OVERFLOW_ID`], as the kernel would show it inside, so that a
+/// process left in the host's user namespace (host uid 1000 where the mapping gives container
+/// uid 1000 another host id) is seen as the wrong identity it is.
 fn to_container_view(mapping: Option<&cri::IdMapping>, (identity, raw): (crate::identity::Identity, Vec<u32>)) -> (crate::identity::Identity, Vec<u32>) {
     let Some(m) = mapping else { return (identity, raw) };
-    let map = |id: u32| if (m.host_id..m.host_id.saturating_add(m.length)).contains(&id) { id - m.host_id + m.container_id } else { id };
+    let map = |id: u32| if (m.host_id..m.host_id.saturating_add(m.length)).contains(&id) { id - m.host_id + m.container_id } else { OVERFLOW_ID };
     let raw: Vec<u32> = raw.into_iter().map(map).collect();
     (crate::identity::Identity::observed(map(identity.uid), map(identity.gid), raw.iter().copied()), raw)
 }
@@ -316,10 +323,11 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
 /// Joins a CRI log file (`<RFC3339Nano> <stream> <P|F> <content>` per line; `P` lines are
 /// partial and continue on the next line of the same stream) back into the lines the process
 /// wrote, in the order they were completed. A partial line continues only in its own stream:
-/// the other stream's lines may come between its parts.
+/// the other stream's lines may come between its parts. A partial line still open at the end
+/// is kept as a line of its own, in stream-name order (stderr, then stdout).
 pub fn parse_cri_log(log: &str) -> String {
     let mut text = String::new();
-    let mut partial: HashMap<&str, String> = HashMap::new();
+    let mut partial: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
     for line in log.lines() {
         let mut fields = line.splitn(4, ' ');
         let (Some(_time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else { continue };
@@ -330,7 +338,10 @@ pub fn parse_cri_log(log: &str) -> String {
             text.push('\n');
         }
     }
-    partial.into_values().filter(|rest| !rest.is_empty()).for_each(|rest| text.push_str(&rest));
+    for rest in partial.into_values().filter(|rest| !rest.is_empty()) {
+        text.push_str(&rest);
+        text.push('\n');
+    }
     text
 }
 
@@ -670,6 +681,9 @@ mod tests {
         // The other stream between the parts of a partial line does not split it.
         let log = "t stdout P sgpc-escalate=sgpc-cap\nt stderr F sh: denied\nt stdout F setgid not-executed 126\n";
         assert_eq!(parse_cri_log(log), "sh: denied\nsgpc-escalate=sgpc-capsetgid not-executed 126\n");
+        // Lines left open at the end stay lines of their own, in one order every time.
+        let log = "t stdout P sgpc-end\nt stderr P err\n";
+        assert_eq!(parse_cri_log(log), "err\nsgpc-end\n");
     }
 
     #[test]
@@ -745,7 +759,11 @@ mod tests {
 
         let host_view = (crate::identity::Identity::observed(mapping.host_id + 1000, mapping.host_id + 3000, [mapping.host_id + 3000, 7]), vec![mapping.host_id + 3000, 7]);
         let (identity, raw) = to_container_view(Some(&mapping), host_view);
-        assert_eq!((identity.uid, identity.gid, raw), (1000, 3000, vec![3000, 7]), "an id outside the mapping stays as it is");
+        assert_eq!((identity.uid, identity.gid, raw), (1000, 3000, vec![3000, OVERFLOW_ID]), "an id outside the mapping shows as the overflow id");
+        // A runtime that ignored the user namespace: the host ids equal the container ids asked for.
+        let ignored = (crate::identity::Identity::observed(1000, 3000, [3000]), vec![3000]);
+        let (identity, _) = to_container_view(Some(&mapping), ignored);
+        assert_eq!((identity.uid, identity.gid), (OVERFLOW_ID, OVERFLOW_ID));
     }
 
     #[test]

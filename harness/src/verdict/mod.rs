@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::escalation::Program;
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{CapabilitySets, Escalated, Observations, Point, Prober, Refusal};
+use crate::observation::{CapabilitySets, Escalated, Observations, Point, Prober, Refusal, UidMapLine};
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -155,6 +155,9 @@ pub struct Context<'a> {
     pub drops_setgid: bool,
     /// The group that owns the image's escalation programs, if it carries them.
     pub escalation_gid: Option<u32>,
+    /// The Pod sets `hostUsers: false`: every process must run in a user namespace of its own
+    /// ([`USER_NAMESPACE_RULE`]).
+    pub user_namespace: bool,
 }
 
 /// `+gid` and where it comes from: the image's `/etc/group` lines that carry it, or
@@ -308,6 +311,18 @@ fn every_process<T>(asked: bool, rule: &str, seen: &BTreeMap<Prober, T>, wrong: 
         .collect()
 }
 
+/// `hostUsers: false` puts the Pod in a user namespace of its own (Kubernetes API
+/// PodSpec.hostUsers: "If set to false, a new userns is created for the pod"; kubelet sends CRI
+/// `NamespaceOption.userns_options` with mode POD; OCI runtime spec `linux.namespaces` type
+/// `user` with `uidMappings`). A process still in the host's user namespace shows
+/// `/proc/self/uid_map` as `0 0 4294967295` (user_namespaces(7)).
+pub const USER_NAMESPACE_RULE: &str = "hostUsers: false, yet the process runs in the host's user namespace";
+
+fn user_namespace_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
+    let wrong = |line: &UidMapLine| line.is_initial().then(|| "/proc/self/uid_map `0 0 4294967295`, the host's own mapping [Kubernetes API PodSpec.hostUsers; CRI NamespaceOption.userns_options; user_namespaces(7)]".to_string());
+    every_process(ctx.user_namespace, USER_NAMESPACE_RULE, &obs.uid_map, wrong, "a /proc/self/uid_map line")
+}
+
 /// `capabilities: {drop: [ALL]}` leaves every process of the container without capabilities,
 /// its bounding set included (Kubernetes API Capabilities.drop, "Removed capabilities"; kubelet
 /// passes the list to CRI `drop_capabilities`; OCI runtime spec `process.capabilities`). With
@@ -415,11 +430,19 @@ fn order_notes(obs: &Observations) -> Vec<String> {
         .collect()
 }
 
+/// Whether a refusal is the one an id outside the Pod's user namespace causes: the container's
+/// process cannot take it (setgroups(2), setgid(2), setuid(2): EINVAL, "invalid argument"), so
+/// creating or starting the container fails. Any other refusal (of the sandbox, or for another
+/// reason) is the runtime's own.
+fn refusal_for_unmapped_ids(refusal: &Refusal) -> bool {
+    ["CreateContainer", "StartContainer"].contains(&refusal.step.as_str()) && refusal.message.to_ascii_lowercase().contains("invalid argument")
+}
+
 /// Judges one case from its observations: a refusal, then the Kubernetes level's admission,
 /// then what the processes got.
 pub fn judge(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     if let Some(refusal) = &obs.refusal {
-        return match &ctx.expected.refusal_allowed {
+        return match ctx.expected.refusal_allowed.as_ref().filter(|_| refusal_for_unmapped_ids(refusal)) {
             Some(why) => Judgement {
                 verdict: Verdict::Pass,
                 reasons: Vec::new(),
@@ -466,6 +489,7 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     reasons.extend(primary_gid_reasons(obs));
     reasons.extend(no_new_privs_reasons(ctx, obs));
     reasons.extend(drop_all_reasons(ctx, obs));
+    reasons.extend(user_namespace_reasons(ctx, obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
     notes.extend(escalation_notes);
@@ -546,7 +570,7 @@ mod tests {
     }
 
     fn ctx<'a>(policy: Policy, expected: &'a Expectation, declared: &'a GroupSet, image_groups: &'a [GroupLine], feature: bool) -> Context<'a> {
-        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false, drop_all_capabilities: false, drops_setgid: false, escalation_gid: None }
+        Context { policy, expected, declared, image_groups, feature, host_view: true, no_new_privs: false, drop_all_capabilities: false, drops_setgid: false, escalation_gid: None, user_namespace: false }
     }
 
     fn observed(groups: &[u32]) -> Observations {
@@ -582,6 +606,31 @@ mod tests {
         assert_eq!(judge(&asked, &with(None, Some(true))).verdict, Verdict::Fail, "unreported is not shown");
         let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
         assert_eq!(judge(&not_asked, &with(Some(false), Some(false))).verdict, Verdict::Pass, "without the field the specs ask nothing");
+    }
+
+    /// `hostUsers: false` is held on every process: one that shows the host's own uid_map runs in
+    /// no user namespace of its own, though its ids look right from inside.
+    #[test]
+    fn host_users_false_requires_a_user_namespace_of_every_process() {
+        use crate::observation::UidMapLine;
+        let (expected, declared) = strict_blog();
+        let groups = blog_group_file();
+        let asked = Context { user_namespace: true, ..ctx(Policy::Strict, &expected, &declared, &groups, true) };
+        let pod = UidMapLine { inside: 0, outside: 131072, length: 65536 };
+        let host = UidMapLine { inside: 0, outside: 0, length: u32::MAX };
+        let with = |exec: Option<UidMapLine>| {
+            let mut obs = observed(&[3000, 4000]);
+            obs.uid_map.insert(Prober::FirstProcess, pod);
+            obs.uid_map.extend(exec.map(|line| (Prober::Exec, line)));
+            obs
+        };
+        assert_eq!(judge(&asked, &with(Some(pod))).verdict, Verdict::Pass);
+        let j = judge(&asked, &with(Some(host)));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reasons.iter().any(|r| r.starts_with(USER_NAMESPACE_RULE) && r.contains("exec'd process")), "{:?}", j.reasons);
+        assert_eq!(judge(&asked, &with(None)).verdict, Verdict::Fail, "unreported is not shown");
+        let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
+        assert_eq!(judge(&not_asked, &with(Some(host))).verdict, Verdict::Pass);
     }
 
     /// `drop: [ALL]` leaves no capability in any set of any process, the bounding set included.
@@ -918,5 +967,12 @@ mod tests {
         let j = judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Pass);
         assert!(j.notes[0].contains("CreateContainer failed: setgroups: invalid argument") && j.notes[0].contains("outside the Pod's user namespace"), "{:?}", j.notes);
+        // Only the refusal an unmappable id causes: not the sandbox's, not another error's.
+        for (step, message) in [("RunPodSandbox", "setgroups: invalid argument"), ("CreateContainer", "no space left on device"), ("StartContainer", "permission denied")] {
+            let j = judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &Observations::refused(step, message, None));
+            assert_eq!(j.verdict, Verdict::Refused, "{step}: {message}");
+        }
+        let started = Observations::refused("StartContainer", "unknown: setgid: Invalid argument", None);
+        assert_eq!(judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &started).verdict, Verdict::Pass);
     }
 }
