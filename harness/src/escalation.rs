@@ -71,9 +71,13 @@ impl Program {
     /// `no_new_privs` makes `execve(2)` ignore setgid bits and file capabilities (prctl(2)
     /// `PR_SET_NO_NEW_PRIVS`); without `CAP_SETGID` in the bounding set a file capability
     /// grants nothing (capabilities(7), "Transformation of capabilities during execve()"). A
-    /// setgid bit needs no capability, so dropping capabilities does not stop it.
-    pub fn stopped(self, no_new_privs: bool, drops_setgid: bool) -> bool {
-        no_new_privs || (self == Program::CapSetgid && drops_setgid)
+    /// setgid bit needs no capability, so dropping capabilities does not stop it. A process
+    /// running as uid 0 holds `CAP_SETGID` already (the runtimes' default set keeps it) and both
+    /// programs call setgroups(2), which needs no bit: only dropping `CAP_SETGID` stops it
+    /// (setgroups(2), EPERM "the calling process is not privileged").
+    pub fn stopped(self, no_new_privs: bool, drops_setgid: bool, runs_as_root: bool) -> bool {
+        let bits_ignored = no_new_privs || (self == Program::CapSetgid && drops_setgid);
+        bits_ignored && (drops_setgid || !runs_as_root)
     }
 
     /// The Pod fields that would have stopped this program, for a report.
@@ -107,11 +111,18 @@ mod tests {
 
     #[test]
     fn only_the_fields_the_kernel_reads_stop_a_program() {
-        assert!(Program::Setgid.stopped(true, false));
-        assert!(!Program::Setgid.stopped(false, true), "a setgid bit needs no capability");
-        assert!(Program::CapSetgid.stopped(false, true));
-        assert!(Program::CapSetgid.stopped(true, false));
-        assert!(!Program::CapSetgid.stopped(false, false));
+        assert!(Program::Setgid.stopped(true, false, false));
+        assert!(!Program::Setgid.stopped(false, true, false), "a setgid bit needs no capability");
+        assert!(Program::CapSetgid.stopped(false, true, false));
+        assert!(Program::CapSetgid.stopped(true, false, false));
+        assert!(!Program::CapSetgid.stopped(false, false, false));
+        // uid 0 holds CAP_SETGID: no_new_privs alone does not keep it from setgroups(2).
+        for program in Program::ALL {
+            assert!(!program.stopped(true, false, true), "{program:?}");
+            assert!(program.stopped(true, true, true), "{program:?}");
+        }
+        assert!(Program::CapSetgid.stopped(false, true, true));
+        assert!(!Program::Setgid.stopped(false, true, true), "the bit still sets the effective gid");
     }
 
     #[test]

@@ -355,7 +355,14 @@ fn escalation_findings(ctx: &Context<'_>, obs: &Observations) -> Result<(Vec<Str
         for prober in [Prober::FirstProcess, Prober::Exec] {
             let seen = obs.escalations.iter().find(|e| e.program == program && e.prober == prober);
             let seen = seen.ok_or_else(|| format!("the {} did not report what {} got", prober.describe(), program.describe()))?;
-            let one = OneEscalation { ctx, program, program_gid, reachable, who: format!("{} ({}) run by the {}", program.describe(), program.path(), prober.describe()) };
+            // What the process itself had: a group the runtime attached is no escalation.
+            let point = match prober {
+                Prober::FirstProcess => Point::FirstProcessKernel,
+                Prober::Exec => Point::ExecId,
+            };
+            let before = obs.identities.iter().find(|o| o.point == point).map(|o| &o.identity).ok_or_else(|| format!("no observation from {}", point.describe()))?;
+            let who = format!("{} ({}) run by the {}", program.describe(), program.path(), prober.describe());
+            let one = OneEscalation { ctx, program, program_gid, reachable, before, who };
             one.judge(&seen.outcome, &mut findings)?;
         }
     }
@@ -368,12 +375,14 @@ struct OneEscalation<'a> {
     program: Program,
     program_gid: u32,
     reachable: &'a BTreeMap<String, Access>,
+    /// The identity of the process that ran the program, as observed.
+    before: &'a Identity,
     who: String,
 }
 
 impl OneEscalation<'_> {
     fn judge(&self, outcome: &Escalated, (reasons, notes): &mut (Vec<String>, Vec<String>)) -> Result<(), String> {
-        let stopped = self.program.stopped(self.ctx.no_new_privs, self.ctx.drops_setgid);
+        let stopped = self.program.stopped(self.ctx.no_new_privs, self.ctx.drops_setgid, self.ctx.expected.identity.uid == 0);
         let (egid, groups, access) = match outcome {
             Escalated::Ran { egid, groups, access, .. } => (*egid, groups, access),
             Escalated::NotExecuted { status } => {
@@ -382,8 +391,8 @@ impl OneEscalation<'_> {
                 return Ok(());
             }
         };
-        let plain = &self.ctx.expected.identity;
-        let gained = (egid == self.program_gid && plain.gid != self.program_gid) || (groups.contains(&self.program_gid) && !plain.groups.contains(self.program_gid));
+        let before = self.before;
+        let gained = (egid == self.program_gid && before.gid != self.program_gid) || (groups.contains(&self.program_gid) && !before.groups.contains(self.program_gid));
         if stopped && gained {
             reasons.push(format!("{ESCALATION_RULE}: {} got effective gid {egid} and groups {groups:?} ({}) [prctl(2) PR_SET_NO_NEW_PRIVS; capabilities(7)]", self.who, escalation_guard(self.ctx)));
         }
@@ -479,12 +488,7 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
         return Judgement::error(format!("reading {} failed for a reason other than permissions: {}", odd.path, odd.detail));
     }
 
-    let (escalation_reasons, escalation_notes) = match escalation_findings(ctx, obs) {
-        Ok(findings) => findings,
-        Err(missing) => return Judgement::error(missing),
-    };
     let (mut reasons, chosen) = held_to_expectation(ctx, obs);
-    reasons.extend(escalation_reasons);
     reasons.extend(obs.invalid_ids.iter().cloned());
     reasons.extend(primary_gid_reasons(obs));
     reasons.extend(no_new_privs_reasons(ctx, obs));
@@ -492,7 +496,16 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
     reasons.extend(user_namespace_reasons(ctx, obs));
     let mut notes = order_notes(obs);
     notes.extend(chosen);
-    notes.extend(escalation_notes);
+    match escalation_findings(ctx, obs) {
+        Ok((escalation_reasons, escalation_notes)) => {
+            reasons.extend(escalation_reasons);
+            notes.extend(escalation_notes);
+        }
+        // A runtime already shown wrong stays judged; only a verdict that rests on the
+        // programs' report is sgpc's error without it.
+        Err(missing) if !reasons.is_empty() || (ctx.policy == Policy::Strict && !ctx.feature) => notes.push(format!("the image's escalation programs were not judged: {missing}")),
+        Err(missing) => return Judgement::error(missing),
+    }
     if let Some(reason) = &ctx.expected.deviation {
         notes.insert(0, format!("this case's expectation deliberately departs from the KEP model: {reason}"));
     }
@@ -937,6 +950,46 @@ mod tests {
         let j = judge(&escalation_ctx(&expected, &declared, false, false), &obs);
         assert_eq!(j.verdict, Verdict::Fail);
         assert!(j.reasons.iter().any(|r| r.contains("/bin/sgpc-setgid") && r.contains("/p/token should be Denied, was Allowed")), "{:?}", j.reasons);
+    }
+
+    /// uid 0 holds CAP_SETGID: no_new_privs alone does not keep it from setgroups(2), so a root
+    /// process joining the group is no runtime failure; dropping CAP_SETGID is what stops it.
+    #[test]
+    fn root_joining_a_group_under_no_new_privs_is_no_failure() {
+        let (mut expected, mut obs) = escalation_case(Access::Allowed, Access::Allowed);
+        expected.identity.uid = 0;
+        obs.identities.iter_mut().for_each(|o| o.identity.uid = 0);
+        obs.no_new_privs.extend([(Prober::FirstProcess, true), (Prober::Exec, true)]);
+        ran(&mut obs, Program::Setgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&escalation_ctx(&expected, &declared, true, false), &obs);
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.reasons);
+        let j = judge(&escalation_ctx(&expected, &declared, true, true), &obs);
+        assert_eq!(j.verdict, Verdict::Fail, "with CAP_SETGID dropped, root cannot join: {:?}", j.notes);
+        assert!(j.reasons.iter().any(|r| r.starts_with(ESCALATION_RULE)), "{:?}", j.reasons);
+    }
+
+    /// A group the runtime attached (a leak, judged as such) is not an escalation of the program
+    /// that merely keeps it.
+    #[test]
+    fn a_group_the_process_already_had_is_no_escalation() {
+        let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
+        obs.identities.iter_mut().for_each(|o| o.identity.groups.insert(50000));
+        for a in &mut obs.access {
+            a.access = Access::Allowed;
+        }
+        ran(&mut obs, Program::Setgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        ran(&mut obs, Program::CapSetgid, 3000, &[3000, 4000, 50000], Access::Allowed);
+        let declared = expected.identity.groups.clone();
+        let j = judge(&escalation_ctx(&expected, &declared, true, true), &obs);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(!j.reasons.iter().any(|r| r.starts_with(ESCALATION_RULE)), "the leak is the finding, not an escalation: {:?}", j.reasons);
+        // And without the programs' report, the leak is still a FAIL, not sgpc's ERROR.
+        obs.escalations.clear();
+        let j = judge(&escalation_ctx(&expected, &declared, true, true), &obs);
+        assert_eq!(j.verdict, Verdict::Fail, "{:?}", j.reasons);
+        assert!(j.notes.iter().any(|n| n.contains("escalation programs were not judged")), "{:?}", j.notes);
     }
 
     #[test]
