@@ -64,6 +64,15 @@ pub enum Fault {
     /// Clear `capabilities.drop_capabilities` in `CreateContainer`, as a runtime that ignored
     /// `drop: [ALL]` would.
     KeepCapabilities,
+    /// Drop `userns_options` (and the mounts' id mappings) from `RunPodSandbox` and
+    /// `CreateContainer`, as a runtime that ignored `hostUsers: false` would run the Pod.
+    IgnoreUserNamespace,
+}
+
+/// A sandbox config as a runtime that ignored `hostUsers: false` would read it.
+fn without_user_namespace(config: &mut cri::PodSandboxConfig) {
+    let options = config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|sc| sc.namespace_options.as_mut());
+    options.into_iter().for_each(|n| n.userns_options = None);
 }
 
 /// The error text [`Fault::PaintTerminal`] sends: erase the line, draw a pass, hide the rest.
@@ -324,6 +333,9 @@ async fn run_pod_sandbox(req: Request<Body>, sender: SendRequest<Body>, state: &
                     merge_instead_of_strict(&mut sc.supplemental_groups_policy);
                 }
             }
+            if state.has(Fault::IgnoreUserNamespace) {
+                without_user_namespace(config);
+            }
         },
         |_: &mut cri::RunPodSandboxResponse| {},
     )
@@ -392,6 +404,15 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
                 }
                 if state.has(Fault::KeepCapabilities) {
                     sc.capabilities = None;
+                }
+                if state.has(Fault::IgnoreUserNamespace) {
+                    sc.namespace_options.iter_mut().for_each(|n| n.userns_options = None);
+                }
+            }
+            if state.has(Fault::IgnoreUserNamespace) {
+                r.sandbox_config.iter_mut().for_each(without_user_namespace);
+                for mount in r.config.iter_mut().flat_map(|c| c.mounts.iter_mut()) {
+                    (mount.uid_mappings, mount.gid_mappings) = (Vec::new(), Vec::new());
                 }
             }
             if state.has(Fault::StrictToMerge) {

@@ -31,8 +31,17 @@ enum Expect {
 /// What a mutant must give for a case, by its position in the run.
 type ExpectFn = Box<dyn Fn(&Catalogue, &CaseId, usize) -> Expect + Send>;
 
+/// The runtime a mutant runs on: containerd for every case it can run; CRI-O (over the runc
+/// `make setup` builds) for the `hostUsers: false` cases, which a containerd sgpc starts cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Containerd,
+    CrioUserNamespaces,
+}
+
 struct Mutant {
     fault: Fault,
+    on: On,
     pods: Option<&'static str>,
     jobs: usize,
     expect: ExpectFn,
@@ -42,7 +51,7 @@ struct Mutant {
 
 impl Mutant {
     fn new(fault: Fault, pods: Option<&'static str>, jobs: usize, expect: impl Fn(&Catalogue, &CaseId, usize) -> Expect + Send + 'static) -> Mutant {
-        Mutant { fault, pods, jobs, expect: Box::new(expect), under_load: false }
+        Mutant { fault, on: On::Containerd, pods, jobs, expect: Box::new(expect), under_load: false }
     }
 }
 
@@ -75,7 +84,7 @@ fn carries_escalation(catalogue: &Catalogue, case: &CaseId) -> bool {
 }
 
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
-    let kill_at = mutant_cases(catalogue).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
+    let kill_at = mutant_cases(catalogue, On::Containerd).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
     let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
     vec![
         Mutant::new(Fault::StrictToMerge, None, 4, |cat, case, _| if strict_differs(cat, case) { Expect::Fail("from image /etc/group") } else { Expect::Pass }),
@@ -103,6 +112,7 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
             (true, false) => Expect::Fail(sgpc::verdict::NO_NEW_PRIVS_RULE),
             (false, _) => Expect::Pass,
         }),
+        Mutant { on: On::CrioUserNamespaces, ..Mutant::new(Fault::IgnoreUserNamespace, None, 4, |_, _, _| Expect::Fail(sgpc::verdict::USER_NAMESPACE_RULE)) },
         Mutant::new(Fault::Slow, Some("^kep-blog-strict$"), 4, |_, case, _| {
             if case.to_string() == "kep-blog/strict" {
                 Expect::Error("RunPodSandbox did not finish within")
@@ -166,7 +176,10 @@ fn mismatch(result: &CaseResult, expect: &Expect) -> Option<String> {
 /// The cases a mutant runs: a mutant needs a baseline that passes with one right outcome, so
 /// the scenarios with a known finding on containerd (`support::CONTAINERD_KNOWN_FINDINGS`) and
 /// those the specs leave open are left out.
-fn mutant_cases(catalogue: &Catalogue) -> Vec<CaseId> {
+fn mutant_cases(catalogue: &Catalogue, on: On) -> Vec<CaseId> {
+    if on == On::CrioUserNamespaces {
+        return catalogue.cases().into_iter().filter(|c| catalogue.scenario(&c.scenario).is_some_and(|s| s.pod.user_namespace())).collect();
+    }
     catalogue
         .cases()
         .into_iter()
@@ -179,8 +192,11 @@ fn mutant_cases(catalogue: &Catalogue) -> Vec<CaseId> {
 }
 
 async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String> {
-    let cases = mutant_cases(catalogue);
-    let mut config = support::containerd_config();
+    let cases = mutant_cases(catalogue, mutant.on);
+    let mut config = match mutant.on {
+        On::Containerd => support::containerd_config(),
+        On::CrioUserNamespaces => support::crio_config()?,
+    };
     let mut proxy = ProxySettings::beside_current_exe(vec![mutant.fault]);
     proxy.pods = mutant.pods.map(str::to_string);
     // Only `slow` needs a short RPC timeout (it holds one call past it); every other mutant keeps
@@ -227,6 +243,13 @@ fn main() {
             let fault = clap::ValueEnum::to_possible_value(&mutant.fault).map(|v| v.get_name().to_string()).unwrap_or_default();
             let name = if mutant.under_load { format!("{fault}-beside-two-cpu-hogs") } else { fault };
             let (catalogue, caught, ran) = (catalogue.clone(), caught.clone(), ran.clone());
+            let unavailable = match mutant.on {
+                On::Containerd => None,
+                On::CrioUserNamespaces => support::crio_config().err().or_else(|| support::userns_not_run("crio").map(str::to_string)),
+            };
+            if let Some(why) = &unavailable {
+                eprintln!("not run: mutant {name}: {why}");
+            }
             Trial::test(name, move || {
                 ran.fetch_add(1, Ordering::SeqCst);
                 let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -235,6 +258,7 @@ fn main() {
                 Ok(())
             })
             .with_kind("mutant")
+            .with_ignored_flag(unavailable.is_some())
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);

@@ -37,6 +37,8 @@ pub enum CriError {
     /// failure, a timeout or a cancellation): it refuses to run it.
     #[error("{step} was refused by the runtime: {}", refusal(status))]
     Refused { step: &'static str, status: tonic::Status },
+    #[error("the host gives out ids (/etc/passwd, /etc/group, /etc/subuid, /etc/subgid) so high that no 65536 ids below 2^31 are free for the Pod's user namespace")]
+    NoUsernsSlot,
     #[error("the exec'd probe exited {exit_code}: {stderr}")]
     ProbeExit { exit_code: i32, stderr: String },
     #[error("{step} did not finish within {after:?}")]
@@ -83,6 +85,9 @@ pub struct CaseRequest<'a> {
     /// The sandbox's cgroup parent: the run's own for a runtime sgpc started
     /// ([`crate::provision::host_paths::cgroup_parent`]); empty (the runtime's default) for `--cri`.
     pub cgroup_parent: String,
+    /// The slot of 65536 host ids this case's user namespace maps onto ([`userns_mapping`]);
+    /// `None` where the host leaves no slot free.
+    pub userns_slot: Option<u32>,
 }
 
 /// A connected CRI runtime.
@@ -168,17 +173,52 @@ pub const USERNS_LENGTH: u32 = 65536;
 
 /// The mapping of a `hostUsers: false` case, as kubelet's user namespace manager makes one
 /// (`pkg/kubelet/userns`, `allocateOne`): container ids 0..65536 onto a host range that starts
-/// at a multiple of 65536 above the first 65536 ids, one range per Pod. sgpc derives the slot
-/// from the run and the case, so that cases running at once get different ranges.
+/// at a multiple of 65536, one range per Pod. The slot is the session's ([`UsernsSlots`]).
 pub fn userns_mapping(req: &CaseRequest<'_>) -> Option<cri::IdMapping> {
-    use sha2::Digest;
-    if !req.scenario.pod.user_namespace() {
-        return None;
-    }
-    let digest = sha2::Sha256::digest(format!("{}/{}", req.run_id, req.case));
-    // Slots 1..=32767 keep every host id below 2^31.
-    let slot = 1 + u32::from(u16::from_be_bytes([digest[0], digest[1]]) % 32767);
+    let slot = req.userns_slot.filter(|_| req.scenario.pod.user_namespace())?;
     Some(cri::IdMapping { host_id: slot * USERNS_LENGTH, container_id: 0, length: USERNS_LENGTH })
+}
+
+/// The host-id slots a session's user namespaces take: 65536 ids each, above every id the
+/// host's `/etc/passwd` and `/etc/group` name and every range `/etc/subuid` and `/etc/subgid`
+/// give out (kubelet takes its own from there), and below 2^31 (runc refuses larger ids).
+/// Cases take the slots in turn, so no two cases of a run share host ids, nor a case a local
+/// user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsernsSlots {
+    first: u32,
+}
+
+/// Slots `1..=LAST_SLOT` keep every mapped host id below 2^31.
+const LAST_SLOT: u32 = (1 << 31) / USERNS_LENGTH - 1;
+
+impl UsernsSlots {
+    /// The slots free of the ids the files under `etc` give out (an absent file gives none).
+    pub fn free_of(etc: &Path) -> UsernsSlots {
+        let named = |file: &str| std::fs::read_to_string(etc.join(file)).unwrap_or_default();
+        let mut highest = u64::from(USERNS_LENGTH) - 1;
+        for file in ["passwd", "group"] {
+            let ids = named(file).lines().filter_map(|l| l.split(':').nth(2)?.trim().parse::<u64>().ok()).max();
+            highest = highest.max(ids.unwrap_or(0));
+        }
+        for file in ["subuid", "subgid"] {
+            let text = named(file);
+            let ends = text.lines().filter_map(|l| {
+                let mut fields = l.split(':').skip(1).map(|f| f.trim().parse::<u64>().ok());
+                Some(fields.next()??.saturating_add(fields.next()??).saturating_sub(1))
+            });
+            highest = highest.max(ends.max().unwrap_or(0));
+        }
+        let first = u32::try_from(highest / u64::from(USERNS_LENGTH) + 1).unwrap_or(u32::MAX);
+        UsernsSlots { first }
+    }
+
+    /// The slot of the `nth` case of a session; `None` where the host leaves none free.
+    pub fn nth(self, nth: usize) -> Option<u32> {
+        let free = LAST_SLOT.checked_sub(self.first)? + 1;
+        let offset = u32::try_from(nth % free as usize).ok()?;
+        Some(self.first + offset)
+    }
 }
 
 /// The id a process in a user namespace sees for a host id its namespace does not map: the
@@ -300,6 +340,7 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
         run_id: String::new(),
         runtime_handler: String::new(),
         cgroup_parent: String::new(),
+        userns_slot: Some(1),
     };
     let image_user = ImageUser::of_config(recipe.user.as_deref());
     let sandbox = sandbox_config(&req).linux.and_then(|l| l.security_context).unwrap_or_default();
@@ -465,6 +506,9 @@ impl CriDriver {
 
     /// Runs one case: sandbox, container, probes; removes the sandbox whatever happened.
     pub async fn run_case(&self, req: &CaseRequest<'_>) -> Result<Observations, CriError> {
+        if req.scenario.pod.user_namespace() && req.userns_slot.is_none() {
+            return Err(CriError::NoUsernsSlot);
+        }
         std::fs::create_dir_all(&req.case_dir).map_err(io_error(format!("creating {}", req.case_dir.display())))?;
         let mounts = prepare_volumes(req)?;
         let sandbox = sandbox_config(req);
@@ -713,6 +757,7 @@ mod tests {
             run_id: "sgpc-test".into(),
             runtime_handler: String::new(),
             cgroup_parent: String::new(),
+            userns_slot: Some(2),
         }
     }
 
@@ -744,8 +789,7 @@ mod tests {
         let host = crate::scenario::Scenario::parse(Path::new("s.yaml"), &text("hostUsers: true\n  "), &[recipe]).unwrap();
         let req = merge_request;
         let mapping = userns_mapping(&req(&userns)).unwrap();
-        assert_eq!((mapping.container_id, mapping.length, mapping.host_id % USERNS_LENGTH), (0, 65536, 0));
-        assert!(mapping.host_id >= USERNS_LENGTH && mapping.host_id.checked_add(mapping.length).is_some_and(|end| end <= 1 << 31));
+        assert_eq!((mapping.container_id, mapping.length, mapping.host_id), (0, 65536, 2 * 65536));
         let sandbox = sandbox_config(&req(&userns)).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
         let mount = cri::Mount { uid_mappings: vec![mapping], gid_mappings: vec![mapping], ..Default::default() };
         let container = container_config(&req(&userns), vec![mount], None).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
@@ -755,7 +799,6 @@ mod tests {
         assert_eq!(sandbox.network, cri::NamespaceMode::Pod as i32, "the API forbids the host network with hostUsers: false");
         let plain = sandbox_config(&req(&host)).linux.unwrap().security_context.unwrap().namespace_options.unwrap();
         assert_eq!((plain.userns_options, plain.network), (None, cri::NamespaceMode::Node as i32));
-        assert_ne!(userns_mapping(&CaseRequest { case: "s/strict".into(), ..req(&userns) }), Some(mapping), "cases at once get their own ranges");
 
         let host_view = (crate::identity::Identity::observed(mapping.host_id + 1000, mapping.host_id + 3000, [mapping.host_id + 3000, 7]), vec![mapping.host_id + 3000, 7]);
         let (identity, raw) = to_container_view(Some(&mapping), host_view);
@@ -764,6 +807,21 @@ mod tests {
         let ignored = (crate::identity::Identity::observed(1000, 3000, [3000]), vec![3000]);
         let (identity, _) = to_container_view(Some(&mapping), ignored);
         assert_eq!((identity.uid, identity.gid), (OVERFLOW_ID, OVERFLOW_ID));
+    }
+
+    /// The slots stay clear of every id and range the host gives out, and of each other.
+    #[test]
+    fn user_namespace_slots_avoid_the_hosts_ids() {
+        let etc = tempfile::tempdir().unwrap();
+        assert_eq!(UsernsSlots::free_of(etc.path()).nth(0), Some(1), "nothing given out: the first slot above the first 65536 ids");
+        std::fs::write(etc.path().join("passwd"), "root:x:0:0::/:/bin/sh\nbig:x:200000:5::/:/bin/sh\nodd:x:nonsense\n").unwrap();
+        std::fs::write(etc.path().join("subgid"), "alice:300000:65536\n# comment\n").unwrap();
+        let slots = UsernsSlots::free_of(etc.path());
+        let first = slots.nth(0).unwrap();
+        assert!(first * USERNS_LENGTH > 300000 + 65535, "slot {first} overlaps alice's subordinate ids");
+        assert_eq!(slots.nth(1), Some(first + 1), "cases take their own slots");
+        std::fs::write(etc.path().join("subuid"), "k:2147418112:65536\n").unwrap();
+        assert_eq!(UsernsSlots::free_of(etc.path()).nth(0), None, "no room below 2^31");
     }
 
     #[test]

@@ -236,6 +236,8 @@ pub struct Session {
     /// Cases started so far: each run of a case gets a directory of its own, also a case run
     /// again in the same session (protected directories are always created fresh).
     cases_started: std::sync::atomic::AtomicUsize,
+    /// The host ids the cases' user namespaces take.
+    userns_slots: crate::driver::cri::UsernsSlots,
 }
 
 /// Builds the pause image (first) and every image the cases use, once each.
@@ -291,6 +293,7 @@ impl Session {
                 target: p.target,
                 resources,
                 cases_started: std::sync::atomic::AtomicUsize::new(0),
+                userns_slots: crate::driver::cri::UsernsSlots::free_of(std::path::Path::new("/etc")),
             }),
             Err(e) => {
                 let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());
@@ -451,6 +454,7 @@ impl Driver for Session {
             run_id: self.run_id.clone(),
             runtime_handler: self.runtime_handler.clone(),
             cgroup_parent: self.cgroup_parent(),
+            userns_slot: self.userns_slots.nth(started),
         };
         match self.target.run_case(&request).await {
             Err(CriError::Refused { step, status }) => {
