@@ -368,3 +368,25 @@ fn an_unreadable_kubeconfig_is_a_failed_set_up_with_its_reason_once() {
     assert!(report["setup_error"].as_str().unwrap().starts_with("reading kubeconfig /nonexistent/kubeconfig"), "{report}");
     assert_eq!(report["cases"][0]["verdict"]["kind"], "ERROR", "{report}");
 }
+
+/// A node as the API server returns it, with its runtime handlers (recorded shape).
+fn node_with_handlers(name: &str, handlers: serde_json::Value) -> Node {
+    serde_json::from_value(json!({"metadata": {"name": name}, "status": {"runtimeHandlers": handlers}})).unwrap()
+}
+
+/// `hostUsers: false` runs only where every node's default handler reports user namespaces.
+#[test]
+fn user_namespaced_pods_need_every_nodes_default_handler_to_report_them() {
+    use sgpc::driver::kube::nodes_without_user_namespaces;
+    let yes = node_with_handlers("a", json!([{"name": "", "features": {"recursiveReadOnlyMounts": true, "userNamespaces": true}}, {"name": "runc", "features": {"userNamespaces": true}}]));
+    let named_only = node_with_handlers("b", json!([{"name": "runc", "features": {"userNamespaces": true}}]));
+    let no = node_with_handlers("c", json!([{"name": "", "features": {"userNamespaces": false}}]));
+    let silent: Node = serde_json::from_value(json!({"metadata": {"name": "d"}, "status": {}})).unwrap();
+    assert_eq!(nodes_without_user_namespaces(std::slice::from_ref(&yes)), None);
+    for lacking in [named_only, no, silent] {
+        let why = nodes_without_user_namespaces(&[yes.clone(), lacking.clone()]).expect("one node lacks them");
+        let name = lacking.metadata.name.clone().unwrap();
+        assert!(why.contains(&format!("node {name} does not report")) && !why.contains("node a"), "{why}");
+    }
+    assert!(nodes_without_user_namespaces(&[]).is_some(), "no node, no user namespaces");
+}

@@ -268,6 +268,30 @@ pub fn node_feature(node: Option<&Node>) -> bool {
     node.and_then(|n| n.status.as_ref()).and_then(|s| s.features.as_ref()).and_then(|f| f.supplemental_groups_policy).unwrap_or(false)
 }
 
+/// Why `hostUsers: false` Pods cannot run on these nodes, if they cannot: a node whose default
+/// runtime handler does not report `features.userNamespaces` (Kubernetes API
+/// `NodeStatus.runtimeHandlers`, filled by kubelet from CRI `RuntimeHandlerFeatures`; kubelet
+/// refuses such Pods there, `pkg/kubelet/userns` HandlerSupportsUserNamespaces). The Pods may
+/// land on any node, so every node must.
+pub fn nodes_without_user_namespaces(nodes: &[Node]) -> Option<String> {
+    let lacking: Vec<&str> = nodes
+        .iter()
+        .filter(|node| {
+            let handlers = node.status.as_ref().and_then(|s| s.runtime_handlers.as_deref()).unwrap_or_default();
+            !handlers.iter().any(|h| h.name.as_deref().unwrap_or_default().is_empty() && h.features.as_ref().and_then(|f| f.user_namespaces) == Some(true))
+        })
+        .map(|node| node.metadata.name.as_deref().unwrap_or("(unnamed)"))
+        .collect();
+    match (nodes.is_empty(), lacking.is_empty()) {
+        (true, _) => Some("the cluster has no nodes".into()),
+        (false, true) => None,
+        (false, false) => Some(format!(
+            "node {} does not report user namespaces for its default runtime handler (status.runtimeHandlers[].features.userNamespaces), and kubelet refuses a Pod with hostUsers: false there (pkg/kubelet/userns, HandlerSupportsUserNamespaces)",
+            lacking.join(", ")
+        )),
+    }
+}
+
 fn rejected(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|s| s.phase.as_deref() == Some("Failed") && s.reason.as_deref() == Some(REJECTION_REASON))
 }
@@ -345,6 +369,13 @@ impl KubeDriver {
     }
 
     /// The API server's minor version.
+    /// Why the cluster's nodes cannot run `hostUsers: false` Pods ([`nodes_without_user_namespaces`]).
+    pub async fn user_namespaces_lacking(&self) -> Result<Option<String>, KubeError> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let list = nodes.list(&kube::api::ListParams::default()).await.map_err(api("listing the nodes".to_string()))?;
+        Ok(nodes_without_user_namespaces(&list.items))
+    }
+
     pub async fn server_minor(&self) -> Result<u32, KubeError> {
         let info = self.client.apiserver_version().await.map_err(api("asking the API server for its version"))?;
         info.minor.trim_end_matches('+').parse().map_err(|_| KubeError::Version(info.minor.clone()))
@@ -520,7 +551,7 @@ impl KubeRun {
             supplemental_groups_policy: false,
             // Read with each case (`Admission::node_feature`).
             feature_per_node: true,
-            no_user_namespaces: Some("the Kubernetes level does not read the nodes' runtime handler features yet".into()),
+            no_user_namespaces: driver.user_namespaces_lacking().await?,
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }
@@ -537,7 +568,11 @@ impl KubeRun {
             runtime_api_version: runtime.runtime_api_version.clone(),
             supplemental_groups_policy: runtime.supplemental_groups_policy,
             feature_per_node: true,
-            no_user_namespaces: runtime.no_user_namespaces.clone(),
+            // kubelet's own word, where the runtime's does not already say no.
+            no_user_namespaces: match runtime.no_user_namespaces.clone() {
+                Some(why) => Some(why),
+                None => driver.user_namespaces_lacking().await?,
+            },
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }
