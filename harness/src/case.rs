@@ -42,7 +42,7 @@ impl<'a> Case<'a> {
     pub fn resolve(catalogue: &'a Catalogue, id: &CaseId) -> Result<Case<'a>, CaseError> {
         let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| CaseError::NoScenario(id.scenario.clone()))?;
         let recipe = catalogue.recipe(&scenario.image).ok_or_else(|| CaseError::NoRecipe(scenario.image.clone()))?;
-        let strict = oracle::derive(recipe, scenario, Policy::Strict).map_err(CaseError::Model)?;
+        let strict = oracle::derive(recipe, &scenario.spec(), Policy::Strict).map_err(CaseError::Model)?;
         Ok(Case {
             id: id.clone(),
             scenario,

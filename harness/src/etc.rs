@@ -34,7 +34,7 @@ pub enum LineError {
 /// An id of a well-formed line: 0..=4294967294 (4294967295 is `(gid_t)-1`, which setgroups
 /// refuses).
 fn parse_id(field: &'static str, value: &str) -> Result<u32, LineError> {
-    value.parse().ok().filter(|id| *id <= crate::scenario::MAX_ID).ok_or_else(|| LineError::BadId { field, value: value.to_string() })
+    value.parse().ok().filter(|id| *id <= crate::identity::MAX_ID).ok_or_else(|| LineError::BadId { field, value: value.to_string() })
 }
 
 fn split_fields(line: &str, expected: usize) -> Result<Vec<&str>, LineError> {
@@ -193,7 +193,7 @@ fn read_group_line(text: &str, reading: Reading) -> Option<(String, u32, Vec<Str
     let (name, _password, gid) = (fields.next()?, fields.next()?, fields.next()?);
     let list = fields.next().unwrap_or("");
     let list = if reading.list_ends_at_colon { list.split(':').next().unwrap_or("") } else { list };
-    let gid = match reading.fields.apply(gid).parse::<u32>().ok().filter(|g| *g <= crate::scenario::MAX_ID) {
+    let gid = match reading.fields.apply(gid).parse::<u32>().ok().filter(|g| *g <= crate::identity::MAX_ID) {
         Some(gid) => gid,
         None if reading.bad_gid_is_zero => 0,
         None => return None,

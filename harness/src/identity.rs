@@ -8,6 +8,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The largest valid uid or gid: 4294967295 is `(uid_t)-1`.
+pub const MAX_ID: u32 = 4_294_967_294;
+/// The largest id the Kubernetes API accepts in a Pod.
+pub const MAX_POD_ID: u32 = 2_147_483_647;
+
 /// A set of group ids; order never matters for conformance, only membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

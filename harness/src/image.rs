@@ -185,8 +185,8 @@ impl Recipe {
         let escalation_gid = raw
             .escalation
             .map(|e| {
-                u32::try_from(e.gid.value).ok().filter(|g| *g <= crate::scenario::MAX_ID).ok_or_else(|| {
-                    InputError::new(path, Some(e.gid.referenced.line()), Some("escalation.gid"), format!("{} is no gid: expected 0..={}", e.gid.value, crate::scenario::MAX_ID))
+                u32::try_from(e.gid.value).ok().filter(|g| *g <= crate::identity::MAX_ID).ok_or_else(|| {
+                    InputError::new(path, Some(e.gid.referenced.line()), Some("escalation.gid"), format!("{} is no gid: expected 0..={}", e.gid.value, crate::identity::MAX_ID))
                 })
             })
             .transpose()?;
@@ -238,8 +238,8 @@ fn check_user(path: &Path, user: &str, intended: bool, passwd: &[PasswdEntry]) -
     }
     // Only the part before `:` reaches a runtime through kubelet (`ImageUser::of_config`).
     let unknown_user = match crate::identity::ImageUser::of_config(Some(user)) {
-        crate::identity::ImageUser::Uid(uid) if !(0..=i64::from(crate::scenario::MAX_ID)).contains(&uid) => {
-            return Err(error(format!("{user:?}: uid {uid} is no uid (expected 0..={})", crate::scenario::MAX_ID)));
+        crate::identity::ImageUser::Uid(uid) if !(0..=i64::from(crate::identity::MAX_ID)).contains(&uid) => {
+            return Err(error(format!("{user:?}: uid {uid} is no uid (expected 0..={})", crate::identity::MAX_ID)));
         }
         crate::identity::ImageUser::Uid(_) => false,
         crate::identity::ImageUser::Name(name) => !passwd.iter().any(|e| e.name == name),
@@ -264,7 +264,7 @@ fn unmodelled_malformation(is_passwd: bool, text: &str) -> Option<&'static str> 
     let gid = text.split(':').nth(2)?.trim_matches(|c: char| c.is_ascii_whitespace());
     let digits = gid.strip_prefix(['+', '-']).unwrap_or(gid);
     let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    let valid = numeric && digits == gid && gid.parse::<u32>().is_ok_and(|g| g <= crate::scenario::MAX_ID);
+    let valid = numeric && digits == gid && gid.parse::<u32>().is_ok_and(|g| g <= crate::identity::MAX_ID);
     (numeric && !valid).then_some("its GID is a number with a sign or beyond 4294967294, which readers turn into different gids (glibc clamps, Go wraps); write a GID that is no number at all")
 }
 

@@ -19,6 +19,7 @@ pub mod input;
 pub mod matrix;
 pub mod observation;
 pub mod oracle;
+pub mod pod;
 pub mod provision;
 pub mod proxy;
 pub mod report;

@@ -256,7 +256,7 @@ pub fn expected_verdicts(expected: &Expected, catalogue: &Catalogue, case: &Case
         // KEP-3619: kubelet >= 1.33 rejects Strict on a node without the feature.
         (Outcome::NoStrict, Policy::Strict) if expected.kubernetes => vec![Verdict::Rejected],
         (Outcome::NoStrict, Policy::Strict) => {
-            let leaks = catalogue.scenario(&case.scenario).and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, s).ok());
+            let leaks = catalogue.scenario(&case.scenario).and_then(|s| oracle::leaks_by_reading(catalogue.recipe(&s.image)?, &s.spec()).ok());
             let mut verdicts: Vec<Verdict> = leaks.iter().flatten().map(|leak| Verdict::Unsupported { leak: !leak.is_empty() }).collect();
             verdicts.sort_by_key(|v| *v == (Verdict::Unsupported { leak: true }));
             verdicts.dedup();

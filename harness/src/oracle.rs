@@ -34,7 +34,7 @@ use crate::escalation::Program;
 use crate::etc::{self, GroupLine, PasswdEntry, Reading};
 use crate::identity::{GroupSet, Identity};
 use crate::image::Recipe;
-use crate::scenario::{Access, ContainerSecurity, PodSecurity, Policy, Scenario, Volume};
+use crate::pod::{Access, ContainerSecurity, PodSecurity, Policy, Volume};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OracleError {
@@ -101,11 +101,6 @@ impl AllowedOutcome {
     }
 }
 
-/// The rules applied to a scenario under a policy.
-pub fn derive(recipe: &Recipe, scenario: &Scenario, policy: Policy) -> Result<Derivation, OracleError> {
-    derive_spec(recipe, &PodSpec { pod: &scenario.pod, container: &scenario.container, volumes: &scenario.volumes }, policy)
-}
-
 /// The groups the image's `/etc/group` lists the user in under `reading`.
 fn memberships(recipe: &Recipe, user: &str, reading: Reading) -> Vec<GroupLine> {
     etc::read_group(recipe.group_lines.as_deref().unwrap_or_default(), reading).into_iter().filter(|line| line.members.iter().any(|m| m == user)).collect()
@@ -113,8 +108,8 @@ fn memberships(recipe: &Recipe, user: &str, reading: Reading) -> Vec<GroupLine> 
 
 /// What a runtime without Strict support attaches beyond the declared groups under each
 /// reading of the image's `/etc/group`: what the matrix's `no-strict` outcome expects to leak.
-pub fn leaks_by_reading(recipe: &Recipe, scenario: &Scenario) -> Result<Vec<GroupSet>, OracleError> {
-    let strict = derive(recipe, scenario, Policy::Strict)?;
+pub fn leaks_by_reading(recipe: &Recipe, spec: &PodSpec<'_>) -> Result<Vec<GroupSet>, OracleError> {
+    let strict = derive(recipe, spec, Policy::Strict)?;
     let Some(user) = strict.user_name else { return Ok(vec![GroupSet::default()]) };
     Ok(Reading::all()
         .into_iter()
@@ -130,7 +125,8 @@ pub fn self_named_groups(recipe: &Recipe, user: Option<&str>) -> GroupSet {
     Reading::all().into_iter().flat_map(|r| memberships(recipe, user, r)).filter(|g| g.name == user).map(|g| g.gid).collect()
 }
 
-pub fn derive_spec(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
+/// The rules applied to a Pod under a policy.
+pub fn derive(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Derivation, OracleError> {
     let passwd = recipe.passwd.as_deref().unwrap_or_default();
     let mut explanation = Vec::new();
     let mut sources: BTreeMap<u32, Vec<String>> = BTreeMap::new();

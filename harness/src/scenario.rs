@@ -12,55 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::identity::{GroupSet, Identity};
-use crate::image::Recipe;
+use crate::identity::{GroupSet, Identity, MAX_ID, MAX_POD_ID};
+use crate::image::{self, BuiltImage, ImageContent, Payload, Recipe};
 use crate::input::{self, InputError};
 use crate::oracle;
-
-/// The value of `spec.securityContext.supplementalGroupsPolicy` a case runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Field left unset: the API server and runtimes treat it as `Merge`.
-    Default,
-    Merge,
-    Strict,
-}
-
-impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::Default, Policy::Merge, Policy::Strict];
-
-    /// The label used in case ids and reports.
-    pub fn label(self) -> &'static str {
-        match self {
-            Policy::Default => "default",
-            Policy::Merge => "merge",
-            Policy::Strict => "strict",
-        }
-    }
-
-    /// The value written into the Pod, as the API spells it.
-    pub fn api_value(self) -> Option<&'static str> {
-        match self {
-            Policy::Default => None,
-            Policy::Merge => Some("Merge"),
-            Policy::Strict => Some("Strict"),
-        }
-    }
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
+pub use crate::pod::{Access, ContainerSecurity, PodSecurity, Policy, Volume};
 
 type RawId = Spanned<i64>;
 
-/// The largest valid uid or gid: 4294967295 is `(uid_t)-1`.
-pub const MAX_ID: u32 = 4_294_967_294;
-/// The largest id the Kubernetes API accepts in a Pod.
-pub const MAX_POD_ID: u32 = 2_147_483_647;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -179,102 +138,6 @@ struct RawExpectation {
     deviation: Option<String>,
 }
 
-/// Whether a process may read a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    Allowed,
-    Denied,
-}
-
-/// Pod-level security context fields that decide the identity.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodSecurity {
-    pub run_as_user: Option<u32>,
-    pub run_as_group: Option<u32>,
-    pub supplemental_groups: Vec<u32>,
-    pub fs_group: Option<u32>,
-    /// `spec.hostUsers` as written; `false` puts the Pod in a user namespace of its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_users: Option<bool>,
-}
-
-impl PodSecurity {
-    /// Whether the Pod runs in a user namespace of its own (`hostUsers: false`, KEP-127): kubelet
-    /// then sends CRI `NamespaceOption.userns_options` with mode POD.
-    pub fn user_namespace(&self) -> bool {
-        self.host_users == Some(false)
-    }
-}
-
-/// Container-level overrides (Kubernetes has no container-level supplemental groups).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerSecurity {
-    pub run_as_user: Option<u32>,
-    pub run_as_group: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow_privilege_escalation: Option<bool>,
-    /// `capabilities.drop`, as written (`ALL` or names like `SETGID`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub drop_capabilities: Vec<String>,
-}
-
-impl ContainerSecurity {
-    /// Whether the container process must run with `no_new_privs`: kubelet sets it exactly when
-    /// `allowPrivilegeEscalation` is false (kubernetes `pkg/kubelet/kuberuntime`
-    /// `security_context.go`, `AddNoNewPrivileges`; the API: it "directly controls if the
-    /// no_new_privs flag will be set on the container process").
-    pub fn no_new_privs(&self) -> bool {
-        self.allow_privilege_escalation == Some(false)
-    }
-
-    /// `capabilities: {drop: [ALL]}`: no process of the container may hold a capability, not even
-    /// in its bounding set (Kubernetes API Capabilities.drop; kubelet passes the list to CRI
-    /// `drop_capabilities` as written; OCI runtime spec `process.capabilities`).
-    pub fn drops_all_capabilities(&self) -> bool {
-        self.drop_capabilities.iter().any(|c| c == "ALL")
-    }
-
-    /// Whether `CAP_SETGID` leaves the bounding set: dropped by name (with or without `CAP_`,
-    /// which runtimes add) or with ALL.
-    pub fn drops_setgid(&self) -> bool {
-        self.drops_all_capabilities() || self.drop_capabilities.iter().any(|c| c == "SETGID" || c == "CAP_SETGID")
-    }
-}
-
-/// A directory owned `root:<gid>` holding a file `token` owned `root:<gid>`: mode 0070 and 0040,
-/// readable only through membership of `gid`; or, with `negative_group_permission`, mode 0755
-/// and 0604 (`rw----r--`), readable by anyone except through membership of `gid` (POSIX: the
-/// group class applies to a member whatever the others class grants).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Volume {
-    pub name: String,
-    pub mount_path: String,
-    pub gid: u32,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub negative_group_permission: bool,
-}
-
-impl Volume {
-    pub const TOKEN_FILE: &'static str = "token";
-
-    /// The modes of the directory and of the token.
-    pub fn modes(&self) -> (u32, u32) {
-        if self.negative_group_permission {
-            (0o755, 0o604)
-        } else {
-            (0o070, 0o040)
-        }
-    }
-
-    pub fn token_path(&self) -> String {
-        format!("{}/{}", self.mount_path.trim_end_matches('/'), Self::TOKEN_FILE)
-    }
-}
-
 /// What one policy must give: the identity and, per probed file, the access.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Expectation {
@@ -339,6 +202,11 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The Pod the model reads ([`oracle::derive`]).
+    pub fn spec(&self) -> oracle::PodSpec<'_> {
+        oracle::PodSpec { pod: &self.pod, container: &self.container, volumes: &self.volumes }
+    }
+
     /// The written expectation for a policy (unset behaves as `Merge`).
     pub fn expectation(&self, policy: Policy) -> &Expectation {
         match policy {
@@ -539,7 +407,7 @@ impl Validator<'_> {
     /// model's derivation is the expectation. A difference is an input error unless the
     /// expectation gives a `deviation` reason.
     fn resolve(&self, field: &str, policy: Policy, written: Option<Expectation>, recipe: &Recipe, pod: &oracle::PodSpec<'_>) -> Result<Expectation, InputError> {
-        let derived = oracle::derive_spec(recipe, pod, policy).map_err(|e| {
+        let derived = oracle::derive(recipe, pod, policy).map_err(|e| {
             self.error(None, "image", format!("the KEP model cannot derive policy {policy} from image {:?} ({}): {e}; set runAsUser", recipe.name, recipe.source.display()))
         })?;
         let allowed_by_model = |e: &Expectation| {
@@ -664,6 +532,20 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// Builds the pause image (first) and every image the cases use, once each.
+    pub fn build_images(&self, cases: &[CaseId], payload: &Payload) -> anyhow::Result<Vec<BuiltImage>> {
+        use anyhow::Context as _;
+        let mut names: Vec<&str> = cases.iter().filter_map(|c| self.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut built = vec![image::build(&ImageContent::pause(payload)?)?];
+        for name in names {
+            let recipe = self.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
+            built.push(image::build(&ImageContent::from_recipe(recipe, payload)?).with_context(|| format!("building image {name}"))?);
+        }
+        Ok(built)
+    }
+
     pub fn load(scenario_dir: &Path, image_dir: &Path) -> Result<Catalogue, InputError> {
         let images = Recipe::load_dir(image_dir)?;
         let mut scenarios: Vec<Scenario> = Vec::new();

@@ -6,7 +6,8 @@ mod support;
 use std::process::Command;
 
 use sgpc::discover::generate;
-use sgpc::scenario::{Policy, MAX_POD_ID};
+use sgpc::identity::MAX_POD_ID;
+use sgpc::scenario::Policy;
 
 /// A seed whose first scenario puts the user in a gid above the API's range through
 /// `/etc/group`: what containerd 2.x refuses and 1.7 runs (found by the matrix).
@@ -14,7 +15,7 @@ fn seed_with_a_large_gid_membership() -> u64 {
     (1..500)
         .find(|&seed| {
             let catalogue = generate::catalogue(&generate::generate(seed, 1)).unwrap();
-            let derivation = sgpc::oracle::derive(&catalogue.images[0], &catalogue.scenarios[0], Policy::Merge).unwrap();
+            let derivation = sgpc::oracle::derive(&catalogue.images[0], &catalogue.scenarios[0].spec(), Policy::Merge).unwrap();
             let large = derivation.implicit_groups.iter().any(|g| g > MAX_POD_ID);
             large
         })

@@ -301,7 +301,7 @@ mod tests {
     fn generated_pods_obey_the_api_and_cover_the_adversarial_forms() {
         let cases = generate(7, 300);
         let pod_ids = cases.iter().flat_map(|c| c.run_as_user.into_iter().chain(c.run_as_group).chain(c.fs_group).chain(c.supplemental_groups.iter().copied()));
-        assert!(pod_ids.clone().all(|id| id <= crate::scenario::MAX_POD_ID));
+        assert!(pod_ids.clone().all(|id| id <= crate::identity::MAX_POD_ID));
         let lines = || cases.iter().flat_map(|c| c.group.iter().flatten());
         let covered = [
             ("CRLF", lines().any(|l| l.ends_with('\r'))),

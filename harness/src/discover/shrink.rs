@@ -187,7 +187,7 @@ fn pod_reductions(case: &GenCase, out: &mut Vec<GenCase>) {
         }
     }
     for (i, gid) in case.supplemental_groups.iter().enumerate() {
-        for lower in lower_ids(*gid).into_iter().filter(|g| *g <= crate::scenario::MAX_POD_ID) {
+        for lower in lower_ids(*gid).into_iter().filter(|g| *g <= crate::identity::MAX_POD_ID) {
             out.push(with(case, |c| c.supplemental_groups[i] = lower));
         }
     }
@@ -236,8 +236,8 @@ mod tests {
     fn refused_like_containerd_2(case: &GenCase) -> bool {
         let Ok(catalogue) = generate::catalogue(std::slice::from_ref(case)) else { return false };
         let (recipe, scenario) = (&catalogue.images[0], &catalogue.scenarios[0]);
-        let derivation = crate::oracle::derive(recipe, scenario, crate::scenario::Policy::Merge).unwrap();
-        let refused = derivation.identity.groups.iter().any(|g| g > crate::scenario::MAX_POD_ID);
+        let derivation = crate::oracle::derive(recipe, &scenario.spec(), crate::scenario::Policy::Merge).unwrap();
+        let refused = derivation.identity.groups.iter().any(|g| g > crate::identity::MAX_POD_ID);
         refused
     }
 

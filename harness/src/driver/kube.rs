@@ -485,7 +485,7 @@ impl KubePlan {
     /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
     /// and `kind load image-archive` loads carry the same) and names the run.
     pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
-        let images = crate::run::build_images(catalogue, cases, payload)?
+        let images = catalogue.build_images(cases, payload)?
             .into_iter()
             .map(|b| {
                 let reference = format!("{IMAGE_REPOSITORY}/{}:{}", b.name, b.tag());

@@ -106,13 +106,72 @@ pub fn fetch(cache: &Path, suite: &str, package: &str) -> anyhow::Result<Unpacke
     let version = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version"), "dpkg-deb -f")?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
 
-    let root = cache_path(cache, suite, package);
-    let partial = root.with_extension("partial");
-    let _ = fs_err::remove_dir_all(&partial);
-    fs_err::create_dir_all(&partial)?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial), "dpkg-deb -x")?;
-    fs_err::write(partial.join(".version"), format!("{version}\n"))?;
-    let _ = fs_err::remove_dir_all(&root);
-    fs_err::rename(&partial, &root).with_context(|| format!("moving the package into {}", root.display()))?;
-    Ok(Unpacked { root, version })
+    install(&cache_path(cache, suite, package), &deb, &version)
+}
+
+/// Unpacks `deb` into `root` as one rename, so that runs fetching the same package at once
+/// (the matrix's columns) never see, or remove, a half-unpacked tree: each unpacks into a
+/// directory of its own beside `root`; the first rename wins and the others use its tree. A
+/// complete tree is never removed (another run may be executing from it).
+fn install(root: &Path, deb: &Path, version: &str) -> anyhow::Result<Unpacked> {
+    let parent = root.parent().context("the cache path has no parent")?;
+    fs_err::create_dir_all(parent)?;
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = tempfile::Builder::new().prefix(&format!(".{name}-")).tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(partial.path()), "dpkg-deb -x")?;
+    fs_err::write(partial.path().join(".version"), format!("{version}\n"))?;
+    let complete = |root: &Path| root.join(".version").is_file();
+    if root.exists() && !complete(root) {
+        // A tree left by a run killed before this layout (it renamed nothing half-done).
+        let _ = fs_err::remove_dir_all(root);
+    }
+    let unpacked = partial.keep();
+    match std::fs::rename(&unpacked, root) {
+        Ok(()) => {}
+        Err(_) if complete(root) => {
+            let _ = fs_err::remove_dir_all(&unpacked);
+        }
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&unpacked);
+            return Err(e).with_context(|| format!("moving the package into {}", root.display()));
+        }
+    }
+    let version = fs_err::read_to_string(root.join(".version"))?.trim().to_string();
+    Ok(Unpacked { root: root.to_path_buf(), version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A package of one file, built with `dpkg-deb -b`.
+    fn tiny_deb(dir: &Path) -> PathBuf {
+        let tree = dir.join("tree");
+        fs_err::create_dir_all(tree.join("DEBIAN")).unwrap();
+        fs_err::create_dir_all(tree.join("usr/bin")).unwrap();
+        fs_err::write(tree.join("DEBIAN/control"), "Package: tiny\nVersion: 1.0\nArchitecture: all\nMaintainer: sgpc <sgpc@localhost>\nDescription: a test package\n").unwrap();
+        fs_err::write(tree.join("usr/bin/tiny"), "#!/bin/sh\n").unwrap();
+        let deb = dir.join("tiny.deb");
+        run(Command::new("dpkg-deb").arg("-b").arg(&tree).arg(&deb), "dpkg-deb -b").unwrap();
+        deb
+    }
+
+    /// Several runs unpacking the same package at once all get the complete tree (the
+    /// matrix's columns on one suite did not: one removed the other's half-unpacked tree).
+    #[test]
+    fn installs_at_once_all_get_the_complete_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = tiny_deb(dir.path());
+        let root = dir.path().join("debs/sid/tiny");
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| install(&root, &deb, "1.0"))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for result in results {
+            let unpacked = result.unwrap();
+            assert!(unpacked.root.join("usr/bin/tiny").is_file() && unpacked.version == "1.0");
+        }
+        let left: Vec<_> = fs_err::read_dir(root.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("tiny")], "no half-unpacked directory is left");
+    }
 }

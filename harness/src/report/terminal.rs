@@ -92,7 +92,7 @@ pub fn write_list(out: &mut dyn Write, catalogue: &Catalogue, cases: &[CaseId], 
 
 fn write_explanation(out: &mut dyn Write, catalogue: &Catalogue, scenario: &Scenario, policy: Policy) -> anyhow::Result<()> {
     let recipe = catalogue.recipe(&scenario.image).ok_or_else(|| anyhow::anyhow!("no image recipe named {:?}", scenario.image))?;
-    let derivation = crate::oracle::derive(recipe, scenario, policy)?;
+    let derivation = crate::oracle::derive(recipe, &scenario.spec(), policy)?;
     let expected = scenario.expectation(policy);
     writeln!(out, "    expect {expected}")?;
     for line in &derivation.explanation {

@@ -25,7 +25,7 @@ use crate::verdict::{self, Judgement, Verdict};
 pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KubeConfig};
 pub use node::{node_binaries, run_node_session, NodeChoice, NodeRun};
-pub use session::{build_images, run_session, NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
+pub use session::{run_session, NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
 
 /// Named process exit codes of `sgpc run`.
 pub mod exit_code {

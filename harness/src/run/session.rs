@@ -240,19 +240,6 @@ pub struct Session {
     userns_slots: crate::driver::cri::UsernsSlots,
 }
 
-/// Builds the pause image (first) and every image the cases use, once each.
-pub fn build_images(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload) -> anyhow::Result<Vec<image::BuiltImage>> {
-    let mut names: Vec<&str> = cases.iter().filter_map(|c| catalogue.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut built = vec![image::build(&ImageContent::pause(payload)?)?];
-    for name in names {
-        let recipe = catalogue.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
-        built.push(image::build(&ImageContent::from_recipe(recipe, payload)?).with_context(|| format!("building image {name}"))?);
-    }
-    Ok(built)
-}
-
 /// What provisioning produced, before it becomes a session.
 struct Provisioned {
     target: CriDriver,
@@ -516,7 +503,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         TargetChoice::Cri { endpoint } => Some(connect(endpoint, config).await?),
         TargetChoice::Containerd { .. } | TargetChoice::Crio { .. } => None,
     };
-    let built = build_images(catalogue, cases, &config.payload)?;
+    let built = catalogue.build_images(cases, &config.payload)?;
 
     let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
     resources.record_daemon("registry", registry.pid())?;
