@@ -60,7 +60,7 @@ impl Floor {
             runtime_handler: String::new(),
             // The same cgroup tree as sgpc's own sessions on this runtime.
             cgroup_parent: sgpc::provision::host_paths::cgroup_parent(&self.run_id),
-            userns_slot: sgpc::driver::cri::UsernsSlots::free_of(std::path::Path::new("/etc")).nth(n),
+            userns_slot: sgpc::driver::cri::UsernsSlots::free_of(std::path::Path::new("/etc"), &self.run_id).nth(n),
         };
         std::fs::create_dir_all(&req.case_dir).expect("case dir");
         let mut c = self.client.clone();

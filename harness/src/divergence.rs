@@ -7,15 +7,14 @@
 //! not diverge by that alone: the verdict judges it.
 //! Cases a runtime could not run (ERROR) say nothing about the runtime and are left out.
 
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::identity::Identity;
 use crate::observation::{Observations, Point};
 use crate::run::CaseResult;
-use crate::scenario::{Access, CaseId, Expectation};
-use crate::verdict::Verdict;
+use crate::scenario::{Access, CaseId};
+use crate::verdict::{matched_outcome, Matched, Verdict};
 
 /// One case on which runtimes did different things.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,20 +120,16 @@ impl std::fmt::Display for Rule {
     }
 }
 
-fn matched(seen: &Seen, expected: Option<&Expectation>) -> Rule {
-    let (Seen::Ran { process, access, .. }, Some(expected)) = (seen, expected) else {
-        return match seen {
-            Seen::Refused => Rule::Refused,
-            Seen::Ran { .. } => Rule::NoExpectation,
-        };
-    };
-    let access_agrees = |want: &BTreeMap<String, Access>| access.iter().all(|(_, path, a)| want.get(path) == Some(a));
-    if expected.allowed.is_empty() {
-        return if *process == expected.identity && access_agrees(&expected.access) { Rule::Model } else { Rule::NoneAllowed };
-    }
-    match expected.allowed.iter().find(|o| o.identity == *process && access_agrees(&o.access)) {
-        Some(o) => Rule::Allowed { reading: o.describe().to_string() },
-        None => Rule::NoneAllowed,
+/// The rule a behaviour matches, by the verdict's own matcher ([`matched_outcome`]).
+fn matched(seen: &Seen, result: &CaseResult) -> Rule {
+    match (seen, result.expected.as_ref(), result.observations.as_ref()) {
+        (Seen::Refused, _, _) => Rule::Refused,
+        (Seen::Ran { .. }, Some(expected), Some(obs)) => match matched_outcome(expected, obs) {
+            Matched::Model => Rule::Model,
+            Matched::Allowed(outcome) => Rule::Allowed { reading: outcome.describe().to_string() },
+            Matched::Nothing => Rule::NoneAllowed,
+        },
+        (Seen::Ran { .. }, _, _) => Rule::NoExpectation,
     }
 }
 
@@ -156,7 +151,7 @@ pub fn behaviours(results: &[(&str, &CaseResult)]) -> Vec<Behaviour> {
     groups
         .iter()
         .map(|(seen, members)| {
-            let rule = matched(seen, members[0].1.expected.as_ref());
+            let rule = matched(seen, members[0].1);
             Behaviour {
                 runtimes: members.iter().map(|(name, _)| name.to_string()).collect(),
                 attached: describe(seen),
@@ -195,7 +190,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::observation::IdentityObservation;
     use crate::run::error_result;
-    use crate::scenario::Policy;
+    use crate::scenario::{Expectation, Policy};
+    use std::collections::BTreeMap;
     use crate::verdict::Judgement;
 
     fn case() -> CaseId {
@@ -263,6 +259,7 @@ pub(crate) mod tests {
         }
         let d = of_case(&case(), &[("a", &pass), ("b", &lying)]).expect("status.user differs");
         assert_eq!(d.behaviours[1].attached, "uid=1000 gid=3000 groups={3000 4000}; CRI ContainerStatus.user uid=1000 gid=3000 groups={3000}");
+        assert_eq!(d.behaviours[1].rule, Rule::NoneAllowed, "every point is held to the rules, as in the verdict");
         // Absent status.user (a runtime without the feature) is not a divergence by itself.
         let mut absent = ran(&[3000, 4000], Verdict::Pass);
         absent.observations.as_mut().unwrap().identities.retain(|o| o.point != Point::CriStatus);

@@ -72,19 +72,22 @@ impl Program {
     /// `PR_SET_NO_NEW_PRIVS`); without `CAP_SETGID` in the bounding set a file capability
     /// grants nothing (capabilities(7), "Transformation of capabilities during execve()"). A
     /// setgid bit needs no capability, so dropping capabilities does not stop it. A process
-    /// running as uid 0 holds `CAP_SETGID` already (the runtimes' default set keeps it) and both
-    /// programs call setgroups(2), which needs no bit: only dropping `CAP_SETGID` stops it
-    /// (setgroups(2), EPERM "the calling process is not privileged").
+    /// running as uid 0 already holds `CAP_SETGID` (the runtimes' default set keeps it), and both
+    /// programs call setgroups(2), which then needs no bit: for root, `CAP_SETGID` must be dropped
+    /// as well (setgroups(2): EPERM without it), and the setgid program still needs
+    /// `no_new_privs` to keep the bit from changing the effective gid.
     pub fn stopped(self, no_new_privs: bool, drops_setgid: bool, runs_as_root: bool) -> bool {
         let bits_ignored = no_new_privs || (self == Program::CapSetgid && drops_setgid);
         bits_ignored && (drops_setgid || !runs_as_root)
     }
 
     /// The Pod fields that would have stopped this program, for a report.
-    pub fn stopped_by(self) -> &'static str {
-        match self {
-            Program::Setgid => "`allowPrivilegeEscalation: false` (kubelet then sets no_new_privs)",
-            Program::CapSetgid => "`allowPrivilegeEscalation: false` (kubelet then sets no_new_privs) or `capabilities: drop: [ALL]`",
+    pub fn stopped_by(self, runs_as_root: bool) -> &'static str {
+        match (self, runs_as_root) {
+            (Program::Setgid, false) => "`allowPrivilegeEscalation: false` (kubelet then sets no_new_privs)",
+            (Program::CapSetgid, false) => "`allowPrivilegeEscalation: false` (kubelet then sets no_new_privs) or `capabilities: drop: [ALL]`",
+            (Program::Setgid, true) => "`allowPrivilegeEscalation: false` with `capabilities: drop: [SETGID]` (root holds CAP_SETGID)",
+            (Program::CapSetgid, true) => "`capabilities: drop: [SETGID]` or `[ALL]` (root holds CAP_SETGID)",
         }
     }
 }

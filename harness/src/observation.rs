@@ -155,6 +155,10 @@ pub struct Observations {
     /// The first line of `/proc/self/uid_map`, per process: which user namespace it runs in.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub uid_map: BTreeMap<Prober, UidMapLine>,
+    /// The user-namespace mapping the CRI driver sent (`hostUsers: false`), as a process in it
+    /// shows it in `/proc/self/uid_map`; `None` where sgpc sent none (the Kubernetes level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_uid_map: Option<UidMapLine>,
     /// What the image's escalation programs got, per process that ran them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<EscalationObservation>,
@@ -331,6 +335,12 @@ pub struct UidMapLine {
     pub inside: u32,
     pub outside: u32,
     pub length: u32,
+}
+
+impl std::fmt::Display for UidMapLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.inside, self.outside, self.length)
+    }
 }
 
 impl UidMapLine {

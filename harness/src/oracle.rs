@@ -230,7 +230,7 @@ pub fn derive(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Der
     let escalated = escalated_access(recipe, spec, &primary.identity);
     if !escalated.is_empty() {
         explanation.push(format!(
-            "escalation: the image's programs owned by group {} reach {:?} if the kernel grants their bits [POSIX exec set-group-ID; capabilities(7)]; no_new_privs stops both, dropping CAP_SETGID the cap_setgid+ep one [prctl(2) PR_SET_NO_NEW_PRIVS]",
+            "escalation: the image's programs owned by group {} reach {:?} if the kernel grants their bits [POSIX exec set-group-ID; capabilities(7)]; for a non-root process no_new_privs stops both and dropping CAP_SETGID the cap_setgid+ep one; root holds CAP_SETGID, so for root dropping it is needed too [prctl(2) PR_SET_NO_NEW_PRIVS; setgroups(2)]",
             recipe.escalation_gid.unwrap_or_default(),
             escalated
         ));
@@ -260,9 +260,14 @@ fn within_user_namespace(spec: &PodSpec<'_>, outcomes: Vec<AllowedOutcome>, expl
         return (outcomes, None);
     }
     let first = &outcomes[0].identity;
+    let mut outside: Vec<String> = [("uid", first.uid), ("gid", first.gid)].into_iter().filter(|(_, id)| !mappable(*id)).map(|(what, id)| format!("{what} {id}")).collect();
+    let groups: GroupSet = outcomes.iter().flat_map(|o| o.identity.groups.iter()).filter(|g| !mappable(*g)).collect();
+    if !groups.is_empty() {
+        outside.push(format!("groups {groups}"));
+    }
     let why = format!(
-        "with hostUsers: false the Pod's user namespace maps ids 0..65535 only (Kubernetes docs, \"User Namespaces\"), and uid {}, gid {}, groups {} are not all inside it: no runtime can attach them (setgroups(2), setgid(2): EINVAL)",
-        first.uid, first.gid, first.groups
+        "with hostUsers: false the Pod's user namespace maps ids 0..65535 only (Kubernetes docs, \"User Namespaces\"), and {} lie outside it: no runtime can attach them (setgroups(2), setgid(2): EINVAL)",
+        outside.join(", ")
     );
     explanation.push(format!("{why}; refusing the Pod is allowed"));
     if !mappable(first.uid) || !mappable(first.gid) {

@@ -179,14 +179,17 @@ pub fn userns_mapping(req: &CaseRequest<'_>) -> Option<cri::IdMapping> {
     Some(cri::IdMapping { host_id: slot * USERNS_LENGTH, container_id: 0, length: USERNS_LENGTH })
 }
 
-/// The host-id slots a session's user namespaces take: 65536 ids each, above every id the
-/// host's `/etc/passwd` and `/etc/group` name and every range `/etc/subuid` and `/etc/subgid`
-/// give out (kubelet takes its own from there), and below 2^31 (runc refuses larger ids).
-/// Cases take the slots in turn, so no two cases of a run share host ids, nor a case a local
-/// user's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The host-id slots a session's user namespaces take: 65536 ids each, below 2^31 (runc
+/// refuses larger ids), none holding an id the host's `/etc/passwd` or `/etc/group` names or a
+/// range `/etc/subuid` or `/etc/subgid` gives out (kubelet takes its Pods' ranges from the
+/// `kubelet` entry there where there is one; without it kubelet uses ids from 65536 up, so on
+/// a kubelet's node `--cri` may share host ids with its Pods). The cases of a session take the
+/// free slots in turn from an offset drawn from the run id, so that sessions at once (the
+/// matrix's columns) start apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsernsSlots {
-    first: u32,
+    free: Vec<u32>,
+    offset: usize,
 }
 
 /// Slots `1..=LAST_SLOT` keep every mapped host id below 2^31.
@@ -194,30 +197,40 @@ const LAST_SLOT: u32 = (1 << 31) / USERNS_LENGTH - 1;
 
 impl UsernsSlots {
     /// The slots free of the ids the files under `etc` give out (an absent file gives none).
-    pub fn free_of(etc: &Path) -> UsernsSlots {
+    pub fn free_of(etc: &Path, run_id: &str) -> UsernsSlots {
         let named = |file: &str| std::fs::read_to_string(etc.join(file)).unwrap_or_default();
-        let mut highest = u64::from(USERNS_LENGTH) - 1;
+        let mut taken: Vec<(u64, u64)> = Vec::new();
         for file in ["passwd", "group"] {
-            let ids = named(file).lines().filter_map(|l| l.split(':').nth(2)?.trim().parse::<u64>().ok()).max();
-            highest = highest.max(ids.unwrap_or(0));
+            let ids = named(file).lines().filter_map(|l| l.split(':').nth(2)?.trim().parse::<u64>().ok()).collect::<Vec<_>>();
+            taken.extend(ids.into_iter().map(|id| (id, id)));
         }
         for file in ["subuid", "subgid"] {
             let text = named(file);
-            let ends = text.lines().filter_map(|l| {
+            taken.extend(text.lines().filter_map(|l| {
                 let mut fields = l.split(':').skip(1).map(|f| f.trim().parse::<u64>().ok());
-                Some(fields.next()??.saturating_add(fields.next()??).saturating_sub(1))
-            });
-            highest = highest.max(ends.max().unwrap_or(0));
+                let (start, count) = (fields.next()??, fields.next()??);
+                Some((start, start.saturating_add(count.max(1) - 1)))
+            }));
         }
-        let first = u32::try_from(highest / u64::from(USERNS_LENGTH) + 1).unwrap_or(u32::MAX);
-        UsernsSlots { first }
+        let length = u64::from(USERNS_LENGTH);
+        let clear = |slot: &u32| {
+            let first = u64::from(*slot) * length;
+            !taken.iter().any(|&(lo, hi)| lo < first + length && hi >= first)
+        };
+        let free: Vec<u32> = (1..=LAST_SLOT).filter(clear).collect();
+        let offset = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            run_id.hash(&mut hasher);
+            usize::try_from(hasher.finish() % free.len().max(1) as u64).unwrap_or(0)
+        };
+        UsernsSlots { free, offset }
     }
 
     /// The slot of the `nth` case of a session; `None` where the host leaves none free.
-    pub fn nth(self, nth: usize) -> Option<u32> {
-        let free = LAST_SLOT.checked_sub(self.first)? + 1;
-        let offset = u32::try_from(nth % free as usize).ok()?;
-        Some(self.first + offset)
+    pub fn nth(&self, nth: usize) -> Option<u32> {
+        let count = self.free.len();
+        (count > 0).then(|| self.free[(self.offset + nth % count) % count])
     }
 }
 
@@ -564,6 +577,7 @@ impl CriDriver {
         }
         let mut obs = Observations::from_probes(first, exec);
         obs.image_user = image_user.map(|u| u.describe());
+        obs.requested_uid_map = userns_mapping(req).map(|m| observation::UidMapLine { inside: m.container_id, outside: m.host_id, length: m.length });
         if let Some(pid) = verbose_pid(&status.info) {
             let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(io_error(format!("reading /proc/{pid}/status of the first process")))?;
             obs.push(Point::HostKernel, to_container_view(userns_mapping(req).as_ref(), observation::parse_proc_status(&text)?), "");
@@ -813,15 +827,22 @@ mod tests {
     #[test]
     fn user_namespace_slots_avoid_the_hosts_ids() {
         let etc = tempfile::tempdir().unwrap();
-        assert_eq!(UsernsSlots::free_of(etc.path()).nth(0), Some(1), "nothing given out: the first slot above the first 65536 ids");
-        std::fs::write(etc.path().join("passwd"), "root:x:0:0::/:/bin/sh\nbig:x:200000:5::/:/bin/sh\nodd:x:nonsense\n").unwrap();
+        let slots = UsernsSlots::free_of(etc.path(), "run");
+        assert!(slots.nth(0).is_some_and(|slot| slot >= 1), "nothing given out: a slot above the first 65536 ids");
+        std::fs::write(etc.path().join("passwd"), "root:x:0:0::/:/bin/sh\nbig:x:200000:5::/:/bin/sh\nodd:x:nonsense\nnfs:x:4294967294:1::/:/bin/sh\n").unwrap();
         std::fs::write(etc.path().join("subgid"), "alice:300000:65536\n# comment\n").unwrap();
-        let slots = UsernsSlots::free_of(etc.path());
-        let first = slots.nth(0).unwrap();
-        assert!(first * USERNS_LENGTH > 300000 + 65535, "slot {first} overlaps alice's subordinate ids");
-        assert_eq!(slots.nth(1), Some(first + 1), "cases take their own slots");
-        std::fs::write(etc.path().join("subuid"), "k:2147418112:65536\n").unwrap();
-        assert_eq!(UsernsSlots::free_of(etc.path()).nth(0), None, "no room below 2^31");
+        for run in ["a", "b", "c"] {
+            let slots = UsernsSlots::free_of(etc.path(), run);
+            let taken: Vec<u32> = (0..5000).filter_map(|n| slots.nth(n)).collect();
+            assert_eq!(taken.len(), 5000, "an id far above the slots takes none of them");
+            assert!(!taken.iter().any(|slot| [3, 4, 5].contains(slot)), "slots 3 (uid 200000), 4 and 5 (alice's ids) are taken");
+            let mut distinct = taken.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), taken.len(), "cases of a session take their own slots");
+        }
+        std::fs::write(etc.path().join("subuid"), "k:65536:2147418112\n").unwrap();
+        assert_eq!(UsernsSlots::free_of(etc.path(), "run").nth(0), None, "no room below 2^31");
     }
 
     #[test]

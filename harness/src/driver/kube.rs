@@ -368,14 +368,22 @@ impl KubeDriver {
         Ok(KubeDriver { client: kube::Client::try_from(config).map_err(api("creating the API client"))?, timeout })
     }
 
-    /// The API server's minor version.
-    /// Why the cluster's nodes cannot run `hostUsers: false` Pods ([`nodes_without_user_namespaces`]).
-    pub async fn user_namespaces_lacking(&self) -> Result<Option<String>, KubeError> {
+    /// Why `hostUsers: false` Pods cannot run on the cluster's nodes, or on `node` alone
+    /// ([`nodes_without_user_namespaces`]). Nodes that cannot be read are a reason too: the
+    /// cases that need them are NOT RUN, and every other case still runs.
+    pub async fn user_namespaces_lacking(&self, node: Option<&str>) -> Option<String> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
-        let list = nodes.list(&kube::api::ListParams::default()).await.map_err(api("listing the nodes".to_string()))?;
-        Ok(nodes_without_user_namespaces(&list.items))
+        let listed = match node {
+            Some(name) => nodes.get(name).await.map(|n| vec![n]),
+            None => nodes.list(&kube::api::ListParams::default()).await.map(|l| l.items),
+        };
+        match listed {
+            Ok(listed) => nodes_without_user_namespaces(&listed),
+            Err(e) => Some(format!("the nodes' runtime handler features could not be read: {e}")),
+        }
     }
 
+    /// The API server's minor version.
     pub async fn server_minor(&self) -> Result<u32, KubeError> {
         let info = self.client.apiserver_version().await.map_err(api("asking the API server for its version"))?;
         info.minor.trim_end_matches('+').parse().map_err(|_| KubeError::Version(info.minor.clone()))
@@ -551,7 +559,7 @@ impl KubeRun {
             supplemental_groups_policy: false,
             // Read with each case (`Admission::node_feature`).
             feature_per_node: true,
-            no_user_namespaces: driver.user_namespaces_lacking().await?,
+            no_user_namespaces: driver.user_namespaces_lacking(None).await,
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }
@@ -571,7 +579,7 @@ impl KubeRun {
             // kubelet's own word, where the runtime's does not already say no.
             no_user_namespaces: match runtime.no_user_namespaces.clone() {
                 Some(why) => Some(why),
-                None => driver.user_namespaces_lacking().await?,
+                None => driver.user_namespaces_lacking(plan.node_name.as_deref()).await,
             },
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await

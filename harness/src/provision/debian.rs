@@ -109,32 +109,28 @@ pub fn fetch(cache: &Path, suite: &str, package: &str) -> anyhow::Result<Unpacke
     install(&cache_path(cache, suite, package), &deb, &version)
 }
 
-/// Unpacks `deb` into `root` as one rename, so that runs fetching the same package at once
-/// (the matrix's columns) never see, or remove, a half-unpacked tree: each unpacks into a
-/// directory of its own beside `root`; the first rename wins and the others use its tree. A
-/// complete tree is never removed (another run may be executing from it).
+/// Unpacks `deb` into `root` as one rename, under a lock beside it, so that runs fetching the
+/// same package at once (the matrix's columns) never see, or remove, a half-unpacked tree: the
+/// first unpacks, the others find its tree complete. Under the lock, what a killed run left
+/// (a tree without `.version`, an unpacking directory) is removed.
 fn install(root: &Path, deb: &Path, version: &str) -> anyhow::Result<Unpacked> {
     let parent = root.parent().context("the cache path has no parent")?;
     fs_err::create_dir_all(parent)?;
     let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let partial = tempfile::Builder::new().prefix(&format!(".{name}-")).tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
-    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(partial.path()), "dpkg-deb -x")?;
-    fs_err::write(partial.path().join(".version"), format!("{version}\n"))?;
+    let lock = fs_err::File::create(parent.join(format!(".{name}.lock")))?;
+    lock.file().lock().with_context(|| format!("locking {}", lock.path().display()))?;
     let complete = |root: &Path| root.join(".version").is_file();
-    if root.exists() && !complete(root) {
-        // A tree left by a run killed before this layout (it renamed nothing half-done).
-        let _ = fs_err::remove_dir_all(root);
-    }
-    let unpacked = partial.keep();
-    match std::fs::rename(&unpacked, root) {
-        Ok(()) => {}
-        Err(_) if complete(root) => {
-            let _ = fs_err::remove_dir_all(&unpacked);
+    if !complete(root) {
+        for leftover in fs_err::read_dir(parent)?.filter_map(Result::ok).map(|e| e.path()) {
+            let file_name = leftover.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if leftover == root || (file_name.starts_with(&format!(".{name}-")) && leftover.is_dir()) {
+                fs_err::remove_dir_all(&leftover)?;
+            }
         }
-        Err(e) => {
-            let _ = fs_err::remove_dir_all(&unpacked);
-            return Err(e).with_context(|| format!("moving the package into {}", root.display()));
-        }
+        let partial = tempfile::Builder::new().prefix(&format!(".{name}-")).tempdir_in(parent).with_context(|| format!("creating a directory in {}", parent.display()))?;
+        run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(partial.path()), "dpkg-deb -x")?;
+        fs_err::write(partial.path().join(".version"), format!("{version}\n"))?;
+        fs_err::rename(partial.keep(), root).with_context(|| format!("moving the package into {}", root.display()))?;
     }
     let version = fs_err::read_to_string(root.join(".version"))?.trim().to_string();
     Ok(Unpacked { root: root.to_path_buf(), version })
@@ -163,6 +159,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let deb = tiny_deb(dir.path());
         let root = dir.path().join("debs/sid/tiny");
+        // What a run killed half-way left: a tree without `.version`, an unpacking directory.
+        fs_err::create_dir_all(root.join("usr")).unwrap();
+        fs_err::create_dir_all(dir.path().join("debs/sid/.tiny-killed/usr")).unwrap();
         let results: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| install(&root, &deb, "1.0"))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -171,7 +170,8 @@ mod tests {
             let unpacked = result.unwrap();
             assert!(unpacked.root.join("usr/bin/tiny").is_file() && unpacked.version == "1.0");
         }
-        let left: Vec<_> = fs_err::read_dir(root.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("tiny")], "no half-unpacked directory is left");
+        let mut left: Vec<_> = fs_err::read_dir(root.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, vec![std::ffi::OsString::from(".tiny.lock"), std::ffi::OsString::from("tiny")], "no half-unpacked directory is left");
     }
 }

@@ -267,6 +267,7 @@ impl Session {
             let _ = crate::provision::remove_tree(&resources.dir);
             return Err(StartError { runtime: None, provisioned: None, error: anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)") });
         }
+        let userns_slots = crate::driver::cri::UsernsSlots::free_of(Path::new("/etc"), &run_id);
         match provision(&mut resources, config, catalogue, cases, &run_id).await {
             Ok(p) => Ok(Session {
                 run_id,
@@ -280,7 +281,7 @@ impl Session {
                 target: p.target,
                 resources,
                 cases_started: std::sync::atomic::AtomicUsize::new(0),
-                userns_slots: crate::driver::cri::UsernsSlots::free_of(std::path::Path::new("/etc")),
+                userns_slots,
             }),
             Err(e) => {
                 let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());

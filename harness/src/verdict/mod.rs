@@ -25,7 +25,8 @@ use serde::Serialize;
 use crate::escalation::Program;
 use crate::etc::GroupLine;
 use crate::identity::{GroupSet, Identity};
-use crate::observation::{CapabilitySets, Escalated, Observations, Point, Prober, Refusal, UidMapLine};
+use crate::observation::{CapabilitySets, Escalated, Observations, Point, Prober, Refusal};
+use crate::oracle::AllowedOutcome;
 use crate::scenario::{Access, Expectation, Policy};
 
 /// How `cat` reports EACCES.
@@ -238,13 +239,42 @@ fn mismatches(ctx: &Context<'_>, want: &Identity, want_access: &BTreeMap<String,
     out
 }
 
+/// Which outcome a case's observations match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched<'a> {
+    /// The model's one outcome.
+    Model,
+    /// One of the outcomes the specs allow where they leave the case open.
+    Allowed(&'a AllowedOutcome),
+    /// None.
+    Nothing,
+}
+
+/// The one matcher of observations against the outcomes an expectation allows, for the verdict
+/// and for divergences alike: every observation point and every file access must agree.
+pub fn matched_outcome<'a>(expected: &'a Expectation, obs: &Observations) -> Matched<'a> {
+    let agrees = |identity: &Identity, access: &BTreeMap<String, Access>| {
+        obs.identities.iter().all(|o| o.identity == *identity) && obs.access.iter().all(|a| access.get(&a.path) == Some(&a.access))
+    };
+    if let Some(outcome) = expected.allowed.iter().find(|o| agrees(&o.identity, &o.access)) {
+        return Matched::Allowed(outcome);
+    }
+    if expected.allowed.is_empty() && agrees(&expected.identity, &expected.access) {
+        Matched::Model
+    } else {
+        Matched::Nothing
+    }
+}
+
 /// Holds the observations to the expectation, or where the specs leave the case open, to each
 /// allowed outcome in turn: the mismatches against the first (the primary) when none matches,
 /// and a note naming the outcome that matched.
 fn held_to_expectation(ctx: &Context<'_>, obs: &Observations) -> (Vec<String>, Option<String>) {
     let open = "the specs leave this case open";
-    if let Some(chosen) = ctx.expected.allowed.iter().find(|o| mismatches(ctx, &o.identity, &o.access, obs).is_empty()) {
-        return (Vec::new(), Some(format!("{open}; the runtime's outcome {} is allowed: {}", chosen.identity, chosen.describe())));
+    match matched_outcome(ctx.expected, obs) {
+        Matched::Allowed(chosen) => return (Vec::new(), Some(format!("{open}; the runtime's outcome {} is allowed: {}", chosen.identity, chosen.describe()))),
+        Matched::Model => return (Vec::new(), None),
+        Matched::Nothing => {}
     }
     let mut reasons = mismatches(ctx, &ctx.expected.identity, &ctx.expected.access, obs);
     if ctx.expected.allowed.is_empty() {
@@ -318,9 +348,25 @@ fn every_process<T>(asked: bool, rule: &str, seen: &BTreeMap<Prober, T>, wrong: 
 /// `/proc/self/uid_map` as `0 0 4294967295` (user_namespaces(7)).
 pub const USER_NAMESPACE_RULE: &str = "hostUsers: false, yet the process runs in the host's user namespace";
 
+/// Where sgpc sent the mapping itself (the CRI level), a process must show exactly it: one in
+/// the runtime's own user namespace (a runtime that runs inside one) shows another line.
 fn user_namespace_reasons(ctx: &Context<'_>, obs: &Observations) -> Vec<String> {
-    let wrong = |line: &UidMapLine| line.is_initial().then(|| "/proc/self/uid_map `0 0 4294967295`, the host's own mapping [Kubernetes API PodSpec.hostUsers; CRI NamespaceOption.userns_options; user_namespaces(7)]".to_string());
-    every_process(ctx.user_namespace, USER_NAMESPACE_RULE, &obs.uid_map, wrong, "a /proc/self/uid_map line")
+    if !ctx.user_namespace {
+        return Vec::new();
+    }
+    const CITED: &str = "[Kubernetes API PodSpec.hostUsers; CRI NamespaceOption.userns_options; user_namespaces(7)]";
+    [Prober::FirstProcess, Prober::Exec]
+        .into_iter()
+        .filter_map(|prober| {
+            let why = match (obs.uid_map.get(&prober), obs.requested_uid_map) {
+                (None, _) => "printed no /proc/self/uid_map line".to_string(),
+                (Some(line), _) if line.is_initial() => format!("/proc/self/uid_map `{line}`, the host's own mapping {CITED}"),
+                (Some(line), Some(asked)) if *line != asked => format!("/proc/self/uid_map `{line}`, not the mapping the request asked for (`{asked}`) {CITED}"),
+                _ => return None,
+            };
+            Some(format!("{USER_NAMESPACE_RULE}: the {} has {why}", prober.describe()))
+        })
+        .collect()
 }
 
 /// `capabilities: {drop: [ALL]}` leaves every process of the container without capabilities,
@@ -347,20 +393,37 @@ pub const ESCALATION_RULE: &str = "an image's program changed its groups althoug
 /// identity may not read; a note where the policy alone did not keep the image out of the
 /// program's group (not a runtime failure: KEP-3619 sets only the starting identity). An
 /// escalation the image cannot show (no report from a program) is sgpc's error.
-fn escalation_findings(ctx: &Context<'_>, obs: &Observations) -> Result<(Vec<String>, Vec<String>), String> {
+/// Why the escalation programs could not be judged.
+#[derive(Debug)]
+enum EscalationGap {
+    /// A program's report is missing: the image or the runtime kept it from running to the end.
+    NotReported(String),
+    /// sgpc cannot judge what it has (no model, an odd read): always sgpc's ERROR.
+    Unjudgeable(String),
+}
+
+impl fmt::Display for EscalationGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EscalationGap::NotReported(why) | EscalationGap::Unjudgeable(why) => f.write_str(why),
+        }
+    }
+}
+
+fn escalation_findings(ctx: &Context<'_>, obs: &Observations) -> Result<(Vec<String>, Vec<String>), EscalationGap> {
     let mut findings = (Vec::new(), Vec::new());
     let Some(program_gid) = ctx.escalation_gid else { return Ok(findings) };
     for program in Program::ALL {
-        let reachable = ctx.expected.escalated.get(&program).ok_or_else(|| format!("the model gives no access for {}", program.describe()))?;
+        let reachable = ctx.expected.escalated.get(&program).ok_or_else(|| EscalationGap::Unjudgeable(format!("the model gives no access for {}", program.describe())))?;
         for prober in [Prober::FirstProcess, Prober::Exec] {
             let seen = obs.escalations.iter().find(|e| e.program == program && e.prober == prober);
-            let seen = seen.ok_or_else(|| format!("the {} did not report what {} got", prober.describe(), program.describe()))?;
+            let seen = seen.ok_or_else(|| EscalationGap::NotReported(format!("the {} did not report what {} got", prober.describe(), program.describe())))?;
             // What the process itself had: a group the runtime attached is no escalation.
             let point = match prober {
                 Prober::FirstProcess => Point::FirstProcessKernel,
                 Prober::Exec => Point::ExecId,
             };
-            let before = obs.identities.iter().find(|o| o.point == point).map(|o| &o.identity).ok_or_else(|| format!("no observation from {}", point.describe()))?;
+            let before = obs.identities.iter().find(|o| o.point == point).map(|o| &o.identity).ok_or_else(|| EscalationGap::Unjudgeable(format!("no observation from {}", point.describe())))?;
             let who = format!("{} ({}) run by the {}", program.describe(), program.path(), prober.describe());
             let one = OneEscalation { ctx, program, program_gid, reachable, before, who };
             one.judge(&seen.outcome, &mut findings)?;
@@ -381,7 +444,7 @@ struct OneEscalation<'a> {
 }
 
 impl OneEscalation<'_> {
-    fn judge(&self, outcome: &Escalated, (reasons, notes): &mut (Vec<String>, Vec<String>)) -> Result<(), String> {
+    fn judge(&self, outcome: &Escalated, (reasons, notes): &mut (Vec<String>, Vec<String>)) -> Result<(), EscalationGap> {
         let stopped = self.program.stopped(self.ctx.no_new_privs, self.ctx.drops_setgid, self.ctx.expected.identity.uid == 0);
         let (egid, groups, access) = match outcome {
             Escalated::Ran { egid, groups, access, .. } => (*egid, groups, access),
@@ -397,9 +460,9 @@ impl OneEscalation<'_> {
             reasons.push(format!("{ESCALATION_RULE}: {} got effective gid {egid} and groups {groups:?} ({}) [prctl(2) PR_SET_NO_NEW_PRIVS; capabilities(7)]", self.who, escalation_guard(self.ctx)));
         }
         for (path, want_plain) in &self.ctx.expected.access {
-            let (got, detail) = access.get(path).ok_or_else(|| format!("{} did not report reading {path}", self.who))?;
+            let (got, detail) = access.get(path).ok_or_else(|| EscalationGap::NotReported(format!("{} did not report reading {path}", self.who)))?;
             if *got == Access::Denied && !detail.contains(PERMISSION_DENIED) {
-                return Err(format!("{} failed to read {path} for a reason other than permissions: {detail}", self.who));
+                return Err(EscalationGap::Unjudgeable(format!("{} failed to read {path} for a reason other than permissions: {detail}", self.who)));
             }
             let want_escalated = self.reachable.get(path).copied().unwrap_or(*want_plain);
             if *got == *want_plain {
@@ -414,7 +477,7 @@ impl OneEscalation<'_> {
                     self.ctx.policy.api_value().unwrap_or("unset"),
                     self.program_gid,
                     self.who,
-                    self.program.stopped_by()
+                    self.program.stopped_by(self.ctx.expected.identity.uid == 0)
                 ));
             }
         }
@@ -440,11 +503,16 @@ fn order_notes(obs: &Observations) -> Vec<String> {
 }
 
 /// Whether a refusal is the one an id outside the Pod's user namespace causes: the container's
-/// process cannot take it (setgroups(2), setgid(2), setuid(2): EINVAL, "invalid argument"), so
-/// creating or starting the container fails. Any other refusal (of the sandbox, or for another
-/// reason) is the runtime's own.
+/// process cannot take it (setgroups(2), setgid(2), setuid(2), chown(2): EINVAL, "invalid
+/// argument"; measured: runc's "setgroups: invalid argument", "chown /dev/stdout: invalid
+/// argument"), so creating or starting the container fails. Any other refusal (of the sandbox,
+/// an ID-mapped mount the runtime cannot make, another error) is the runtime's own. At the
+/// Kubernetes level the step is kubelet's Failed event, which names both container steps.
 fn refusal_for_unmapped_ids(refusal: &Refusal) -> bool {
-    ["CreateContainer", "StartContainer"].contains(&refusal.step.as_str()) && refusal.message.to_ascii_lowercase().contains("invalid argument")
+    const ID_CALLS: [&str; 4] = ["setgroups", "setgid", "setuid", "chown"];
+    let message = refusal.message.to_ascii_lowercase();
+    let container_step = ["CreateContainer", "StartContainer"].iter().any(|step| refusal.step.contains(step));
+    container_step && message.contains("invalid argument") && ID_CALLS.iter().any(|call| message.contains(call))
 }
 
 /// Judges one case from its observations: a refusal, then the Kubernetes level's admission,
@@ -503,8 +571,8 @@ fn judge_run(ctx: &Context<'_>, obs: &Observations) -> Judgement {
         }
         // A runtime already shown wrong stays judged; only a verdict that rests on the
         // programs' report is sgpc's error without it.
-        Err(missing) if !reasons.is_empty() || (ctx.policy == Policy::Strict && !ctx.feature) => notes.push(format!("the image's escalation programs were not judged: {missing}")),
-        Err(missing) => return Judgement::error(missing),
+        Err(EscalationGap::NotReported(missing)) if !reasons.is_empty() || (ctx.policy == Policy::Strict && !ctx.feature) => notes.push(format!("the image's escalation programs were not judged: {missing}")),
+        Err(gap) => return Judgement::error(gap.to_string()),
     }
     if let Some(reason) = &ctx.expected.deviation {
         notes.insert(0, format!("this case's expectation deliberately departs from the KEP model: {reason}"));
@@ -644,6 +712,13 @@ mod tests {
         assert_eq!(judge(&asked, &with(None)).verdict, Verdict::Fail, "unreported is not shown");
         let not_asked = ctx(Policy::Strict, &expected, &declared, &groups, true);
         assert_eq!(judge(&not_asked, &with(Some(host))).verdict, Verdict::Pass);
+        // Where the request's mapping is known, another one (the runtime's own namespace) fails.
+        let mut requested = with(Some(pod));
+        requested.requested_uid_map = Some(pod);
+        assert_eq!(judge(&asked, &requested).verdict, Verdict::Pass);
+        requested.requested_uid_map = Some(UidMapLine { outside: 196608, ..pod });
+        let j = judge(&asked, &requested);
+        assert!(j.verdict == Verdict::Fail && j.reasons.iter().any(|r| r.contains("not the mapping the request asked for")), "{:?}", j.reasons);
     }
 
     /// `drop: [ALL]` leaves no capability in any set of any process, the bounding set included.
@@ -1021,11 +1096,21 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Pass);
         assert!(j.notes[0].contains("CreateContainer failed: setgroups: invalid argument") && j.notes[0].contains("outside the Pod's user namespace"), "{:?}", j.notes);
         // Only the refusal an unmappable id causes: not the sandbox's, not another error's.
-        for (step, message) in [("RunPodSandbox", "setgroups: invalid argument"), ("CreateContainer", "no space left on device"), ("StartContainer", "permission denied")] {
+        let refused = [
+            ("RunPodSandbox", "setgroups: invalid argument"),
+            ("CreateContainer", "no space left on device"),
+            ("StartContainer", "permission denied"),
+            // An ID-mapped mount the runtime cannot make is no unmappable id.
+            ("CreateContainer", "mount_setattr /var/lib/x: invalid argument"),
+        ];
+        for (step, message) in refused {
             let j = judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &Observations::refused(step, message, None));
             assert_eq!(j.verdict, Verdict::Refused, "{step}: {message}");
         }
         let started = Observations::refused("StartContainer", "unknown: setgid: Invalid argument", None);
         assert_eq!(judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &started).verdict, Verdict::Pass);
+        // kubelet's Failed event names both container steps.
+        let kubelet = Observations::refused("CreateContainer or StartContainer (kubelet's Failed event)", "chown /dev/stdout: invalid argument", None);
+        assert_eq!(judge(&ctx(Policy::Merge, &expected, &declared, &[], true), &kubelet).verdict, Verdict::Pass);
     }
 }
