@@ -100,8 +100,9 @@ impl From<GoProgram> for sgpc::provision::gomodule::Program {
 pub enum ImagesCommand {
     /// Build every image recipe (and the pause image) into OCI archives.
     Build {
-        #[arg(long, default_value = "images")]
-        images: PathBuf,
+        /// Directory of image recipes (default: the recipes built into sgpc).
+        #[arg(long)]
+        images: Option<PathBuf>,
         /// Directory for the `<name>.oci.tar` archives.
         #[arg(long, default_value = "target/sgpc/images")]
         out: PathBuf,
@@ -113,12 +114,25 @@ pub enum ImagesCommand {
 
 #[derive(Args)]
 pub struct InputArgs {
-    /// Directory of scenario files.
-    #[arg(long, default_value = "scenarios")]
-    pub scenarios: PathBuf,
-    /// Directory of image recipes.
-    #[arg(long, default_value = "images")]
-    pub images: PathBuf,
+    /// Directory of scenario files (default: the catalogue built into sgpc, `sgpc list` says
+    /// which is in use).
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// Directory of image recipes (default: the recipes built into sgpc).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The catalogue these arguments name: each part from its directory or built in.
+    pub fn catalogue(&self) -> Result<sgpc::scenario::Catalogue, sgpc::input::InputError> {
+        sgpc::scenario::Catalogue::open(self.scenarios.as_deref(), self.images.as_deref())
+    }
+
+    /// Where the catalogue comes from, in words.
+    pub fn describe(&self) -> String {
+        format!("{}, {}", sgpc::builtin::describe(self.scenarios.as_deref(), "scenarios"), sgpc::builtin::describe(self.images.as_deref(), "images"))
+    }
 }
 
 #[derive(Args)]

@@ -211,9 +211,14 @@ impl Recipe {
 
     /// Loads every recipe of a directory; image names must be unique.
     pub fn load_dir(dir: &Path) -> Result<Vec<Recipe>, InputError> {
+        Recipe::from_files(crate::builtin::files(Some(dir), "images")?)
+    }
+
+    /// Parses recipe files (`(path, text)`, [`crate::builtin::files`]); names are unique.
+    pub fn from_files(files: Vec<(PathBuf, String)>) -> Result<Vec<Recipe>, InputError> {
         let mut recipes: Vec<Recipe> = Vec::new();
-        for path in input::yaml_files(dir)? {
-            let recipe = Recipe::load(&path)?;
+        for (path, text) in files {
+            let recipe = Recipe::parse(&path, &text)?;
             if let Some(other) = recipes.iter().find(|r| r.name == recipe.name) {
                 return Err(InputError::new(
                     &path,

@@ -6,6 +6,7 @@
 //! lists where they differ ([`divergence`]); `sgpc discover` ([`discover`]) generates cases,
 //! runs them on a matrix and shrinks each class of divergence to a minimal case.
 
+pub mod builtin;
 pub mod case;
 pub mod critest;
 pub mod discover;

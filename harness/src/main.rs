@@ -28,14 +28,14 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Images { command: ImagesCommand::Build { images, out, busybox } } => {
             let payload = sgpc::image::Payload { busybox, ..Default::default() };
-            let recipes = sgpc::image::Recipe::load_dir(&images)?;
+            let recipes = sgpc::image::Recipe::from_files(sgpc::builtin::files(images.as_deref(), "images")?)?;
             for (built, path) in sgpc::image::write_archives(&recipes, &payload, &out, sgpc::driver::kube::IMAGE_REPOSITORY)? {
                 println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
             }
             Ok(exit_code::PASS)
         }
         Command::List { input, filter, explain } => {
-            let catalogue = Catalogue::load(&input.scenarios, &input.images)?;
+            let catalogue = load_catalogue(&input)?;
             terminal::write_list(&mut std::io::stdout().lock(), &catalogue, &run::select_cases(&catalogue, filter.as_ref()), explain)?;
             Ok(exit_code::PASS)
         }
@@ -60,6 +60,13 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             Ok(if cleaned.iter().all(|c| c.problems.is_empty()) { exit_code::PASS } else { exit_code::ERROR })
         }),
     }
+}
+
+/// The catalogue the arguments name, and on stderr which one it is.
+fn load_catalogue(input: &cli::InputArgs) -> anyhow::Result<Catalogue> {
+    let catalogue = input.catalogue()?;
+    eprintln!("catalogue: {}", input.describe());
+    Ok(catalogue)
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
@@ -87,7 +94,7 @@ async fn shutdown_signal() -> String {
 }
 
 async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
-    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let catalogue = load_catalogue(&args.input)?;
     let cases = run::select_cases(&catalogue, args.filter.as_ref());
     anyhow::ensure!(!cases.is_empty(), "no case matches the filter; `sgpc list` shows the case ids");
     if args.no_deviations {
@@ -120,7 +127,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
-    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let catalogue = load_catalogue(&args.input)?;
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
     let [markdown, html, json] = Output::open_all(&args.out, ["matrix.md", "matrix.html", "matrix.json"])?;
     check_work_root(&args.work_root)?;
@@ -142,7 +149,7 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
-    let catalogue = Catalogue::load(&args.input.scenarios, &args.input.images)?;
+    let catalogue = load_catalogue(&args.input)?;
     let entries = sgpc::matrix::load(&args.matrix, &catalogue)?;
     let [markdown, json] = Output::open_all(&args.out, ["discovery.md", "discovery.json"])?;
     check_work_root(&args.work_root)?;

@@ -97,6 +97,16 @@ pub enum Outcome {
     NoStrict,
 }
 
+/// As `matrix.yaml` spells it (`expect.outcome`), never the enum's name.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Conformant => "conformant",
+            Outcome::NoStrict => "no-strict",
+        })
+    }
+}
+
 /// Where an entry's runtime comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -462,7 +472,7 @@ fn finish(mut column: Column, catalogue: &Catalogue, started: Instant) -> Column
     column.summary = summarize(&column);
     if let Some(expected) = &column.expect {
         column.deviations = match &column.skipped {
-            Some(why) => vec![format!("expected outcome {:?} but the entry was not run: {why}", expected.outcome)],
+            Some(why) => vec![format!("expected outcome {} but the entry was not run: {why}", expected.outcome)],
             None => column
                 .results
                 .iter()

@@ -230,9 +230,9 @@ pub fn derive(recipe: &Recipe, spec: &PodSpec<'_>, policy: Policy) -> Result<Der
     let escalated = escalated_access(recipe, spec, &primary.identity);
     if !escalated.is_empty() {
         explanation.push(format!(
-            "escalation: the image's programs owned by group {} reach {:?} if the kernel grants their bits [POSIX exec set-group-ID; capabilities(7)]; for a non-root process no_new_privs stops both and dropping CAP_SETGID the cap_setgid+ep one; root holds CAP_SETGID, so for root dropping it is needed too [prctl(2) PR_SET_NO_NEW_PRIVS; setgroups(2)]",
+            "escalation: if the kernel grants their bits, the image's programs owned by group {} reach: {} [POSIX exec set-group-ID; capabilities(7)]; for a non-root process no_new_privs stops both and dropping CAP_SETGID the cap_setgid+ep one; root holds CAP_SETGID, so for root dropping it is needed too [prctl(2) PR_SET_NO_NEW_PRIVS; setgroups(2)]",
             recipe.escalation_gid.unwrap_or_default(),
-            escalated
+            escalated.iter().map(|(program, access)| format!("{} {}", program.describe(), access.iter().map(|(path, a)| format!("{path} {a}")).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; ")
         ));
     }
     let open = if outcomes.len() > 1 {

@@ -52,6 +52,15 @@ pub enum Access {
     Denied,
 }
 
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Allowed => "readable",
+            Access::Denied => "denied",
+        })
+    }
+}
+
 /// Pod-level security context fields that decide the identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -547,17 +547,24 @@ impl Catalogue {
     }
 
     pub fn load(scenario_dir: &Path, image_dir: &Path) -> Result<Catalogue, InputError> {
-        let images = Recipe::load_dir(image_dir)?;
+        Catalogue::open(Some(scenario_dir), Some(image_dir))
+    }
+
+    /// Loads the catalogue: each part from its directory, or the one built into the binary where
+    /// none is given ([`crate::builtin`]).
+    pub fn open(scenario_dir: Option<&Path>, image_dir: Option<&Path>) -> Result<Catalogue, InputError> {
+        let images = Recipe::from_files(crate::builtin::files(image_dir, "images")?)?;
         let mut scenarios: Vec<Scenario> = Vec::new();
-        for path in input::yaml_files(scenario_dir)? {
-            let scenario = Scenario::load(&path, &images)?;
+        for (path, text) in crate::builtin::files(scenario_dir, "scenarios")? {
+            let scenario = Scenario::parse(&path, &text, &images)?;
             if let Some(other) = scenarios.iter().find(|s| s.name == scenario.name) {
                 return Err(InputError::new(&path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
             }
             scenarios.push(scenario);
         }
         if scenarios.is_empty() {
-            return Err(InputError::new(scenario_dir, None, None, "no scenario files (*.yaml) found"));
+            let dir = scenario_dir.map_or_else(|| Path::new(crate::builtin::PREFIX).join("scenarios"), Path::to_path_buf);
+            return Err(InputError::new(&dir, None, None, "no scenario files (*.yaml) found"));
         }
         Ok(Catalogue { scenarios, images })
     }

@@ -58,6 +58,33 @@ fn list_prints_every_case() {
     assert!(listing.contains("protected-file-access/strict"));
 }
 
+/// The binary carries its catalogue: copied alone into an empty directory, with nothing on
+/// `PATH`, it lists every case and builds every image (before, both failed: "scenarios: cannot
+/// list directory"); a directory given still wins, and `sgpc list` says which is in use.
+#[test]
+fn the_binary_alone_carries_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("sgpc");
+    std::fs::copy(support::sgpc_binary(), &binary).unwrap();
+    let sgpc = |args: &[&str]| Command::new(&binary).current_dir(dir.path()).env_clear().env("PATH", "/nonexistent").args(args).output().unwrap();
+    let output = sgpc(&["list"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), support::catalogue().scenarios.len() * 3);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("catalogue: scenarios built in, images built in"));
+    let output = sgpc(&["images", "build", "--out", "archives"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let archives = std::fs::read_dir(dir.path().join("archives")).unwrap().count();
+    assert_eq!(archives, support::catalogue().images.len() + 1, "every recipe and the pause image");
+
+    let scenarios = support::repo_root().join("scenarios");
+    let output = sgpc(&["list", "--filter", "^kep-blog/", "--scenarios", scenarios.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("catalogue: scenarios from {}, images built in", scenarios.display())));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let output = sgpc(&["list", "--scenarios", empty.to_str().unwrap()]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no scenario files"), "a directory given is used, never the built-in one behind it");
+}
+
 #[test]
 fn an_oci_runtime_that_refuses_the_spec_is_a_refusal_with_its_hint() {
     // Debian 12's crun 1.8.1 (installed by `make setup`) refuses containerd 2.x's runtime spec.

@@ -92,6 +92,70 @@ fn junit_separates_failures_from_errors() {
     assert_eq!(xml.matches("reference: kubernetes/kubernetes#112879").count(), 8, "every case names its references: {xml}");
 }
 
+/// The attributes and children `junit-10.xsd` (the JUnit schema Jenkins' xunit plugin
+/// validates against; GitLab reads the same shape) allows, element by element.
+fn junit_10_allows(element: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    Some(match element {
+        "testsuites" => (&["name", "time", "tests", "failures", "errors"], &["testsuite"]),
+        "testsuite" => (
+            &["name", "tests", "failures", "errors", "group", "time", "skipped", "timestamp", "hostname", "id", "package", "file", "log", "url"],
+            &["testsuite", "properties", "testcase", "system-out", "system-err"],
+        ),
+        "properties" => (&[], &["property"]),
+        "property" => (&["name", "value"], &[]),
+        "testcase" => (&["name", "time", "classname", "group"], &["skipped", "error", "failure", "system-out", "system-err"]),
+        "failure" | "error" | "skipped" => (&["type", "message"], &[]),
+        "system-out" | "system-err" => (&[], &[]),
+        _ => return None,
+    })
+}
+
+/// Every element, attribute and child of the JUnit report is one `junit-10.xsd` allows: the
+/// `skipped` attribute quick-junit puts on `<testsuites>` and properties on a `<testcase>`
+/// were not.
+#[test]
+fn junit_keeps_to_the_schema_jenkins_and_gitlab_read() {
+    use quick_xml::events::Event;
+    let mut report = fixture(&EVERY);
+    let catalogue = sgpc::scenario::Catalogue::open(None, None).unwrap();
+    let mut expected = catalogue.scenario("kep-blog").unwrap().expect_strict.clone();
+    expected.deviation = Some("a documented departure".into());
+    report.cases[0].expected = Some(expected);
+    report.cases[0].passed_by_deviation = true;
+    let mut out = Vec::new();
+    junit::write(&mut out, &report).unwrap();
+    let xml = String::from_utf8(out).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut open: Vec<String> = Vec::new();
+    loop {
+        let event = reader.read_event().unwrap();
+        let (start, empty) = match &event {
+            Event::Start(e) => (Some(e.clone()), false),
+            Event::Empty(e) => (Some(e.clone()), true),
+            Event::End(_) => {
+                open.pop();
+                (None, false)
+            }
+            Event::Eof => break,
+            _ => (None, false),
+        };
+        let Some(start) = start else { continue };
+        let name = String::from_utf8(start.name().as_ref().to_vec()).unwrap();
+        let (attributes, _) = junit_10_allows(&name).unwrap_or_else(|| panic!("<{name}> is no element of junit-10.xsd:\n{xml}"));
+        if let Some(parent) = open.last() {
+            assert!(junit_10_allows(parent).unwrap().1.contains(&name.as_str()), "<{name}> inside <{parent}>:\n{xml}");
+        }
+        for attribute in start.attributes() {
+            let key = String::from_utf8(attribute.unwrap().key.as_ref().to_vec()).unwrap();
+            assert!(attributes.contains(&key.as_str()), "<{name} {key}=...> is not allowed:\n{xml}");
+        }
+        if !empty {
+            open.push(name);
+        }
+    }
+    assert!(xml.contains("passed-by-deviation: a documented departure"), "the deviation is still reported, as output: {xml}");
+}
+
 #[test]
 fn json_carries_verdicts_and_runtime() {
     let mut out = Vec::new();

@@ -24,8 +24,8 @@ fn column_title(c: &Column) -> String {
 fn expectation_line(c: &Column) -> String {
     match (&c.expect, c.deviations.is_empty()) {
         (None, _) => String::new(),
-        (Some(e), true) => format!(" — shows its expected outcome ({:?})", e.outcome),
-        (Some(e), false) => format!(" — DEVIATES from its expected outcome ({:?}): {}", e.outcome, c.deviations.join("; ")),
+        (Some(e), true) => format!(" — shows its expected outcome ({})", e.outcome),
+        (Some(e), false) => format!(" — DEVIATES from its expected outcome ({}): {}", e.outcome, c.deviations.join("; ")),
     }
 }
 
@@ -58,8 +58,29 @@ pub fn write_summary(out: &mut dyn Write, report: &MatrixReport) -> std::io::Res
     }
 }
 
+/// What each mark of the table means: the legend above it, in a reader's words.
+const LEGEND: &[(&str, &str)] = &[
+    ("PASS", "the identity and file access the specs allow"),
+    ("REJECTED", "kubelet refused a Strict Pod on a node without the feature, as KEP-3619 requires"),
+    ("FAIL", "another identity or file access than the specs allow"),
+    ("REFUSED", "the runtime refused a Pod the Kubernetes API accepts"),
+    ("UNSUPPORTED", "Strict on a runtime that does not advertise it; +LEAK: it attached groups the Pod did not declare"),
+    ("NOT RUN", "the target lacks what the case needs (the reason is given); never a pass"),
+    ("ERROR", "sgpc could not run or judge the case: nothing is said of the runtime"),
+    ("◆", "the runtimes disagree on this case (see the divergences)"),
+    ("◇", "the runtimes differ only by the expected leak of a runtime without Strict support"),
+];
+
 pub fn write_markdown(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
     writeln!(out, "# sgpc runtime matrix\n")?;
+    for c in &report.columns {
+        writeln!(out, "- **{}**: {}", c.name, c.summary)?;
+    }
+    writeln!(out)?;
+    for (mark, meaning) in LEGEND {
+        writeln!(out, "- `{mark}`: {meaning}")?;
+    }
+    writeln!(out)?;
     write!(out, "| case |")?;
     for c in &report.columns {
         write!(out, " {} |", column_title(c).replace('|', "\\|"))?;
@@ -155,11 +176,20 @@ table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;paddin
 th{background:#f3f3f3;position:sticky;top:0}td.case{font-family:monospace;white-space:nowrap}
 td.pass,td.rejected{background:#d9f2d9}td.fail{background:#f8c6c6;font-weight:bold}td.leak{background:#e9c6f5;font-weight:bold}
 td.unsupported,td.notrun{background:#fcefc2}td.refused{background:#f5d0a9;font-weight:bold}td.error{background:#444;color:#fff;font-weight:bold}td.none{color:#999}
-a.diverges{text-decoration:none;color:#b00}details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}";
+a.diverges{text-decoration:none;color:#b00}details{font-weight:normal;font-size:11px;max-width:28em}summary{cursor:pointer}ul{line-height:1.5}
+dl.legend{display:grid;grid-template-columns:max-content auto;gap:2px 1em;font-size:13px}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}";
 
 pub fn write_html(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<()> {
     writeln!(out, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>sgpc runtime matrix</title><style>{STYLE}</style></head><body>")?;
-    writeln!(out, "<h1>sgpc runtime matrix</h1><table><thead><tr><th>case</th>")?;
+    writeln!(out, "<h1>sgpc runtime matrix</h1><ul class=\"summary\">")?;
+    for c in &report.columns {
+        writeln!(out, "<li><b>{}</b>: {}</li>", escape(&c.name), escape(&c.summary))?;
+    }
+    writeln!(out, "</ul><dl class=\"legend\">")?;
+    for (mark, meaning) in LEGEND {
+        writeln!(out, "<dt>{}</dt><dd>{}</dd>", escape(mark), escape(meaning))?;
+    }
+    writeln!(out, "</dl><table><thead><tr><th>case</th>")?;
     for c in &report.columns {
         writeln!(out, "<th>{}</th>", escape(&column_title(c)))?;
     }

@@ -229,8 +229,8 @@ fn mismatches(ctx: &Context<'_>, want: &Identity, want_access: &BTreeMap<String,
     for a in &obs.access {
         match want_access.get(&a.path) {
             Some(want) if *want != a.access => out.push(format!(
-                "file access by the {:?} process: {} should be {want:?}, was {:?} {}",
-                a.prober, a.path, a.access, a.detail
+                "file access by the {}: {} should be {want}, was {} {}",
+                a.prober.describe(), a.path, a.access, a.detail
             )),
             Some(_) => {}
             None => out.push(format!("file access: {} was probed but has no expectation", a.path)),
@@ -470,7 +470,7 @@ impl OneEscalation<'_> {
             }
             if stopped || *got != want_escalated {
                 let want = if stopped { *want_plain } else { want_escalated };
-                reasons.push(format!("file access by {}: {path} should be {want:?}, was {got:?} {detail} (effective gid {egid}, groups {groups:?})", self.who));
+                reasons.push(format!("file access by {}: {path} should be {want}, was {got} {detail} (effective gid {egid}, groups {groups:?})", self.who));
             } else {
                 notes.push(format!(
                     "the policy ({}) alone did not keep the image out of group {}: {} read {path}; {} would have stopped it",
@@ -938,7 +938,7 @@ mod tests {
         let declared = expected.identity.groups.clone();
         let j = judge(&ctx(Policy::Strict, &expected, &declared, &[], true), &obs);
         assert_eq!(j.verdict, Verdict::Fail);
-        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be Denied")), "{:?}", j.reasons);
+        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be denied")), "{:?}", j.reasons);
     }
 
     #[test]
@@ -1002,7 +1002,7 @@ mod tests {
         let j = judge(&escalation_ctx(&expected, &declared, true, false), &obs);
         assert_eq!(j.verdict, Verdict::Fail);
         assert!(j.reasons.iter().any(|r| r.starts_with(ESCALATION_RULE) && r.contains("/bin/sgpc-setgid") && r.contains("effective gid 50000")), "{:?}", j.reasons);
-        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be Denied")), "{:?}", j.reasons);
+        assert!(j.reasons.iter().any(|r| r.contains("/p/token should be denied")), "{:?}", j.reasons);
         assert!(!j.reasons.iter().any(|r| r.contains("sgpc-capsetgid")), "the stopped program is no finding: {:?}", j.reasons);
 
         let (expected, mut obs) = escalation_case(Access::Denied, Access::Allowed);
@@ -1024,7 +1024,7 @@ mod tests {
         let declared = expected.identity.groups.clone();
         let j = judge(&escalation_ctx(&expected, &declared, false, false), &obs);
         assert_eq!(j.verdict, Verdict::Fail);
-        assert!(j.reasons.iter().any(|r| r.contains("/bin/sgpc-setgid") && r.contains("/p/token should be Denied, was Allowed")), "{:?}", j.reasons);
+        assert!(j.reasons.iter().any(|r| r.contains("/bin/sgpc-setgid") && r.contains("/p/token should be denied, was readable")), "{:?}", j.reasons);
     }
 
     /// uid 0 holds CAP_SETGID: no_new_privs alone does not keep it from setgroups(2), so a root
