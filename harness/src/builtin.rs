@@ -14,11 +14,17 @@ mod generated {
 pub const PREFIX: &str = "(built in)";
 
 /// The catalogue files of one kind (`scenarios` or `images`): every YAML file of `dir`, read
-/// with the input limits, or the built-in ones where `dir` is `None`. Each comes with the path
-/// that messages name.
+/// with the input limits (a directory without any is an error), or the built-in ones where `dir`
+/// is `None`. Each comes with the path that messages name.
 pub fn files(dir: Option<&Path>, kind: &str) -> Result<Vec<(PathBuf, String)>, InputError> {
     match dir {
-        Some(dir) => input::yaml_files(dir)?.into_iter().map(|path| input::read_text(&path).map(|text| (path, text))).collect(),
+        Some(dir) => {
+            let paths = input::yaml_files(dir)?;
+            if paths.is_empty() {
+                return Err(InputError::new(dir, None, None, format!("no {kind} files (*.yaml) found")));
+            }
+            paths.into_iter().map(|path| input::read_text(&path).map(|text| (path, text))).collect()
+        }
         None => Ok(generated::FILES
             .iter()
             .filter(|(path, _)| path.strip_prefix(kind).is_some_and(|rest| rest.starts_with('/')))

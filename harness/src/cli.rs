@@ -42,6 +42,13 @@ pub enum Command {
     /// Generate cases, run them on every runtime of a matrix file, and report each class of
     /// divergence shrunk to a minimal case, written as catalogue files.
     Discover(DiscoverArgs),
+    /// Check an evidence bundle (`sgpc run --bundle`): every file against its manifest, and every
+    /// case judged again from its recorded observations by this sgpc. Exit 0: intact and every
+    /// verdict the same; 1: a file changed or a verdict moved (each named); 2: unreadable.
+    Verify {
+        /// The bundle (`.tar.gz`).
+        bundle: PathBuf,
+    },
     /// Remove what runs killed before they could clean up left behind (processes, mounts,
     /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
     Clean {
@@ -123,10 +130,20 @@ pub struct InputArgs {
     pub images: Option<PathBuf>,
 }
 
+/// A catalogue and the files it was read from, as they were read (what a bundle records).
+pub struct LoadedCatalogue {
+    pub catalogue: sgpc::scenario::Catalogue,
+    pub scenario_files: Vec<(PathBuf, String)>,
+    pub image_files: Vec<(PathBuf, String)>,
+}
+
 impl InputArgs {
-    /// The catalogue these arguments name: each part from its directory or built in.
-    pub fn catalogue(&self) -> Result<sgpc::scenario::Catalogue, sgpc::input::InputError> {
-        sgpc::scenario::Catalogue::open(self.scenarios.as_deref(), self.images.as_deref())
+    /// The catalogue these arguments name, each part from its directory or built in, read once.
+    pub fn load(&self) -> Result<LoadedCatalogue, sgpc::input::InputError> {
+        let scenario_files = sgpc::builtin::files(self.scenarios.as_deref(), "scenarios")?;
+        let image_files = sgpc::builtin::files(self.images.as_deref(), "images")?;
+        let catalogue = sgpc::scenario::Catalogue::from_files(&scenario_files, &image_files)?;
+        Ok(LoadedCatalogue { catalogue, scenario_files, image_files })
     }
 
     /// Where the catalogue comes from, in words.
@@ -281,6 +298,10 @@ pub struct RunArgs {
     /// Write a JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write an evidence bundle here (`.tar.gz`: the reports, the catalogue used, every case's
+    /// observations and a SHA-256 manifest) that `sgpc verify` checks.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
     /// Cases in flight at once (at least 1).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,

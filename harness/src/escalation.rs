@@ -8,13 +8,13 @@
 //! owns it with `setgroups(2)` (possible only with `CAP_SETGID`), prints its effective gid and
 //! groups, and tries to read every file it is given.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The static executable planted as every escalation program.
 pub const PROGRAM_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/escalate"));
 
 /// An escalation program of an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Program {
     /// Mode 02755, owned `root:<gid>`: `execve(2)` makes `<gid>` the effective gid (POSIX exec,

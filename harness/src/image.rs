@@ -858,7 +858,7 @@ mod tests {
 }
 
 /// An image as the run used it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub name: String,
     /// What the runtime is asked to run: the repository at the manifest digest.

@@ -7,6 +7,7 @@
 //! runs them on a matrix and shrinks each class of divergence to a minimal case.
 
 pub mod builtin;
+pub mod bundle;
 pub mod case;
 pub mod critest;
 pub mod discover;

@@ -13,7 +13,6 @@ use sgpc::driver::Timeouts;
 use sgpc::provision::state::StateDir;
 use sgpc::report::{self, terminal, Output, RunReporters};
 use sgpc::run::{self, exit_code};
-use sgpc::scenario::Catalogue;
 
 fn main() {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("SGPC_LOG")).with_writer(std::io::stderr).init();
@@ -35,7 +34,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit_code::PASS)
         }
         Command::List { input, filter, explain } => {
-            let catalogue = load_catalogue(&input)?;
+            let catalogue = load_catalogue(&input)?.catalogue;
             terminal::write_list(&mut std::io::stdout().lock(), &catalogue, &run::select_cases(&catalogue, filter.as_ref()), explain)?;
             Ok(exit_code::PASS)
         }
@@ -50,6 +49,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit_code::PASS)
         }
         Command::Run(args) => block_on(run_catalogue(*args)),
+        Command::Verify { bundle } => verify(&bundle),
         Command::Matrix(args) => block_on(run_matrix(args)),
         Command::Discover(args) => block_on(run_discover(args)),
         Command::Clean { dry_run } => block_on(async move {
@@ -63,10 +63,10 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// The catalogue the arguments name, and on stderr which one it is.
-fn load_catalogue(input: &cli::InputArgs) -> anyhow::Result<Catalogue> {
-    let catalogue = input.catalogue()?;
+fn load_catalogue(input: &cli::InputArgs) -> anyhow::Result<cli::LoadedCatalogue> {
+    let loaded = input.load()?;
     eprintln!("catalogue: {}", input.describe());
-    Ok(catalogue)
+    Ok(loaded)
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
@@ -94,8 +94,9 @@ async fn shutdown_signal() -> String {
 }
 
 async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
-    let catalogue = load_catalogue(&args.input)?;
-    let cases = run::select_cases(&catalogue, args.filter.as_ref());
+    let loaded = load_catalogue(&args.input)?;
+    let catalogue = &loaded.catalogue;
+    let cases = run::select_cases(catalogue, args.filter.as_ref());
     anyhow::ensure!(!cases.is_empty(), "no case matches the filter; `sgpc list` shows the case ids");
     if args.no_deviations {
         catalogue.refuse_deviations(&cases)?;
@@ -103,31 +104,56 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let style = terminal::Style { color: std::io::stdout().is_terminal(), verbose: args.verbose };
     let filter = args.filter.as_ref().map(|f| f.as_str().to_string());
     let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?.with_filter(filter);
+    // Before anything runs: a bundle that cannot be written is bad input.
+    if let Some(path) = &args.bundle {
+        std::fs::File::create(path).with_context(|| format!("--bundle {}: cannot create the file", path.display()))?;
+    }
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
         let config = args.kube_config();
-        let plan = sgpc::driver::kube::KubePlan::new(&catalogue, &cases, &config.payload, &format!("sgpc-{}", std::process::id()))?;
+        let plan = sgpc::driver::kube::KubePlan::new(catalogue, &cases, &config.payload, &format!("sgpc-{}", std::process::id()))?;
         if args.dry_run {
-            print!("{}", plan.manifests_yaml(&catalogue, &cases)?);
+            print!("{}", plan.manifests_yaml(catalogue, &cases)?);
             return Ok(exit_code::PASS);
         }
-        run::run_kube_session(&config, plan, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
+        run::run_kube_session(&config, plan, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
     } else if let Some(node) = args.node_choice()? {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;
-        run::run_node_session(&config, &node, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
+        run::run_node_session(&config, &node, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     } else {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;
-        run::run_session(&config, &catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
+        run::run_session(&config, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     };
     reporters.finish()?;
+    if let Some(path) = &args.bundle {
+        let files = sgpc::bundle::CatalogueFiles { scenarios: &loaded.scenario_files, images: &loaded.image_files };
+        sgpc::bundle::write(path, &run.report, &files)?;
+        eprintln!("bundle: {} (check it with `sgpc verify {}`)", path.display(), path.display());
+    }
     Ok(run.report.exit_code())
 }
 
+/// `sgpc verify`: what changed in a bundle, and which verdicts move.
+fn verify(path: &std::path::Path) -> anyhow::Result<i32> {
+    let verification = sgpc::bundle::verify(path)?;
+    for finding in &verification.findings {
+        println!("{}", sgpc::input::escape_unprintable(&finding.to_string()));
+    }
+    println!(
+        "{}: {} findings; {} cases judged again, {} without observations (sgpc's ERROR)",
+        path.display(),
+        verification.findings.len(),
+        verification.judged,
+        verification.not_judged
+    );
+    Ok(if verification.findings.is_empty() { exit_code::PASS } else { exit_code::FAIL })
+}
+
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
-    let catalogue = load_catalogue(&args.input)?;
+    let catalogue = load_catalogue(&args.input)?.catalogue;
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
     let [markdown, html, json] = Output::open_all(&args.out, ["matrix.md", "matrix.html", "matrix.json"])?;
     check_work_root(&args.work_root)?;
@@ -149,7 +175,7 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
-    let catalogue = load_catalogue(&args.input)?;
+    let catalogue = load_catalogue(&args.input)?.catalogue;
     let entries = sgpc::matrix::load(&args.matrix, &catalogue)?;
     let [markdown, json] = Output::open_all(&args.out, ["discovery.md", "discovery.json"])?;
     check_work_root(&args.work_root)?;

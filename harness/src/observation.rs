@@ -7,14 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::escalation::Program;
 use crate::identity::Identity;
 use crate::scenario::Access;
 
 /// Where an identity was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Point {
     /// `id` run by the container's first process, read from the CRI container log.
@@ -45,7 +45,7 @@ impl Point {
 }
 
 /// Which process tried to read a probed file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Prober {
     FirstProcess,
@@ -62,7 +62,7 @@ impl Prober {
 }
 
 /// `CapPrm`, `CapEff` and `CapBnd` of `/proc/self/status`, as bit masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapabilitySets {
     pub permitted: u64,
     pub effective: u64,
@@ -82,18 +82,18 @@ impl std::fmt::Display for CapabilitySets {
 }
 
 /// One identity observation, with the raw group list in the order the source gave it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityObservation {
     pub point: Point,
     pub identity: Identity,
     pub raw_groups: Vec<u32>,
     /// What `id` printed, names included (empty for the other points).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub printed: String,
 }
 
 /// The outcome of reading one probed file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessObservation {
     pub prober: Prober,
     pub path: String,
@@ -104,7 +104,7 @@ pub struct AccessObservation {
 
 /// What one of the image's escalation programs ([`crate::escalation`]) ended up with, run by one
 /// process of the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationObservation {
     pub prober: Prober,
     pub program: Program,
@@ -112,7 +112,7 @@ pub struct EscalationObservation {
 }
 
 /// What one escalation program printed, parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Escalated {
     /// The program ran.
@@ -133,7 +133,8 @@ pub enum Escalated {
 }
 
 /// Everything observed in one case.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Observations {
     pub identities: Vec<IdentityObservation>,
     pub access: Vec<AccessObservation>,
@@ -172,7 +173,7 @@ pub struct Observations {
 
 /// A runtime's own error answer to a step that creates the Pod (not a transport failure, a
 /// timeout or a cancellation), for a Pod whose image is checked to be sgpc's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// `RunPodSandbox`, `CreateContainer` or `StartContainer`.
     pub step: String,
@@ -184,7 +185,7 @@ pub struct Refusal {
 }
 
 /// What the API server and kubelet did with a case's Pod, read from the API objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {
     /// The API server's minor version (33 for v1.33): from 1.33 kubelet must reject Strict on
     /// a node without the feature (KEP-3619, "Strict on unsupported nodes").
@@ -330,7 +331,7 @@ pub struct ProbeOutput {
 
 /// One line of `/proc/<pid>/uid_map`: `length` ids from `inside` (the process's namespace) onto
 /// `outside` (its parent's) (user_namespaces(7), "User and group ID mappings").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UidMapLine {
     pub inside: u32,
     pub outside: u32,

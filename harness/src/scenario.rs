@@ -553,18 +553,22 @@ impl Catalogue {
     /// Loads the catalogue: each part from its directory, or the one built into the binary where
     /// none is given ([`crate::builtin`]).
     pub fn open(scenario_dir: Option<&Path>, image_dir: Option<&Path>) -> Result<Catalogue, InputError> {
-        let images = Recipe::from_files(crate::builtin::files(image_dir, "images")?)?;
+        Catalogue::from_files(&crate::builtin::files(scenario_dir, "scenarios")?, &crate::builtin::files(image_dir, "images")?)
+    }
+
+    /// Parses catalogue files (`(path, text)`, as [`crate::builtin::files`] gives them).
+    pub fn from_files(scenario_files: &[(PathBuf, String)], image_files: &[(PathBuf, String)]) -> Result<Catalogue, InputError> {
+        let images = Recipe::from_files(image_files.to_vec())?;
         let mut scenarios: Vec<Scenario> = Vec::new();
-        for (path, text) in crate::builtin::files(scenario_dir, "scenarios")? {
-            let scenario = Scenario::parse(&path, &text, &images)?;
+        for (path, text) in scenario_files {
+            let scenario = Scenario::parse(path, text, &images)?;
             if let Some(other) = scenarios.iter().find(|s| s.name == scenario.name) {
-                return Err(InputError::new(&path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
+                return Err(InputError::new(path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
             }
             scenarios.push(scenario);
         }
         if scenarios.is_empty() {
-            let dir = scenario_dir.map_or_else(|| Path::new(crate::builtin::PREFIX).join("scenarios"), Path::to_path_buf);
-            return Err(InputError::new(&dir, None, None, "no scenario files (*.yaml) found"));
+            return Err(InputError::new(Path::new("scenarios"), None, None, "no scenario files (*.yaml) found"));
         }
         Ok(Catalogue { scenarios, images })
     }
@@ -627,7 +631,7 @@ impl Catalogue {
 }
 
 /// Names one case: a scenario under one policy. Displays as `scenario/policy`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CaseId {
     pub scenario: String,
     pub policy: Policy,

@@ -7,7 +7,7 @@ pub mod kube;
 use std::future::Future;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::case::Case;
 use crate::image::ImageRecord;
@@ -61,7 +61,7 @@ impl Default for Timeouts {
 }
 
 /// What a runtime says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeInfo {
     pub endpoint: String,
     pub runtime_name: String,

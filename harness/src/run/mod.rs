@@ -242,29 +242,41 @@ pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTre
     };
     result.describe(case.scenario);
     result.image = images.get(&case.scenario.image).cloned();
-    result.judgement = match &result.image {
-        None => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
-        Some(_) if case.scenario.pod.user_namespace() && driver.runtime().no_user_namespaces.is_some() => {
-            Judgement::not_run(&format!("not run (hostUsers: false): {}", driver.runtime().no_user_namespaces.as_deref().unwrap_or_default()))
-        }
-        Some(image) => match driver.run_case(&case, image).await {
+    result.judgement = match (&result.image, not_run(&case, driver.runtime())) {
+        (None, _) => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
+        (Some(_), Some(not_run)) => not_run,
+        (Some(image), None) => match driver.run_case(&case, image).await {
             Err(e) => Judgement::error(error_chain(&e)),
-            Ok(observations) => match unjudgeable(driver.runtime(), &observations, image) {
-                Some(why) => Judgement::error(why),
-                None => {
-                    let runtime = driver.runtime();
-                    let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, driver.reads_host_proc()), &observations);
-                    verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, &observations, case.expected, &case.self_named);
-                    result.passed_by_deviation = judgement.verdict == Verdict::Pass && case.expected.deviation.is_some();
-                    // A refusal is the whole observation: the report shows it as the verdict's reason.
-                    result.observations = observations.refusal.is_none().then_some(observations);
-                    judgement
-                }
-            },
+            Ok(observations) => {
+                let (judgement, by_deviation) = judge_observed(&case, driver.runtime(), driver.reads_host_proc(), image, &observations);
+                result.passed_by_deviation = by_deviation;
+                result.observations = Some(observations);
+                judgement
+            }
         },
     };
     result.duration = started.elapsed();
     result
+}
+
+/// A case the runtime cannot run at all (`hostUsers: false` where it offers no user
+/// namespaces): NOT RUN, with the reason.
+pub fn not_run(case: &Case<'_>, runtime: &RuntimeInfo) -> Option<Judgement> {
+    let why = runtime.no_user_namespaces.as_deref().filter(|_| case.scenario.pod.user_namespace())?;
+    Some(Judgement::not_run(&format!("not run (hostUsers: false): {why}")))
+}
+
+/// Judges what was observed of a case: the verdict engine's one entry, for a run and for
+/// `sgpc verify`, which judges a bundle's recorded observations again. Also whether the case
+/// passes only by its scenario's `deviation:`.
+pub fn judge_observed(case: &Case<'_>, runtime: &RuntimeInfo, host_view: bool, image: &ImageRecord, observations: &Observations) -> (Judgement, bool) {
+    if let Some(why) = unjudgeable(runtime, observations, image) {
+        return (Judgement::error(why), false);
+    }
+    let mut judgement = verdict::judge(&case.context(runtime.supplemental_groups_policy, host_view), observations);
+    verdict::name_known_bugs(&mut judgement, &runtime.runtime_name, observations, case.expected, &case.self_named);
+    let by_deviation = judgement.verdict == Verdict::Pass && case.expected.deviation.is_some();
+    (judgement, by_deviation)
 }
 
 /// What a lifecycle ([`run_lifecycle`]) gives: the run's report, and how long set-up took (`None` when it

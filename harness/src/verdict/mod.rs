@@ -20,7 +20,7 @@ pub mod admission;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::escalation::Program;
 use crate::etc::GroupLine;
@@ -32,7 +32,7 @@ use crate::scenario::{Access, Expectation, Policy};
 /// How `cat` reports EACCES.
 const PERMISSION_DENIED: &str = "Permission denied";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,

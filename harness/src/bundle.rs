@@ -1,0 +1,248 @@
+//! The evidence bundle: `sgpc run ... --bundle FILE.tar.gz` writes what a run judged and what it
+//! judged it by; `sgpc verify FILE.tar.gz` checks that nothing in it was changed and judges
+//! every case again from its recorded observations with the verdict engine this sgpc ships.
+//!
+//! Layout (sonobuoy's results layout for a JUnit plugin named `sgpc`, so that its results
+//! tooling reads the JUnit file where it looks for one):
+//!
+//! ```text
+//! MANIFEST.sha256                          sha256sum format: every other file, once
+//! plugins/sgpc/results/global/junit.xml    the JUnit report
+//! sgpc/report.json                         the JSON report, every case's observations included
+//! sgpc/environment.json                    sgpc's version, the kernel
+//! sgpc/catalogue/scenarios/*.yaml          the exact catalogue the run used
+//! sgpc/catalogue/images/*.yaml
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::case::Case;
+use crate::driver::RuntimeInfo;
+use crate::image::ImageRecord;
+use crate::observation::Observations;
+use crate::run::RunReport;
+use crate::scenario::{CaseId, Catalogue};
+use crate::verdict::Verdict;
+
+pub const MANIFEST: &str = "MANIFEST.sha256";
+const REPORT: &str = "sgpc/report.json";
+const JUNIT: &str = "plugins/sgpc/results/global/junit.xml";
+const ENVIRONMENT: &str = "sgpc/environment.json";
+const CATALOGUE: &str = "sgpc/catalogue";
+
+/// The limits a bundle read by `sgpc verify` is held to: it is input like any other.
+const MAX_FILES: usize = 4096;
+const MAX_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {what}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Malformed { path: PathBuf, why: String },
+    #[error("writing the {0} of the bundle")]
+    Report(&'static str, #[source] anyhow::Error),
+}
+
+/// The catalogue files a run used, as they were read: `(path, text)` per kind.
+pub struct CatalogueFiles<'a> {
+    pub scenarios: &'a [(PathBuf, String)],
+    pub images: &'a [(PathBuf, String)],
+}
+
+/// Writes the bundle of a finished run.
+pub fn write(path: &Path, report: &RunReport, catalogue: &CatalogueFiles<'_>) -> Result<(), BundleError> {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut json = Vec::new();
+    crate::report::json::write(&mut json, report).map_err(|e| BundleError::Report("JSON report", e))?;
+    files.insert(REPORT.into(), json);
+    let mut junit = Vec::new();
+    crate::report::junit::write(&mut junit, report).map_err(|e| BundleError::Report("JUnit report", e))?;
+    files.insert(JUNIT.into(), junit);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let environment = serde_json::json!({"sgpc_version": env!("CARGO_PKG_VERSION"), "kernel": kernel.trim()});
+    files.insert(ENVIRONMENT.into(), serde_json::to_vec_pretty(&environment).map_err(|e| BundleError::Report("environment", e.into()))?);
+    for (kind, kind_files) in [("scenarios", catalogue.scenarios), ("images", catalogue.images)] {
+        for (file, text) in kind_files {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.insert(format!("{CATALOGUE}/{kind}/{name}"), text.clone().into_bytes());
+        }
+    }
+    let manifest: String = files.iter().map(|(name, bytes)| format!("{}  {name}\n", hex(&Sha256::digest(bytes)))).collect();
+    files.insert(MANIFEST.into(), manifest.into_bytes());
+    write_tar_gz(path, &files)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_tar_gz(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), BundleError> {
+    let io = |what| move |source| BundleError::Io { path: path.to_path_buf(), what, source };
+    let file = std::fs::File::create(path).map_err(io("creating the bundle"))?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes.as_slice()).map_err(io("writing the bundle"))?;
+    }
+    tar.into_inner().and_then(|gz| gz.finish()).map_err(io("finishing the bundle"))?;
+    Ok(())
+}
+
+/// What `sgpc verify` found wrong: a file, or a case whose verdict moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file or case id.
+    pub subject: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.subject, self.problem)
+    }
+}
+
+/// What `sgpc verify` made of a bundle.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub findings: Vec<Finding>,
+    /// Cases judged again (their verdict did not move unless a finding says so).
+    pub judged: usize,
+    /// Cases that ran into sgpc's own ERROR before anything was observed: nothing to judge.
+    pub not_judged: usize,
+}
+
+/// The part of the JSON report a verdict is judged again from.
+#[derive(Deserialize)]
+struct Recorded {
+    runtime: Option<RuntimeInfo>,
+    cases: Vec<RecordedCase>,
+}
+
+#[derive(Deserialize)]
+struct RecordedCase {
+    id: CaseId,
+    verdict: Verdict,
+    image: Option<ImageRecord>,
+    observations: Option<Observations>,
+}
+
+/// Checks a bundle: the manifest against every file, then every case's verdict against the one
+/// this sgpc gives its recorded observations under the bundle's own catalogue.
+pub fn verify(path: &Path) -> Result<Verification, BundleError> {
+    let files = read_tar_gz(path)?;
+    let mut verification = Verification { findings: manifest_findings(&files), ..Verification::default() };
+    let malformed = |name: &str, why: String| BundleError::Malformed { path: path.join(name), why };
+    let report = files.get(REPORT).ok_or_else(|| malformed(REPORT, "missing".into()))?;
+    let recorded: Recorded = serde_json::from_slice(report).map_err(|e| malformed(REPORT, e.to_string()))?;
+    let catalogue = bundled_catalogue(&files).map_err(|e| malformed(CATALOGUE, e.to_string()))?;
+    let runtime = recorded.runtime.ok_or_else(|| malformed(REPORT, "records no runtime: the run never started, nothing was judged".into()))?;
+    for case in &recorded.cases {
+        match judge_again(&catalogue, &runtime, case) {
+            Some(Ok(())) => verification.judged += 1,
+            Some(Err(problem)) => {
+                verification.judged += 1;
+                verification.findings.push(Finding { subject: case.id.to_string(), problem });
+            }
+            None => verification.not_judged += 1,
+        }
+    }
+    Ok(verification)
+}
+
+/// The case's verdict as this sgpc gives it, against the recorded one; `None` where nothing was
+/// observed (sgpc's ERROR), so there is nothing to judge.
+fn judge_again(catalogue: &Catalogue, runtime: &RuntimeInfo, recorded: &RecordedCase) -> Option<Result<(), String>> {
+    let judged = match Case::resolve(catalogue, &recorded.id) {
+        Err(e) => crate::verdict::Judgement::error(e.to_string()),
+        Ok(case) => match (crate::run::not_run(&case, runtime), &recorded.observations, &recorded.image) {
+            (Some(not_run), _, _) => not_run,
+            (None, Some(observations), Some(image)) => crate::run::judge_observed(&case, runtime, !runtime.feature_per_node, image, observations).0,
+            (None, _, _) if recorded.verdict == Verdict::Error => return None,
+            (None, _, _) => crate::verdict::Judgement::error("the bundle records no observations for a case that was judged"),
+        },
+    };
+    Some(if judged.verdict == recorded.verdict {
+        Ok(())
+    } else {
+        let why = judged.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
+        Err(format!("recorded {}, but its recorded observations are {} under this sgpc{why}", recorded.verdict, judged.verdict))
+    })
+}
+
+fn bundled_catalogue(files: &BTreeMap<String, Vec<u8>>) -> Result<Catalogue, crate::input::InputError> {
+    let kind = |kind: &str| -> Vec<(PathBuf, String)> {
+        let prefix = format!("{CATALOGUE}/{kind}/");
+        files.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(name, bytes)| (PathBuf::from(name), String::from_utf8_lossy(bytes).into_owned())).collect()
+    };
+    Catalogue::from_files(&kind("scenarios"), &kind("images"))
+}
+
+/// Every file against the manifest: one finding per file changed, missing or not listed.
+fn manifest_findings(files: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
+    let finding = |subject: &str, problem: &str| Finding { subject: subject.to_string(), problem: problem.to_string() };
+    let Some(manifest) = files.get(MANIFEST) else { return vec![finding(MANIFEST, "missing: nothing in the bundle can be checked")] };
+    let mut listed: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut findings = Vec::new();
+    let text = String::from_utf8_lossy(manifest);
+    for line in text.lines() {
+        match line.split_once("  ") {
+            Some((sum, name)) if sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) && listed.insert(name, sum).is_none() => {}
+            _ => findings.push(finding(MANIFEST, &format!("line {line:?} is not `SHA256  FILE` of a file listed once"))),
+        }
+    }
+    for (name, bytes) in files.iter().filter(|(name, _)| name.as_str() != MANIFEST) {
+        match listed.remove(name.as_str()) {
+            None => findings.push(finding(name, "not in the manifest")),
+            Some(sum) if sum != hex(&Sha256::digest(bytes)) => findings.push(finding(name, "changed: its SHA-256 differs from the manifest's")),
+            Some(_) => {}
+        }
+    }
+    findings.extend(listed.keys().map(|name| finding(name, "listed in the manifest but missing")));
+    findings
+}
+
+/// Reads a bundle into memory: regular files with clean relative paths, within the limits.
+fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let io = |what| move |source| BundleError::Io { path: path.to_path_buf(), what, source };
+    let malformed = |why: String| BundleError::Malformed { path: path.to_path_buf(), why };
+    let file = std::fs::File::open(path).map_err(io("opening the bundle"))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file).take(MAX_BYTES + 1));
+    let mut files = BTreeMap::new();
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(io("reading the bundle"))? {
+        let mut entry = entry.map_err(io("reading the bundle"))?;
+        if entry.header().entry_type().is_dir() {
+            continue;
+        }
+        let name = entry.path().map_err(io("reading a file name"))?.to_string_lossy().into_owned();
+        let clean = !name.is_empty() && !name.starts_with('/') && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        if !entry.header().entry_type().is_file() || !clean {
+            return Err(malformed(format!("{name:?} is not a regular file with a clean relative path")));
+        }
+        total += entry.size();
+        if files.len() >= MAX_FILES || total > MAX_BYTES {
+            return Err(malformed(format!("more than {MAX_FILES} files or {MAX_BYTES} bytes")));
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(io("reading a file of the bundle"))?;
+        if files.insert(name.clone(), bytes).is_some() {
+            return Err(malformed(format!("{name:?} appears twice")));
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,193 @@
+//! The evidence bundle: `sgpc verify` accepts a fresh one, names the file after a byte changes in a
+//! report, an observation or the manifest, and names the case whose verdict moves when the
+//! observations or the rules (the bundled catalogue) change under a correct manifest.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use sgpc::bundle::{self, CatalogueFiles, MANIFEST};
+use sgpc::case::Case;
+use sgpc::driver::RuntimeInfo;
+use sgpc::identity::Identity;
+use sgpc::image::ImageRecord;
+use sgpc::observation::{IdentityObservation, Observations, Point};
+use sgpc::run::{error_result, judge_observed, RunReport};
+use sgpc::scenario::{CaseId, Catalogue, Policy};
+use sgpc::verdict::Verdict;
+
+fn runtime() -> RuntimeInfo {
+    RuntimeInfo {
+        endpoint: "unix:///run/test.sock".into(),
+        runtime_name: "containerd".into(),
+        runtime_version: "2.1.9".into(),
+        runtime_api_version: "v1".into(),
+        supplemental_groups_policy: true,
+        feature_per_node: false,
+        no_user_namespaces: None,
+    }
+}
+
+/// kep-blog/strict as a conformant runtime shows it at every point, judged by this sgpc.
+fn report(catalogue: &Catalogue) -> RunReport {
+    let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
+    let case = Case::resolve(catalogue, &id).unwrap();
+    let image = ImageRecord { name: "kep-blog".into(), reference: "127.0.0.1:5000/sgpc/kep-blog@sha256:00".into(), manifest_digest: "sha256:00".into(), config_digest: "sha256:11".into() };
+    let identity = Identity::observed(1000, 3000, [3000, 4000]);
+    let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::HostKernel, Point::ExecId, Point::CriStatus]
+        .into_iter()
+        .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: vec![3000, 4000], printed: String::new() })
+        .collect();
+    let observations = Observations { identities, ..Observations::default() };
+    let (judgement, _) = judge_observed(&case, &runtime(), true, &image, &observations);
+    assert_eq!(judgement.verdict, Verdict::Pass, "{:?}", judgement.reasons);
+    let mut result = error_result(&id, "", "");
+    result.describe(case.scenario);
+    result.image = Some(image.clone());
+    result.observations = Some(observations);
+    result.judgement = judgement;
+    RunReport {
+        schema_version: 1,
+        harness_version: "0.0.0".into(),
+        provisioned: None,
+        runtime: Some(runtime()),
+        images: vec![image],
+        selection: Default::default(),
+        cases: vec![result],
+        setup_error: None,
+        critest: None,
+        duration: Duration::from_secs(1),
+    }
+}
+
+fn files(kind: &str) -> Vec<(PathBuf, String)> {
+    sgpc::builtin::files(None, kind).unwrap()
+}
+
+fn fresh(dir: &Path) -> PathBuf {
+    let catalogue = Catalogue::open(None, None).unwrap();
+    let path = dir.join("bundle.tar.gz");
+    bundle::write(&path, &report(&catalogue), &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
+    path
+}
+
+fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()));
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        out.insert(name, bytes);
+    }
+    out
+}
+
+fn pack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::default()));
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+/// The manifest of the other files, as the bundle writes it: a forger who rewrites it too.
+fn remanifest(files: &mut BTreeMap<String, Vec<u8>>) {
+    files.remove(MANIFEST);
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let manifest: String = files.iter().map(|(name, bytes)| format!("{}  {name}\n", hex(bytes))).collect();
+    files.insert(MANIFEST.into(), manifest.into_bytes());
+}
+
+/// Rewrites one file of the bundle by text replacement (which must apply).
+fn edit(files: &mut BTreeMap<String, Vec<u8>>, name: &str, from: &str, to: &str) {
+    let text = String::from_utf8(files[name].clone()).unwrap();
+    assert!(text.contains(from), "{name} lacks {from:?}");
+    files.insert(name.into(), text.replacen(from, to, 1).into_bytes());
+}
+
+fn subjects(path: &Path) -> Vec<String> {
+    bundle::verify(path).unwrap().findings.into_iter().map(|f| f.subject).collect()
+}
+
+#[test]
+fn a_fresh_bundle_verifies_and_every_change_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fresh(dir.path());
+    let verification = bundle::verify(&path).unwrap();
+    assert!(verification.findings.is_empty(), "{:?}", verification.findings);
+    assert_eq!((verification.judged, verification.not_judged), (1, 0));
+    let original = unpack(&path);
+    assert!(original.contains_key("plugins/sgpc/results/global/junit.xml"), "sonobuoy's layout for a JUnit plugin");
+
+    // A byte of a report or of an observation, the manifest left as it was: that file.
+    let mut files = original.clone();
+    edit(&mut files, "sgpc/report.json", "\"harness_version\": \"0.0.0\"", "\"harness_version\": \"0.0.1\"");
+    pack(&path, &files);
+    assert_eq!(subjects(&path), ["sgpc/report.json"]);
+    let mut files = original.clone();
+    edit(&mut files, "plugins/sgpc/results/global/junit.xml", "tests=\"1\"", "tests=\"2\"");
+    pack(&path, &files);
+    assert_eq!(subjects(&path), ["plugins/sgpc/results/global/junit.xml"]);
+
+    // A byte of the manifest: the file it no longer matches.
+    let mut files = original.clone();
+    let manifest = String::from_utf8(files[MANIFEST].clone()).unwrap();
+    let flipped = if manifest.starts_with('0') { manifest.replacen('0', "1", 1) } else { format!("0{}", &manifest[1..]) };
+    files.insert(MANIFEST.into(), flipped.into_bytes());
+    pack(&path, &files);
+    assert_eq!(subjects(&path).len(), 1, "{:?}", subjects(&path));
+
+    // An observation rewritten under a rewritten manifest: the case whose verdict moves.
+    let mut files = original.clone();
+    let mut report: serde_json::Value = serde_json::from_slice(&files["sgpc/report.json"]).unwrap();
+    let exec = report["cases"][0]["observations"]["identities"].as_array_mut().unwrap().iter_mut().find(|o| o["point"] == "exec-id").unwrap();
+    exec["identity"]["groups"] = serde_json::json!([3000, 50000]);
+    files.insert("sgpc/report.json".into(), serde_json::to_vec_pretty(&report).unwrap());
+    remanifest(&mut files);
+    pack(&path, &files);
+    let findings = bundle::verify(&path).unwrap().findings;
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].subject, "kep-blog/strict");
+    assert!(findings[0].problem.contains("recorded PASS") && findings[0].problem.contains("FAIL"), "{}", findings[0].problem);
+
+    // A rule changed (the bundled scenario asks for another group): the case whose verdict moves.
+    let mut files = original.clone();
+    edit(&mut files, "sgpc/catalogue/scenarios/kep-blog.yaml", "supplementalGroups: [4000]", "supplementalGroups: [4001]");
+    edit(&mut files, "sgpc/catalogue/scenarios/kep-blog.yaml", "groups: [3000, 4000, 50000]", "groups: [3000, 4001, 50000]");
+    edit(&mut files, "sgpc/catalogue/scenarios/kep-blog.yaml", "groups: [3000, 4000]}", "groups: [3000, 4001]}");
+    remanifest(&mut files);
+    pack(&path, &files);
+    assert_eq!(subjects(&path), ["kep-blog/strict"]);
+}
+
+#[test]
+fn a_bundle_is_input_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.tar.gz");
+    let mut files = BTreeMap::new();
+    files.insert("../escape".to_string(), b"x".to_vec());
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::default()));
+    for (name, bytes) in &files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        // `append_data` refuses `..`; a hostile bundle writes the name itself.
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        tar.append(&header, bytes.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    let err = bundle::verify(&path).unwrap_err().to_string();
+    assert!(err.contains("clean relative path"), "{err}");
+    std::fs::write(&path, b"not a gzip stream").unwrap();
+    assert!(bundle::verify(&path).is_err());
+}
