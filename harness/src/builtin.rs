@@ -21,7 +21,7 @@ pub fn files(dir: Option<&Path>, kind: &str) -> Result<Vec<(PathBuf, String)>, I
         Some(dir) => {
             let paths = input::yaml_files(dir)?;
             if paths.is_empty() {
-                return Err(InputError::new(dir, None, None, format!("no {kind} files (*.yaml) found")));
+                return Err(InputError::new(dir, None, None, format!("no *.yaml files found: expected the {kind} of a catalogue")));
             }
             paths.into_iter().map(|path| input::read_text(&path).map(|text| (path, text))).collect()
         }
@@ -33,7 +33,7 @@ pub fn files(dir: Option<&Path>, kind: &str) -> Result<Vec<(PathBuf, String)>, I
     }
 }
 
-/// Where a catalogue part comes from, for `sgpc list` and the reports.
+/// Where a catalogue part comes from, as every command that loads one says on stderr.
 pub fn describe(dir: Option<&Path>, kind: &str) -> String {
     match dir {
         Some(dir) => format!("{kind} from {}", dir.display()),

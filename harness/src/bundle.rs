@@ -1,6 +1,10 @@
 //! The evidence bundle: `sgpc run ... --bundle FILE.tar.gz` writes what a run judged and what it
-//! judged it by; `sgpc verify FILE.tar.gz` checks that nothing in it was changed and judges
-//! every case again from its recorded observations with the verdict engine this sgpc ships.
+//! judged it by; `sgpc verify FILE.tar.gz` checks that the bundle is consistent (every file as
+//! its manifest lists it, the JUnit file saying what the JSON report says, the cases the
+//! recorded selection chose, each once) and judges every case again from its recorded
+//! observations with the verdict engine this sgpc ships. The manifest carries no key: whoever
+//! rewrites a file can rewrite it too, so authenticity rests on the bundle's SHA-256, which the
+//! run prints, recorded somewhere the bundle's holder cannot write.
 //!
 //! Layout (sonobuoy's results layout for a JUnit plugin named `sgpc`, so that its results
 //! tooling reads the JUnit file where it looks for one):
@@ -83,6 +87,12 @@ pub fn write(path: &Path, report: &RunReport, catalogue: &CatalogueFiles<'_>) ->
     write_tar_gz(path, &files)
 }
 
+/// The SHA-256 of a written bundle, as `sha256sum` prints it.
+pub fn sha256_of(path: &Path) -> Result<String, BundleError> {
+    let bytes = std::fs::read(path).map_err(|source| BundleError::Io { path: path.to_path_buf(), what: "reading the bundle", source })?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -130,13 +140,25 @@ pub struct Verification {
 #[derive(Deserialize)]
 struct Recorded {
     runtime: Option<RuntimeInfo>,
+    selection: RecordedSelection,
     cases: Vec<RecordedCase>,
+}
+
+#[derive(Deserialize)]
+struct RecordedSelection {
+    filter: Option<String>,
+    catalogue_digest: String,
 }
 
 #[derive(Deserialize)]
 struct RecordedCase {
     id: CaseId,
     verdict: Verdict,
+    reasons: Vec<String>,
+    #[serde(default)]
+    known_bugs: Vec<String>,
+    #[serde(default)]
+    passed_by_deviation: bool,
     image: Option<ImageRecord>,
     observations: Option<Observations>,
 }
@@ -150,9 +172,15 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     let report = files.get(REPORT).ok_or_else(|| malformed(REPORT, "missing".into()))?;
     let recorded: Recorded = serde_json::from_slice(report).map_err(|e| malformed(REPORT, e.to_string()))?;
     let catalogue = bundled_catalogue(&files).map_err(|e| malformed(CATALOGUE, e.to_string()))?;
-    let runtime = recorded.runtime.ok_or_else(|| malformed(REPORT, "records no runtime: the run never started, nothing was judged".into()))?;
+    verification.findings.extend(selection_findings(&catalogue, &recorded));
+    verification.findings.extend(junit_findings(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default(), &recorded.cases));
+    let Some(runtime) = &recorded.runtime else {
+        // The run never started: every case is sgpc's ERROR, nothing was judged.
+        verification.not_judged = recorded.cases.len();
+        return Ok(verification);
+    };
     for case in &recorded.cases {
-        match judge_again(&catalogue, &runtime, case) {
+        match judge_again(&catalogue, runtime, case) {
             Some(Ok(())) => verification.judged += 1,
             Some(Err(problem)) => {
                 verification.judged += 1;
@@ -164,24 +192,125 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     Ok(verification)
 }
 
-/// The case's verdict as this sgpc gives it, against the recorded one; `None` where nothing was
-/// observed (sgpc's ERROR), so there is nothing to judge.
+/// The case's judgement as this sgpc gives it, against the recorded one (verdict, reasons,
+/// known bugs, a pass by deviation); `None` where nothing was observed (sgpc's ERROR), so there
+/// is nothing to judge.
 fn judge_again(catalogue: &Catalogue, runtime: &RuntimeInfo, recorded: &RecordedCase) -> Option<Result<(), String>> {
-    let judged = match Case::resolve(catalogue, &recorded.id) {
-        Err(e) => crate::verdict::Judgement::error(e.to_string()),
+    let (judged, by_deviation) = match Case::resolve(catalogue, &recorded.id) {
+        Err(e) => (crate::verdict::Judgement::error(e.to_string()), false),
         Ok(case) => match (crate::run::not_run(&case, runtime), &recorded.observations, &recorded.image) {
-            (Some(not_run), _, _) => not_run,
-            (None, Some(observations), Some(image)) => crate::run::judge_observed(&case, runtime, !runtime.feature_per_node, image, observations).0,
+            (Some(_), Some(_), _) => (crate::verdict::Judgement::error("observations are recorded for a case the runtime could not run"), false),
+            (Some(not_run), None, _) => (not_run, false),
+            (None, Some(observations), Some(image)) => crate::run::judge_observed(&case, runtime, !runtime.feature_per_node, image, observations),
             (None, _, _) if recorded.verdict == Verdict::Error => return None,
-            (None, _, _) => crate::verdict::Judgement::error("the bundle records no observations for a case that was judged"),
+            (None, _, _) => (crate::verdict::Judgement::error("the bundle records no observations for a case that was judged"), false),
         },
     };
-    Some(if judged.verdict == recorded.verdict {
+    let same = judged.verdict == recorded.verdict && judged.reasons == recorded.reasons && judged.known_bugs == recorded.known_bugs && by_deviation == recorded.passed_by_deviation;
+    Some(if same {
         Ok(())
-    } else {
+    } else if judged.verdict != recorded.verdict {
         let why = judged.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
         Err(format!("recorded {}, but its recorded observations are {} under this sgpc{why}", recorded.verdict, judged.verdict))
+    } else {
+        Err(format!("recorded {} with other reasons, known bugs or deviation than this sgpc gives its recorded observations", recorded.verdict))
     })
+}
+
+/// The recorded cases against the selection: exactly the cases the recorded filter chooses from
+/// the bundled catalogue, each once, and that catalogue the one the report names.
+fn selection_findings(catalogue: &Catalogue, recorded: &Recorded) -> Vec<Finding> {
+    let finding = |subject: &str, problem: String| Finding { subject: subject.to_string(), problem };
+    let mut findings = Vec::new();
+    if catalogue.digest() != recorded.selection.catalogue_digest {
+        findings.push(finding(CATALOGUE, "is not the catalogue the report names (selection.catalogue_digest)".into()));
+    }
+    let filter = match recorded.selection.filter.as_deref().map(regex::Regex::new).transpose() {
+        Ok(filter) => filter,
+        Err(e) => return vec![finding(REPORT, format!("selection.filter is no regular expression: {e}"))],
+    };
+    let chosen = crate::run::select_cases(catalogue, filter.as_ref());
+    let mut seen: BTreeMap<&CaseId, usize> = BTreeMap::new();
+    for case in &recorded.cases {
+        *seen.entry(&case.id).or_default() += 1;
+    }
+    for id in &chosen {
+        match seen.remove(id) {
+            None => findings.push(finding(&id.to_string(), "chosen by the recorded selection but missing from the report".into())),
+            Some(1) => {}
+            Some(n) => findings.push(finding(&id.to_string(), format!("recorded {n} times"))),
+        }
+    }
+    findings.extend(seen.keys().map(|id| finding(&id.to_string(), "recorded but not chosen by the recorded selection".into())));
+    findings
+}
+
+/// The JUnit file against the JSON report: each case once, with the status its verdict calls
+/// for (the file CI and sonobuoy read must say what was judged).
+fn junit_findings(junit: &[u8], cases: &[RecordedCase]) -> Vec<Finding> {
+    let finding = |problem: String| Finding { subject: JUNIT.to_string(), problem };
+    let statuses = match junit_statuses(junit) {
+        Ok(statuses) => statuses,
+        Err(why) => return vec![finding(why)],
+    };
+    let want: BTreeMap<String, &str> = cases.iter().map(|c| (c.id.to_string(), junit_status(c.verdict))).collect();
+    let mut findings = Vec::new();
+    if statuses.len() != cases.len() {
+        findings.push(finding(format!("holds {} test cases, the report {}", statuses.len(), cases.len())));
+    }
+    for (name, status) in &statuses {
+        match want.get(name) {
+            Some(wanted) if wanted == status => {}
+            Some(wanted) => findings.push(finding(format!("{name} is {status}, but its verdict calls for {wanted}"))),
+            None => findings.push(finding(format!("{name} is no case of the report"))),
+        }
+    }
+    findings
+}
+
+/// How the JUnit report shows a verdict ([`crate::report::junit`]).
+fn junit_status(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass | Verdict::Rejected => "success",
+        Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => "failure",
+        Verdict::Error => "error",
+        Verdict::NotRun => "skipped",
+    }
+}
+
+/// Each `<testcase>`'s name and status (`success`, or its first `failure`, `error`, `skipped`).
+fn junit_statuses(junit: &[u8]) -> Result<Vec<(String, &'static str)>, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(junit);
+    let mut buffer = Vec::new();
+    let mut statuses: Vec<(String, &'static str)> = Vec::new();
+    let mut in_case = false;
+    loop {
+        let event = reader.read_event_into(&mut buffer).map_err(|e| format!("is no XML: {e}"))?;
+        match &event {
+            Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testcase" => {
+                let name = e.try_get_attribute("name").ok().flatten().and_then(|a| a.normalized_value(quick_xml::XmlVersion::Explicit1_0).ok()).map(|v| v.into_owned()).ok_or("a <testcase> has no name")?;
+                statuses.push((name, "success"));
+                in_case = matches!(event, Event::Start(_));
+            }
+            Event::Start(e) | Event::Empty(e) if in_case => {
+                let status = match e.name().as_ref() {
+                    b"failure" => "failure",
+                    b"error" => "error",
+                    b"skipped" => "skipped",
+                    _ => continue,
+                };
+                if let Some(last) = statuses.last_mut().filter(|last| last.1 == "success") {
+                    last.1 = status;
+                }
+            }
+            Event::End(e) if e.name().as_ref() == b"testcase" => in_case = false,
+            Event::Eof => break,
+            _ => {}
+        }
+        buffer.clear();
+    }
+    Ok(statuses)
 }
 
 fn bundled_catalogue(files: &BTreeMap<String, Vec<u8>>) -> Result<Catalogue, crate::input::InputError> {
@@ -222,6 +351,7 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
     let malformed = |why: String| BundleError::Malformed { path: path.to_path_buf(), why };
     let file = std::fs::File::open(path).map_err(io("opening the bundle"))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file).take(MAX_BYTES + 1));
+    let too_large = || malformed(format!("more than {MAX_FILES} files or {MAX_BYTES} bytes"));
     let mut files = BTreeMap::new();
     let mut total = 0u64;
     for entry in archive.entries().map_err(io("reading the bundle"))? {
@@ -236,13 +366,17 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
         }
         total += entry.size();
         if files.len() >= MAX_FILES || total > MAX_BYTES {
-            return Err(malformed(format!("more than {MAX_FILES} files or {MAX_BYTES} bytes")));
+            return Err(too_large());
         }
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(io("reading a file of the bundle"))?;
         if files.insert(name.clone(), bytes).is_some() {
             return Err(malformed(format!("{name:?} appears twice")));
         }
+    }
+    // The limit ends the stream where it falls: what was cut is too large, not changed.
+    if archive.into_inner().limit() == 0 {
+        return Err(too_large());
     }
     Ok(files)
 }

@@ -28,6 +28,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Images { command: ImagesCommand::Build { images, out, busybox } } => {
             let payload = sgpc::image::Payload { busybox, ..Default::default() };
             let recipes = sgpc::image::Recipe::from_files(sgpc::builtin::files(images.as_deref(), "images")?)?;
+            eprintln!("catalogue: {}", sgpc::builtin::describe(images.as_deref(), "images"));
             for (built, path) in sgpc::image::write_archives(&recipes, &payload, &out, sgpc::driver::kube::IMAGE_REPOSITORY)? {
                 println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
             }
@@ -104,9 +105,10 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let style = terminal::Style { color: std::io::stdout().is_terminal(), verbose: args.verbose };
     let filter = args.filter.as_ref().map(|f| f.as_str().to_string());
     let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?.with_filter(filter);
-    // Before anything runs: a bundle that cannot be written is bad input.
+    // Before anything runs: a bundle with nowhere to go is bad input.
     if let Some(path) = &args.bundle {
-        std::fs::File::create(path).with_context(|| format!("--bundle {}: cannot create the file", path.display()))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        anyhow::ensure!(parent.is_dir(), "--bundle {}: {} is no directory", path.display(), parent.display());
     }
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
@@ -129,9 +131,12 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     };
     reporters.finish()?;
     if let Some(path) = &args.bundle {
+        let mut report = run.report.clone();
+        report.selection.filter = args.filter.as_ref().map(|f| f.as_str().to_string());
         let files = sgpc::bundle::CatalogueFiles { scenarios: &loaded.scenario_files, images: &loaded.image_files };
-        sgpc::bundle::write(path, &run.report, &files)?;
-        eprintln!("bundle: {} (check it with `sgpc verify {}`)", path.display(), path.display());
+        sgpc::bundle::write(path, &report, &files)?;
+        let sha256 = sgpc::bundle::sha256_of(path)?;
+        eprintln!("bundle: {} sha256 {sha256} (record the digest where the bundle's holder cannot write; `sgpc verify {}` checks it)", path.display(), path.display());
     }
     Ok(run.report.exit_code())
 }

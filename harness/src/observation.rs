@@ -134,7 +134,6 @@ pub enum Escalated {
 
 /// Everything observed in one case.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct Observations {
     pub identities: Vec<IdentityObservation>,
     pub access: Vec<AccessObservation>,
@@ -145,23 +144,23 @@ pub struct Observations {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_user: Option<String>,
     /// Ids a runtime reported that are no ids (see [`Observations::push_reported_user`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invalid_ids: Vec<String>,
     /// `NoNewPrivs` of `/proc/self/status`, per process (absent where the kernel printed none).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub no_new_privs: BTreeMap<Prober, bool>,
     /// The capability sets of `/proc/self/status`, per process.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<Prober, CapabilitySets>,
     /// The first line of `/proc/self/uid_map`, per process: which user namespace it runs in.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub uid_map: BTreeMap<Prober, UidMapLine>,
     /// The user-namespace mapping the CRI driver sent (`hostUsers: false`), as a process in it
     /// shows it in `/proc/self/uid_map`; `None` where sgpc sent none (the Kubernetes level).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_uid_map: Option<UidMapLine>,
     /// What the image's escalation programs got, per process that ran them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<EscalationObservation>,
     /// The runtime refused the Pod (CRI level): no process ran, so nothing else was observed.
     #[serde(skip_serializing_if = "Option::is_none")]

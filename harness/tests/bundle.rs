@@ -55,7 +55,7 @@ fn report(catalogue: &Catalogue) -> RunReport {
         provisioned: None,
         runtime: Some(runtime()),
         images: vec![image],
-        selection: Default::default(),
+        selection: sgpc::run::Selection::of(catalogue, std::slice::from_ref(&id), Some(&regex::Regex::new("^kep-blog/strict$").unwrap())),
         cases: vec![result],
         setup_error: None,
         critest: None,
@@ -141,10 +141,28 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     // A byte of the manifest: the file it no longer matches.
     let mut files = original.clone();
     let manifest = String::from_utf8(files[MANIFEST].clone()).unwrap();
+    let first_file = manifest.lines().next().unwrap().split_once("  ").unwrap().1.to_string();
     let flipped = if manifest.starts_with('0') { manifest.replacen('0', "1", 1) } else { format!("0{}", &manifest[1..]) };
     files.insert(MANIFEST.into(), flipped.into_bytes());
     pack(&path, &files);
-    assert_eq!(subjects(&path).len(), 1, "{:?}", subjects(&path));
+    assert_eq!(subjects(&path), [first_file]);
+
+    // Under a rewritten manifest: a JUnit file that says pass where the report says fail, and a
+    // report that leaves out a chosen case, are each named.
+    let mut files = original.clone();
+    edit(&mut files, "sgpc/report.json", "\"kind\": \"PASS\"", "\"kind\": \"FAIL\"");
+    remanifest(&mut files);
+    pack(&path, &files);
+    let found = subjects(&path);
+    assert!(found.contains(&"plugins/sgpc/results/global/junit.xml".to_string()) && found.contains(&"kep-blog/strict".to_string()), "{found:?}");
+    let mut files = original.clone();
+    let mut report: serde_json::Value = serde_json::from_slice(&files["sgpc/report.json"]).unwrap();
+    report["cases"] = serde_json::json!([]);
+    files.insert("sgpc/report.json".into(), serde_json::to_vec_pretty(&report).unwrap());
+    remanifest(&mut files);
+    pack(&path, &files);
+    let findings = bundle::verify(&path).unwrap().findings;
+    assert!(findings.iter().any(|f| f.subject == "kep-blog/strict" && f.problem.contains("missing from the report")), "{findings:?}");
 
     // An observation rewritten under a rewritten manifest: the case whose verdict moves.
     let mut files = original.clone();
@@ -166,7 +184,7 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     edit(&mut files, "sgpc/catalogue/scenarios/kep-blog.yaml", "groups: [3000, 4000]}", "groups: [3000, 4001]}");
     remanifest(&mut files);
     pack(&path, &files);
-    assert_eq!(subjects(&path), ["kep-blog/strict"]);
+    assert_eq!(subjects(&path), ["sgpc/catalogue", "kep-blog/strict"], "the catalogue is not the report's, and the case moves under it");
 }
 
 #[test]

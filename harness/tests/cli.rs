@@ -82,7 +82,29 @@ fn the_binary_alone_carries_the_catalogue() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let output = sgpc(&["list", "--scenarios", empty.to_str().unwrap()]);
-    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no scenario files"), "a directory given is used, never the built-in one behind it");
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no *.yaml files found"), "a directory given is used, never the built-in one behind it");
+}
+
+/// A live run's bundle verifies with the binary that wrote it (containerd 2.x, a FAIL among
+/// the cases: containerd/containerd#11937).
+#[test]
+fn a_live_runs_bundle_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("evidence.tar.gz");
+    let output = Command::new(support::sgpc_binary())
+        .current_dir(dir.path())
+        .args(["run", "--filter", "^(kep-blog|same-name-group)/", "--containerd"])
+        .arg(support::containerd_dir())
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(exit_code::FAIL), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sha256"), "the run prints the bundle's digest");
+    let verified = Command::new(support::sgpc_binary()).arg("verify").arg(&bundle).output().unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(exit_code::PASS), "{stdout}");
+    assert!(stdout.contains("0 findings; 6 cases judged again"), "{stdout}");
 }
 
 #[test]
