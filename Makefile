@@ -3,12 +3,12 @@
 
 CACHE          ?= $(CURDIR)/.cache
 CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
-# busybox-static: the image payload; catatonit: the pause image; docker-registry: the local
+# busybox-static: the image payload (the pause program is sgpc's own); docker-registry: the local
 # registry; runc: the OCI runtime; crun: a runtime that refuses the spec (tested); skopeo:
 # tests that the archives load; protobuf-compiler: CRI; containernetworking-plugins: the
 # loopback plugin of a live node's network; libseccomp-dev: runc and CRI-O built from their Go
 # modules; libsqlite3-dev and conmon: CRI-O; umoci: tests that apply layered images independently.
-APT_PACKAGES   := busybox-static catatonit docker-registry runc crun skopeo protobuf-compiler \
+APT_PACKAGES   := busybox-static docker-registry runc crun skopeo protobuf-compiler \
                   containernetworking-plugins libseccomp-dev libsqlite3-dev conmon umoci
 # containerd lines: 1.6 (Debian 12), 1.7 (Debian 13), 2.x (unstable). Suites move: the version
 # served is recorded in .cache/debs/<suite>/containerd/.version and in the reports.

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["escalate"];
+const PROGRAMS: &[&str] = &["escalate", "pause"];
 
 /// The catalogue's directories, relative to the repository root.
 const CATALOGUE: &[&str] = &["scenarios", "images"];

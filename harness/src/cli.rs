@@ -389,7 +389,7 @@ impl RunArgs {
             kubeconfig: self.kubeconfig.clone(),
             kind: self.kind.clone().map(|image| (image, self.reuse_cluster)),
             timeout: Duration::from_secs(self.probe_timeout + self.pull_timeout),
-            payload: sgpc::image::Payload { busybox: self.busybox.clone(), ..Default::default() },
+            payload: sgpc::image::Payload { busybox: self.busybox.clone() },
             work_root: self.work_root.clone(),
         }
     }

@@ -415,18 +415,21 @@ pub struct ImageContent {
     pub entrypoint: Vec<String>,
 }
 
-/// Where the image payload binaries come from on the host.
+/// Where the image payload binaries come from on the host (the pause program is sgpc's own,
+/// [`PAUSE_PROGRAM`]).
 #[derive(Debug, Clone)]
 pub struct Payload {
     pub busybox: PathBuf,
-    pub catatonit: PathBuf,
 }
 
 impl Default for Payload {
     fn default() -> Self {
-        Payload { busybox: PathBuf::from("/bin/busybox"), catatonit: PathBuf::from("/usr/bin/catatonit") }
+        Payload { busybox: PathBuf::from("/bin/busybox") }
     }
 }
+
+/// The sandbox image's program: `programs/pause.c`, compiled static by `build.rs`.
+pub const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 
 fn read_binary(path: &Path, package: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
@@ -462,18 +465,14 @@ impl ImageContent {
         })
     }
 
-    /// The sandbox ("pause") image: catatonit in pause mode.
-    pub fn pause(payload: &Payload) -> anyhow::Result<ImageContent> {
-        Ok(ImageContent {
+    /// The sandbox ("pause") image: sgpc's own pause program, nothing from the host.
+    pub fn pause() -> ImageContent {
+        ImageContent {
             name: PAUSE_IMAGE.into(),
-            layers: vec![vec![LayerEntry::File {
-                path: "catatonit".into(),
-                mode: 0o755,
-                data: read_binary(&payload.catatonit, "catatonit")?,
-            }]],
+            layers: vec![vec![LayerEntry::File { path: "pause".into(), mode: 0o755, data: PAUSE_PROGRAM.to_vec() }]],
             user: None,
-            entrypoint: vec!["/catatonit".into(), "-P".into()],
-        })
+            entrypoint: vec!["/pause".into()],
+        }
     }
 }
 
@@ -610,7 +609,7 @@ impl BuiltImage {
 /// `<repository>/<name>:<tag>`.
 pub fn write_archives(recipes: &[Recipe], payload: &Payload, out: &Path, repository: &str) -> anyhow::Result<Vec<(BuiltImage, PathBuf)>> {
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let mut contents = vec![ImageContent::pause(payload)?];
+    let mut contents = vec![ImageContent::pause()];
     for recipe in recipes {
         contents.push(ImageContent::from_recipe(recipe, payload)?);
     }
@@ -796,7 +795,7 @@ mod tests {
         assert_eq!((opaque.passwd_lines, opaque.group_lines), (None, Some(vec!["h:x:6:".to_string()])));
         let restored = recipe_from(&format!("{base}layers:\n  - delete: [group]\n  - group: [\"h:x:6:\"]\n")).unwrap();
         assert_eq!(restored.group_lines, Some(vec!["h:x:6:".to_string()]), "a file above a whiteout is the file");
-        let built = ImageContent::from_recipe(&deleted, &Payload { busybox: "/bin/busybox".into(), catatonit: "/bin/busybox".into() }).unwrap();
+        let built = ImageContent::from_recipe(&deleted, &Payload { busybox: "/bin/busybox".into() }).unwrap();
         assert_eq!(built.layers.len(), 3, "busybox, the recipe's own layer, the whiteout layer");
         assert!(built.layers[2].iter().any(|e| matches!(e, LayerEntry::File { path, data, .. } if path == "etc/.wh.group" && data.is_empty())));
     }

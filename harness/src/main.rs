@@ -26,7 +26,7 @@ fn main() {
 fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Images { command: ImagesCommand::Build { images, out, busybox } } => {
-            let payload = sgpc::image::Payload { busybox, ..Default::default() };
+            let payload = sgpc::image::Payload { busybox };
             let recipes = sgpc::image::Recipe::from_files(sgpc::builtin::files(images.as_deref(), "images")?)?;
             eprintln!("catalogue: {}", sgpc::builtin::describe(images.as_deref(), "images"));
             for (built, path) in sgpc::image::write_archives(&recipes, &payload, &out, sgpc::driver::kube::IMAGE_REPOSITORY)? {

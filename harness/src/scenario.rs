@@ -538,7 +538,7 @@ impl Catalogue {
         let mut names: Vec<&str> = cases.iter().filter_map(|c| self.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        let mut built = vec![image::build(&ImageContent::pause(payload)?)?];
+        let mut built = vec![image::build(&ImageContent::pause())?];
         for name in names {
             let recipe = self.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
             built.push(image::build(&ImageContent::from_recipe(recipe, payload)?).with_context(|| format!("building image {name}"))?);

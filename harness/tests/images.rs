@@ -66,14 +66,21 @@ fn archives_load_as_oci_and_docker_archives() {
     assert!(digest.starts_with("sha256:"));
 }
 
-/// The pause image runs `catatonit -P`: it must exit at once on SIGTERM, or every
-/// StopPodSandbox of a pod with an infra container waits out the runtime's grace period.
+/// The pause image runs sgpc's own pause program: it must exit at once on SIGTERM, or every
+/// StopPodSandbox of a pod with an infra container waits out the runtime's grace period; and
+/// the image holds nothing else.
 #[test]
 fn the_pause_entrypoint_exits_at_once_on_sigterm() {
-    let payload = sgpc::image::Payload::default();
-    let content = sgpc::image::ImageContent::pause(&payload).unwrap();
-    assert_eq!(content.entrypoint, ["/catatonit", "-P"]);
-    let mut pause = std::process::Command::new(&payload.catatonit).arg("-P").spawn().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let content = sgpc::image::ImageContent::pause();
+    assert_eq!(content.entrypoint, ["/pause"]);
+    assert_eq!(content.layers.len(), 1);
+    assert_eq!(content.layers[0].len(), 1, "one file, the program");
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("pause");
+    std::fs::write(&program, sgpc::image::PAUSE_PROGRAM).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pause = std::process::Command::new(&program).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let sent = std::time::Instant::now();
     // SAFETY: kill(2) on the child just spawned and not yet reaped.

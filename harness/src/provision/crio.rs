@@ -11,8 +11,8 @@
 //!   `internal/criocli/criocli.go`), not podman's `CONTAINERS_REGISTRIES_CONF`;
 //! - sgpc's plain-HTTP registry is marked `insecure = true` there: since CRI-O 1.35 crio.conf's
 //!   `insecure_registries` "is deprecated and no longer effective" (`internal/storage/image.go`);
-//! - `pause_command = ""` runs the pause image's own entrypoint (`/catatonit -P`); the default
-//!   `/pause` does not exist in sgpc's pause image (`pkg/config/config.go`, `PauseCommand`);
+//! - `pause_command = ""` runs the pause image's own entrypoint (`/pause`, sgpc's
+//!   `programs/pause.c`) rather than a command CRI-O assumes (`pkg/config/config.go`, `PauseCommand`);
 //! - the registry wants credentials: sgpc pulls the pause image over CRI with them before any
 //!   sandbox needs it.
 //!
