@@ -97,9 +97,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Writes the archive beside `path` and renames it there: a failure leaves no partial bundle.
 fn write_tar_gz(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), BundleError> {
     let io = |what| move |source| BundleError::Io { path: path.to_path_buf(), what, source };
-    let file = std::fs::File::create(path).map_err(io("creating the bundle"))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let partial = tempfile::NamedTempFile::new_in(parent).map_err(io("creating the bundle"))?;
+    let file = partial.reopen().map_err(io("creating the bundle"))?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
     for (name, bytes) in files {
         let mut header = tar::Header::new_gnu();
@@ -109,6 +112,7 @@ fn write_tar_gz(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Bu
         tar.append_data(&mut header, name, bytes.as_slice()).map_err(io("writing the bundle"))?;
     }
     tar.into_inner().and_then(|gz| gz.finish()).map_err(io("finishing the bundle"))?;
+    partial.persist(path).map_err(|e| e.error).map_err(io("moving the bundle into place"))?;
     Ok(())
 }
 
@@ -197,7 +201,10 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
 /// is nothing to judge.
 fn judge_again(catalogue: &Catalogue, runtime: &RuntimeInfo, recorded: &RecordedCase) -> Option<Result<(), String>> {
     let (judged, by_deviation) = match Case::resolve(catalogue, &recorded.id) {
-        Err(e) => (crate::verdict::Judgement::error(e.to_string()), false),
+        Err(e) => (crate::verdict::Judgement::error(crate::run::error_chain(&e)), false),
+        // Set-up failed or the run was interrupted before the case ran: nothing to judge, even
+        // where the runtime could not have run it.
+        Ok(_) if recorded.verdict == Verdict::Error && recorded.observations.is_none() => return None,
         Ok(case) => match (crate::run::not_run(&case, runtime), &recorded.observations, &recorded.image) {
             (Some(_), Some(_), _) => (crate::verdict::Judgement::error("observations are recorded for a case the runtime could not run"), false),
             (Some(not_run), None, _) => (not_run, false),
@@ -253,18 +260,16 @@ fn junit_findings(junit: &[u8], cases: &[RecordedCase]) -> Vec<Finding> {
         Ok(statuses) => statuses,
         Err(why) => return vec![finding(why)],
     };
-    let want: BTreeMap<String, &str> = cases.iter().map(|c| (c.id.to_string(), junit_status(c.verdict))).collect();
+    let mut want: BTreeMap<String, &str> = cases.iter().map(|c| (c.id.to_string(), junit_status(c.verdict))).collect();
     let mut findings = Vec::new();
-    if statuses.len() != cases.len() {
-        findings.push(finding(format!("holds {} test cases, the report {}", statuses.len(), cases.len())));
-    }
     for (name, status) in &statuses {
-        match want.get(name) {
-            Some(wanted) if wanted == status => {}
+        match want.remove(name) {
+            Some(wanted) if wanted == *status => {}
             Some(wanted) => findings.push(finding(format!("{name} is {status}, but its verdict calls for {wanted}"))),
-            None => findings.push(finding(format!("{name} is no case of the report"))),
+            None => findings.push(finding(format!("{name} is no case of the report, or is listed twice"))),
         }
     }
+    findings.extend(want.keys().map(|name| finding(format!("{name} is missing"))));
     findings
 }
 

@@ -108,7 +108,8 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     // Before anything runs: a bundle with nowhere to go is bad input.
     if let Some(path) = &args.bundle {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        anyhow::ensure!(parent.is_dir(), "--bundle {}: {} is no directory", path.display(), parent.display());
+        anyhow::ensure!(!path.is_dir(), "--bundle {}: is a directory; expected a file name", path.display());
+        tempfile::NamedTempFile::new_in(parent).with_context(|| format!("--bundle {}: cannot write a file in {}", path.display(), parent.display()))?;
     }
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);

@@ -209,3 +209,31 @@ fn a_bundle_is_input_like_any_other() {
     std::fs::write(&path, b"not a gzip stream").unwrap();
     assert!(bundle::verify(&path).is_err());
 }
+
+/// A genuine bundle of a run that stopped before a `hostUsers: false` case ran (set-up failed
+/// late, or a signal) on a runtime without user namespaces: the case is ERROR without
+/// observations, and verify has nothing to judge, no finding to make. A JUnit file that lists one
+/// case twice and leaves another out is named.
+#[test]
+fn an_error_before_a_case_ran_is_nothing_to_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = Catalogue::open(None, None).unwrap();
+    let mut report = report(&catalogue);
+    let userns = CaseId { scenario: "userns-kep-blog".into(), policy: Policy::Strict };
+    report.cases.push(error_result(&userns, "", "interrupted by SIGTERM"));
+    report.runtime.as_mut().unwrap().no_user_namespaces = Some("no Pod network".into());
+    let chosen = [report.cases[0].id.clone(), userns];
+    report.selection = sgpc::run::Selection::of(&catalogue, &chosen, Some(&regex::Regex::new("^(kep-blog|userns-kep-blog)/strict$").unwrap()));
+    let path = dir.path().join("bundle.tar.gz");
+    bundle::write(&path, &report, &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
+    let verification = bundle::verify(&path).unwrap();
+    assert!(verification.findings.is_empty(), "{:?}", verification.findings);
+    assert_eq!((verification.judged, verification.not_judged), (1, 1));
+
+    let mut files = unpack(&path);
+    edit(&mut files, "plugins/sgpc/results/global/junit.xml", "name=\"userns-kep-blog/strict\"", "name=\"kep-blog/strict\"");
+    remanifest(&mut files);
+    pack(&path, &files);
+    let problems: Vec<String> = bundle::verify(&path).unwrap().findings.into_iter().map(|f| f.problem).collect();
+    assert!(problems.iter().any(|p| p.contains("userns-kep-blog/strict is missing")), "{problems:?}");
+}
