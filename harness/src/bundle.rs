@@ -201,7 +201,7 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
 /// is nothing to judge.
 fn judge_again(catalogue: &Catalogue, runtime: &RuntimeInfo, recorded: &RecordedCase) -> Option<Result<(), String>> {
     let (judged, by_deviation) = match Case::resolve(catalogue, &recorded.id) {
-        Err(e) => (crate::verdict::Judgement::error(crate::run::error_chain(&e)), false),
+        Err(e) => (crate::verdict::Judgement::error(crate::chain::error_chain(&e)), false),
         // Set-up failed or the run was interrupted before the case ran: nothing to judge, even
         // where the runtime could not have run it.
         Ok(_) if recorded.verdict == Verdict::Error && recorded.observations.is_none() => return None,

@@ -9,6 +9,7 @@
 pub mod builtin;
 pub mod bundle;
 pub mod case;
+pub mod chain;
 pub mod critest;
 pub mod discover;
 pub mod divergence;

@@ -26,7 +26,8 @@ type RawId = Spanned<i64>;
 struct RawScenario {
     name: String,
     summary: String,
-    image: Spanned<String>,
+    /// The image of a Pod with one container; a Pod of several names one per container.
+    image: Option<Spanned<String>>,
     /// Where the case's rules come from: KEP section, API doc, OCI spec, upstream issue.
     #[serde(default)]
     references: Vec<String>,
@@ -40,6 +41,24 @@ struct RawScenario {
     #[serde(default)]
     volumes: Vec<RawVolume>,
     /// Omitted (or one policy omitted): the KEP model's derivation is the expectation.
+    #[serde(default)]
+    expect: RawExpect,
+    /// A Pod of several containers, each its own case (instead of `image`/`container`/`expect`).
+    #[serde(default)]
+    containers: Vec<RawPodContainer>,
+    /// Run to completion, in order, before `containers` start (Kubernetes `initContainers`).
+    #[serde(default)]
+    init_containers: Vec<RawPodContainer>,
+}
+
+/// One container of a Pod of several: `spec.containers[]` or `spec.initContainers[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPodContainer {
+    name: String,
+    image: Spanned<String>,
+    #[serde(default)]
+    security_context: RawContainerSecurityContext,
     #[serde(default)]
     expect: RawExpect,
 }
@@ -95,6 +114,12 @@ struct RawContainerSecurityContext {
     capabilities: RawCapabilities,
 }
 
+impl RawContainerSecurityContext {
+    fn is_empty(&self) -> bool {
+        self.run_as_user.is_none() && self.run_as_group.is_none() && self.allow_privilege_escalation.is_none() && self.capabilities.drop.is_empty()
+    }
+}
+
 /// `capabilities` of a container's securityContext: only `drop` (sgpc adds none).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +163,40 @@ struct RawExpectation {
     deviation: Option<String>,
 }
 
+/// One container of a file, before validation: where its fields are, and what they say.
+struct ContainerInput<'r> {
+    /// Prefix of the container's own field paths in error messages: `""` or `containers[1].`.
+    prefix: String,
+    /// Where its security context is: `container` or `containers[1]`.
+    security_prefix: String,
+    image: &'r Spanned<String>,
+    security: &'r RawContainerSecurityContext,
+    expect: &'r RawExpect,
+    member: Option<PodMember>,
+}
+
+/// The most containers (init containers included) sgpc runs in one Pod.
+pub const MAX_CONTAINERS: usize = 8;
+
+/// Where a scenario's container sits in a Pod of several: each container is its own case, and
+/// the runner runs the cases of one Pod together, in one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodMember {
+    /// The file's `name`: the Pod's, shared by its containers.
+    pub pod: String,
+    /// The container's name in the Pod.
+    pub container: String,
+    /// An init container: it runs, and exits, before the Pod's containers start.
+    pub init: bool,
+}
+
+impl PodMember {
+    /// The container's scenario name: `<pod>.<container>` (a `.` no file's name has).
+    pub fn case_name(&self) -> String {
+        format!("{}.{}", self.pod, self.container)
+    }
+}
+
 /// What one policy must give: the identity and, per probed file, the access.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Expectation {
@@ -161,6 +220,21 @@ pub struct Expectation {
     /// Why the runtime may refuse the Pod instead (the model's, [`oracle::Derivation::refusal_allowed`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal_allowed: Option<String>,
+}
+
+impl Expectation {
+    /// Stands in until a container's expectation is resolved.
+    fn placeholder() -> Expectation {
+        Expectation {
+            identity: Identity { uid: 0, gid: 0, groups: GroupSet::default() },
+            access: BTreeMap::new(),
+            deviation: None,
+            allowed: Vec::new(),
+            sources: BTreeMap::new(),
+            escalated: BTreeMap::new(),
+            refusal_allowed: None,
+        }
+    }
 }
 
 impl fmt::Display for Expectation {
@@ -199,9 +273,17 @@ pub struct Scenario {
     pub expect_strict: Expectation,
     /// The policies this scenario runs under: all three unless the file pins one.
     pub policies: Vec<Policy>,
+    /// Its place in a Pod of several containers; `None` for a Pod of one (container `probe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<PodMember>,
 }
 
 impl Scenario {
+    /// The name of the Pod this scenario's container runs in (the file's `name`).
+    pub fn pod_name(&self) -> &str {
+        self.member.as_ref().map_or(&self.name, |m| &m.pod)
+    }
+
     /// The Pod the model reads ([`oracle::derive`]).
     pub fn spec(&self) -> oracle::PodSpec<'_> {
         oracle::PodSpec { pod: &self.pod, container: &self.container, volumes: &self.volumes }
@@ -234,10 +316,20 @@ impl Scenario {
         Scenario::parse(path, &input::read_text(path)?, recipes)
     }
 
-    /// Parses scenario text that came from `path` (see [`Scenario::load`]).
+    /// Parses scenario text that came from `path` (see [`Scenario::load`]): a Pod of one
+    /// container.
     pub fn parse(path: &Path, text: &str, recipes: &[Recipe]) -> Result<Scenario, InputError> {
+        let mut all = Scenario::parse_all(path, text, recipes)?;
+        match all.len() {
+            1 => Ok(all.remove(0)),
+            n => Err(InputError::new(path, None, Some("containers"), format!("{n} containers where one was expected"))),
+        }
+    }
+
+    /// Parses a scenario file: one scenario per container of its Pod.
+    pub fn parse_all(path: &Path, text: &str, recipes: &[Recipe]) -> Result<Vec<Scenario>, InputError> {
         let raw: RawScenario = input::parse_yaml(path, text)?;
-        Validator { path, recipes }.scenario(raw)
+        Validator { path, recipes }.scenarios(raw)
     }
 }
 
@@ -298,16 +390,16 @@ impl Validator<'_> {
     /// A Pod with `hostUsers: false` declares ids of its own user namespace, which holds 0..65535
     /// (Kubernetes docs, "User Namespaces": "The valid UIDs/GIDs when this feature is enabled is
     /// the range 0-65535"): a Pod that declares others asks what no runtime can give.
-    fn ids_in_user_namespace(&self, pod: &PodSecurity, container: &ContainerSecurity) -> Result<(), InputError> {
+    fn ids_in_user_namespace(&self, pod: &PodSecurity, container: &ContainerSecurity, container_field: &str) -> Result<(), InputError> {
         let declared = [
-            ("pod.securityContext.runAsUser", pod.run_as_user),
-            ("pod.securityContext.runAsGroup", pod.run_as_group),
-            ("pod.securityContext.fsGroup", pod.fs_group),
-            ("container.securityContext.runAsUser", container.run_as_user),
-            ("container.securityContext.runAsGroup", container.run_as_group),
+            ("pod.securityContext.runAsUser".to_string(), pod.run_as_user),
+            ("pod.securityContext.runAsGroup".into(), pod.run_as_group),
+            ("pod.securityContext.fsGroup".into(), pod.fs_group),
+            (format!("{container_field}.securityContext.runAsUser"), container.run_as_user),
+            (format!("{container_field}.securityContext.runAsGroup"), container.run_as_group),
         ]
         .into_iter()
-        .filter_map(|(field, id)| id.map(|id| (field.to_string(), id)))
+        .filter_map(|(field, id)| id.map(|id| (field, id)))
         .chain(pod.supplemental_groups.iter().enumerate().map(|(i, g)| (format!("pod.securityContext.supplementalGroups[{i}]"), *g)));
         for (field, id) in declared {
             if id >= crate::oracle::USERNS_IDS {
@@ -329,7 +421,8 @@ impl Validator<'_> {
         raw.iter().enumerate().map(|(i, r)| self.id(&format!("{field}[{i}]"), r)).collect()
     }
 
-    fn scenario(&self, raw: RawScenario) -> Result<Scenario, InputError> {
+    /// The scenarios of one file: one, or one per container of a Pod of several.
+    fn scenarios(&self, raw: RawScenario) -> Result<Vec<Scenario>, InputError> {
         if !is_scenario_name(&raw.name) {
             return Err(self.error(None, "name", format!("{:?}: use lower-case letters, digits and '-'", raw.name)));
         }
@@ -342,10 +435,6 @@ impl Validator<'_> {
                 self.one_line(field, sentence)?;
             }
         }
-        let Some(recipe) = self.recipes.iter().find(|r| r.name == raw.image.value) else {
-            let known: Vec<&str> = self.recipes.iter().map(|r| r.name.as_str()).collect();
-            return Err(self.error(Some(raw.image.referenced.line()), "image", format!("no image recipe named {:?}; known: {known:?}", raw.image.value)));
-        };
         let psc = &raw.pod.security_context;
         // The kernel's NGROUPS_MAX (65536) bounds every process's list, the primary gid and
         // fsGroup included (setgroups(2): EINVAL beyond it): a Pod over it no runtime can run.
@@ -359,16 +448,6 @@ impl Validator<'_> {
             fs_group: self.opt_pod_id("pod.securityContext.fsGroup", &psc.fs_group)?,
             host_users: raw.pod.host_users,
         };
-        let csc = &raw.container.security_context;
-        let container = ContainerSecurity {
-            run_as_user: self.opt_pod_id("container.securityContext.runAsUser", &csc.run_as_user)?,
-            run_as_group: self.opt_pod_id("container.securityContext.runAsGroup", &csc.run_as_group)?,
-            allow_privilege_escalation: csc.allow_privilege_escalation,
-            drop_capabilities: self.capability_names("container.securityContext.capabilities.drop", &csc.capabilities.drop)?,
-        };
-        if pod.user_namespace() {
-            self.ids_in_user_namespace(&pod, &container)?;
-        }
         let volumes = raw
             .volumes
             .iter()
@@ -376,39 +455,112 @@ impl Validator<'_> {
             .map(|(i, v)| self.volume(i, v))
             .collect::<Result<Vec<_>, _>>()?;
         self.distinct_volumes(&volumes)?;
-        let probed: Vec<String> = volumes.iter().map(Volume::token_path).collect();
-        let written_merge = raw.expect.merge.as_ref().map(|e| self.expectation("expect.merge", e, &probed)).transpose()?;
-        let written_strict = raw.expect.strict.as_ref().map(|e| self.expectation("expect.strict", e, &probed)).transpose()?;
-        let pod_spec = oracle::PodSpec { pod: &pod, container: &container, volumes: &volumes };
-        let expect_merge = self.resolve("expect.merge", Policy::Merge, written_merge, recipe, &pod_spec)?;
-        let expect_strict = self.resolve("expect.strict", Policy::Strict, written_strict, recipe, &pod_spec)?;
-        Ok(Scenario {
-            expect_merge,
-            expect_strict,
-            name: raw.name,
-            summary: raw.summary,
+        let shared = Scenario {
+            name: raw.name.clone(),
+            summary: raw.summary.clone(),
             source: self.path.to_path_buf(),
-            image: raw.image.value,
-            references: raw.references,
-            spec_merge: raw.spec.merge,
-            spec_strict: raw.spec.strict,
+            image: String::new(),
+            references: raw.references.clone(),
+            spec_merge: raw.spec.merge.clone(),
+            spec_strict: raw.spec.strict.clone(),
             policies: match psc.supplemental_groups_policy {
                 None => Policy::ALL.to_vec(),
                 Some(ApiPolicy::Merge) => vec![Policy::Merge],
                 Some(ApiPolicy::Strict) => vec![Policy::Strict],
             },
             pod,
-            container,
+            container: ContainerSecurity::default(),
             volumes,
+            expect_merge: Expectation::placeholder(),
+            expect_strict: Expectation::placeholder(),
+            member: None,
+        };
+        self.containers(&raw)?.into_iter().map(|c| self.container_scenario(&shared, c)).collect()
+    }
+
+    /// The file's containers: its one (`image`, `container`, `expect`), or each of `initContainers`
+    /// and `containers`, named and checked as the Kubernetes API checks a Pod's.
+    fn containers<'r>(&self, raw: &'r RawScenario) -> Result<Vec<ContainerInput<'r>>, InputError> {
+        let several = !raw.containers.is_empty() || !raw.init_containers.is_empty();
+        match (&raw.image, several) {
+            (Some(image), false) => {
+                return Ok(vec![ContainerInput { prefix: String::new(), security_prefix: "container".into(), image, security: &raw.container.security_context, expect: &raw.expect, member: None }]);
+            }
+            (None, false) => return Err(self.error(None, "image", "missing: name the image recipe of the Pod's container, or list `containers`")),
+            (Some(image), true) => return Err(self.error(Some(image.referenced.line()), "image", "a Pod that lists `containers` names an image per container; remove the top-level `image`")),
+            (None, true) => {}
+        }
+        if raw.containers.is_empty() {
+            return Err(self.error(None, "containers", "empty: a Pod needs at least one container besides its init containers (Kubernetes API: spec.containers is required)"));
+        }
+        if raw.expect.merge.is_some() || raw.expect.strict.is_some() || !raw.container.security_context.is_empty() {
+            return Err(self.error(None, "expect", "a Pod that lists `containers` writes `securityContext` and `expect` per container"));
+        }
+        if raw.containers.len() + raw.init_containers.len() > MAX_CONTAINERS {
+            return Err(self.error(None, "containers", format!("{} containers: expected at most {MAX_CONTAINERS}", raw.containers.len() + raw.init_containers.len())));
+        }
+        let listed = raw.init_containers.iter().map(|c| ("initContainers", true, c)).chain(raw.containers.iter().map(|c| ("containers", false, c)));
+        let mut inputs: Vec<ContainerInput<'r>> = Vec::new();
+        for (i, (list, init, c)) in listed.enumerate() {
+            let index = if init { i } else { i - raw.init_containers.len() };
+            let prefix = format!("{list}[{index}]");
+            // The kube level names its volume-preparing init containers `prepare-<volume>`.
+            if !is_dns_label(&c.name) || c.name.starts_with("prepare-") {
+                return Err(self.error(None, &format!("{prefix}.name"), format!("{:?}: a container name must be a DNS-1123 label (Kubernetes API), not starting with `prepare-` (sgpc's own)", c.name)));
+            }
+            if let Some(other) = inputs.iter().find(|o| o.member.as_ref().is_some_and(|m| m.container == c.name)) {
+                return Err(self.error(None, &format!("{prefix}.name"), format!("{:?} is also the name of {}: names are unique across a Pod's containers and init containers (Kubernetes API)", c.name, other.prefix)));
+            }
+            let member = PodMember { pod: raw.name.clone(), container: c.name.clone(), init };
+            inputs.push(ContainerInput { prefix: format!("{prefix}."), security_prefix: prefix, image: &c.image, security: &c.security_context, expect: &c.expect, member: Some(member) });
+        }
+        Ok(inputs)
+    }
+
+    /// One container's scenario: the Pod's fields with the container's own.
+    fn container_scenario(&self, shared: &Scenario, input: ContainerInput<'_>) -> Result<Scenario, InputError> {
+        let prefix = &input.prefix;
+        let Some(recipe) = self.recipes.iter().find(|r| r.name == input.image.value) else {
+            let known: Vec<&str> = self.recipes.iter().map(|r| r.name.as_str()).collect();
+            return Err(self.error(Some(input.image.referenced.line()), &format!("{prefix}image"), format!("no image recipe named {:?}; known: {known:?}", input.image.value)));
+        };
+        let csc = input.security;
+        let field = |name: &str| format!("{}.securityContext.{name}", input.security_prefix);
+        let container = ContainerSecurity {
+            run_as_user: self.opt_pod_id(&field("runAsUser"), &csc.run_as_user)?,
+            run_as_group: self.opt_pod_id(&field("runAsGroup"), &csc.run_as_group)?,
+            allow_privilege_escalation: csc.allow_privilege_escalation,
+            drop_capabilities: self.capability_names(&field("capabilities.drop"), &csc.capabilities.drop)?,
+        };
+        if shared.pod.user_namespace() {
+            self.ids_in_user_namespace(&shared.pod, &container, &input.security_prefix)?;
+        }
+        let probed: Vec<String> = shared.volumes.iter().map(Volume::token_path).collect();
+        let expect_field = |policy: &str| format!("{prefix}expect.{policy}");
+        let written_merge = input.expect.merge.as_ref().map(|e| self.expectation(&expect_field("merge"), e, &probed)).transpose()?;
+        let written_strict = input.expect.strict.as_ref().map(|e| self.expectation(&expect_field("strict"), e, &probed)).transpose()?;
+        let pod_spec = oracle::PodSpec { pod: &shared.pod, container: &container, volumes: &shared.volumes };
+        let image_field = format!("{prefix}image");
+        Ok(Scenario {
+            expect_merge: self.resolve(&expect_field("merge"), &image_field, Policy::Merge, written_merge, recipe, &pod_spec)?,
+            expect_strict: self.resolve(&expect_field("strict"), &image_field, Policy::Strict, written_strict, recipe, &pod_spec)?,
+            name: match &input.member {
+                Some(member) => member.case_name(),
+                None => shared.name.clone(),
+            },
+            image: input.image.value.clone(),
+            container,
+            member: input.member,
+            ..shared.clone()
         })
     }
 
     /// Holds a written expectation to the KEP model ([`oracle::derive`]); with none written, the
     /// model's derivation is the expectation. A difference is an input error unless the
     /// expectation gives a `deviation` reason.
-    fn resolve(&self, field: &str, policy: Policy, written: Option<Expectation>, recipe: &Recipe, pod: &oracle::PodSpec<'_>) -> Result<Expectation, InputError> {
+    fn resolve(&self, field: &str, image_field: &str, policy: Policy, written: Option<Expectation>, recipe: &Recipe, pod: &oracle::PodSpec<'_>) -> Result<Expectation, InputError> {
         let derived = oracle::derive(recipe, pod, policy).map_err(|e| {
-            self.error(None, "image", format!("the KEP model cannot derive policy {policy} from image {:?} ({}): {e}; set runAsUser", recipe.name, recipe.source.display()))
+            self.error(None, image_field, format!("the KEP model cannot derive policy {policy} from image {:?} ({}): {e}; set runAsUser", recipe.name, recipe.source.display()))
         })?;
         let allowed_by_model = |e: &Expectation| {
             (e.identity == derived.identity && e.access == derived.access) || derived.open.iter().any(|o| o.identity == e.identity && o.access == e.access)
@@ -561,11 +713,11 @@ impl Catalogue {
         let images = Recipe::from_files(image_files.to_vec())?;
         let mut scenarios: Vec<Scenario> = Vec::new();
         for (path, text) in scenario_files {
-            let scenario = Scenario::parse(path, text, &images)?;
-            if let Some(other) = scenarios.iter().find(|s| s.name == scenario.name) {
-                return Err(InputError::new(path, None, Some("name"), format!("scenario {:?} is already defined in {}", scenario.name, other.source.display())));
+            let parsed = Scenario::parse_all(path, text, &images)?;
+            if let Some(other) = parsed.first().and_then(|p| scenarios.iter().find(|s| s.pod_name() == p.pod_name())) {
+                return Err(InputError::new(path, None, Some("name"), format!("scenario {:?} is already defined in {}", other.pod_name(), other.source.display())));
             }
-            scenarios.push(scenario);
+            scenarios.extend(parsed);
         }
         if scenarios.is_empty() {
             return Err(InputError::new(Path::new("scenarios"), None, None, "no scenario files (*.yaml) found"));
@@ -582,6 +734,28 @@ impl Catalogue {
         self.scenarios
             .iter()
             .flat_map(|s| s.policies.iter().map(|&policy| CaseId { scenario: s.name.clone(), policy }))
+            .collect()
+    }
+
+    /// The cases grouped by the Pod they run in: a container of a Pod of several with the other
+    /// selected containers of that Pod under the same policy, in catalogue order (init
+    /// containers first); every other case alone. Groups in the order of their first case.
+    pub fn pods(&self, cases: &[CaseId]) -> Vec<Vec<CaseId>> {
+        let mut groups: Vec<(Option<(&str, Policy)>, Vec<CaseId>)> = Vec::new();
+        for id in cases {
+            let pod = self.scenario(&id.scenario).and_then(|s| s.member.as_ref()).map(|m| (m.pod.as_str(), id.policy));
+            match groups.iter_mut().find(|(key, _)| pod.is_some() && *key == pod) {
+                Some((_, ids)) => ids.push(id.clone()),
+                None => groups.push((pod, vec![id.clone()])),
+            }
+        }
+        let position = |id: &CaseId| self.scenarios.iter().position(|s| s.name == id.scenario);
+        groups
+            .into_iter()
+            .map(|(_, mut ids)| {
+                ids.sort_by_key(position);
+                ids
+            })
             .collect()
     }
 

@@ -11,10 +11,8 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::json;
 use sgpc::provision::kind::{self, ClusterSpec};
-use sgpc::case::Case;
 use sgpc::driver::kube::{observations, pod_manifest, KubeFacts, KubePlan};
-use sgpc::driver::{Driver, DriverError, RuntimeInfo};
-use sgpc::image::ImageRecord;
+use sgpc::driver::{Driver, DriverError, Member, RuntimeInfo};
 use sgpc::observation::Observations;
 use sgpc::scenario::{CaseId, Policy};
 use sgpc::verdict::admission::{REJECTION_MESSAGE, REJECTION_REASON};
@@ -31,7 +29,7 @@ fn every_manifest_carries_the_scenario_field_by_field() {
     let (catalogue, plan) = plan();
     for id in catalogue.cases() {
         let s = catalogue.scenario(&id.scenario).unwrap();
-        let pod = pod_manifest(&plan.request(&catalogue, &id).unwrap());
+        let pod = pod_manifest(&plan.request(&catalogue, std::slice::from_ref(&id)).unwrap());
         let spec = pod.spec.as_ref().unwrap();
         let sc = spec.security_context.as_ref().unwrap();
         let name = format!("{id}");
@@ -147,6 +145,8 @@ fn probe_output(case: &str, groups: &[u32]) -> String {
 
 fn facts(pod: Pod, node: Option<bool>, groups: &[u32], minor: u32) -> KubeFacts {
     KubeFacts {
+        container: "probe".into(),
+        init: false,
         pod,
         node: Some(recorded_node(node)),
         events: vec![],
@@ -172,11 +172,11 @@ fn failed_event(container: &str, component: &str) -> Event {
 
 #[test]
 fn kubelets_failed_event_about_the_probe_is_the_runtimes_refusal_and_nothing_else_is() {
-    let refusal = sgpc::driver::kube::event_refusal(&[failed_event("probe", "kubelet")]).expect("a refusal");
+    let refusal = sgpc::driver::kube::event_refusal(&[failed_event("probe", "kubelet")], "spec.containers{probe}").expect("a refusal");
     assert!(refusal.message.starts_with("failed to create containerd task"), "{}", refusal.message);
     assert_eq!(refusal.image_id, None);
-    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("prepare-data", "kubelet")]), None, "another container's failure");
-    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("probe", "default-scheduler")]), None, "not kubelet's");
+    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("prepare-data", "kubelet")], "spec.containers{probe}"), None, "another container's failure");
+    assert_eq!(sgpc::driver::kube::event_refusal(&[failed_event("probe", "default-scheduler")], "spec.containers{probe}"), None, "not kubelet's");
 }
 
 /// The Kubernetes level's driver with the cluster replaced by recorded API objects: what
@@ -195,8 +195,8 @@ impl Driver for Recorded {
         false
     }
 
-    async fn run_case(&self, case: &Case<'_>, _image: &ImageRecord) -> Result<Observations, DriverError> {
-        Ok(observations(&case.id, &self.facts)?)
+    async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
+        members.iter().map(|m| Ok(observations(&m.case.id, &self.facts)?)).collect()
     }
 }
 
@@ -322,7 +322,7 @@ fn missing_kind_is_named_at_once() {
 fn every_case_has_a_pod_request() {
     let (catalogue, plan) = plan();
     let ids: Vec<CaseId> = catalogue.cases();
-    assert!(ids.iter().all(|id| plan.request(&catalogue, id).is_ok()));
+    assert!(ids.iter().all(|id| plan.request(&catalogue, std::slice::from_ref(id)).is_ok()));
 }
 
 #[test]

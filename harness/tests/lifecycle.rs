@@ -149,11 +149,14 @@ fn a_panic_while_a_session_runs_leaves_nothing() {
 }
 
 #[tokio::test]
-async fn a_panicking_case_is_an_error_not_the_end_of_the_run() {
-    let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
-    let result = sgpc::run::run_isolated(&id, async { panic!("boom") }).await;
-    assert_eq!(result.judgement.verdict, Verdict::Error);
-    assert!(result.judgement.reasons[0].contains("the case panicked: boom"), "{:?}", result.judgement);
+async fn a_panicking_pod_is_an_error_for_each_of_its_cases_not_the_end_of_the_run() {
+    let ids = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }, CaseId { scenario: "fsgroup".into(), policy: Policy::Strict }];
+    let results = sgpc::run::run_isolated(&ids, async { panic!("boom") }).await;
+    assert_eq!(results.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ids);
+    for result in results {
+        assert_eq!(result.judgement.verdict, Verdict::Error);
+        assert!(result.judgement.reasons[0].contains("the case panicked: boom"), "{:?}", result.judgement);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,8 +175,8 @@ impl sgpc::driver::Driver for Replay {
         true
     }
 
-    async fn run_case(&self, _case: &sgpc::case::Case<'_>, _image: &sgpc::image::ImageRecord) -> Result<sgpc::observation::Observations, sgpc::driver::DriverError> {
-        Ok(self.observations.clone())
+    async fn run_pod(&self, members: &[sgpc::driver::Member<'_, '_>]) -> Vec<Result<sgpc::observation::Observations, sgpc::driver::DriverError>> {
+        members.iter().map(|_| Ok(self.observations.clone())).collect()
     }
 }
 

@@ -19,11 +19,10 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{RuntimeInfo, Timeouts, CONTAINER_NAME, RUN_LABEL};
+use super::{RuntimeInfo, Timeouts, RUN_LABEL};
 use crate::observation::{self, Observations, Point, ProbeError};
 use crate::scenario::{Policy, Scenario};
 
-const LOG_FILE: &str = "probe.log";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
@@ -54,12 +53,25 @@ pub enum CriError {
         #[source]
         source: Box<CriError>,
     },
+    /// A failure of the Pod's sandbox, told to each of its containers but the first.
+    #[error("{0} (the Pod's sandbox, shared with another container of it)")]
+    Sandbox(String),
     #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl CriError {
+    /// The same failure for another container of the Pod: a refusal stays a refusal.
+    fn for_sibling(&self) -> CriError {
+        match self {
+            CriError::Refused { step, status } => CriError::Refused { step, status: status.clone() },
+            other => CriError::Sandbox(crate::chain::error_chain(other)),
+        }
+    }
 }
 
 /// `code: message` of a status the runtime answered.
@@ -77,8 +89,12 @@ pub struct CaseRequest<'a> {
     pub image_ref: String,
     /// The bytes sgpc built: the image every container must report running.
     pub image_digests: crate::image::Digests,
-    /// A fresh directory for this case's logs and fixtures.
+    /// A fresh directory for this case's fixtures; the first container's holds the Pod's logs.
     pub case_dir: PathBuf,
+    /// The container's name in the Pod (`probe` for a Pod of one).
+    pub container: String,
+    /// An init container: observed, then stopped before the Pod's containers start.
+    pub init: bool,
     pub run_id: String,
     /// The CRI runtime handler (an OCI runtime of the runtime's config); empty for the default.
     pub runtime_handler: String,
@@ -88,6 +104,13 @@ pub struct CaseRequest<'a> {
     /// The slot of 65536 host ids this case's user namespace maps onto ([`userns_mapping`]);
     /// `None` where the host leaves no slot free.
     pub userns_slot: Option<u32>,
+}
+
+/// A container created and started, waiting to be observed.
+struct StartedContainer {
+    id: String,
+    /// The image's user as `ImageStatus` gave it, where kubelet would have asked.
+    image_user: Option<ImageUser>,
 }
 
 /// A connected CRI runtime.
@@ -267,7 +290,7 @@ fn cri_policy(policy: Policy) -> i32 {
 /// The sandbox config kubelet would send for this case's Pod.
 pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
     let pod = &req.scenario.pod;
-    let name = format!("{}-{}", req.scenario.name, req.policy);
+    let name = format!("{}-{}", req.scenario.pod_name(), req.policy);
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name.clone(),
@@ -306,7 +329,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
     };
     let env = |key: &str, value: String| cri::KeyValue { key: key.into(), value };
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: CONTAINER_NAME.into(), attempt: 0 }),
+        metadata: Some(cri::ContainerMetadata { name: req.container.clone(), attempt: 0 }),
         image: Some(cri::ImageSpec {
             image: req.image_ref.clone(),
             user_specified_image: req.image_ref.clone(),
@@ -319,7 +342,7 @@ pub fn container_config(req: &CaseRequest<'_>, mounts: Vec<cri::Mount>, image_us
         ],
         mounts,
         labels: run_labels(&req.run_id),
-        log_path: LOG_FILE.into(),
+        log_path: log_path(&req.container),
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
                 namespace_options: Some(namespace_options(userns_mapping(req).as_ref())),
@@ -350,6 +373,8 @@ pub fn identity_request(scenario: &Scenario, recipe: &crate::image::Recipe, poli
         image_ref: String::new(),
         image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
         case_dir: PathBuf::new(),
+        container: String::new(),
+        init: false,
         run_id: String::new(),
         runtime_handler: String::new(),
         cgroup_parent: String::new(),
@@ -397,6 +422,12 @@ pub fn parse_cri_log(log: &str) -> String {
         text.push('\n');
     }
     text
+}
+
+/// A container's log, relative to the sandbox's log directory (kubelet's is
+/// `<container>/<attempt>.log`; one file per container is enough here).
+fn log_path(container: &str) -> String {
+    format!("{container}.log")
 }
 
 fn io_error(what: String) -> impl FnOnce(std::io::Error) -> CriError {
@@ -517,29 +548,77 @@ impl CriDriver {
         Ok(response.image_ref)
     }
 
-    /// Runs one case: sandbox, container, probes; removes the sandbox whatever happened.
-    pub async fn run_case(&self, req: &CaseRequest<'_>) -> Result<Observations, CriError> {
-        if req.scenario.pod.user_namespace() && req.userns_slot.is_none() {
-            return Err(CriError::NoUsernsSlot);
-        }
-        std::fs::create_dir_all(&req.case_dir).map_err(io_error(format!("creating {}", req.case_dir.display())))?;
-        let mounts = prepare_volumes(req)?;
-        let sandbox = sandbox_config(req);
-        let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: req.runtime_handler.clone() };
-        let pod_id = creating("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
-        let observed = match self.note_task(&pod_id) {
-            Ok(()) => self.observe(req, &pod_id, sandbox, mounts).await,
-            Err(e) => Err(e),
+    /// Runs the containers of one Pod (a Pod of one: `reqs` holds one) as kubelet would: one
+    /// sandbox; each init container started, observed and stopped in turn; then every container
+    /// created and started, and each observed. Removes the sandbox whatever happened. One result
+    /// per request, in order.
+    pub async fn run_pod(&self, reqs: &[CaseRequest<'_>]) -> Vec<Result<Observations, CriError>> {
+        let Some(first) = reqs.first() else { return Vec::new() };
+        let (pod_id, sandbox, mounts) = match self.start_sandbox(reqs).await {
+            Ok(started) => started,
+            Err(e) => {
+                let mut failed: Vec<_> = reqs.iter().skip(1).map(|_| Err(e.for_sibling())).collect();
+                failed.insert(0, Err(e));
+                return failed;
+            }
         };
+        let mut results: Vec<Option<Result<Observations, CriError>>> = reqs.iter().map(|_| None).collect();
+        for (i, req) in reqs.iter().enumerate().filter(|(_, r)| r.init) {
+            let observed = match self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await {
+                Ok(started) => self.observe(req, &sandbox, started).await,
+                Err(e) => Err(e),
+            };
+            results[i] = Some(observed);
+        }
+        let mut running = Vec::new();
+        for (i, req) in reqs.iter().enumerate().filter(|(_, r)| !r.init) {
+            running.push((i, self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await));
+        }
+        for (i, started) in running {
+            results[i] = Some(match started {
+                Ok(started) => self.observe(&reqs[i], &sandbox, started).await,
+                Err(e) => Err(e),
+            });
+        }
         let removed = self.remove_sandbox(&pod_id).await;
-        let observations = observed?;
-        removed?;
-        Ok(observations)
+        tracing::debug!(pod = %first.scenario.pod_name(), containers = reqs.len(), "pod finished");
+        results
+            .into_iter()
+            .map(|r| {
+                let observed = r.unwrap_or_else(|| Err(CriError::Sandbox("the container was never started".into())));
+                match (&removed, observed) {
+                    (Err(e), Ok(_)) => Err(e.for_sibling()),
+                    (_, observed) => observed,
+                }
+            })
+            .collect()
     }
 
-    async fn observe(&self, req: &CaseRequest<'_>, pod_id: &str, sandbox: cri::PodSandboxConfig, mounts: Vec<cri::Mount>) -> Result<Observations, CriError> {
+    /// The Pod's sandbox, with each container's volumes prepared (in its own case directory).
+    async fn start_sandbox(&self, reqs: &[CaseRequest<'_>]) -> Result<(String, cri::PodSandboxConfig, Vec<Vec<cri::Mount>>), CriError> {
+        let first = reqs.first().ok_or_else(|| CriError::Sandbox("a Pod without containers".into()))?;
+        if first.scenario.pod.user_namespace() && first.userns_slot.is_none() {
+            return Err(CriError::NoUsernsSlot);
+        }
+        let mut mounts = Vec::new();
+        for req in reqs {
+            std::fs::create_dir_all(&req.case_dir).map_err(io_error(format!("creating {}", req.case_dir.display())))?;
+            mounts.push(prepare_volumes(req)?);
+        }
+        let sandbox = sandbox_config(first);
+        let run = cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: first.runtime_handler.clone() };
+        let pod_id = creating("RunPodSandbox", self.timeouts.rpc, self.runtime.clone().run_pod_sandbox(run)).await?.pod_sandbox_id;
+        if let Err(e) = self.note_task(&pod_id) {
+            let _ = self.remove_sandbox(&pod_id).await;
+            return Err(e);
+        }
+        Ok((pod_id, sandbox, mounts))
+    }
+
+    /// Creates and starts one container of the Pod; kubelet asks the runtime for the image's
+    /// user whenever the container sets no runAsUser and the Pod none either.
+    async fn start_container(&self, req: &CaseRequest<'_>, pod_id: &str, sandbox: &cri::PodSandboxConfig, mounts: Vec<cri::Mount>) -> Result<StartedContainer, CriError> {
         let rpc = self.timeouts.rpc;
-        // kubelet asks the runtime for the image's user whenever the Pod sets no runAsUser.
         let image_user = match req.scenario.container.run_as_user.or(req.scenario.pod.run_as_user) {
             Some(_) => None,
             None => Some(self.image_user(&req.image_ref).await?),
@@ -547,14 +626,22 @@ impl CriDriver {
         let create = cri::CreateContainerRequest {
             pod_sandbox_id: pod_id.into(),
             config: Some(container_config(req, mounts, image_user.as_ref())),
-            sandbox_config: Some(sandbox),
+            sandbox_config: Some(sandbox.clone()),
         };
-        let container_id = creating("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
-        self.note_task(&container_id)?;
-        creating("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: container_id.clone() })).await?;
+        let id = creating("CreateContainer", rpc, self.runtime.clone().create_container(create)).await?.container_id;
+        self.note_task(&id)?;
+        creating("StartContainer", rpc, self.runtime.clone().start_container(cri::StartContainerRequest { container_id: id.clone() })).await?;
+        Ok(StartedContainer { id, image_user })
+    }
 
+    /// Observes a started container: its first process's probe output, an exec'd probe, its
+    /// status and the host's view of its first process. An init container is then stopped (its
+    /// first process exits 0 on SIGTERM), as it would have ended before the Pod's containers start.
+    async fn observe(&self, req: &CaseRequest<'_>, sandbox: &cri::PodSandboxConfig, started: StartedContainer) -> Result<Observations, CriError> {
+        let rpc = self.timeouts.rpc;
+        let StartedContainer { id: container_id, image_user } = started;
         let waited = std::time::Instant::now();
-        let first = self.wait_for_probe(&req.case_dir.join(LOG_FILE)).await?;
+        let first = self.wait_for_probe(&Path::new(&sandbox.log_directory).join(log_path(&req.container))).await?;
         tracing::debug!(elapsed_ms = waited.elapsed().as_secs_f64() * 1000.0, "probe output in the container log");
         let first = observation::parse_probe(&first, &req.case)?;
 
@@ -569,7 +656,7 @@ impl CriDriver {
         }
         let exec = observation::parse_probe(&String::from_utf8_lossy(&exec.stdout), &req.case)?;
 
-        let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id, verbose: true })).await?;
+        let status = bounded("ContainerStatus", rpc, self.runtime.clone().container_status(cri::ContainerStatusRequest { container_id: container_id.clone(), verbose: true })).await?;
 
         let reported = status.status.as_ref().map(|s| [s.image_ref.as_str(), s.image_id.as_str()]).unwrap_or_default();
         if !reported.iter().any(|r| req.image_digests.named_by(r)) {
@@ -584,6 +671,10 @@ impl CriDriver {
         }
         let user = status.status.and_then(|s| s.user).and_then(|u| u.linux).map(|u| (u.uid, u.gid, u.supplemental_groups));
         obs.push_reported_user(Point::CriStatus, user);
+        if req.init {
+            let stop = cri::StopContainerRequest { container_id, timeout: rpc.as_secs() as i64 };
+            bounded("StopContainer", rpc + rpc, self.runtime.clone().stop_container(stop)).await?;
+        }
         Ok(obs)
     }
 
@@ -768,6 +859,8 @@ mod tests {
             image_ref: "r".into(),
             image_digests: crate::image::Digests { manifest: String::new(), config: String::new() },
             case_dir: PathBuf::from("/nonexistent"),
+            container: "probe".into(),
+            init: false,
             run_id: "sgpc-test".into(),
             runtime_handler: String::new(),
             cgroup_parent: String::new(),

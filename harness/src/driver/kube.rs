@@ -18,8 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{Driver, DriverError, RuntimeInfo, CONTAINER_NAME, RUN_LABEL};
-use crate::case::Case;
+use super::{Driver, DriverError, Member, RuntimeInfo, CONTAINER_NAME, RUN_LABEL};
 use crate::image::{ImageRecord, Payload};
 use crate::observation::{self, Admission, Observations, Point, ProbeError};
 use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
@@ -49,6 +48,9 @@ pub enum KubeError {
     Version(String),
     #[error("Pod {pod} neither ran its probe nor was rejected within {after:?} (phase {phase:?}{containers})")]
     Timeout { pod: String, after: Duration, phase: String, containers: String },
+    /// A failure of the whole Pod, told to each of its containers but the first.
+    #[error("{0} (the Pod, shared with another container of it)")]
+    Sibling(String),
     #[error("the first process printed no probe output (the Pod did not run)")]
     NoProbeOutput,
     #[error("the exec'd probe gave no output")]
@@ -68,18 +70,71 @@ fn api(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
     move |source| KubeError::Api { step, source }
 }
 
-/// Everything needed to build one case's Pod.
+/// Everything needed to build one Pod: its containers' cases (init containers first) and where it runs.
 #[derive(Debug, Clone)]
 pub struct PodRequest<'a> {
-    pub case: String,
-    pub scenario: &'a Scenario,
+    pub containers: Vec<ContainerRequest<'a>>,
     pub policy: Policy,
-    /// `sgpc.local/sgpc/<name>:<tag>`: loaded into the nodes, never pulled.
-    pub image_ref: String,
     pub namespace: String,
     pub run_id: String,
     /// A node sgpc started: the Pod names it (no scheduler runs) and uses the host network.
     pub node_name: Option<String>,
+}
+
+/// One container of a Pod: its case and image.
+#[derive(Debug, Clone)]
+pub struct ContainerRequest<'a> {
+    pub case: String,
+    pub scenario: &'a Scenario,
+    /// `sgpc.local/sgpc/<name>:<tag>`: loaded into the nodes, never pulled.
+    pub image_ref: String,
+}
+
+impl ContainerRequest<'_> {
+    /// Its name in the Pod (`probe` for a Pod of one).
+    pub fn name(&self) -> &str {
+        self.scenario.member.as_ref().map_or(CONTAINER_NAME, |m| m.container.as_str())
+    }
+
+    pub fn init(&self) -> bool {
+        self.scenario.member.as_ref().is_some_and(|m| m.init)
+    }
+
+    /// Where kubelet's events name it: `spec.containers{NAME}` or `spec.initContainers{NAME}`.
+    pub fn field_path(&self) -> String {
+        field_path(self.name(), self.init())
+    }
+
+    /// The container as a user would write it.
+    fn container(&self) -> Container {
+        let s = self.scenario;
+        let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+        let c = &s.container;
+        let any = c.run_as_user.is_some() || c.run_as_group.is_some() || c.allow_privilege_escalation.is_some() || !c.drop_capabilities.is_empty();
+        let security_context = any.then(|| SecurityContext {
+            run_as_user: c.run_as_user.map(i64::from),
+            run_as_group: c.run_as_group.map(i64::from),
+            allow_privilege_escalation: c.allow_privilege_escalation,
+            capabilities: (!c.drop_capabilities.is_empty()).then(|| Capabilities { drop: Some(c.drop_capabilities.clone()), add: None }),
+            ..Default::default()
+        });
+        let mounts: Vec<VolumeMount> = s.volumes.iter().map(|v| VolumeMount { name: v.name.clone(), mount_path: v.mount_path.clone(), read_only: Some(true), ..Default::default() }).collect();
+        Container {
+            name: self.name().to_string(),
+            image: Some(self.image_ref.clone()),
+            image_pull_policy: Some("Never".into()),
+            command: Some(observation::first_process_command()),
+            env: Some(vec![env(observation::CASE_ENV, self.case.clone()), env(observation::PROBE_FILES_ENV, s.probed_files().join(" "))]),
+            security_context,
+            volume_mounts: (!mounts.is_empty()).then_some(mounts),
+            ..Default::default()
+        }
+    }
+}
+
+/// Where kubelet's events name a container of a Pod.
+pub fn field_path(name: &str, init: bool) -> String {
+    format!("spec.{}{{{name}}}", if init { "initContainers" } else { "containers" })
 }
 
 /// The run's namespace, labelled so that a leftover one can be found and removed.
@@ -103,47 +158,35 @@ fn ids(values: impl IntoIterator<Item = u32>) -> Vec<i64> {
     values.into_iter().map(i64::from).collect()
 }
 
-/// The Pod for a case, as a user would write it.
+/// The Pod of a request, as a user would write it: the Pod-level fields are its first
+/// container's scenario's, which every container of the Pod shares.
 pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
-    let s = req.scenario;
-    let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
-    let c = &s.container;
-    let any = c.run_as_user.is_some() || c.run_as_group.is_some() || c.allow_privilege_escalation.is_some() || !c.drop_capabilities.is_empty();
-    let container_security = any.then(|| SecurityContext {
-        run_as_user: c.run_as_user.map(i64::from),
-        run_as_group: c.run_as_group.map(i64::from),
-        allow_privilege_escalation: c.allow_privilege_escalation,
-        capabilities: (!c.drop_capabilities.is_empty()).then(|| Capabilities { drop: Some(c.drop_capabilities.clone()), add: None }),
+    let Some(first) = req.containers.first() else { return Pod::default() };
+    let s = first.scenario;
+    let prepare = s.volumes.iter().map(|v| Container {
+        name: format!("prepare-{}", v.name),
+        image: Some(first.image_ref.clone()),
+        image_pull_policy: Some("Never".into()),
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "cd /volume && echo 'secret of {case}' > {token} && chown 0:{gid} {token} . && chmod {token_mode:04o} {token} && chmod {dir_mode:04o} .",
+                case = first.case,
+                token = crate::scenario::Volume::TOKEN_FILE,
+                gid = v.gid,
+                dir_mode = v.modes().0,
+                token_mode = v.modes().1,
+            ),
+        ]),
+        security_context: Some(SecurityContext { run_as_user: Some(0), run_as_group: Some(0), ..Default::default() }),
+        volume_mounts: Some(vec![VolumeMount { name: v.name.clone(), mount_path: "/volume".into(), ..Default::default() }]),
         ..Default::default()
     });
-    let mounts: Vec<VolumeMount> = s.volumes.iter().map(|v| VolumeMount { name: v.name.clone(), mount_path: v.mount_path.clone(), read_only: Some(true), ..Default::default() }).collect();
-    let init_containers: Vec<Container> = s
-        .volumes
-        .iter()
-        .map(|v| Container {
-            name: format!("prepare-{}", v.name),
-            image: Some(req.image_ref.clone()),
-            image_pull_policy: Some("Never".into()),
-            command: Some(vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!(
-                    "cd /volume && echo 'secret of {case}' > {token} && chown 0:{gid} {token} . && chmod {token_mode:04o} {token} && chmod {dir_mode:04o} .",
-                    case = req.case,
-                    token = crate::scenario::Volume::TOKEN_FILE,
-                    gid = v.gid,
-                    dir_mode = v.modes().0,
-                    token_mode = v.modes().1,
-                ),
-            ]),
-            security_context: Some(SecurityContext { run_as_user: Some(0), run_as_group: Some(0), ..Default::default() }),
-            volume_mounts: Some(vec![VolumeMount { name: v.name.clone(), mount_path: "/volume".into(), ..Default::default() }]),
-            ..Default::default()
-        })
-        .collect();
+    let init_containers: Vec<Container> = prepare.chain(req.containers.iter().filter(|c| c.init()).map(ContainerRequest::container)).collect();
     Pod {
         metadata: ObjectMeta {
-            name: Some(pod_name(&s.name, req.policy)),
+            name: Some(pod_name(s.pod_name(), req.policy)),
             namespace: Some(req.namespace.clone()),
             labels: Some(BTreeMap::from([(RUN_LABEL.to_string(), req.run_id.clone())])),
             ..Default::default()
@@ -164,16 +207,7 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
                 ..Default::default()
             }),
             init_containers: (!init_containers.is_empty()).then_some(init_containers),
-            containers: vec![Container {
-                name: CONTAINER_NAME.into(),
-                image: Some(req.image_ref.clone()),
-                image_pull_policy: Some("Never".into()),
-                command: Some(observation::first_process_command()),
-                env: Some(vec![env(observation::CASE_ENV, req.case.clone()), env(observation::PROBE_FILES_ENV, s.probed_files().join(" "))]),
-                security_context: container_security,
-                volume_mounts: (!mounts.is_empty()).then_some(mounts),
-                ..Default::default()
-            }],
+            containers: req.containers.iter().filter(|c| !c.init()).map(ContainerRequest::container).collect(),
             volumes: (!s.volumes.is_empty()).then(|| {
                 s.volumes.iter().map(|v| Volume { name: v.name.clone(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }).collect()
             }),
@@ -183,10 +217,15 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
     }
 }
 
-/// What the cluster showed for one case: API objects as returned, and the probe outputs.
+/// What the cluster showed for one container's case: API objects as returned, and the probe outputs.
 #[derive(Debug, Clone, Default)]
 pub struct KubeFacts {
-    /// The Pod as stored and as its status last read.
+    /// The container's name in the Pod.
+    pub container: String,
+    /// An init container (its status is among `initContainerStatuses`).
+    pub init: bool,
+    /// The Pod as stored and as its status was read after the container's probes (an init
+    /// container's while it still ran).
     pub pod: Pod,
     /// The node it was scheduled to, when it was.
     pub node: Option<Node>,
@@ -198,7 +237,7 @@ pub struct KubeFacts {
     pub exec: Option<String>,
     /// The API server's minor version (33 for v1.33).
     pub server_minor: u32,
-    /// The runtime refused the probe container, as kubelet reported it in the container's state.
+    /// The runtime refused the container, as kubelet reported it in the container's state.
     pub refusal: Option<ContainerRefusal>,
 }
 
@@ -211,14 +250,13 @@ pub struct ContainerRefusal {
     pub image_id: Option<String>,
 }
 
-/// A runtime's refusal told by kubelet's Warning event `Failed` about the probe container
-/// (`events.FailedToCreateContainer` and `FailedToStartContainer` share that reason, with the
-/// runtime's error as `Error: <message>`); pulls, which share it too, never happen for sgpc's
-/// Pods (`imagePullPolicy: Never`).
-pub fn event_refusal(events: &[Event]) -> Option<ContainerRefusal> {
-    let field_path = format!("spec.containers{{{CONTAINER_NAME}}}");
+/// A runtime's refusal told by kubelet's Warning event `Failed` about the container at
+/// `field_path` ([`field_path`]; `events.FailedToCreateContainer` and `FailedToStartContainer`
+/// share that reason, with the runtime's error as `Error: <message>`); pulls, which share it
+/// too, never happen for sgpc's Pods (`imagePullPolicy: Never`).
+pub fn event_refusal(events: &[Event], field_path: &str) -> Option<ContainerRefusal> {
     let event = events.iter().find(|e| {
-        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("Failed") && e.involved_object.field_path.as_deref() == Some(field_path.as_str()) && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet")
+        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("Failed") && e.involved_object.field_path.as_deref() == Some(field_path) && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet")
     })?;
     let message = event.message.as_deref().unwrap_or_default();
     Some(ContainerRefusal { step: "CreateContainer or StartContainer (kubelet's Failed event)", message: crate::input::escape_unprintable(message.strip_prefix("Error: ").unwrap_or(message)), image_id: None })
@@ -240,13 +278,24 @@ fn container_states(pod: &Pod) -> String {
     crate::input::escape_unprintable(&all.filter_map(describe).collect::<String>())
 }
 
-/// The refusal kubelet reports for the probe container, if any: a `waiting` state with reason
+/// The status kubelet reports for a container of the Pod.
+fn container_status<'p>(pod: &'p Pod, name: &str, init: bool) -> Option<&'p k8s_openapi::api::core::v1::ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
+    list?.iter().find(|c| c.name == name)
+}
+
+fn running(pod: &Pod, name: &str, init: bool) -> bool {
+    container_status(pod, name, init).and_then(|c| c.state.as_ref()).is_some_and(|s| s.running.is_some())
+}
+
+/// The refusal kubelet reports for a container of the Pod, if any: a `waiting` state with reason
 /// `CreateContainerError` (CRI `CreateContainer` failed) or `RunContainerError` (`StartContainer`
 /// failed), or a `terminated` state with reason `StartError` (kubelet's names,
 /// `pkg/kubelet/container/sync_result.go` and `kuberuntime_container.go`). Kubelet's own
 /// configuration errors (`CreateContainerConfigError`) are not the runtime's and stay out.
-pub fn container_refusal(pod: &Pod) -> Option<ContainerRefusal> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == CONTAINER_NAME)?;
+pub fn container_refusal(pod: &Pod, name: &str, init: bool) -> Option<ContainerRefusal> {
+    let status = container_status(pod, name, init)?;
     let state = status.state.as_ref()?;
     let (step, message) = if let Some(waiting) = &state.waiting {
         let step = match waiting.reason.as_deref()? {
@@ -334,12 +383,7 @@ pub fn observations(id: &CaseId, facts: &KubeFacts) -> Result<Observations, Kube
     let first = observation::parse_probe(log, case).map_err(|source| KubeError::Probe { source_name: "container log", source })?;
     let exec = observation::parse_probe(exec, case).map_err(|source| KubeError::Probe { source_name: "exec", source })?;
     let mut obs = Observations::from_probes(first, exec);
-    let user = facts
-        .pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER_NAME))
+    let user = container_status(&facts.pod, &facts.container, facts.init)
         .and_then(|c| c.user.as_ref())
         .and_then(|u| u.linux.as_ref())
         .map(|u| (u.uid, u.gid, u.supplemental_groups.clone().unwrap_or_default()));
@@ -404,67 +448,116 @@ impl KubeDriver {
         }
     }
 
-    /// Creates the Pod, waits for it to run or be rejected, and collects the facts.
-    pub async fn run_pod(&self, req: &PodRequest<'_>, server_minor: u32) -> Result<KubeFacts, KubeError> {
-        use kube::api::{AttachParams, DeleteParams, ListParams, LogParams, PostParams};
+    /// Creates the Pod, waits for it to run or be rejected, and collects the facts of each of
+    /// its containers, in the order of the request. Each init container is observed while it
+    /// runs, then ended from inside (its first process exits 0 on SIGTERM), so that kubelet
+    /// starts the next one and then the Pod's containers.
+    pub async fn run_pod(&self, req: &PodRequest<'_>, server_minor: u32) -> Result<Vec<KubeFacts>, KubeError> {
+        use kube::api::{DeleteParams, ListParams, PostParams};
         let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), &req.namespace);
-        let name = pod_name(&req.scenario.name, req.policy);
+        let Some(first) = req.containers.first() else { return Ok(Vec::new()) };
+        let name = pod_name(first.scenario.pod_name(), req.policy);
         pods.create(&PostParams::default(), &pod_manifest(req)).await.map_err(api(format!("creating Pod {name}")))?;
-        let mut facts = KubeFacts { server_minor, ..Default::default() };
+        let mut facts: Vec<KubeFacts> = req.containers.iter().map(|c| KubeFacts { container: c.name().to_string(), init: c.init(), server_minor, ..Default::default() }).collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let events_api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &req.namespace);
         let selector = format!("involvedObject.name={name}");
+        let settled = |f: &KubeFacts| f.refusal.is_some() || f.log.is_some();
         let mut polls = 0u32;
+        let mut pod;
         loop {
-            facts.pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
-            let phase = facts.pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
             if phase == "Failed" || phase == "Succeeded" {
                 break;
             }
-            if let Some(refusal) = container_refusal(&facts.pod) {
-                facts.refusal = Some(refusal);
-                break;
+            for f in facts.iter_mut().filter(|f| !settled(f)) {
+                f.refusal = container_refusal(&pod, &f.container, f.init);
             }
             // kubelet cannot always write the container's state (a status the API server
             // refuses stays unwritten), but its Warning event about the failed start is stored.
             polls += 1;
             if phase == "Pending" && polls.is_multiple_of(5) {
                 let events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
-                if let Some(refusal) = event_refusal(&events) {
-                    facts.refusal = Some(refusal);
-                    break;
+                for f in facts.iter_mut().filter(|f| !settled(f)) {
+                    f.refusal = event_refusal(&events, &field_path(&f.container, f.init));
                 }
             }
-            if phase == "Running" {
-                let params = LogParams { container: Some(CONTAINER_NAME.into()), ..Default::default() };
-                let log = pods.logs(&name, &params).await.map_err(api(format!("reading the log of Pod {name}")))?;
-                if observation::probe_finished(&log) {
-                    facts.log = Some(log);
-                    break;
+            // Init containers in turn: only the first unsettled one can be running.
+            if let Some(f) = facts.iter_mut().find(|f| f.init && !settled(f)) {
+                if running(&pod, &f.container, true) && self.observe_init(&pods, &name, f).await? {
+                    continue;
                 }
+            } else {
+                for f in facts.iter_mut().filter(|f| !f.init && !settled(f)) {
+                    f.log = self.finished_log(&pods, &name, &pod, &f.container).await?;
+                }
+            }
+            if facts.iter().all(settled) {
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase, containers: container_states(&facts.pod) });
+                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase, containers: container_states(&pod) });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if facts.log.is_some() {
-            let exec = api(format!("exec'ing the probe in Pod {name}"));
-            let mut attached = pods.exec(&name, observation::exec_command(), &AttachParams::default().container(CONTAINER_NAME).stderr(false)).await.map_err(exec)?;
-            let mut stdout = attached.stdout().ok_or(KubeError::NoExecOutput)?;
-            let mut text = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.map_err(KubeError::Exec)?;
-            attached.join().await.map_err(|e| KubeError::Exec(std::io::Error::other(e)))?;
-            facts.exec = Some(text);
-            facts.pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
+        for f in facts.iter_mut().filter(|f| !f.init && f.log.is_some()) {
+            f.exec = Some(self.exec(&pods, &name, &f.container, observation::exec_command()).await?);
         }
-        if let Some(node_name) = facts.pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-            let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
-            facts.node = Some(nodes.get(&node_name).await.map_err(api(format!("reading node {node_name}")))?);
-        }
-        facts.events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
+        pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
+        let node = match pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            Some(node_name) => {
+                let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+                Some(nodes.get(&node_name).await.map_err(api(format!("reading node {node_name}")))?)
+            }
+            None => None,
+        };
+        let events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
         pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.map_err(api(format!("deleting Pod {name}")))?;
+        for f in &mut facts {
+            // An init container's status as read while it ran; every other's as read last.
+            if !(f.init && f.exec.is_some()) {
+                f.pod = pod.clone();
+            }
+            f.node = node.clone();
+            f.events = events.clone();
+        }
         Ok(facts)
+    }
+
+    /// The container's log once its probe has printed everything; `None` before (or while the
+    /// container is not running, when kubelet has no log to give).
+    async fn finished_log(&self, pods: &kube::Api<Pod>, name: &str, pod: &Pod, container: &str) -> Result<Option<String>, KubeError> {
+        let init = !pod.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == container));
+        if !running(pod, container, init) {
+            return Ok(None);
+        }
+        let params = kube::api::LogParams { container: Some(container.into()), ..Default::default() };
+        let log = pods.logs(name, &params).await.map_err(api(format!("reading the log of container {container} of Pod {name}")))?;
+        Ok(observation::probe_finished(&log).then_some(log))
+    }
+
+    /// Observes a running init container once its probe has printed: the exec'd probe, its
+    /// status (read while it runs), then ends it. Returns whether it was observed.
+    async fn observe_init(&self, pods: &kube::Api<Pod>, name: &str, f: &mut KubeFacts) -> Result<bool, KubeError> {
+        let pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
+        let Some(log) = self.finished_log(pods, name, &pod, &f.container).await? else { return Ok(false) };
+        f.log = Some(log);
+        f.exec = Some(self.exec(pods, name, &f.container, observation::exec_command()).await?);
+        f.pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
+        self.exec(pods, name, &f.container, vec!["/bin/sh".into(), "-c".into(), "kill -TERM 1".into()]).await?;
+        Ok(true)
+    }
+
+    /// Runs a command in a container of the Pod; its standard output.
+    async fn exec(&self, pods: &kube::Api<Pod>, name: &str, container: &str, command: Vec<String>) -> Result<String, KubeError> {
+        let params = kube::api::AttachParams::default().container(container).stderr(false);
+        let mut attached = pods.exec(name, command, &params).await.map_err(api(format!("exec'ing in container {container} of Pod {name}")))?;
+        let mut stdout = attached.stdout().ok_or(KubeError::NoExecOutput)?;
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await.map_err(KubeError::Exec)?;
+        attached.join().await.map_err(|e| KubeError::Exec(std::io::Error::other(e)))?;
+        Ok(text)
     }
 }
 
@@ -508,30 +601,26 @@ impl KubePlan {
         KubePlan { run_id: run_id.to_string(), namespace: run_id.to_ascii_lowercase(), images, node_name: Some(node_name.to_string()) }
     }
 
-    /// The Pod request of a case, or why there is none.
-    pub fn request<'a>(&self, catalogue: &'a Catalogue, id: &CaseId) -> Result<PodRequest<'a>, PlanError> {
-        let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
-        let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
-        Ok(self.pod_request(scenario, id, image))
+    /// The Pod request of the cases of one Pod ([`crate::run::pods`]), or why there is none.
+    pub fn request<'a>(&self, catalogue: &'a Catalogue, ids: &[CaseId]) -> Result<PodRequest<'a>, PlanError> {
+        let mut containers = Vec::new();
+        for id in ids {
+            let scenario = catalogue.scenario(&id.scenario).ok_or_else(|| PlanError::NoScenario(id.scenario.clone()))?;
+            let image = self.images.get(&scenario.image).ok_or_else(|| PlanError::NotBuilt(scenario.image.clone()))?;
+            containers.push(ContainerRequest { case: id.to_string(), scenario, image_ref: image.reference.clone() });
+        }
+        Ok(self.pod_request(containers, ids.first().map_or(Policy::Default, |id| id.policy)))
     }
 
-    fn pod_request<'a>(&self, scenario: &'a Scenario, id: &CaseId, image: &ImageRecord) -> PodRequest<'a> {
-        PodRequest {
-            case: id.to_string(),
-            scenario,
-            policy: id.policy,
-            image_ref: image.reference.clone(),
-            namespace: self.namespace.clone(),
-            run_id: self.run_id.clone(),
-            node_name: self.node_name.clone(),
-        }
+    fn pod_request<'a>(&self, containers: Vec<ContainerRequest<'a>>, policy: Policy) -> PodRequest<'a> {
+        PodRequest { containers, policy, namespace: self.namespace.clone(), run_id: self.run_id.clone(), node_name: self.node_name.clone() }
     }
 
     /// The namespace and every Pod, as YAML documents: what `--dry-run` prints.
     pub fn manifests_yaml(&self, catalogue: &Catalogue, cases: &[CaseId]) -> anyhow::Result<String> {
         let mut docs = vec![serde_saphyr::to_string(&namespace_manifest(&self.namespace, &self.run_id))?];
-        for id in cases {
-            docs.push(serde_saphyr::to_string(&pod_manifest(&self.request(catalogue, id)?))?);
+        for ids in catalogue.pods(cases) {
+            docs.push(serde_saphyr::to_string(&pod_manifest(&self.request(catalogue, &ids)?))?);
         }
         Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
     }
@@ -609,9 +698,16 @@ impl Driver for KubeRun {
         false
     }
 
-    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
-        let request = self.plan.pod_request(case.scenario, &case.id, image);
-        let facts = self.driver.run_pod(&request, self.server_minor).await?;
-        Ok(observations(&case.id, &facts)?)
+    async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
+        let containers = members.iter().map(|m| ContainerRequest { case: m.case.id.to_string(), scenario: m.case.scenario, image_ref: m.image.reference.clone() }).collect();
+        let policy = members.first().map_or(Policy::Default, |m| m.case.id.policy);
+        match self.driver.run_pod(&self.plan.pod_request(containers, policy), self.server_minor).await {
+            Ok(facts) => members.iter().zip(facts).map(|(m, f)| Ok(observations(&m.case.id, &f)?)).collect(),
+            Err(e) => {
+                let mut failed: Vec<Result<Observations, DriverError>> = members.iter().skip(1).map(|_| Err(KubeError::Sibling(crate::chain::error_chain(&e)).into())).collect();
+                failed.insert(0, Err(e.into()));
+                failed
+            }
+        }
     }
 }

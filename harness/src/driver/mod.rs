@@ -29,9 +29,30 @@ pub trait Driver {
     /// Whether this level reads the host's `/proc/<pid>/status` of the first process (the CRI
     /// level does; the Kubernetes level is no process on the node).
     fn reads_host_proc(&self) -> bool;
-    /// Runs one case on `image` (sgpc's own bytes for the case's recipe) and returns what was
-    /// seen, a refusal or admission outcome included; an error means sgpc could not observe.
-    fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> impl Future<Output = Result<Observations, DriverError>>;
+    /// Runs the cases of one Pod, one container each, in one sandbox, each on its `image` (sgpc's
+    /// own bytes for its recipe), and returns what was seen of each, in the order given (init
+    /// containers first): a refusal or admission outcome included; an error means sgpc could not
+    /// observe that container.
+    fn run_pod(&self, members: &[Member<'_, '_>]) -> impl Future<Output = Vec<Result<Observations, DriverError>>>;
+}
+
+/// One container of a Pod to run: its case, and the image it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'c, 'a> {
+    pub case: &'c Case<'a>,
+    pub image: &'c ImageRecord,
+}
+
+impl Member<'_, '_> {
+    /// The container's name in its Pod (`probe` for a Pod of one).
+    pub fn container_name(&self) -> &str {
+        self.case.scenario.member.as_ref().map_or(CONTAINER_NAME, |m| m.container.as_str())
+    }
+
+    /// Whether it is an init container, which exits before the Pod's containers start.
+    pub fn init(&self) -> bool {
+        self.case.scenario.member.as_ref().is_some_and(|m| m.init)
+    }
 }
 
 /// Why a driver could not observe a case: sgpc's or the infrastructure's failure (an ERROR).

@@ -175,7 +175,7 @@ impl StateDir {
     pub fn records(&self) -> Vec<RunRecord> {
         if let Err(e) = self.check() {
             if self.path.exists() {
-                tracing::warn!("ignoring every run record: {}", crate::run::error_chain(&e));
+                tracing::warn!("ignoring every run record: {}", crate::chain::error_chain(&e));
             }
             return Vec::new();
         }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::case::Case;
-use crate::driver::{Driver, RuntimeInfo};
+use crate::driver::{Driver, Member, RuntimeInfo};
 use crate::image::ImageRecord;
 use crate::observation::Observations;
 use crate::scenario::{Catalogue, CaseId, Expectation};
@@ -206,8 +206,9 @@ pub enum Event<'a> {
     RunFinished { report: &'a RunReport },
 }
 
-/// Runs cases on any driver, `jobs` at a time; `on_event` sees each result as it finishes.
-/// Results come back in the order of `cases`.
+/// Runs cases on any driver, `jobs` Pods at a time (the cases of a Pod of several containers
+/// run together, [`Catalogue::pods`]); `on_event` sees each result as it finishes. Results come back in
+/// the order of `cases`.
 pub async fn run_cases(
     driver: &impl Driver,
     catalogue: &Catalogue,
@@ -218,45 +219,67 @@ pub async fn run_cases(
 ) -> Vec<CaseResult> {
     on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let mut stream = futures::stream::iter(cases).map(|id| run_isolated(id, run_case(driver, catalogue, images, id))).buffer_unordered(jobs.max(1));
-    while let Some(result) = stream.next().await {
-        results.push(result);
-        let done = results.len();
-        on_event(Event::CaseFinished { result: &results[done - 1], done, total: cases.len() });
+    let groups = catalogue.pods(cases);
+    let mut stream = futures::stream::iter(&groups).map(|ids| run_isolated(ids, run_pod(driver, catalogue, images, ids))).buffer_unordered(jobs.max(1));
+    while let Some(finished) = stream.next().await {
+        for result in finished {
+            results.push(result);
+            let done = results.len();
+            on_event(Event::CaseFinished { result: &results[done - 1], done, total: cases.len() });
+        }
     }
     results.sort_by_key(|r| cases.iter().position(|c| *c == r.id));
     results
 }
 
-/// Runs one case on a driver and judges it: the one place where a case is resolved, run and
-/// judged. What sgpc could not observe is an ERROR; everything else the verdict engine decides.
+/// Runs one case on a driver and judges it (a Pod of one container).
 pub async fn run_case(driver: &impl Driver, catalogue: &Catalogue, images: &BTreeMap<String, ImageRecord>, id: &CaseId) -> CaseResult {
+    let mut results = run_pod(driver, catalogue, images, std::slice::from_ref(id)).await;
+    results.pop().unwrap_or_else(|| error_result(id, "", "not run"))
+}
+
+/// Runs the cases of one Pod on a driver and judges each: the one place where cases are
+/// resolved, run and judged. What sgpc could not observe is an ERROR; everything else the
+/// verdict engine decides. One result per id, in order.
+pub async fn run_pod(driver: &impl Driver, catalogue: &Catalogue, images: &BTreeMap<String, ImageRecord>, ids: &[CaseId]) -> Vec<CaseResult> {
     let started = Instant::now();
-    let mut result = error_result(id, "", "not run");
-    let case = match Case::resolve(catalogue, id) {
-        Ok(case) => case,
-        Err(e) => {
-            result.judgement = Judgement::error(error_chain(&e));
-            return result;
+    let mut results: Vec<CaseResult> = Vec::new();
+    let mut runnable: Vec<(usize, Case<'_>, &ImageRecord)> = Vec::new();
+    for id in ids {
+        let mut result = error_result(id, "", "not run");
+        match Case::resolve(catalogue, id) {
+            Err(e) => result.judgement = Judgement::error(error_chain(&e)),
+            Ok(case) => {
+                result.describe(case.scenario);
+                result.image = images.get(&case.scenario.image).cloned();
+                match (images.get(&case.scenario.image), not_run(&case, driver.runtime())) {
+                    (None, _) => result.judgement = Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
+                    (Some(_), Some(not_run)) => result.judgement = not_run,
+                    (Some(image), None) => runnable.push((results.len(), case, image)),
+                }
+            }
         }
-    };
-    result.describe(case.scenario);
-    result.image = images.get(&case.scenario.image).cloned();
-    result.judgement = match (&result.image, not_run(&case, driver.runtime())) {
-        (None, _) => Judgement::error(format!("image {:?} was not provisioned", case.scenario.image)),
-        (Some(_), Some(not_run)) => not_run,
-        (Some(image), None) => match driver.run_case(&case, image).await {
-            Err(e) => Judgement::error(error_chain(&e)),
-            Ok(observations) => {
-                let (judgement, by_deviation) = judge_observed(&case, driver.runtime(), driver.reads_host_proc(), image, &observations);
+        results.push(result);
+    }
+    let members: Vec<Member<'_, '_>> = runnable.iter().map(|(_, case, image)| Member { case, image }).collect();
+    let observed = if members.is_empty() { Vec::new() } else { driver.run_pod(&members).await };
+    for ((index, case, image), observed) in runnable.iter().zip(observed.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
+        let result = &mut results[*index];
+        result.judgement = match observed {
+            None => Judgement::error("the driver returned no observations for this container"),
+            Some(Err(e)) => Judgement::error(error_chain(&e)),
+            Some(Ok(observations)) => {
+                let (judgement, by_deviation) = judge_observed(case, driver.runtime(), driver.reads_host_proc(), image, &observations);
                 result.passed_by_deviation = by_deviation;
                 result.observations = Some(observations);
                 judgement
             }
-        },
-    };
-    result.duration = started.elapsed();
-    result
+        };
+    }
+    for result in &mut results {
+        result.duration = started.elapsed();
+    }
+    results
 }
 
 /// A case the runtime cannot run at all (`hostUsers: false` where it offers no user
@@ -393,18 +416,7 @@ pub async fn run_lifecycle<S: Started>(
     SessionRun { report, startup, not_run }
 }
 
-/// An error and its causes on one line, each cause once: some errors (kube-rs's) already
-/// print their source, which anyhow's `{:#}` would print again.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    for cause in std::iter::successors(error.source(), |e| e.source()) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
-}
+pub(crate) use crate::chain::error_chain;
 
 /// Why observations cannot be judged, whatever the driver: a refusal of an image that may not
 /// be sgpc's says nothing about how the runtime treats sgpc's Pod, and without its node's
@@ -423,17 +435,18 @@ fn unjudgeable(runtime: &RuntimeInfo, observations: &Observations, image: &Image
     None
 }
 
-/// Runs a case future; a panic inside it becomes an ERROR result instead of ending the run.
-pub async fn run_isolated(id: &CaseId, case: impl std::future::Future<Output = CaseResult>) -> CaseResult {
-    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(case)).await {
-        Ok(result) => result,
+/// Runs a Pod's future; a panic inside it becomes an ERROR result for each of its cases
+/// instead of ending the run.
+pub async fn run_isolated(ids: &[CaseId], pod: impl std::future::Future<Output = Vec<CaseResult>>) -> Vec<CaseResult> {
+    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(pod)).await {
+        Ok(results) => results,
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            error_result(id, "", &format!("the case panicked: {message}"))
+            ids.iter().map(|id| error_result(id, "", &format!("the case panicked: {message}"))).collect()
         }
     }
 }

@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::{Event, NodeSettings, SessionConfig, SessionRun, StartError, Started};
-use crate::case::Case;
 use crate::driver::kube::{KubePlan, KubeRun};
-use crate::driver::{Driver, DriverError, RuntimeInfo};
+use crate::driver::{Driver, DriverError, Member, RuntimeInfo};
 use crate::image::ImageRecord;
 use crate::observation::Observations;
 use crate::provision::gomodule::{self, Program, Version};
@@ -93,12 +92,18 @@ impl Driver for NodeRun {
 
     /// A refusal kubelet reported without an image id is checked as at the CRI level: the
     /// runtime is asked which image it holds under the case's reference.
-    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
-        let mut observations = self.kube.run_case(case, image).await?;
-        if let Some(refusal) = observations.refusal.as_mut().filter(|r| r.held_image.is_none()) {
-            refusal.held_image = self.session.target().image_id(&image.reference).await?;
+    async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
+        let mut results = self.kube.run_pod(members).await;
+        for (member, result) in members.iter().zip(results.iter_mut()) {
+            let Ok(observations) = result else { continue };
+            if let Some(refusal) = observations.refusal.as_mut().filter(|r| r.held_image.is_none()) {
+                match self.session.target().image_id(&member.image.reference).await {
+                    Ok(held) => refusal.held_image = held,
+                    Err(e) => *result = Err(e.into()),
+                }
+            }
         }
-        Ok(observations)
+        results
     }
 }
 

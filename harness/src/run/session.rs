@@ -10,9 +10,8 @@ use anyhow::Context as _;
 use futures::StreamExt;
 
 use super::{CaseResult, Event, SessionRun, StartError};
-use crate::case::Case;
 use crate::driver::cri::{CaseRequest, CriDriver, CriError};
-use crate::driver::{Driver, DriverError, RuntimeInfo, Timeouts};
+use crate::driver::{Driver, DriverError, Member, RuntimeInfo, Timeouts};
 use crate::image::{self, ImageContent, ImageRecord, Payload};
 use crate::observation::Observations;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
@@ -429,32 +428,47 @@ impl Driver for Session {
         true
     }
 
-    async fn run_case(&self, case: &Case<'_>, image: &ImageRecord) -> Result<Observations, DriverError> {
-        let id = &case.id;
-        let started = self.cases_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let request = CaseRequest {
-            case: id.to_string(),
-            scenario: case.scenario,
-            policy: id.policy,
-            image_ref: image.reference.clone(),
-            image_digests: image.digests(),
-            case_dir: self.dir().join("cases").join(format!("{}-{}-{started}", id.scenario, id.policy)),
-            run_id: self.run_id.clone(),
-            runtime_handler: self.runtime_handler.clone(),
-            cgroup_parent: self.cgroup_parent(),
-            userns_slot: self.userns_slots.nth(started),
-        };
-        match self.target.run_case(&request).await {
-            Err(CriError::Refused { step, status }) => {
-                let message = crate::driver::cri::refusal(&status);
-                // The runner accepts the refusal only if this is sgpc's image.
-                match self.target.image_id(&image.reference).await {
-                    Ok(held) => Ok(Observations::refused(step, &message, held)),
-                    Err(e) => Err(CriError::RefusalUnchecked { step, message, source: Box::new(e) }.into()),
+    async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
+        // The Pod's user namespace is one slot, the first container's.
+        let started = self.cases_started.fetch_add(members.len(), std::sync::atomic::Ordering::Relaxed);
+        let userns_slot = self.userns_slots.nth(started);
+        let requests: Vec<CaseRequest<'_>> = members
+            .iter()
+            .enumerate()
+            .map(|(i, member)| {
+                let id = &member.case.id;
+                CaseRequest {
+                    case: id.to_string(),
+                    scenario: member.case.scenario,
+                    policy: id.policy,
+                    image_ref: member.image.reference.clone(),
+                    image_digests: member.image.digests(),
+                    case_dir: self.dir().join("cases").join(format!("{}-{}-{}", id.scenario, id.policy, started + i)),
+                    container: member.container_name().to_string(),
+                    init: member.init(),
+                    run_id: self.run_id.clone(),
+                    runtime_handler: self.runtime_handler.clone(),
+                    cgroup_parent: self.cgroup_parent(),
+                    userns_slot,
                 }
-            }
-            observed => Ok(observed?),
+            })
+            .collect();
+        let observed = self.target.run_pod(&requests).await;
+        let mut results = Vec::new();
+        for (member, observed) in members.iter().zip(observed) {
+            results.push(match observed {
+                Err(CriError::Refused { step, status }) => {
+                    let message = crate::driver::cri::refusal(&status);
+                    // The runner accepts the refusal only if this is sgpc's image.
+                    match self.target.image_id(&member.image.reference).await {
+                        Ok(held) => Ok(Observations::refused(step, &message, held)),
+                        Err(e) => Err(CriError::RefusalUnchecked { step, message, source: Box::new(e) }.into()),
+                    }
+                }
+                observed => observed.map_err(DriverError::from),
+            });
         }
+        results
     }
 }
 
