@@ -298,3 +298,39 @@ fn a_runtime_cannot_paint_the_terminal() {
     assert!(text.contains("\\u{1b}[1A"), "{text}");
     assert!(text.lines().skip(1).all(|l| l.starts_with("                  ")), "every line of runtime text stays indented under its case:\n{text}");
 }
+
+/// The cgroup hierarchies of this host (v1 controllers' mounts, not the links between them).
+fn cgroup_hierarchies() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    std::fs::read_dir(root).unwrap().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+}
+
+#[test]
+fn clean_removes_a_killed_runs_cgroups_even_when_its_directory_is_gone() {
+    let top = tempfile::tempdir().unwrap();
+    let state = top.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run_id = format!("sgpc-gone{}", std::process::id());
+    let cgroups: Vec<_> = cgroup_hierarchies().into_iter().map(|h| h.join(&run_id)).collect();
+    for cgroup in &cgroups {
+        std::fs::create_dir(cgroup).unwrap();
+    }
+    // The owner is gone (pid 1 never had that start time) and so is the run directory (someone
+    // removed /tmp by hand): only the cgroups named after the run are left.
+    let record = serde_json::json!({
+        "run_id": run_id, "owner": {"name": "sgpc", "pid": 1, "start_time": 1},
+        "dir": top.path().join(&run_id), "daemons": [], "cri": null
+    });
+    std::fs::write(state.join(format!("{run_id}.json")), record.to_string()).unwrap();
+    let output = sgpc_with_state(&state).arg("clean").output().unwrap();
+    let left: Vec<_> = cgroups.iter().filter(|c| c.exists()).collect();
+    for cgroup in &left {
+        let _ = std::fs::remove_dir(cgroup);
+    }
+    assert_eq!(output.status.code(), Some(exit_code::PASS), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(left.is_empty(), "sgpc clean left the run's cgroups: {left:?}\n{}", String::from_utf8_lossy(&output.stdout));
+}
