@@ -329,6 +329,10 @@ pub struct RunArgs {
     /// With --fault slow: how long a call is held, in milliseconds.
     #[arg(long, default_value_t = 60_000)]
     pub fault_delay_ms: u64,
+    /// CRI level: run every case in a sandbox of its own. By default cases whose Pod-level
+    /// security context is the same run as containers of one sandbox, as one Pod's would.
+    #[arg(long)]
+    pub one_sandbox_per_case: bool,
 }
 
 
@@ -365,6 +369,8 @@ impl RunArgs {
         config.runtime_handler = self.runtime_handler.clone();
         config.critest.clone_from(&self.critest);
         config.work_root = self.work_root.clone();
+        // A pod-scoped fault selects sandboxes by their case's name.
+        config.share_sandboxes = !self.one_sandbox_per_case && self.fault_pods.is_none();
         if !self.faults.is_empty() {
             let mut proxy = ProxySettings::beside_current_exe(self.faults.clone());
             proxy.pods = self.fault_pods.clone();

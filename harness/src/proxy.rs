@@ -67,6 +67,29 @@ pub enum Fault {
     /// Drop `userns_options` (and the mounts' id mappings) from `RunPodSandbox` and
     /// `CreateContainer`, as a runtime that ignored `hostUsers: false` would run the Pod.
     IgnoreUserNamespace,
+    /// Give every later container of a sandbox the identity fields (`run_as_user`,
+    /// `run_as_username`, `run_as_group`, `supplemental_groups`) of its first container's
+    /// `CreateContainer`, as a runtime that took a Pod's user from its first container would:
+    /// the second container runs as the first's user, with that user's groups.
+    CopyFirstContainerIdentity,
+}
+
+/// [`Fault::CopyFirstContainerIdentity`]: remembers a sandbox's first container's security
+/// context, and gives its identity fields to every later one.
+fn copy_first_identity(first: &Mutex<HashMap<String, cri::LinuxContainerSecurityContext>>, pod_id: &str, sc: &mut cri::LinuxContainerSecurityContext) {
+    let Ok(mut first) = first.lock() else { return };
+    match first.get(pod_id) {
+        None => {
+            first.insert(pod_id.to_string(), sc.clone());
+        }
+        Some(original) => {
+            tracing::info!("giving a container of sandbox {pod_id} its first container's identity (fault copy-first-container-identity)");
+            sc.run_as_user.clone_from(&original.run_as_user);
+            sc.run_as_username.clone_from(&original.run_as_username);
+            sc.run_as_group.clone_from(&original.run_as_group);
+            sc.supplemental_groups.clone_from(&original.supplemental_groups);
+        }
+    }
 }
 
 /// A sandbox config as a runtime that ignored `hostUsers: false` would read it.
@@ -123,6 +146,8 @@ struct State {
     containers: Mutex<HashMap<String, String>>,
     /// Images pulled through the proxy, in order, learnt from PullImage.
     images: Mutex<Vec<String>>,
+    /// sandbox id -> the security context of its first CreateContainer.
+    first_containers: Mutex<HashMap<String, cri::LinuxContainerSecurityContext>>,
 }
 
 impl State {
@@ -155,7 +180,7 @@ pub async fn serve(config: ProxyConfig) -> anyhow::Result<()> {
 /// [`serve`] on a listener already bound to `config.listen`, so that a client may connect as
 /// soon as this is called.
 pub async fn serve_on(listener: UnixListener, config: ProxyConfig) -> anyhow::Result<()> {
-    let state = Arc::new(State { config, pods: Mutex::default(), containers: Mutex::default(), images: Mutex::default() });
+    let state = Arc::new(State { config, pods: Mutex::default(), containers: Mutex::default(), images: Mutex::default(), first_containers: Mutex::default() });
     loop {
         let (stream, _) = listener.accept().await.context("accepting a client")?;
         let state = state.clone();
@@ -407,6 +432,9 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
                 }
                 if state.has(Fault::IgnoreUserNamespace) {
                     sc.namespace_options.iter_mut().for_each(|n| n.userns_options = None);
+                }
+                if state.has(Fault::CopyFirstContainerIdentity) {
+                    copy_first_identity(&state.first_containers, &pod_id, sc);
                 }
             }
             if state.has(Fault::IgnoreUserNamespace) {

@@ -759,6 +759,26 @@ impl Catalogue {
             .collect()
     }
 
+    /// [`Catalogue::pods`], with the cases of one-container Pods whose Pod-level context is
+    /// the same (policy as written, `runAsUser`, `runAsGroup`, `supplementalGroups`, `fsGroup`,
+    /// `hostUsers`: everything kubelet puts in the sandbox config) together, at most
+    /// [`MAX_CONTAINERS`] to a group, as containers of one sandbox would run. A Pod of several
+    /// containers stays alone, and no case joins a sandbox whose Pod-level context differs.
+    pub fn sandboxes(&self, cases: &[CaseId]) -> Vec<Vec<CaseId>> {
+        let mut groups: Vec<(Option<(Policy, &PodSecurity)>, Vec<CaseId>)> = Vec::new();
+        for ids in self.pods(cases) {
+            let shareable = match ids.as_slice() {
+                [id] => self.scenario(&id.scenario).filter(|s| s.member.is_none()).map(|s| (id.policy, &s.pod)),
+                _ => None,
+            };
+            match groups.iter_mut().find(|(key, group)| shareable.is_some() && *key == shareable && group.len() < MAX_CONTAINERS) {
+                Some((_, group)) => group.extend(ids),
+                None => groups.push((shareable, ids)),
+            }
+        }
+        groups.into_iter().map(|(_, ids)| ids).collect()
+    }
+
     pub fn scenario(&self, name: &str) -> Option<&Scenario> {
         self.scenarios.iter().find(|s| s.name == name)
     }

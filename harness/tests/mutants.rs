@@ -83,6 +83,16 @@ fn carries_escalation(catalogue: &Catalogue, case: &CaseId) -> bool {
     catalogue.recipe(&scenario.image).unwrap().escalation_gid.is_some()
 }
 
+/// Whether a container of a Pod of several is sent other identity fields than its Pod's first
+/// container (an init container counts: it is created first).
+fn identity_differs_from_first_container(catalogue: &Catalogue, case: &CaseId) -> bool {
+    let scenario = catalogue.scenario(&case.scenario).unwrap();
+    let Some(member) = &scenario.member else { return false };
+    let first = catalogue.scenarios.iter().find(|s| s.member.as_ref().is_some_and(|m| m.pod == member.pod)).unwrap();
+    let sent = |s: &sgpc::scenario::Scenario| sgpc::driver::cri::identity_request(s, catalogue.recipe(&s.image).unwrap(), case.policy).split_once("CreateContainer").map(|(_, c)| c.to_string());
+    first.name != scenario.name && sent(first) != sent(scenario)
+}
+
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
     let kill_at = mutant_cases(catalogue, On::Containerd).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
     let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
@@ -113,6 +123,7 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
             (false, _) => Expect::Pass,
         }),
         Mutant { on: On::CrioUserNamespaces, ..Mutant::new(Fault::IgnoreUserNamespace, None, 4, |_, _, _| Expect::Fail(sgpc::verdict::USER_NAMESPACE_RULE)) },
+        Mutant::new(Fault::CopyFirstContainerIdentity, None, 4, |cat, case, _| if identity_differs_from_first_container(cat, case) { Expect::Fail("uid via") } else { Expect::Pass }),
         Mutant::new(Fault::Slow, Some("^kep-blog-strict$"), 4, |_, case, _| {
             if case.to_string() == "kep-blog/strict" {
                 Expect::Error("RunPodSandbox did not finish within")

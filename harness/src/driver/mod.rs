@@ -34,6 +34,12 @@ pub trait Driver {
     /// containers first): a refusal or admission outcome included; an error means sgpc could not
     /// observe that container.
     fn run_pod(&self, members: &[Member<'_, '_>]) -> impl Future<Output = Vec<Result<Observations, DriverError>>>;
+    /// Whether cases of different scenarios with the same Pod-level context may run as
+    /// containers of one sandbox ([`crate::scenario::Catalogue::sandboxes`]). The Kubernetes
+    /// level never does: a Pod there is what its scenario wrote.
+    fn shares_sandboxes(&self) -> bool {
+        false
+    }
 }
 
 /// One container of a Pod to run: its case, and the image it runs.

@@ -207,7 +207,8 @@ pub enum Event<'a> {
 }
 
 /// Runs cases on any driver, `jobs` Pods at a time (the cases of a Pod of several containers
-/// run together, [`Catalogue::pods`]); `on_event` sees each result as it finishes. Results come back in
+/// run together, [`Catalogue::pods`], and where the driver shares sandboxes, the cases whose
+/// Pod-level context is the same, [`Catalogue::sandboxes`]); `on_event` sees each result as it finishes. Results come back in
 /// the order of `cases`.
 pub async fn run_cases(
     driver: &impl Driver,
@@ -219,7 +220,7 @@ pub async fn run_cases(
 ) -> Vec<CaseResult> {
     on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let groups = catalogue.pods(cases);
+    let groups = if driver.shares_sandboxes() { catalogue.sandboxes(cases) } else { catalogue.pods(cases) };
     let mut stream = futures::stream::iter(&groups).map(|ids| run_isolated(ids, run_pod(driver, catalogue, images, ids))).buffer_unordered(jobs.max(1));
     while let Some(finished) = stream.next().await {
         for result in finished {

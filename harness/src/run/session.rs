@@ -56,6 +56,9 @@ pub struct SessionConfig {
     pub node: Option<NodeSettings>,
     /// After the cases, run this critest's SupplementalGroupsPolicy specs against the runtime.
     pub critest: Option<PathBuf>,
+    /// Run cases whose Pod-level sandbox config is identical as containers of one sandbox
+    /// ([`Catalogue::sandboxes`]); `false`: one sandbox per case (or per Pod of several).
+    pub share_sandboxes: bool,
 }
 
 /// A live node over the session's runtime: its binaries, and how long it may take to be Ready.
@@ -99,6 +102,7 @@ impl SessionConfig {
             state_dir: StateDir::from_env(),
             node: None,
             critest: None,
+            share_sandboxes: true,
         }
     }
 }
@@ -237,6 +241,7 @@ pub struct Session {
     cases_started: std::sync::atomic::AtomicUsize,
     /// The host ids the cases' user namespaces take.
     userns_slots: crate::driver::cri::UsernsSlots,
+    share_sandboxes: bool,
 }
 
 /// What provisioning produced, before it becomes a session.
@@ -281,6 +286,7 @@ impl Session {
                 resources,
                 cases_started: std::sync::atomic::AtomicUsize::new(0),
                 userns_slots,
+                share_sandboxes: config.share_sandboxes,
             }),
             Err(e) => {
                 let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());
@@ -428,6 +434,10 @@ impl Driver for Session {
         true
     }
 
+    fn shares_sandboxes(&self) -> bool {
+        self.share_sandboxes
+    }
+
     async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
         // The Pod's user namespace is one slot, the first container's.
         let started = self.cases_started.fetch_add(members.len(), std::sync::atomic::Ordering::Relaxed);
@@ -444,7 +454,12 @@ impl Driver for Session {
                     image_ref: member.image.reference.clone(),
                     image_digests: member.image.digests(),
                     case_dir: self.dir().join("cases").join(format!("{}-{}-{}", id.scenario, id.policy, started + i)),
-                    container: member.container_name().to_string(),
+                    // Containers of one sandbox need names of their own: a shared sandbox's are
+                    // its cases' scenario names.
+                    container: match (&member.case.scenario.member, members.len()) {
+                        (None, 2..) => member.case.scenario.name.clone(),
+                        _ => member.container_name().to_string(),
+                    },
                     init: member.init(),
                     run_id: self.run_id.clone(),
                     runtime_handler: self.runtime_handler.clone(),
