@@ -146,7 +146,7 @@ async fn main() {
 
         let t = Instant::now();
         let results: Vec<_> = futures::stream::iter(&cases).map(|id| session.judge_case(id)).buffer_unordered(JOBS).collect().await;
-        assert!(results.iter().all(|r| r.judgement.verdict == sgpc::verdict::Verdict::Pass));
+        assert!(results.iter().all(|r| r.judgement.verdict == sgpc::verdict::Verdict::Pass), "{:?}", results.iter().find(|r| r.judgement.verdict != sgpc::verdict::Verdict::Pass));
         *totals.entry("sgpc, 4 in flight").or_default() += t.elapsed();
 
         let t = Instant::now();

@@ -12,10 +12,11 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use sgpc::run::{Session, SessionConfig};
+use sgpc::run::{CaseResult, Session, SessionConfig};
 use sgpc::scenario::{Catalogue, CaseId};
 use sgpc::verdict::Verdict;
 
@@ -33,6 +34,9 @@ struct Shared {
     catalogue: Catalogue,
     cases: Vec<CaseId>,
     runtimes: Vec<Runtime>,
+    /// The results of each Pod of several containers, run once for all its trials: runtime
+    /// and first case id -> one result per container.
+    pods: Mutex<HashMap<String, Arc<OnceLock<Vec<CaseResult>>>>>,
 }
 
 impl Shared {
@@ -47,9 +51,22 @@ impl Shared {
         started.clone().map_err(Failed::from)
     }
 
+    /// A case's result: a case of a Pod of several containers runs with the rest of its Pod,
+    /// once for all their trials.
+    fn judge(&self, runtime: usize, session: &Session, case: &CaseId) -> CaseResult {
+        let pod = self.catalogue.pods(&self.cases).into_iter().find(|ids| ids.contains(case)).unwrap_or_else(|| vec![case.clone()]);
+        if pod.len() == 1 {
+            return self.tokio.block_on(session.judge_case(case));
+        }
+        let key = format!("{runtime}:{}", pod[0]);
+        let once = self.pods.lock().expect("not poisoned").entry(key).or_default().clone();
+        let results = once.get_or_init(|| self.tokio.block_on(session.judge_pod(&pod)));
+        results.iter().find(|r| r.id == *case).cloned().unwrap_or_else(|| sgpc::run::error_result(case, "", "its Pod gave no result for it"))
+    }
+
     fn run(&self, runtime: usize, case: &CaseId) -> Result<(), Failed> {
         let session = self.session(&self.runtimes[runtime])?;
-        let result = self.tokio.block_on(session.judge_case(case));
+        let result = self.judge(runtime, &session, case);
         let mut known = self.runtimes[runtime].known_findings.iter().find(|(id, _, _)| *id == case.to_string()).copied();
         // A Pod with hostUsers: false where the runtime cannot run it: not run, never a pass.
         if self.catalogue.scenario(&case.scenario).is_some_and(|s| s.pod.user_namespace()) {
@@ -103,7 +120,7 @@ fn main() {
             eprintln!("not run: the {} [{}] trials: {why}", cases.len(), runtime.kind);
         }
     }
-    let shared = Arc::new(Shared { tokio: tokio::runtime::Runtime::new().expect("a tokio runtime starts"), catalogue, cases: cases.clone(), runtimes });
+    let shared = Arc::new(Shared { tokio: tokio::runtime::Runtime::new().expect("a tokio runtime starts"), catalogue, cases: cases.clone(), runtimes, pods: Mutex::default() });
     let trials: Vec<Trial> = (0..shared.runtimes.len())
         .flat_map(|runtime| {
             let shared = shared.clone();

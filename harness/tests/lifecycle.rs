@@ -185,6 +185,21 @@ async fn many_cases_in_flight_keep_their_observations_apart() {
     assert_eq!(results.len(), cases.len());
 }
 
+/// The containers of one Pod judged one by one, at once (as `make bench` judges every case):
+/// two sandboxes of the Pod's name, which must not collide in the runtime (found when the bench
+/// failed: containerd reserves a sandbox's name and uid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_one_pod_judged_alone_at_once_each_get_a_sandbox() {
+    let catalogue = support::catalogue();
+    let cases: Vec<CaseId> = ["pod-two-images-one-uid.blog", "pod-two-images-one-uid.other"].iter().map(|s| CaseId { scenario: (*s).into(), policy: sgpc::scenario::Policy::Merge }).collect();
+    let session = Session::start(&support::containerd_config(), &catalogue, &cases).await.unwrap();
+    let (a, b) = tokio::join!(session.judge_case(&cases[0]), session.judge_case(&cases[1]));
+    session.teardown().await.unwrap();
+    for r in [a, b] {
+        assert_eq!(r.judgement.verdict, Verdict::Pass, "{}: {:?}", r.id, r.judgement);
+    }
+}
+
 /// A case run again in the same session (as `make bench` does) is judged again, not refused
 /// because the first run's protected directory exists (found when the bench ERRORed with EEXIST).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

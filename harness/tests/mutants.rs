@@ -210,6 +210,10 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
     };
     let mut proxy = ProxySettings::beside_current_exe(vec![mutant.fault]);
     proxy.pods = mutant.pods.map(str::to_string);
+    // A pod-scoped fault selects a sandbox by its case's name, and copy-first-container-identity
+    // is judged per Pod as written: both run one sandbox per case. Every other mutant runs the
+    // shared sandboxes `sgpc run` uses.
+    config.share_sandboxes = mutant.pods.is_none() && mutant.fault != Fault::CopyFirstContainerIdentity;
     // Only `slow` needs a short RPC timeout (it holds one call past it); every other mutant keeps
     // the default, so that a loaded machine cannot turn an innocent case into an ERROR.
     if mutant.fault == Fault::Slow {

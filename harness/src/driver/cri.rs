@@ -291,10 +291,13 @@ fn cri_policy(policy: Policy) -> i32 {
 pub fn sandbox_config(req: &CaseRequest<'_>) -> cri::PodSandboxConfig {
     let pod = &req.scenario.pod;
     let name = format!("{}-{}", req.scenario.pod_name(), req.policy);
+    // The case directory's name is unique in the run: two sandboxes of one Pod's name (its
+    // containers judged one by one, at once) must not share a uid, which the runtime reserves.
+    let unique = req.case_dir.file_name().map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
-            name: name.clone(),
-            uid: format!("{}-{name}", req.run_id),
+            name,
+            uid: format!("{}-{unique}", req.run_id),
             namespace: "sgpc".into(),
             attempt: 0,
         }),

@@ -493,7 +493,8 @@ impl KubeDriver {
                     f.log = self.finished_log(&pods, &name, &pod, &f.container).await?;
                 }
             }
-            if facts.iter().all(settled) {
+            // kubelet starts nothing after an init container that did not start.
+            if facts.iter().all(settled) || facts.iter().any(|f| f.init && f.refusal.is_some()) {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {

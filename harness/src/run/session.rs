@@ -314,6 +314,11 @@ impl Session {
         super::run_case(self, &self.catalogue, &self.images, id).await
     }
 
+    /// Runs the cases of one Pod ([`Catalogue::pods`]) together and judges each.
+    pub async fn judge_pod(&self, ids: &[CaseId]) -> Vec<CaseResult> {
+        super::run_pod(self, &self.catalogue, &self.images, ids).await
+    }
+
     /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
     /// pushes the images built for them that the session lacks to its registry and pulls them.
     pub async fn add(&mut self, catalogue: &Catalogue, built: &[image::BuiltImage]) -> anyhow::Result<()> {
