@@ -1,9 +1,11 @@
 //! `make bench` (third part): `sgpc discover` on the runtimes of `matrix.yaml` this machine runs.
 //!
-//! Two discoveries with the same seed: 100 cases with shrinking, and 300 cases without. Printed:
+//! Discoveries with the same seed: 100 cases with shrinking as before 2026-12-03 (one sandbox
+//! per case, 4 candidates a round) and as today, then 300 cases without. Printed:
 //! cases per minute, where the time went (image builds, pushes and pulls, running cases), the
 //! 300/100 ratio of the generation time (linear growth is 3.0), and shrinking time per class.
-//! Target: 300 cases on four runtimes in under 10 minutes.
+//! Targets: 300 cases on four runtimes in under 10 minutes; with shrinking, at least 2x the
+//! cases per minute of before.
 
 use std::path::PathBuf;
 
@@ -38,6 +40,11 @@ fn print(label: &str, report: &DiscoveryReport) {
     );
 }
 
+/// Wall time of a whole discovery: generation and shrinking.
+fn total_seconds(report: &DiscoveryReport) -> f64 {
+    generation_seconds(report) + report.timings.shrink.as_secs_f64()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -49,11 +56,33 @@ async fn main() {
         config.max_shrink_rounds = shrink;
         config
     };
+    // Before: one sandbox per case and 4 candidates per class a round (the defaults until
+    // 2026-12-03); after: today's defaults (shared sandboxes, 16 candidates a round). The
+    // greedy shrinker keeps the first candidate in order that still shows its class, so both
+    // must end with the same minimal cases.
+    let mut before = config(100, 40);
+    before.base.share_sandboxes = false;
+    before.shrink_window = 4;
+    let old = discover::discover(&entries, &before, &|_| {}).await;
+    print("100 cases, before (one sandbox per case, 4 candidates a round)", &old);
     let small = discover::discover(&entries, &config(100, 40), &|_| {}).await;
-    print("100 cases", &small);
-    for class in &small.classes {
-        println!("  class {:>2}: shrunk in {:>2} steps, {:>3} candidates, {:>6.1} s  ({})", class.number, class.shrink_rounds, class.candidates_run, class.shrink_time.as_secs_f64(), class.key.kind.describe());
+    print("100 cases, after (shared sandboxes, 16 candidates a round)", &small);
+    for (label, report) in [("before", &old), ("after", &small)] {
+        for class in &report.classes {
+            println!("  {label} class {:>2}: shrunk in {:>2} steps, {:>3} candidates, {:>6.1} s  ({})", class.number, class.shrink_rounds, class.candidates_run, class.shrink_time.as_secs_f64(), class.key.kind.describe());
+        }
     }
+    let minimal = |r: &DiscoveryReport| r.classes.iter().map(|c| format!("{:?}", c.minimal)).collect::<Vec<_>>();
+    assert_eq!(minimal(&old), minimal(&small), "the same seed must shrink to the same minimal cases");
+    let per_minute = |r: &DiscoveryReport| r.cases as f64 * 60.0 / total_seconds(r);
+    println!(
+        "with shrinking: {:.0} cases/min before, {:.0} after: {:.2}x  (target >= 2x); shrinking {:.1} s before, {:.1} s after",
+        per_minute(&old),
+        per_minute(&small),
+        per_minute(&small) / per_minute(&old),
+        old.timings.shrink.as_secs_f64(),
+        small.timings.shrink.as_secs_f64()
+    );
     let large = discover::discover(&entries, &config(300, 0), &|_| {}).await;
     print("300 cases", &large);
     println!("300 / 100 cases, generation time: {:.2}  (linear: 3.0)", generation_seconds(&large) / generation_seconds(&small));

@@ -175,8 +175,11 @@ struct ContainerInput<'r> {
     member: Option<PodMember>,
 }
 
-/// The most containers (init containers included) sgpc runs in one Pod.
+/// The most containers (init containers included) a scenario's Pod may have.
 pub const MAX_CONTAINERS: usize = 8;
+
+/// The most cases one shared sandbox runs ([`Catalogue::sandboxes`]).
+pub const MAX_SHARED: usize = 12;
 
 /// Where a scenario's container sits in a Pod of several: each container is its own case, and
 /// the runner runs the cases of one Pod together, in one sandbox.
@@ -759,19 +762,20 @@ impl Catalogue {
             .collect()
     }
 
-    /// [`Catalogue::pods`], with the cases of one-container Pods whose Pod-level context is
-    /// the same (policy as written, `runAsUser`, `runAsGroup`, `supplementalGroups`, `fsGroup`,
-    /// `hostUsers`: everything kubelet puts in the sandbox config) together, at most
-    /// [`MAX_CONTAINERS`] to a group, as containers of one sandbox would run. A Pod of several
-    /// containers stays alone, and no case joins a sandbox whose Pod-level context differs.
+    /// [`Catalogue::pods`], with the cases of one-container Pods whose sandbox config is the
+    /// same (the policy as the CRI carries it, where unset is Merge; `runAsUser`, `runAsGroup`,
+    /// `supplementalGroups`, `fsGroup`, `hostUsers`: everything kubelet puts in the sandbox's
+    /// security context) together, at most [`MAX_SHARED`] to a group, as containers of one
+    /// sandbox would run. A Pod of several containers stays alone, and no case joins a sandbox
+    /// whose Pod-level context differs.
     pub fn sandboxes(&self, cases: &[CaseId]) -> Vec<Vec<CaseId>> {
-        let mut groups: Vec<(Option<(Policy, &PodSecurity)>, Vec<CaseId>)> = Vec::new();
+        let mut groups: Vec<(Option<(bool, &PodSecurity)>, Vec<CaseId>)> = Vec::new();
         for ids in self.pods(cases) {
             let shareable = match ids.as_slice() {
-                [id] => self.scenario(&id.scenario).filter(|s| s.member.is_none()).map(|s| (id.policy, &s.pod)),
+                [id] => self.scenario(&id.scenario).filter(|s| s.member.is_none()).map(|s| (id.policy == Policy::Strict, &s.pod)),
                 _ => None,
             };
-            match groups.iter_mut().find(|(key, group)| shareable.is_some() && *key == shareable && group.len() < MAX_CONTAINERS) {
+            match groups.iter_mut().find(|(key, group)| shareable.is_some() && *key == shareable && group.len() < MAX_SHARED) {
                 Some((_, group)) => group.extend(ids),
                 None => groups.push((shareable, ids)),
             }

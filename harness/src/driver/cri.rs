@@ -577,11 +577,17 @@ impl CriDriver {
         for (i, req) in reqs.iter().enumerate().filter(|(_, r)| !r.init) {
             running.push((i, self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await));
         }
-        for (i, started) in running {
-            results[i] = Some(match started {
-                Ok(started) => self.observe(&reqs[i], &sandbox, started).await,
-                Err(e) => Err(e),
-            });
+        // Started in order, as kubelet starts a Pod's containers; observed all at once.
+        let sandbox = &sandbox;
+        let observed = futures::future::join_all(running.into_iter().map(|(i, started)| async move {
+            match started {
+                Ok(started) => (i, self.observe(&reqs[i], sandbox, started).await),
+                Err(e) => (i, Err(e)),
+            }
+        }))
+        .await;
+        for (i, observed) in observed {
+            results[i] = Some(observed);
         }
         let removed = self.remove_sandbox(&pod_id).await;
         tracing::debug!(pod = %first.scenario.pod_name(), containers = reqs.len(), "pod finished");

@@ -55,6 +55,16 @@ impl Member<'_, '_> {
         self.case.scenario.member.as_ref().map_or(CONTAINER_NAME, |m| m.container.as_str())
     }
 
+    /// Its name in a sandbox of `members` containers: a shared sandbox names each after its
+    /// case (`<scenario>-<policy>`), unique there as a runtime requires (a name it has
+    /// reserved is refused, which would read as the runtime's fault).
+    pub fn container_name_among(&self, members: usize) -> String {
+        match (&self.case.scenario.member, members) {
+            (None, 2..) => format!("{}-{}", self.case.scenario.name, self.case.id.policy),
+            _ => self.container_name().to_string(),
+        }
+    }
+
     /// Whether it is an init container, which exits before the Pod's containers start.
     pub fn init(&self) -> bool {
         self.case.scenario.member.as_ref().is_some_and(|m| m.init)

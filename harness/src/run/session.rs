@@ -388,6 +388,11 @@ impl Session {
             adopt: Some(crate::proxy::Adoption { labels: crate::driver::cri::run_labels(&self.run_id), cgroup_parent: self.cgroup_parent() }),
         };
         let endpoint = format!("unix://{}", proxy.listen.display());
+        // A socket left by an earlier critest of this session (make bench runs it per round),
+        // in sgpc's own run directory.
+        if proxy.listen.exists() {
+            fs_err::remove_file(&proxy.listen)?;
+        }
         let listener = tokio::net::UnixListener::bind(&proxy.listen).with_context(|| format!("listening on {}", proxy.listen.display()))?;
         // Aborted when critest is done, or when an interrupt drops this future.
         let mut serving = AbortOnDrop(tokio::spawn(crate::proxy::serve_on(listener, proxy)));
@@ -459,12 +464,7 @@ impl Driver for Session {
                     image_ref: member.image.reference.clone(),
                     image_digests: member.image.digests(),
                     case_dir: self.dir().join("cases").join(format!("{}-{}-{}", id.scenario, id.policy, started + i)),
-                    // Containers of one sandbox need names of their own: a shared sandbox's are
-                    // its cases' scenario names.
-                    container: match (&member.case.scenario.member, members.len()) {
-                        (None, 2..) => member.case.scenario.name.clone(),
-                        _ => member.container_name().to_string(),
-                    },
+                    container: member.container_name_among(members.len()),
                     init: member.init(),
                     run_id: self.run_id.clone(),
                     runtime_handler: self.runtime_handler.clone(),
