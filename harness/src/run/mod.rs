@@ -220,7 +220,14 @@ pub async fn run_cases(
 ) -> Vec<CaseResult> {
     on_event(Event::RunStarted { total: cases.len(), runtime: driver.runtime() });
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    let groups = if driver.shares_sandboxes() { catalogue.sandboxes(cases) } else { catalogue.pods(cases) };
+    let groups = if driver.shares_sandboxes() {
+        // Largest first, so that no large sandbox starts last and runs alone at the end.
+        let mut groups = catalogue.sandboxes(cases);
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        groups
+    } else {
+        catalogue.pods(cases)
+    };
     let mut stream = futures::stream::iter(&groups).map(|ids| run_isolated(ids, run_pod(driver, catalogue, images, ids))).buffer_unordered(jobs.max(1));
     while let Some(finished) = stream.next().await {
         for result in finished {
