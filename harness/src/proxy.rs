@@ -433,7 +433,7 @@ async fn create_container(req: Request<Body>, sender: SendRequest<Body>, state: 
                 if state.has(Fault::IgnoreUserNamespace) {
                     sc.namespace_options.iter_mut().for_each(|n| n.userns_options = None);
                 }
-                if state.has(Fault::CopyFirstContainerIdentity) {
+                if state.has(Fault::CopyFirstContainerIdentity) && state.sandbox_selected(&pod_id) {
                     copy_first_identity(&state.first_containers, &pod_id, sc);
                 }
             }

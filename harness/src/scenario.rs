@@ -191,6 +191,8 @@ pub struct PodMember {
     pub container: String,
     /// An init container: it runs, and exits, before the Pod's containers start.
     pub init: bool,
+    /// Its place in the file's `containers` (or `initContainers`) list.
+    pub index: usize,
 }
 
 impl PodMember {
@@ -496,8 +498,11 @@ impl Validator<'_> {
         if raw.containers.is_empty() {
             return Err(self.error(None, "containers", "empty: a Pod needs at least one container besides its init containers (Kubernetes API: spec.containers is required)"));
         }
-        if raw.expect.merge.is_some() || raw.expect.strict.is_some() || !raw.container.security_context.is_empty() {
-            return Err(self.error(None, "expect", "a Pod that lists `containers` writes `securityContext` and `expect` per container"));
+        if raw.expect.merge.is_some() || raw.expect.strict.is_some() {
+            return Err(self.error(None, "expect", "a Pod that lists `containers` writes `expect` per container"));
+        }
+        if !raw.container.security_context.is_empty() {
+            return Err(self.error(None, "container.securityContext", "a Pod that lists `containers` writes `securityContext` per container"));
         }
         if raw.containers.len() + raw.init_containers.len() > MAX_CONTAINERS {
             return Err(self.error(None, "containers", format!("{} containers: expected at most {MAX_CONTAINERS}", raw.containers.len() + raw.init_containers.len())));
@@ -512,9 +517,9 @@ impl Validator<'_> {
                 return Err(self.error(None, &format!("{prefix}.name"), format!("{:?}: a container name must be a DNS-1123 label (Kubernetes API), not starting with `prepare-` (sgpc's own)", c.name)));
             }
             if let Some(other) = inputs.iter().find(|o| o.member.as_ref().is_some_and(|m| m.container == c.name)) {
-                return Err(self.error(None, &format!("{prefix}.name"), format!("{:?} is also the name of {}: names are unique across a Pod's containers and init containers (Kubernetes API)", c.name, other.prefix)));
+                return Err(self.error(None, &format!("{prefix}.name"), format!("{:?} is also the name of {}: names are unique across a Pod's containers and init containers (Kubernetes API)", c.name, other.security_prefix)));
             }
-            let member = PodMember { pod: raw.name.clone(), container: c.name.clone(), init };
+            let member = PodMember { pod: raw.name.clone(), container: c.name.clone(), init, index };
             inputs.push(ContainerInput { prefix: format!("{prefix}."), security_prefix: prefix, image: &c.image, security: &c.security_context, expect: &c.expect, member: Some(member) });
         }
         Ok(inputs)
@@ -744,18 +749,16 @@ impl Catalogue {
     /// selected containers of that Pod under the same policy, in catalogue order (init
     /// containers first); every other case alone. Groups in the order of their first case.
     pub fn pods(&self, cases: &[CaseId]) -> Vec<Vec<CaseId>> {
-        let mut groups: Vec<(Option<(&str, Policy)>, Vec<CaseId>)> = Vec::new();
-        for id in cases {
+        let mut seen = std::collections::HashSet::new();
+        // A case listed twice runs once: its second container would take the first's name.
+        let keyed = cases.iter().filter(|id| seen.insert(*id)).map(|id| {
             let pod = self.scenario(&id.scenario).and_then(|s| s.member.as_ref()).map(|m| (m.pod.as_str(), id.policy));
-            match groups.iter_mut().find(|(key, _)| pod.is_some() && *key == pod) {
-                Some((_, ids)) => ids.push(id.clone()),
-                None => groups.push((pod, vec![id.clone()])),
-            }
-        }
+            (pod, id.clone())
+        });
         let position = |id: &CaseId| self.scenarios.iter().position(|s| s.name == id.scenario);
-        groups
+        group_by(keyed, usize::MAX)
             .into_iter()
-            .map(|(_, mut ids)| {
+            .map(|mut ids| {
                 ids.sort_by_key(position);
                 ids
             })
@@ -769,18 +772,14 @@ impl Catalogue {
     /// sandbox would run. A Pod of several containers stays alone, and no case joins a sandbox
     /// whose Pod-level context differs.
     pub fn sandboxes(&self, cases: &[CaseId]) -> Vec<Vec<CaseId>> {
-        let mut groups: Vec<(Option<(bool, &PodSecurity)>, Vec<CaseId>)> = Vec::new();
-        for ids in self.pods(cases) {
+        let keyed = self.pods(cases).into_iter().map(|ids| {
             let shareable = match ids.as_slice() {
                 [id] => self.scenario(&id.scenario).filter(|s| s.member.is_none()).map(|s| (id.policy == Policy::Strict, &s.pod)),
                 _ => None,
             };
-            match groups.iter_mut().find(|(key, group)| shareable.is_some() && *key == shareable && group.len() < MAX_SHARED) {
-                Some((_, group)) => group.extend(ids),
-                None => groups.push((shareable, ids)),
-            }
-        }
-        groups.into_iter().map(|(_, ids)| ids).collect()
+            (shareable, ids)
+        });
+        group_by(keyed, MAX_SHARED).into_iter().map(|groups| groups.concat()).collect()
     }
 
     pub fn scenario(&self, name: &str) -> Option<&Scenario> {
@@ -816,16 +815,33 @@ impl Catalogue {
         for case in cases {
             let Some(scenario) = self.scenario(&case.scenario) else { continue };
             if let Some(reason) = &scenario.expectation(case.policy).deviation {
-                let field = match case.policy {
-                    Policy::Default | Policy::Merge => "expect.merge.deviation",
-                    Policy::Strict => "expect.strict.deviation",
+                let policy = match case.policy {
+                    Policy::Default | Policy::Merge => "merge",
+                    Policy::Strict => "strict",
+                };
+                let field = match &scenario.member {
+                    Some(member) => format!("{}[{}].expect.{policy}.deviation", if member.init { "initContainers" } else { "containers" }, member.index),
+                    None => format!("expect.{policy}.deviation"),
                 };
                 let message = format!("case {case} departs from the KEP model ({reason:?}); --no-deviations runs only cases held to the model: leave the case out with --filter, or drop --no-deviations");
-                return Err(InputError::new(&scenario.source, None, Some(field), message));
+                return Err(InputError::new(&scenario.source, None, Some(&field), message));
             }
         }
         Ok(())
     }
+}
+
+/// Groups items by their key in order of first appearance, at most `max` to a group; an item
+/// without a key is a group of its own.
+fn group_by<K: PartialEq, T>(items: impl IntoIterator<Item = (Option<K>, T)>, max: usize) -> Vec<Vec<T>> {
+    let mut groups: Vec<(Option<K>, Vec<T>)> = Vec::new();
+    for (key, item) in items {
+        match groups.iter_mut().find(|(k, group)| key.is_some() && *k == key && group.len() < max) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((key, vec![item])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// Names one case: a scenario under one policy. Displays as `scenario/policy`.

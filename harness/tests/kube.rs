@@ -33,7 +33,7 @@ fn every_manifest_carries_the_scenario_field_by_field() {
         let spec = pod.spec.as_ref().unwrap();
         let sc = spec.security_context.as_ref().unwrap();
         let name = format!("{id}");
-        assert_eq!(pod.metadata.name.as_deref(), Some(format!("{}-{}", id.scenario, id.policy).as_str()));
+        assert_eq!(pod.metadata.name.as_deref(), Some(format!("{}-{}", s.pod_name(), id.policy).as_str()));
         assert_eq!(pod.metadata.namespace.as_deref(), Some("sgpc-test"));
         assert_eq!(pod.metadata.labels.as_ref().unwrap()["sgpc.io/run"], "sgpc-test");
         let want_policy = match id.policy {
@@ -48,7 +48,13 @@ fn every_manifest_carries_the_scenario_field_by_field() {
         assert_eq!(spec.host_users, s.pod.host_users, "{name}");
         let sup: Vec<i64> = s.pod.supplemental_groups.iter().map(|&g| i64::from(g)).collect();
         assert_eq!(sc.supplemental_groups.clone().unwrap_or_default(), sup, "{name}");
-        let probe = &spec.containers[0];
+        // A container of a Pod of several, run alone here, keeps its name and its list.
+        let probe = match &s.member {
+            Some(m) if m.init => spec.init_containers.as_ref().unwrap().iter().find(|c| c.name == m.container).unwrap(),
+            Some(m) => spec.containers.iter().find(|c| c.name == m.container).unwrap(),
+            None => &spec.containers[0],
+        };
+        assert_eq!(probe.name, s.member.as_ref().map_or("probe", |m| m.container.as_str()), "{name}");
         assert_eq!(probe.image_pull_policy.as_deref(), Some("Never"));
         assert!(probe.image.as_deref().unwrap().starts_with(&format!("sgpc.local/sgpc/{}:", s.image)), "{name}");
         assert_eq!(probe.command.as_ref().unwrap(), &sgpc::observation::first_process_command());
@@ -75,7 +81,8 @@ fn dry_run_prints_the_namespace_and_every_pod() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
     let docs: Vec<&str> = text.split("---\n").filter(|d| !d.trim().is_empty()).collect();
-    assert_eq!(docs.len(), 1 + support::catalogue().cases().len());
+    let catalogue = support::catalogue();
+    assert_eq!(docs.len(), 1 + catalogue.pods(&catalogue.cases()).len(), "a Pod per case, but one per Pod of several containers");
     assert!(docs[0].contains("kind: Namespace"));
     let pods: Vec<Pod> = docs[1..].iter().map(|d| serde_saphyr::from_str(d).unwrap()).collect();
     assert!(pods.iter().all(|p| p.metadata.namespace == docs[0].lines().find_map(|l| l.trim().strip_prefix("name: ")).map(str::to_string)));

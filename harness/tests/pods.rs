@@ -47,6 +47,7 @@ fn a_malformed_pod_is_an_error_naming_the_field() {
         (format!("{POD}containers:\n  - {{name: a, image: kep-blog, securityContext: {{runAsUser: -1}}}}\n"), "containers[0].securityContext.runAsUser", "is not an id"),
         (format!("{POD}containers:\n  - name: a\n    image: kep-blog\n    expect:\n      strict: {{uid: 1000, gid: 3000, groups: [3000, 50000]}}\n"), "containers[0].expect.strict", "differs from the KEP model"),
         (format!("{POD}expect:\n  strict: {{uid: 1000, gid: 3000, groups: [3000]}}\ncontainers:\n  - {{name: a, image: kep-blog}}\n"), "expect", "per container"),
+        (format!("{POD}container:\n  securityContext: {{runAsUser: 1}}\ncontainers:\n  - {{name: a, image: kep-blog}}\n"), "container.securityContext", "per container"),
         (format!("{POD}containers:\n{}", (0..9).map(|i| format!("  - {{name: c{i}, image: kep-blog}}\n")).collect::<String>()), "containers", "at most 8"),
         (POD.to_string(), "image", "missing"),
     ];
@@ -54,6 +55,15 @@ fn a_malformed_pod_is_an_error_naming_the_field() {
         let error = parse(&text).expect_err(&text);
         assert!(error.contains(field) && error.contains(words), "{text}\n-> {error}\n(expected the field {field} and {words:?})");
     }
+}
+
+#[test]
+fn a_certification_run_names_the_containers_deviation_where_it_is_written() {
+    let text = format!("{POD}containers:\n  - {{name: a, image: kep-blog}}\n  - name: b\n    image: kep-blog\n    expect:\n      strict: {{uid: 1000, gid: 3000, groups: [3000, 50000], deviation: a reason}}\n");
+    let scenarios = parse(&text).unwrap();
+    let catalogue = Catalogue { scenarios, images: recipes() };
+    let error = catalogue.refuse_deviations(&catalogue.cases()).unwrap_err().to_string();
+    assert!(error.contains("containers[1].expect.strict.deviation"), "{error}");
 }
 
 #[test]

@@ -49,7 +49,7 @@ pub struct DiscoverConfig {
 
 impl DiscoverConfig {
     pub fn new(base: SessionConfig, seed: u64, cases: usize) -> DiscoverConfig {
-        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 16, shrink_jobs: 4 }
+        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4 }
     }
 }
 

@@ -53,9 +53,16 @@ pub enum CriError {
         #[source]
         source: Box<CriError>,
     },
-    /// A failure of the Pod's sandbox, told to each of its containers but the first.
-    #[error("{0} (the Pod's sandbox, shared with another container of it)")]
-    Sandbox(String),
+    /// A failure of a Pod of several containers (its sandbox, or its removal), told to each.
+    #[error("the Pod failed")]
+    PodFailed(#[source] std::sync::Arc<CriError>),
+    /// An init container before this one did not complete: kubelet starts nothing after it
+    /// (the Pod's containers start only once every init container has succeeded).
+    #[error("not started: init container {container} of the Pod did not complete")]
+    InitNotCompleted { container: String },
+    /// sgpc asked for something no runtime could give (its own bug).
+    #[error("{0}")]
+    Internal(&'static str),
     #[error("{what}")]
     Io {
         what: String,
@@ -64,12 +71,16 @@ pub enum CriError {
     },
 }
 
-impl CriError {
-    /// The same failure for another container of the Pod: a refusal stays a refusal.
-    fn for_sibling(&self) -> CriError {
-        match self {
-            CriError::Refused { step, status } => CriError::Refused { step, status: status.clone() },
-            other => CriError::Sandbox(crate::chain::error_chain(other)),
+/// One failure told to each of `count` containers of a Pod: a refusal stays each one's refusal
+/// (the runtime refused the Pod they are in); anything else is each one's through one shared
+/// cause. A Pod of one keeps its error as it is.
+fn for_each_container(error: CriError, count: usize) -> Vec<CriError> {
+    match error {
+        e if count == 1 => vec![e],
+        CriError::Refused { step, status } => (0..count).map(|_| CriError::Refused { step, status: status.clone() }).collect(),
+        other => {
+            let shared = std::sync::Arc::new(other);
+            (0..count).map(|_| CriError::PodFailed(shared.clone())).collect()
         }
     }
 }
@@ -556,56 +567,62 @@ impl CriDriver {
     /// created and started, and each observed. Removes the sandbox whatever happened. One result
     /// per request, in order.
     pub async fn run_pod(&self, reqs: &[CaseRequest<'_>]) -> Vec<Result<Observations, CriError>> {
-        let Some(first) = reqs.first() else { return Vec::new() };
+        let mut names: Vec<&str> = reqs.iter().map(|r| r.container.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return reqs.iter().map(|_| Err(CriError::Internal("two containers of one sandbox were given one name"))).collect();
+        }
         let (pod_id, sandbox, mounts) = match self.start_sandbox(reqs).await {
             Ok(started) => started,
-            Err(e) => {
-                let mut failed: Vec<_> = reqs.iter().skip(1).map(|_| Err(e.for_sibling())).collect();
-                failed.insert(0, Err(e));
-                return failed;
-            }
+            Err(e) => return for_each_container(e, reqs.len()).into_iter().map(Err).collect(),
         };
-        let mut results: Vec<Option<Result<Observations, CriError>>> = reqs.iter().map(|_| None).collect();
-        for (i, req) in reqs.iter().enumerate().filter(|(_, r)| r.init) {
+        let mut results: Vec<Result<Observations, CriError>> = Vec::with_capacity(reqs.len());
+        let mut incomplete: Option<String> = None;
+        for (i, req) in reqs.iter().enumerate() {
+            if let Some(container) = &incomplete {
+                results.push(Err(CriError::InitNotCompleted { container: container.clone() }));
+                continue;
+            }
+            if !req.init {
+                break;
+            }
             let observed = match self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await {
                 Ok(started) => self.observe(req, &sandbox, started).await,
                 Err(e) => Err(e),
             };
-            results[i] = Some(observed);
-        }
-        let mut running = Vec::new();
-        for (i, req) in reqs.iter().enumerate().filter(|(_, r)| !r.init) {
-            running.push((i, self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await));
+            if observed.is_err() {
+                incomplete = Some(req.container.clone());
+            }
+            results.push(observed);
         }
         // Started in order, as kubelet starts a Pod's containers; observed all at once.
-        let sandbox = &sandbox;
-        let observed = futures::future::join_all(running.into_iter().map(|(i, started)| async move {
-            match started {
-                Ok(started) => (i, self.observe(&reqs[i], sandbox, started).await),
-                Err(e) => (i, Err(e)),
-            }
-        }))
-        .await;
-        for (i, observed) in observed {
-            results[i] = Some(observed);
+        let mut running = Vec::new();
+        for (i, req) in reqs.iter().enumerate().skip(results.len()) {
+            running.push((i, self.start_container(req, &pod_id, &sandbox, mounts[i].clone()).await));
         }
-        let removed = self.remove_sandbox(&pod_id).await;
-        tracing::debug!(pod = %first.scenario.pod_name(), containers = reqs.len(), "pod finished");
-        results
-            .into_iter()
-            .map(|r| {
-                let observed = r.unwrap_or_else(|| Err(CriError::Sandbox("the container was never started".into())));
-                match (&removed, observed) {
-                    (Err(e), Ok(_)) => Err(e.for_sibling()),
-                    (_, observed) => observed,
+        let sandbox = &sandbox;
+        results.extend(
+            futures::future::join_all(running.into_iter().map(|(i, started)| async move {
+                match started {
+                    Ok(started) => self.observe(&reqs[i], sandbox, started).await,
+                    Err(e) => Err(e),
                 }
-            })
-            .collect()
+            }))
+            .await,
+        );
+        // A sandbox that cannot be removed is a leak: no container's observations stand.
+        if let Err(e) = self.remove_sandbox(&pod_id).await {
+            let observed: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+            for (i, error) in observed.iter().zip(for_each_container(e, observed.len())) {
+                results[*i] = Err(error);
+            }
+        }
+        results
     }
 
     /// The Pod's sandbox, with each container's volumes prepared (in its own case directory).
     async fn start_sandbox(&self, reqs: &[CaseRequest<'_>]) -> Result<(String, cri::PodSandboxConfig, Vec<Vec<cri::Mount>>), CriError> {
-        let first = reqs.first().ok_or_else(|| CriError::Sandbox("a Pod without containers".into()))?;
+        let first = reqs.first().ok_or(CriError::Internal("a Pod without containers"))?;
         if first.scenario.pod.user_namespace() && first.userns_slot.is_none() {
             return Err(CriError::NoUsernsSlot);
         }

@@ -46,11 +46,14 @@ pub enum KubeError {
     },
     #[error("the API server's minor version {0:?} is no number")]
     Version(String),
-    #[error("Pod {pod} neither ran its probe nor was rejected within {after:?} (phase {phase:?}{containers})")]
-    Timeout { pod: String, after: Duration, phase: String, containers: String },
-    /// A failure of the whole Pod, told to each of its containers but the first.
-    #[error("{0} (the Pod, shared with another container of it)")]
-    Sibling(String),
+    #[error("Pod {pod} neither ran the probe of container {container} nor was rejected within {after:?} (phase {phase:?}{containers})")]
+    Timeout { pod: String, container: String, after: Duration, phase: String, containers: String },
+    /// A failure of a Pod of several containers, told to each.
+    #[error("the Pod failed")]
+    PodFailed(#[source] std::sync::Arc<KubeError>),
+    /// An init container before this one did not complete: kubelet starts nothing after it.
+    #[error("not started: init container {container} of the Pod did not complete")]
+    InitNotCompleted { container: String },
     #[error("the first process printed no probe output (the Pod did not run)")]
     NoProbeOutput,
     #[error("the exec'd probe gave no output")]
@@ -449,31 +452,55 @@ impl KubeDriver {
     }
 
     /// Creates the Pod, waits for it to run or be rejected, and collects the facts of each of
-    /// its containers, in the order of the request. Each init container is observed while it
-    /// runs, then ended from inside (its first process exits 0 on SIGTERM), so that kubelet
-    /// starts the next one and then the Pod's containers.
-    pub async fn run_pod(&self, req: &PodRequest<'_>, server_minor: u32) -> Result<Vec<KubeFacts>, KubeError> {
-        use kube::api::{DeleteParams, ListParams, PostParams};
+    /// its containers, in the order of the request; deletes the Pod whatever happened. Each
+    /// init container is observed while it runs, then ended from inside (its first process
+    /// exits 0 on SIGTERM), so that kubelet starts the next one and then the Pod's containers.
+    /// Every wait is bounded by one deadline: the timeout once per init container and once more.
+    pub async fn run_pod(&self, req: &PodRequest<'_>, server_minor: u32) -> Vec<Result<KubeFacts, KubeError>> {
         let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), &req.namespace);
-        let Some(first) = req.containers.first() else { return Ok(Vec::new()) };
+        let Some(first) = req.containers.first() else { return Vec::new() };
         let name = pod_name(first.scenario.pod_name(), req.policy);
-        pods.create(&PostParams::default(), &pod_manifest(req)).await.map_err(api(format!("creating Pod {name}")))?;
+        let inits = req.containers.iter().filter(|c| c.init()).count() as u32;
+        let deadline = tokio::time::Instant::now() + self.timeout * (inits + 1);
+        let observed = match pods.create(&kube::api::PostParams::default(), &pod_manifest(req)).await {
+            Err(e) => Err(api(format!("creating Pod {name}"))(e)),
+            Ok(_) => {
+                let watched = tokio::time::timeout_at(deadline, self.watch_pod(&pods, &name, req, server_minor, deadline)).await;
+                let deleted = pods.delete(&name, &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.map_err(api(format!("deleting Pod {name}")));
+                match (watched, deleted) {
+                    (Err(_), _) => Err(KubeError::Timeout { pod: name.clone(), container: "(a call to the API server)".into(), after: self.timeout * (inits + 1), phase: String::new(), containers: String::new() }),
+                    (Ok(Err(e)), _) | (Ok(Ok(_)), Err(e)) => Err(e),
+                    (Ok(Ok(facts)), Ok(_)) => Ok(facts),
+                }
+            }
+        };
+        match observed {
+            Ok(facts) => facts,
+            Err(e) if req.containers.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                let shared = std::sync::Arc::new(e);
+                req.containers.iter().map(|_| Err(KubeError::PodFailed(shared.clone()))).collect()
+            }
+        }
+    }
+
+    /// Watches the created Pod until each container has run its probe or cannot, and
+    /// collects the facts; a container that did not finish by `deadline` gets a timeout.
+    async fn watch_pod(&self, pods: &kube::Api<Pod>, name: &str, req: &PodRequest<'_>, server_minor: u32, deadline: tokio::time::Instant) -> Result<Vec<Result<KubeFacts, KubeError>>, KubeError> {
+        use kube::api::ListParams;
         let mut facts: Vec<KubeFacts> = req.containers.iter().map(|c| KubeFacts { container: c.name().to_string(), init: c.init(), server_minor, ..Default::default() }).collect();
-        let deadline = tokio::time::Instant::now() + self.timeout;
         let events_api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &req.namespace);
         let selector = format!("involvedObject.name={name}");
         let settled = |f: &KubeFacts| f.refusal.is_some() || f.log.is_some();
         let mut polls = 0u32;
-        let mut pod;
+        let mut timed_out = None;
         loop {
-            pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
-            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-            if phase == "Failed" || phase == "Succeeded" {
-                break;
-            }
+            let pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
+            // Before the phase: a refused start ends a Pod with restartPolicy Never (Failed).
             for f in facts.iter_mut().filter(|f| !settled(f)) {
                 f.refusal = container_refusal(&pod, &f.container, f.init);
             }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
             // kubelet cannot always write the container's state (a status the API server
             // refuses stays unwritten), but its Warning event about the failed start is stored.
             polls += 1;
@@ -483,29 +510,34 @@ impl KubeDriver {
                     f.refusal = event_refusal(&events, &field_path(&f.container, f.init));
                 }
             }
+            if phase == "Failed" || phase == "Succeeded" {
+                break;
+            }
             // Init containers in turn: only the first unsettled one can be running.
             if let Some(f) = facts.iter_mut().find(|f| f.init && !settled(f)) {
-                if running(&pod, &f.container, true) && self.observe_init(&pods, &name, f).await? {
+                if running(&pod, &f.container, true) && self.observe_init(pods, name, f).await? {
                     continue;
                 }
             } else {
                 for f in facts.iter_mut().filter(|f| !f.init && !settled(f)) {
-                    f.log = self.finished_log(&pods, &name, &pod, &f.container).await?;
+                    f.log = self.finished_log(pods, name, &pod, &f.container).await?;
                 }
             }
             // kubelet starts nothing after an init container that did not start.
             if facts.iter().all(settled) || facts.iter().any(|f| f.init && f.refusal.is_some()) {
                 break;
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(KubeError::Timeout { pod: name, after: self.timeout, phase, containers: container_states(&pod) });
+            if tokio::time::Instant::now() + Duration::from_millis(200) >= deadline {
+                timed_out = Some((phase, container_states(&pod)));
+                break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        for f in facts.iter_mut().filter(|f| !f.init && f.log.is_some()) {
-            f.exec = Some(self.exec(&pods, &name, &f.container, observation::exec_command()).await?);
+        let mut execs = Vec::new();
+        for f in facts.iter().filter(|f| !f.init && f.log.is_some()) {
+            execs.push((f.container.clone(), self.exec(pods, name, &f.container, observation::exec_command()).await));
         }
-        pod = pods.get(&name).await.map_err(api(format!("reading Pod {name}")))?;
+        let pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
         let node = match pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
             Some(node_name) => {
                 let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
@@ -514,16 +546,26 @@ impl KubeDriver {
             None => None,
         };
         let events = events_api.list(&ListParams::default().fields(&selector)).await.map_err(api(format!("listing the events of Pod {name}")))?.items;
-        pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.map_err(api(format!("deleting Pod {name}")))?;
-        for f in &mut facts {
+        let incomplete = facts.iter().find(|f| f.init && !(f.log.is_some() && f.exec.is_some())).map(|f| f.container.clone());
+        let mut results = Vec::new();
+        for mut f in facts {
+            let exec = execs.iter_mut().find(|(c, _)| *c == f.container).map(|(_, e)| std::mem::replace(e, Ok(String::new())));
             // An init container's status as read while it ran; every other's as read last.
             if !(f.init && f.exec.is_some()) {
                 f.pod = pod.clone();
             }
             f.node = node.clone();
             f.events = events.clone();
+            results.push(match (exec, &timed_out, &incomplete) {
+                (Some(Err(e)), _, _) => Err(e),
+                (Some(Ok(text)), _, _) => Ok(KubeFacts { exec: Some(text), ..f }),
+                _ if settled(&f) || rejected(&f.pod) => Ok(f),
+                (None, _, Some(init)) if !f.init || *init != f.container => Err(KubeError::InitNotCompleted { container: init.clone() }),
+                (None, Some((phase, states)), _) => Err(KubeError::Timeout { pod: name.to_string(), container: f.container.clone(), after: self.timeout, phase: phase.clone(), containers: states.clone() }),
+                (None, None, _) => Ok(f),
+            });
         }
-        Ok(facts)
+        Ok(results)
     }
 
     /// The container's log once its probe has printed everything; `None` before (or while the
@@ -546,7 +588,11 @@ impl KubeDriver {
         f.log = Some(log);
         f.exec = Some(self.exec(pods, name, &f.container, observation::exec_command()).await?);
         f.pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
-        self.exec(pods, name, &f.container, vec!["/bin/sh".into(), "-c".into(), "kill -TERM 1".into()]).await?;
+        // The stream may break as the container ends; whether it ended shows in its status: a
+        // container that did not is a timeout of the containers after it.
+        if let Err(e) = self.exec(pods, name, &f.container, vec!["/bin/sh".into(), "-c".into(), "kill -TERM 1".into()]).await {
+            tracing::debug!("ending init container {} of Pod {name}: {}", f.container, crate::chain::error_chain(&e));
+        }
         Ok(true)
     }
 
@@ -602,7 +648,7 @@ impl KubePlan {
         KubePlan { run_id: run_id.to_string(), namespace: run_id.to_ascii_lowercase(), images, node_name: Some(node_name.to_string()) }
     }
 
-    /// The Pod request of the cases of one Pod ([`crate::run::pods`]), or why there is none.
+    /// The Pod request of the cases of one Pod ([`Catalogue::pods`]), or why there is none.
     pub fn request<'a>(&self, catalogue: &'a Catalogue, ids: &[CaseId]) -> Result<PodRequest<'a>, PlanError> {
         let mut containers = Vec::new();
         for id in ids {
@@ -702,13 +748,8 @@ impl Driver for KubeRun {
     async fn run_pod(&self, members: &[Member<'_, '_>]) -> Vec<Result<Observations, DriverError>> {
         let containers = members.iter().map(|m| ContainerRequest { case: m.case.id.to_string(), scenario: m.case.scenario, image_ref: m.image.reference.clone() }).collect();
         let policy = members.first().map_or(Policy::Default, |m| m.case.id.policy);
-        match self.driver.run_pod(&self.plan.pod_request(containers, policy), self.server_minor).await {
-            Ok(facts) => members.iter().zip(facts).map(|(m, f)| Ok(observations(&m.case.id, &f)?)).collect(),
-            Err(e) => {
-                let mut failed: Vec<Result<Observations, DriverError>> = members.iter().skip(1).map(|_| Err(KubeError::Sibling(crate::chain::error_chain(&e)).into())).collect();
-                failed.insert(0, Err(e.into()));
-                failed
-            }
-        }
+        let facts = self.driver.run_pod(&self.plan.pod_request(containers, policy), self.server_minor).await;
+        members.iter().zip(facts).map(|(m, f)| Ok(observations(&m.case.id, &f?)?)).collect()
     }
+
 }

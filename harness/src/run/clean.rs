@@ -76,13 +76,8 @@ async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts:
     // The run's cgroups are named after it, so they are found even when its directory is gone.
     let host_leftovers = crate::provision::host_paths::leftovers(&record.dir);
     if record.dir.exists() || !processes.is_empty() || !mounts.is_empty() || !host_leftovers.is_empty() {
-        actions.push(format!(
-            "kill {} processes, unmount {} mounts, remove {} host paths (cgroups, shim sockets) and remove {}",
-            processes.len(),
-            mounts.len(),
-            host_leftovers.len(),
-            record.dir.display()
-        ));
+        let dir = if record.dir.exists() { format!("remove {}", record.dir.display()) } else { format!("{} is gone already", record.dir.display()) };
+        actions.push(format!("kill {} processes, unmount {} mounts, remove {} host paths (cgroups, shim sockets); {dir}", processes.len(), mounts.len(), host_leftovers.len()));
         if !dry_run {
             if let Err(e) = crate::provision::remove_tree(&record.dir) {
                 problems.push(format!("{e:#}"));

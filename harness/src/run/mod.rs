@@ -74,8 +74,14 @@ pub struct CaseResult {
     /// to the model, the same observations would not pass.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub passed_by_deviation: bool,
+    /// Wall time of the case: of its whole sandbox where it shared one.
     #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
+    /// The other cases whose containers ran in the same sandbox (its Pod's, or a shared one),
+    /// in the order they started; empty for a sandbox of its own. A finding about one of them
+    /// can be run again alone (`--one-sandbox-per-case`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sandbox_with: Vec<CaseId>,
 }
 
 impl CaseResult {
@@ -270,6 +276,9 @@ pub async fn run_pod(driver: &impl Driver, catalogue: &Catalogue, images: &BTree
         results.push(result);
     }
     let members: Vec<Member<'_, '_>> = runnable.iter().map(|(_, case, image)| Member { case, image }).collect();
+    for (index, _, _) in &runnable {
+        results[*index].sandbox_with = runnable.iter().filter(|(other, _, _)| other != index).map(|(_, c, _)| c.id.clone()).collect();
+    }
     let observed = if members.is_empty() { Vec::new() } else { driver.run_pod(&members).await };
     for ((index, case, image), observed) in runnable.iter().zip(observed.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
         let result = &mut results[*index];
@@ -487,6 +496,7 @@ pub fn error_result(id: &CaseId, summary: &str, message: &str) -> CaseResult {
         judgement: Judgement::error(message),
         passed_by_deviation: false,
         duration: Duration::ZERO,
+        sandbox_with: Vec::new(),
     }
 }
 
