@@ -266,11 +266,11 @@ async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
     let target = sgpc::driver::cri::CriDriver::connect(&containerd.endpoint, sgpc::driver::Timeouts::default()).await.unwrap();
     let left: Vec<String> = target.image_references().await.unwrap().into_iter().filter(|r| r.contains("/sgpc/")).collect();
     containerd.daemon.stop().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(left.is_empty(), "a failed set-up removes the images it pulled: {left:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stdout}");
     assert_eq!(stdout.matches("cannot start a sandbox").count(), 1, "said once: {stdout}");
-    for needle in ["registry.k8s.io/pause:3.6", "ctr -n k8s.io images import", "pause_image"] {
+    for needle in ["registry.k8s.io/pause:3.6", "ctr -n k8s.io images import", "pause_image", "pinned_images", "sandbox_image"] {
         assert!(stdout.contains(needle), "missing {needle:?}: {stdout}");
     }
     assert!(!stdout.contains("crun"), "no hint that does not apply: {stdout}");
@@ -278,6 +278,26 @@ async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
     assert_eq!(report["runtime"]["runtime_name"], "containerd", "the runtime answered Version: {report}");
     let junit = std::fs::read_to_string(&junit).unwrap();
     assert!(junit.contains("name=\"sgpc on containerd "), "{junit}");
+
+    // The advice, followed to the letter on a containerd whose config pins the name it gives
+    // (ctr itself prints none): build the archives, import pause with ctr; then the run starts.
+    let pinned = regex::Regex::new(r#"sandbox = \\?"([^"\\]+)\\?""#).unwrap().captures(&stdout).map(|c| c[1].to_string());
+    let pinned = pinned.unwrap_or_else(|| panic!("the advice names the image to pin: {stdout}"));
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = Containerd::start(&ContainerdOptions { pause_image: pinned.clone(), dir: dir.path().join("containerd"), ..opts }).await.expect("containerd starts");
+    let archives = dir.path().join("archives");
+    let built = Command::new(support::sgpc_binary()).args(["images", "build", "--out"]).arg(&archives).output().unwrap();
+    let socket = sgpc::driver::cri::socket_path(&containerd.endpoint);
+    let imported = Command::new(support::containerd_dir().join("ctr")).arg("--address").arg(&socket).args(["-n", "k8s.io", "images", "import"]).arg(archives.join("pause.oci.tar")).output().unwrap();
+    let again = Command::new(support::sgpc_binary())
+        .env("SGPC_STATE_DIR", dir.path().join("state"))
+        .args(["run", "--cri", &containerd.endpoint, "--filter", "^kep-blog/strict$"])
+        .output()
+        .unwrap();
+    containerd.daemon.stop().await.unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(imported.status.success(), "ctr import: {}", String::from_utf8_lossy(&imported.stderr));
+    assert_eq!(again.status.code(), Some(exit_code::PASS), "with {pinned} pinned as the advice says: {}", String::from_utf8_lossy(&again.stdout));
 }
 
 #[test]

@@ -93,6 +93,14 @@ fn identity_differs_from_first_container(catalogue: &Catalogue, case: &CaseId) -
     first.name != scenario.name && sent(first) != sent(scenario)
 }
 
+/// Whether an init container of the case's Pod starts before it.
+fn after_an_init_container(catalogue: &Catalogue, case: &CaseId) -> bool {
+    let scenario = catalogue.scenario(&case.scenario).unwrap();
+    let Some(member) = &scenario.member else { return false };
+    let first_init = catalogue.scenarios.iter().find(|s| s.member.as_ref().is_some_and(|m| m.pod == member.pod && m.init));
+    first_init.is_some_and(|init| init.name != scenario.name)
+}
+
 fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
     let kill_at = mutant_cases(catalogue, On::Containerd).iter().position(|c| c.to_string() == "kep-blog/strict").unwrap();
     let kill_runtime = move |_: &Catalogue, _: &CaseId, index: usize| if index >= kill_at { Expect::Error("failed") } else { Expect::Pass };
@@ -145,7 +153,10 @@ fn mutants(catalogue: &Catalogue) -> Vec<Mutant> {
         // which the other bytes may lack, so the runtime may refuse before any container exists.
         Mutant::new(Fault::SwapImage, None, 4, |cat, case, _| {
             let s = cat.scenario(&case.scenario).unwrap();
-            if s.container.run_as_user.or(s.pod.run_as_user).is_some() {
+            // The init container before it ran other bytes (ERROR): nothing starts after it.
+            if after_an_init_container(cat, case) {
+                Expect::Error("not started: init container")
+            } else if s.container.run_as_user.or(s.pod.run_as_user).is_some() {
                 Expect::Error("not the bytes sgpc built")
             } else {
                 Expect::NotPass

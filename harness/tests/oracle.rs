@@ -17,13 +17,16 @@ fn catalogue() -> Catalogue {
 #[rstest]
 fn written_expectation_matches_oracle(#[files("../scenarios/*.yaml")] path: PathBuf, #[values(Policy::Default, Policy::Merge, Policy::Strict)] policy: Policy) {
     let catalogue = catalogue();
-    let name = sgpc::scenario::Scenario::load(&path, &catalogue.images).unwrap().name;
-    let scenario = catalogue.scenario(&name).unwrap();
-    let recipe = catalogue.recipe(&scenario.image).unwrap();
-    let derived = oracle::derive(recipe, &scenario.spec(), policy).unwrap();
-    let written = scenario.expectation(policy);
-    assert_eq!(written.identity, derived.identity, "{}: written expectation for {policy} differs from the KEP model", path.display());
-    assert_eq!(written.access, derived.access, "{}: written access for {policy} differs from the KEP model", path.display());
+    // A Pod of several containers: each container's expectation, against its own image.
+    let text = std::fs::read_to_string(&path).unwrap();
+    for parsed in sgpc::scenario::Scenario::parse_all(&path, &text, &catalogue.images).unwrap() {
+        let scenario = catalogue.scenario(&parsed.name).unwrap();
+        let recipe = catalogue.recipe(&scenario.image).unwrap();
+        let derived = oracle::derive(recipe, &scenario.spec(), policy).unwrap();
+        let written = scenario.expectation(policy);
+        assert_eq!(written.identity, derived.identity, "{} ({}): written expectation for {policy} differs from the KEP model", path.display(), scenario.name);
+        assert_eq!(written.access, derived.access, "{} ({}): written access for {policy} differs from the KEP model", path.display(), scenario.name);
+    }
 }
 
 #[test]

@@ -716,14 +716,28 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Why no sandbox could start in a runtime sgpc did not start, and what to do about it.
+/// Why no sandbox could start in a runtime sgpc did not start, and what to do about it: the
+/// steps that load sgpc's own pause image offline, with the exact name to pin and the config
+/// lines that pin it (`ctr images import` names the image from the archive's
+/// `io.containerd.image.name` but prints nothing to pin).
 fn sandbox_hint(endpoint: &str, error: &str) -> String {
     let wanted = regex::Regex::new(r#"image \\?"([^"\\]+)\\?""#).ok().and_then(|re| re.captures(error)).map(|c| c[1].to_string());
     let image = wanted.map_or_else(|| "its sandbox (pause) image".to_string(), |i| format!("its sandbox (pause) image {i}"));
+    let pause = match image::build(&ImageContent::pause()) {
+        Ok(built) => format!("{}/{}:{}", crate::driver::kube::IMAGE_REPOSITORY, built.name, built.tag()),
+        Err(_) => "the name `sgpc images build` prints for pause".to_string(),
+    };
     format!(
-        "the runtime at {endpoint} cannot start a sandbox, so no case can run: {error}. If it cannot pull {image} (no network), provide one offline: \
-         `sgpc images build --out DIR` writes DIR/pause.oci.tar; for containerd, `ctr -n k8s.io images import DIR/pause.oci.tar` and point \
-         `sandbox_image` (1.x) or `[plugins.\"io.containerd.cri.v1.images\".pinned_images] sandbox` (2.x) at the name it prints; \
-         for CRI-O, load it into its storage (`skopeo copy oci-archive:DIR/pause.oci.tar containers-storage:NAME`) and set `pause_image = \"NAME\"` and `pause_command = \"\"`"
+        "the runtime at {endpoint} cannot start a sandbox, so no case can run: {error}. If it cannot pull {image} (no network), provide sgpc's own offline:\n\
+         \x20 sgpc images build --out DIR   (writes DIR/pause.oci.tar, the image {pause})\n\
+         \x20 containerd: ctr -n k8s.io images import DIR/pause.oci.tar, then in its config and restart it:\n\
+         \x20   2.x: [plugins.\"io.containerd.cri.v1.images\".pinned_images]\n\
+         \x20          sandbox = \"{pause}\"\n\
+         \x20   1.x: [plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         \x20          sandbox_image = \"{pause}\"\n\
+         \x20 CRI-O: skopeo copy oci-archive:DIR/pause.oci.tar containers-storage:{pause}, then in crio.conf and restart it:\n\
+         \x20   [crio.image]\n\
+         \x20   pause_image = \"{pause}\"\n\
+         \x20   pause_command = \"\""
     )
 }
