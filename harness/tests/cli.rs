@@ -85,6 +85,45 @@ fn the_binary_alone_carries_the_catalogue() {
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no *.yaml files found"), "a directory given is used, never the built-in one behind it");
 }
 
+/// The binary alone, in an empty directory with nothing on `PATH`, judges the whole catalogue
+/// on a containerd it did not start (`--cri`): every case is judged (no ERROR), and only
+/// containerd's known findings and the Pods it cannot run (hostUsers: false) are not PASS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_alone_judges_a_runtime_it_did_not_start() {
+    let catalogue = support::catalogue();
+    let users: Vec<sgpc::scenario::CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "cri-tools").collect();
+    let runtime = sgpc::run::Session::start(&support::containerd_config(), &catalogue, &users).await.expect("the node's runtime starts");
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("sgpc");
+    std::fs::copy(support::sgpc_binary(), &binary).unwrap();
+    let output = Command::new(&binary)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/nonexistent")
+        .env("SGPC_STATE_DIR", dir.path().join("state"))
+        .args(["run", "--cri", &runtime.runtime.endpoint, "--json", "report.json"])
+        .output()
+        .unwrap();
+    runtime.teardown().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(exit_code::FAIL), "containerd/containerd#11937 is a FAIL: {stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), catalogue.cases().len(), "the full catalogue");
+    for case in cases {
+        let id = format!("{}/{}", case["id"]["scenario"].as_str().unwrap(), case["id"]["policy"].as_str().unwrap());
+        let verdict = case["verdict"]["kind"].as_str().unwrap();
+        let known = support::CONTAINERD_KNOWN_FINDINGS.iter().any(|(k, _, _)| *k == id);
+        let userns = catalogue.scenario(case["id"]["scenario"].as_str().unwrap()).unwrap().pod.user_namespace();
+        let allowed = match (known, userns) {
+            (true, _) => verdict == "FAIL" || verdict == "REFUSED",
+            (false, true) => verdict == "NOT_RUN",
+            (false, false) => verdict == "PASS",
+        };
+        assert!(allowed, "{id}: {verdict} {}", case["reasons"]);
+    }
+}
+
 /// A live run's bundle verifies with the binary that wrote it (containerd 2.x, a FAIL among
 /// the cases: containerd/containerd#11937).
 #[test]
