@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["escalate", "pause"];
+const PROGRAMS: &[&str] = &["escalate", "pause", "probe"];
 
 /// The catalogue's directories, relative to the repository root.
 const CATALOGUE: &[&str] = &["scenarios", "images"];

@@ -12,7 +12,8 @@
 //! ```text
 //! MANIFEST.sha256                          sha256sum format: every other file, once
 //! plugins/sgpc/results/global/junit.xml    the JUnit report
-//! sgpc/report.json                         the JSON report, every case's observations included
+//! sgpc/report.json                         the JSON report: every case's observations, the images'
+//!                                          digests, CRI `Version` and verbose `Status` (`runtime`)
 //! sgpc/environment.json                    sgpc's version, the kernel
 //! sgpc/catalogue/scenarios/*.yaml          the exact catalogue the run used
 //! sgpc/catalogue/images/*.yaml

@@ -113,9 +113,6 @@ pub enum ImagesCommand {
         /// Directory for the `<name>.oci.tar` archives.
         #[arg(long, default_value = "target/sgpc/images")]
         out: PathBuf,
-        /// Static busybox to put in the images.
-        #[arg(long, default_value = "/bin/busybox")]
-        busybox: PathBuf,
     },
 }
 
@@ -282,7 +279,8 @@ pub struct RunArgs {
     /// The registry binary (Debian's docker-registry).
     #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
     pub registry: PathBuf,
-    /// Static busybox to put in the images.
+    /// Static busybox for critest's image only (critest runs `sh -c 'id -G'`; sgpc's own images
+    /// hold only its probe).
     #[arg(long, default_value = "/bin/busybox")]
     pub busybox: PathBuf,
     /// Only cases whose id (scenario/policy) matches this regular expression.
@@ -361,7 +359,7 @@ impl RunArgs {
             pull: Duration::from_secs(self.pull_timeout),
             probe: Duration::from_secs(self.probe_timeout),
         };
-        config.payload.busybox = self.busybox.clone();
+        config.critest_busybox = self.busybox.clone();
         config.registry_binary = self.registry.clone();
         if !self.oci_runtimes.is_empty() {
             config.oci_runtimes = self.oci_runtimes.clone();
@@ -395,7 +393,6 @@ impl RunArgs {
             kubeconfig: self.kubeconfig.clone(),
             kind: self.kind.clone().map(|image| (image, self.reuse_cluster)),
             timeout: Duration::from_secs(self.probe_timeout + self.pull_timeout),
-            payload: sgpc::image::Payload { busybox: self.busybox.clone() },
             work_root: self.work_root.clone(),
         }
     }

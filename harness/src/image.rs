@@ -1,9 +1,9 @@
 //! Crafted images: recipes (`images/*.yaml`) and the deterministic OCI archive builder.
 //!
 //! A recipe plants `/etc/passwd` and `/etc/group` lines and sets the image's `USER`; the payload is
-//! always the static busybox of the host (Debian's `busybox-static`) with applet links for the
-//! probe. The same recipe and busybox give the same bytes and digests on every build: every tar
-//! header is fixed (mtime 0, owner 0:0), JSON keys are sorted, and no timestamp is recorded.
+//! always sgpc's own static probe (`programs/probe.c`, [`PROBE_PROGRAM`]), nothing from the host.
+//! The same recipe gives the same bytes and digests on every build: every tar header is fixed
+//! (mtime 0, owner 0:0), JSON keys are sorted, and no timestamp is recorded.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,9 +22,12 @@ pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-/// Applets linked to busybox in every crafted image: what the probe script runs.
-/// `chown` and `chmod` serve the init container that prepares protected volumes in a cluster.
-pub const APPLETS: &[&str] = &["sh", "id", "cat", "sleep", "chown", "chmod"];
+/// Where every crafted image holds the probe.
+pub const PROBE_PATH: &str = "/bin/sgpc-probe";
+
+/// Applets linked to busybox in critest's image ([`ImageContent::with_busybox`]): critest's specs
+/// run `sh -c 'id -G; sleep'` in it.
+const CRITEST_APPLETS: &[&str] = &["sh", "id", "sleep"];
 
 /// Name of the pause image sgpc builds and pins as the sandbox image.
 pub const PAUSE_IMAGE: &str = "pause";
@@ -415,38 +418,19 @@ pub struct ImageContent {
     pub entrypoint: Vec<String>,
 }
 
-/// Where the image payload binaries come from on the host (the pause program is sgpc's own,
-/// [`PAUSE_PROGRAM`]).
-#[derive(Debug, Clone)]
-pub struct Payload {
-    pub busybox: PathBuf,
-}
-
-impl Default for Payload {
-    fn default() -> Self {
-        Payload { busybox: PathBuf::from("/bin/busybox") }
-    }
-}
-
 /// The sandbox image's program: `programs/pause.c`, compiled static by `build.rs`.
 pub const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 
-fn read_binary(path: &Path, package: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!("cannot read {} ({e}); install Debian's `{package}` or run `make setup`", path.display())
-    })
-}
+/// Every crafted image's program: `programs/probe.c`, compiled static by `build.rs`.
+pub const PROBE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe"));
 
 impl ImageContent {
-    /// The crafted image of a recipe: busybox, applet links, planted `/etc` files.
-    pub fn from_recipe(recipe: &Recipe, payload: &Payload) -> anyhow::Result<ImageContent> {
-        let mut base = vec![
+    /// The crafted image of a recipe: the probe, planted `/etc` files.
+    pub fn from_recipe(recipe: &Recipe) -> ImageContent {
+        let base = vec![
             LayerEntry::Dir { path: "bin".into() },
-            LayerEntry::File { path: "bin/busybox".into(), mode: 0o755, data: read_binary(&payload.busybox, "busybox-static")? },
+            LayerEntry::File { path: PROBE_PATH.trim_start_matches('/').into(), mode: 0o755, data: PROBE_PROGRAM.to_vec() },
         ];
-        for applet in APPLETS {
-            base.push(LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
-        }
         let mut layers = recipe.etc_layers.iter().map(etc_entries);
         let mut entries = layers.next().unwrap_or_default();
         entries.push(LayerEntry::Dir { path: "tmp".into() });
@@ -457,12 +441,22 @@ impl ImageContent {
                 entries.push(LayerEntry::OwnedFile { path, mode: program.mode(), gid, xattrs: program.xattrs(), data });
             }
         }
-        Ok(ImageContent {
+        ImageContent {
             name: recipe.name.clone(),
             layers: [base, entries].into_iter().chain(layers).collect(),
             user: recipe.user.clone(),
-            entrypoint: vec!["/bin/sh".into()],
-        })
+            entrypoint: vec![PROBE_PATH.into(), "wait".into()],
+        }
+    }
+
+    /// The image with a host's static busybox and the applets critest runs added as a layer of
+    /// its own: critest's image only, never a case's.
+    pub fn with_busybox(mut self, busybox: &Path) -> anyhow::Result<ImageContent> {
+        let data = std::fs::read(busybox).map_err(|e| anyhow::anyhow!("cannot read {} ({e}); critest's image needs Debian's `busybox-static`", busybox.display()))?;
+        let mut layer = vec![LayerEntry::Dir { path: "bin".into() }, LayerEntry::File { path: "bin/busybox".into(), mode: 0o755, data }];
+        layer.extend(CRITEST_APPLETS.iter().map(|applet| LayerEntry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() }));
+        self.layers.push(layer);
+        Ok(self)
     }
 
     /// The sandbox ("pause") image: sgpc's own pause program, nothing from the host.
@@ -607,11 +601,11 @@ impl BuiltImage {
 
 /// Builds the pause image and every recipe and writes each as `<out>/<name>.oci.tar`, tagged
 /// `<repository>/<name>:<tag>`.
-pub fn write_archives(recipes: &[Recipe], payload: &Payload, out: &Path, repository: &str) -> anyhow::Result<Vec<(BuiltImage, PathBuf)>> {
+pub fn write_archives(recipes: &[Recipe], out: &Path, repository: &str) -> anyhow::Result<Vec<(BuiltImage, PathBuf)>> {
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let mut contents = vec![ImageContent::pause()];
     for recipe in recipes {
-        contents.push(ImageContent::from_recipe(recipe, payload)?);
+        contents.push(ImageContent::from_recipe(recipe));
     }
     contents
         .iter()
@@ -795,8 +789,8 @@ mod tests {
         assert_eq!((opaque.passwd_lines, opaque.group_lines), (None, Some(vec!["h:x:6:".to_string()])));
         let restored = recipe_from(&format!("{base}layers:\n  - delete: [group]\n  - group: [\"h:x:6:\"]\n")).unwrap();
         assert_eq!(restored.group_lines, Some(vec!["h:x:6:".to_string()]), "a file above a whiteout is the file");
-        let built = ImageContent::from_recipe(&deleted, &Payload { busybox: "/bin/busybox".into() }).unwrap();
-        assert_eq!(built.layers.len(), 3, "busybox, the recipe's own layer, the whiteout layer");
+        let built = ImageContent::from_recipe(&deleted);
+        assert_eq!(built.layers.len(), 3, "the probe, the recipe's own layer, the whiteout layer");
         assert!(built.layers[2].iter().any(|e| matches!(e, LayerEntry::File { path, data, .. } if path == "etc/.wh.group" && data.is_empty())));
     }
 

@@ -25,11 +25,10 @@ fn main() {
 
 fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Images { command: ImagesCommand::Build { images, out, busybox } } => {
-            let payload = sgpc::image::Payload { busybox };
+        Command::Images { command: ImagesCommand::Build { images, out } } => {
             let recipes = sgpc::image::Recipe::from_files(sgpc::builtin::files(images.as_deref(), "images")?)?;
             eprintln!("catalogue: {}", sgpc::builtin::describe(images.as_deref(), "images"));
-            for (built, path) in sgpc::image::write_archives(&recipes, &payload, &out, sgpc::driver::kube::IMAGE_REPOSITORY)? {
+            for (built, path) in sgpc::image::write_archives(&recipes, &out, sgpc::driver::kube::IMAGE_REPOSITORY)? {
                 println!("{:<16} {} {}", built.name, built.manifest.digest, path.display());
             }
             Ok(exit_code::PASS)
@@ -115,7 +114,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
         let config = args.kube_config();
-        let plan = sgpc::driver::kube::KubePlan::new(catalogue, &cases, &config.payload, &format!("sgpc-{}", std::process::id()))?;
+        let plan = sgpc::driver::kube::KubePlan::new(catalogue, &cases, &format!("sgpc-{}", std::process::id()))?;
         if args.dry_run {
             print!("{}", plan.manifests_yaml(catalogue, &cases)?);
             return Ok(exit_code::PASS);

@@ -1,9 +1,10 @@
 //! What sgpc reads from a running case, and the probe that prints it.
 //!
-//! The container's command is [`first_process_command`]: the shell that becomes PID 1 prints its
-//! case marker, `id`, its own `/proc/self/status` lines and the result of reading each probed file,
-//! then sleeps. An exec'd process runs the same probe ([`exec_command`]). Lines start with `sgpc-`
-//! so that they can be picked out of a CRI log.
+//! The container's command is [`first_process_command`]: sgpc's static probe (`programs/probe.c`)
+//! becomes PID 1, prints its case marker, its identity as `id` prints it (from the same calls), its
+//! own `/proc/self/status` lines and the result of reading each probed file, then waits. An exec'd
+//! process runs the same probe ([`exec_command`]). Lines start with `sgpc-` so that they can be
+//! picked out of a CRI log.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::escalation::Program;
 use crate::identity::Identity;
+use crate::image::PROBE_PATH;
 use crate::scenario::Access;
 
 /// Where an identity was read.
@@ -98,7 +100,8 @@ pub struct AccessObservation {
     pub prober: Prober,
     pub path: String,
     pub access: Access,
-    /// The error `cat` printed, for a denied read.
+    /// The failed call and its error the probe printed (`open: Permission denied`), for a denied
+    /// read.
     pub detail: String,
 }
 
@@ -277,34 +280,23 @@ const END_MARKER: &str = "sgpc-end";
 /// The shell script of the probe. It reads `SGPC_CASE` and `SGPC_PROBE_FILES` from the
 /// environment, which the container config sets and exec'd processes inherit; it runs the
 /// image's escalation programs where the image has them.
-fn probe_script() -> String {
-    let programs: Vec<String> = Program::ALL.iter().map(|p| p.path()).collect();
-    format!(
-        r#"echo "sgpc-case=$SGPC_CASE"
-echo "sgpc-id=$(id)"
-read -r a b c < /proc/self/uid_map; echo "sgpc-uidmap=$a $b $c"
-while read -r line; do case "$line" in Uid:*|Gid:*|Groups:*|NoNewPrivs:*|CapPrm:*|CapEff:*|CapBnd:*) echo "sgpc-status-$line";; esac; done < /proc/self/status
-for f in $SGPC_PROBE_FILES; do
-  if err=$(cat "$f" 2>&1 >/dev/null); then echo "sgpc-access=$f allowed"; else echo "sgpc-access=$f denied $err"; fi
-done
-for p in {}; do if [ -x "$p" ]; then "$p" $SGPC_PROBE_FILES 2>/dev/null || echo "sgpc-escalate=${{p##*/}} not-executed $?"; fi; done
-echo sgpc-end"#,
-        programs.join(" ")
-    )
-}
-
 pub const CASE_ENV: &str = "SGPC_CASE";
 pub const PROBE_FILES_ENV: &str = "SGPC_PROBE_FILES";
 
-/// The first process: probe, then wait until the harness removes the container. PID 1 has no
-/// default signal handlers, so the trap makes it exit on SIGTERM instead of making the runtime
-/// wait out its grace period.
+/// The first process: probe, then wait until the harness removes the container (exiting at once
+/// on SIGTERM, which PID 1 would otherwise ignore, so no runtime waits out a grace period).
 pub fn first_process_command() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), format!("{}\ntrap 'exit 0' TERM\nsleep 3600 &\nwait", probe_script())]
+    vec![PROBE_PATH.into(), "wait".into()]
 }
 
+/// An exec'd process: probe once.
 pub fn exec_command() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), probe_script()]
+    vec![PROBE_PATH.into()]
+}
+
+/// Ends a waiting first process (SIGTERM to PID 1): how a Pod's init container completes.
+pub fn stop_command() -> Vec<String> {
+    vec![PROBE_PATH.into(), "stop".into()]
 }
 
 /// True once the probe has printed everything.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::identity::{GroupSet, Identity, MAX_ID, MAX_POD_ID};
-use crate::image::{self, BuiltImage, ImageContent, Payload, Recipe};
+use crate::image::{self, BuiltImage, ImageContent, Recipe};
 use crate::input::{self, InputError};
 use crate::oracle;
 pub use crate::pod::{Access, ContainerSecurity, PodSecurity, Policy, Volume};
@@ -693,7 +693,7 @@ pub struct Catalogue {
 
 impl Catalogue {
     /// Builds the pause image (first) and every image the cases use, once each.
-    pub fn build_images(&self, cases: &[CaseId], payload: &Payload) -> anyhow::Result<Vec<BuiltImage>> {
+    pub fn build_images(&self, cases: &[CaseId]) -> anyhow::Result<Vec<BuiltImage>> {
         use anyhow::Context as _;
         let mut names: Vec<&str> = cases.iter().filter_map(|c| self.scenario(&c.scenario)).map(|s| s.image.as_str()).collect();
         names.sort_unstable();
@@ -701,7 +701,7 @@ impl Catalogue {
         let mut built = vec![image::build(&ImageContent::pause())?];
         for name in names {
             let recipe = self.recipe(name).with_context(|| format!("no image recipe named {name:?}"))?;
-            built.push(image::build(&ImageContent::from_recipe(recipe, payload)?).with_context(|| format!("building image {name}"))?);
+            built.push(image::build(&ImageContent::from_recipe(recipe)).with_context(|| format!("building image {name}"))?);
         }
         Ok(built)
     }

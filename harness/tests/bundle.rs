@@ -28,6 +28,7 @@ fn runtime() -> RuntimeInfo {
         supplemental_groups_policy: true,
         feature_per_node: false,
         no_user_namespaces: None,
+            cri_status: None,
     }
 }
 

@@ -87,7 +87,8 @@ fn the_binary_alone_carries_the_catalogue() {
 
 /// The binary alone, in an empty directory with nothing on `PATH`, judges the whole catalogue
 /// on a containerd it did not start (`--cri`): every case is judged (no ERROR), and only
-/// containerd's known findings and the Pods it cannot run (hostUsers: false) are not PASS.
+/// containerd's known findings and the Pods it cannot run (hostUsers: false) are not PASS. The
+/// images it ran (the report's digests, built again by the same binary) hold no host file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_alone_judges_a_runtime_it_did_not_start() {
     let catalogue = support::catalogue();
@@ -122,6 +123,14 @@ async fn the_binary_alone_judges_a_runtime_it_did_not_start() {
         };
         assert!(allowed, "{id}: {verdict} {}", case["reasons"]);
     }
+    let built = Command::new(&binary).current_dir(dir.path()).env_clear().env("PATH", "/nonexistent").args(["images", "build", "--out", "archives"]).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let listing = String::from_utf8_lossy(&built.stdout);
+    for image in report["images"].as_array().unwrap() {
+        let line = format!("{} {}", image["name"].as_str().unwrap(), image["manifest_digest"].as_str().unwrap());
+        assert!(listing.lines().any(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == line), "the run's image {line} is the one built again: {listing}");
+    }
+    support::assert_archives_hold_no_host_file(&dir.path().join("archives"));
 }
 
 /// A live run's bundle verifies with the binary that wrote it (containerd 2.x, a FAIL among
@@ -144,6 +153,17 @@ fn a_live_runs_bundle_verifies() {
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(exit_code::PASS), "{stdout}");
     assert!(stdout.contains("0 findings; 6 cases judged again"), "{stdout}");
+
+    // What the runtime said of itself: CRI `Status` with its conditions and `info` map.
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    assert!(Command::new("tar").arg("-xzf").arg(&bundle).current_dir(&unpacked).status().unwrap().success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("sgpc/report.json")).unwrap()).unwrap();
+    let status = &report["runtime"]["cri_status"];
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "RuntimeReady").unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(ready["status"], true);
+    assert!(status["info"]["config"].is_object(), "containerd's verbose Status gives its CRI config: {status}");
+    assert_eq!(status["features"]["supplemental_groups_policy"], true);
 }
 
 #[test]

@@ -54,16 +54,25 @@ fn archives_load_as_oci_and_docker_archives() {
     let oci = skopeo_inspect(&format!("oci-archive:{}", archive.display()));
     assert_eq!(oci["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     let docker = skopeo_inspect(&format!("docker-archive:{}", archive.display()));
-    // busybox below, the recipe's /etc above: every crafted image shares the first layer.
+    // The probe below, the recipe's /etc above: every crafted image shares the first layer.
     assert_eq!(docker["layers"].as_array().map(Vec::len), Some(2));
     let other = skopeo_inspect(&format!("docker-archive:{}", out.path().join("issue-112879.oci.tar").display()));
-    assert_eq!(other["layers"][0], docker["layers"][0], "the busybox layer is shared");
+    assert_eq!(other["layers"][0], docker["layers"][0], "the probe layer is shared");
     assert_ne!(other["layers"][1], docker["layers"][1], "the /etc layers differ");
 
     let config = Command::new("skopeo").args(["inspect", "--config"]).arg(format!("oci-archive:{}", archive.display())).output().unwrap();
     let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
     assert_eq!(config["config"]["User"], "1000", "the recipe's USER");
     assert!(digest.starts_with("sha256:"));
+}
+
+/// The images hold sgpc's own programs and the recipes' `/etc` files, nothing of the host's
+/// (issue #23: before, every image held the host's busybox); the test lists every layer.
+#[test]
+fn archives_hold_no_host_file() {
+    let out = tempfile::tempdir().unwrap();
+    build_into(out.path(), &[]);
+    support::assert_archives_hold_no_host_file(out.path());
 }
 
 /// The pause image runs sgpc's own pause program: it must exit at once on SIGTERM, or every
@@ -88,6 +97,81 @@ fn the_pause_entrypoint_exits_at_once_on_sigterm() {
     let status = pause.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(sent.elapsed() < std::time::Duration::from_secs(2), "took {:?}", sent.elapsed());
+}
+
+/// The probe every image runs (`programs/probe.c`), run here as uid 1000 with groups 3000 and
+/// 50000: sgpc's own parser reads from it what the kernel gave the process, `id`'s fields and
+/// `/proc/self/status` alike, and a file only group 50000 may read; `wait` exits 0 at once on
+/// SIGTERM after printing everything; `prepare` plants a volume's token as kubelet's init
+/// container must.
+#[test]
+fn the_probe_prints_what_the_kernel_gave_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = dir.path().join("sgpc-probe");
+    std::fs::write(&probe, sgpc::image::PROBE_PROGRAM).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (group_file, private) = (dir.path().join("group-only"), dir.path().join("private"));
+    for (file, mode) in [(&group_file, 0o640), (&private, 0o600)] {
+        std::fs::write(file, "secret\n").unwrap();
+        std::os::unix::fs::chown(file, Some(0), Some(50000)).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let files = format!("{} {}", group_file.display(), private.display());
+    let run = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "3000", "--groups", "50000,3000", "--"])
+            .arg(&probe)
+            .args(args)
+            .env("SGPC_CASE", "probe/strict")
+            .env("SGPC_PROBE_FILES", &files)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("setpriv (util-linux) runs")
+    };
+    let output = run(&[]).wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parsed = sgpc::observation::parse_probe(&text, "probe/strict").unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!((parsed.id.0.uid, parsed.id.0.gid, parsed.id.1.clone()), (1000, 3000, vec![3000, 50000]), "{text}");
+    assert_eq!(parsed.id.0, parsed.kernel.0, "`id`'s calls and /proc/self/status agree: {text}");
+    assert_eq!(parsed.access[&group_file.display().to_string()].0, sgpc::scenario::Access::Allowed, "{text}");
+    let (denied, detail) = &parsed.access[&private.display().to_string()];
+    assert_eq!(*denied, sgpc::scenario::Access::Denied, "{text}");
+    assert!(detail.contains("Permission denied"), "the verdict tells a permission from a missing file by this: {detail}");
+    assert!(parsed.uid_map.is_some() && parsed.capabilities.is_some() && parsed.no_new_privs == Some(false), "{text}");
+    assert!(sgpc::observation::parse_probe(&text, "other/strict").is_err(), "the case marker is checked");
+
+    let waiting = run(&["wait"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    // SAFETY: kill(2) on the child just spawned and not yet reaped.
+    unsafe { libc::kill(waiting.id() as i32, libc::SIGTERM) };
+    let output = waiting.wait_with_output().unwrap();
+    assert!(output.status.success() && sent.elapsed() < std::time::Duration::from_secs(2), "{output:?} after {:?}", sent.elapsed());
+    assert!(sgpc::observation::probe_finished(&String::from_utf8_lossy(&output.stdout)));
+
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let status = Command::new(&probe).args(["prepare", volume.to_str().unwrap(), "token", "secret of a/b; $(touch x)", "50000", "640", "2770"]).status().unwrap();
+    assert!(status.success());
+    let token = volume.join("token");
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "secret of a/b; $(touch x)\n", "written as given, no shell");
+    let (file, dir_meta) = (std::fs::metadata(&token).unwrap(), std::fs::metadata(&volume).unwrap());
+    assert_eq!((file.gid(), file.mode() & 0o7777, dir_meta.gid(), dir_meta.mode() & 0o7777), (50000, 0o640, 50000, 0o2770));
+    let usage = Command::new(&probe).arg("nonsense").output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+/// The probe runs exactly the escalation programs sgpc plants (`programs/probe.c` names them).
+#[test]
+fn the_probe_runs_the_escalation_programs_sgpc_plants() {
+    let source = std::fs::read_to_string(support::repo_root().join("harness/programs/probe.c")).unwrap();
+    let line = source.lines().find(|l| l.contains("ESCALATION_PROGRAMS[] =")).unwrap();
+    let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+    let planted: Vec<String> = sgpc::escalation::Program::ALL.iter().map(|p| p.path()).collect();
+    assert_eq!(listed, planted);
 }
 
 /// The escalation image's programs, applied by GNU tar (not sgpc's reader): the setgid bit and

@@ -20,7 +20,7 @@ use sgpc::verdict::Verdict;
 
 fn plan() -> (sgpc::scenario::Catalogue, KubePlan) {
     let catalogue = support::catalogue();
-    let plan = KubePlan::new(&catalogue, &catalogue.cases(), &Default::default(), "sgpc-test").unwrap();
+    let plan = KubePlan::new(&catalogue, &catalogue.cases(), "sgpc-test").unwrap();
     (catalogue, plan)
 }
 
@@ -139,7 +139,7 @@ fn recorded_node(feature: Option<bool>) -> Node {
     serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kind-control-plane"}, "status": status})).unwrap()
 }
 
-/// What the probe prints for an identity (as busybox `id` and /proc/self/status would).
+/// What the probe prints for an identity (its `id` line and its /proc/self/status lines).
 fn probe_output(case: &str, groups: &[u32]) -> String {
     let list = groups.iter().map(u32::to_string).collect::<Vec<_>>();
     format!(
@@ -210,7 +210,7 @@ impl Driver for Recorded {
 /// The verdict the runner gives kep-blog/strict on these facts.
 fn judge(f: &KubeFacts) -> sgpc::verdict::Judgement {
     let (catalogue, plan) = plan();
-    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false, feature_per_node: true, no_user_namespaces: None };
+    let runtime = RuntimeInfo { endpoint: "recorded".into(), runtime_name: "kubernetes".into(), runtime_version: format!("1.{}", f.server_minor), runtime_api_version: "v1".into(), supplemental_groups_policy: false, feature_per_node: true, no_user_namespaces: None, cri_status: None };
     let driver = Recorded { facts: f.clone(), runtime };
     let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let result = futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id));

@@ -220,7 +220,7 @@ async fn ctr_imports_the_oci_archive() {
     let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let session = Session::start(&support::containerd_config(), &catalogue, std::slice::from_ref(&case)).await.unwrap();
     let recipe = catalogue.recipe("kep-blog").unwrap();
-    let built = sgpc::image::build(&sgpc::image::ImageContent::from_recipe(recipe, &Default::default()).unwrap()).unwrap();
+    let built = sgpc::image::build(&sgpc::image::ImageContent::from_recipe(recipe)).unwrap();
     let archive = session.dir().join("kep-blog.oci.tar");
     built.write_archive(&archive, "sgpc.local/sgpc").unwrap();
     let socket = session.dir().join("containerd/containerd.sock");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sgpc::driver::cri::{sandbox_config, CaseRequest};
 use sgpc::driver::kube::{pod_manifest, KubePlan};
-use sgpc::image::{Payload, Recipe};
+use sgpc::image::Recipe;
 use sgpc::scenario::{Catalogue, CaseId, Policy, Scenario};
 
 fn recipes() -> Vec<Recipe> {
@@ -145,7 +145,7 @@ fn the_containers_of_every_sandbox_have_names_of_their_own() {
 fn the_kube_level_builds_the_pod_as_written_init_containers_after_the_volume_preparation() {
     let catalogue = support::catalogue();
     let ids: Vec<CaseId> = ["pod-init-container.init", "pod-init-container.main"].iter().map(|s| CaseId { scenario: (*s).into(), policy: Policy::Strict }).collect();
-    let plan = KubePlan::new(&catalogue, &ids, &Payload::default(), "sgpc-test").unwrap();
+    let plan = KubePlan::new(&catalogue, &ids, "sgpc-test").unwrap();
     let pod = pod_manifest(&plan.request(&catalogue, &ids).unwrap());
     assert_eq!(pod.metadata.name.as_deref(), Some("pod-init-container-strict"));
     let spec = pod.spec.unwrap();

@@ -32,6 +32,7 @@ fn fixture(verdicts: &[Verdict]) -> RunReport {
             supplemental_groups_policy: true,
             feature_per_node: false,
             no_user_namespaces: None,
+            cri_status: None,
         }),
         images: vec![],
         selection: Default::default(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sgpc::image::{self, ImageContent, Payload, Recipe};
+use sgpc::image::{self, ImageContent, Recipe};
 use sgpc::run::{exit_code, Session};
 use sgpc::scenario::{CaseId, Policy};
 
@@ -34,9 +34,8 @@ fn attacker_archive(dir: &Path) -> (PathBuf, String) {
     let real = Recipe::load(&root.join("images/kep-blog.yaml")).unwrap();
     let text = std::fs::read_to_string(root.join("images/kep-blog.yaml")).unwrap();
     let forged = Recipe::parse(Path::new("forged.yaml"), &text.replace(":50000:user-defined-in-image", ":50000:")).unwrap();
-    let payload = Payload::default();
-    let tag = image::build(&ImageContent::from_recipe(&real, &payload).unwrap()).unwrap().tag();
-    let built = image::build(&ImageContent::from_recipe(&forged, &payload).unwrap()).unwrap();
+    let tag = image::build(&ImageContent::from_recipe(&real)).unwrap().tag();
+    let built = image::build(&ImageContent::from_recipe(&forged)).unwrap();
     let archive = dir.join("forged.oci.tar");
     built.write_archive(&archive, "forged").unwrap();
     std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -183,7 +182,7 @@ impl sgpc::driver::Driver for Replay {
 fn replay(observations: sgpc::observation::Observations, feature_per_node: bool) -> sgpc::verdict::Judgement {
     let catalogue = support::catalogue();
     let id = CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge };
-    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), &Payload::default(), "sgpc-replay").unwrap();
+    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), "sgpc-replay").unwrap();
     let runtime = sgpc::driver::RuntimeInfo {
         endpoint: "replayed".into(),
         runtime_name: "containerd".into(),
@@ -192,6 +191,7 @@ fn replay(observations: sgpc::observation::Observations, feature_per_node: bool)
         supplemental_groups_policy: true,
         feature_per_node,
         no_user_namespaces: None,
+            cri_status: None,
     };
     let driver = Replay { observations, runtime };
     futures::executor::block_on(sgpc::run::run_case(&driver, &catalogue, &plan.images, &id)).judgement
@@ -205,7 +205,7 @@ fn a_refusal_counts_only_for_the_bytes_sgpc_built() {
     let (step, message) = ("StartContainer", "Unknown: failed to create containerd task: uids and gids must be in range 0-2147483647");
     let catalogue = support::catalogue();
     let id = CaseId { scenario: "gid-4294967294".into(), policy: Policy::Merge };
-    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), &Payload::default(), "sgpc-replay").unwrap();
+    let plan = sgpc::driver::kube::KubePlan::new(&catalogue, std::slice::from_ref(&id), "sgpc-replay").unwrap();
     let ours = plan.images.values().find(|i| i.name != sgpc::image::PAUSE_IMAGE).unwrap().config_digest.clone();
 
     let j = replay(Observations::refused(step, message, Some(ours)), false);

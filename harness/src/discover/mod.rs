@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::divergence::Behaviour;
-use crate::image::{self, ImageContent, Payload};
+use crate::image::{self, ImageContent};
 use crate::matrix::{self, Entry};
 use crate::run::{self, CaseResult, Session, SessionConfig};
 use crate::scenario::{Catalogue, CaseId, Policy};
@@ -202,7 +202,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
                 progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
             }
         };
-        let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, only: None, jobs: config.jobs }, &config.base.payload, &mut timings, &on_case).await;
+        let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, only: None, jobs: config.jobs }, &mut timings, &on_case).await;
         for (runtime, result) in batch_results {
             results.entry(result.id.clone()).or_default().push((runtime, result));
         }
@@ -350,11 +350,11 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
 /// Builds a batch's images once, adds them to every session (or only `only`), runs `ids` on
 /// each concurrently. Results are `(runtime, result)`; a session that could not take the batch
 /// gives ERROR results for it.
-async fn run_batch(running: &mut [Running], work: &Batch<'_>, payload: &Payload, timings: &mut Timings, on_case: &dyn Fn(&str)) -> Vec<(String, CaseResult)> {
+async fn run_batch(running: &mut [Running], work: &Batch<'_>, timings: &mut Timings, on_case: &dyn Fn(&str)) -> Vec<(String, CaseResult)> {
     let Batch { cases: batch, ids, only, jobs } = *work;
     let chosen = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
     let building = Instant::now();
-    let built = build_batch(batch, payload).await;
+    let built = build_batch(batch).await;
     let providing = Instant::now();
     timings.build += providing - building;
     // Runtime -> why it cannot run the batch.
@@ -400,11 +400,11 @@ struct Batch<'a> {
 }
 
 /// Loads a batch through the catalogue's parsers and builds its images (off the async threads).
-async fn build_batch(batch: &[GenCase], payload: &Payload) -> anyhow::Result<(Catalogue, Vec<image::BuiltImage>)> {
-    let (batch, payload) = (batch.to_vec(), payload.clone());
+async fn build_batch(batch: &[GenCase]) -> anyhow::Result<(Catalogue, Vec<image::BuiltImage>)> {
+    let batch = batch.to_vec();
     tokio::task::spawn_blocking(move || {
         let catalogue = generate::catalogue(&batch)?;
-        let built = catalogue.images.iter().map(|r| image::build(&ImageContent::from_recipe(r, &payload)?)).collect::<anyhow::Result<Vec<_>>>()?;
+        let built = catalogue.images.iter().map(|r| image::build(&ImageContent::from_recipe(r))).collect::<anyhow::Result<Vec<_>>>()?;
         Ok((catalogue, built))
     })
     .await?
@@ -457,7 +457,7 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
         let mut involved: Vec<String> = owners.iter().flat_map(|&i| classes[i].representatives.clone()).collect();
         involved.sort();
         involved.dedup();
-        let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &config.base.payload, &mut timings, &|_| {}).await;
+        let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &mut timings, &|_| {}).await;
         for (i, (shrinker, class)) in shrinkers.iter_mut().zip(classes.iter_mut()).enumerate() {
             if shrinker.is_done() {
                 continue;
@@ -521,7 +521,7 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     let mut involved: Vec<String> = classes.iter().flat_map(|c| c.key.runtimes()).collect();
     involved.sort();
     involved.dedup();
-    let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &config.base.payload, timings, &|_| {}).await;
+    let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, timings, &|_| {}).await;
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();
         let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && wanted.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();

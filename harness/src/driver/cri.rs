@@ -537,7 +537,8 @@ impl CriDriver {
     pub async fn info(&self, runtime_handler: &str) -> Result<RuntimeInfo, CriError> {
         let rpc = self.timeouts.rpc;
         let version = bounded("Version", rpc, self.runtime.clone().version(cri::VersionRequest::default())).await?;
-        let status = bounded("Status", rpc, self.runtime.clone().status(cri::StatusRequest { verbose: false })).await?;
+        let status = bounded("Status", rpc, self.runtime.clone().status(cri::StatusRequest { verbose: true })).await?;
+        let cri_status = status_evidence(&status);
         Ok(RuntimeInfo {
             endpoint: self.endpoint.clone(),
             runtime_name: version.runtime_name,
@@ -547,6 +548,7 @@ impl CriDriver {
             supplemental_groups_policy: status.features.is_some_and(|f| f.supplemental_groups_policy),
             no_user_namespaces: (!status.runtime_handlers.iter().any(|h| h.name == runtime_handler && h.features.is_some_and(|f| f.user_namespaces)))
                 .then(|| crate::verdict::USERNS_NOT_ADVERTISED.to_string()),
+            cri_status: Some(cri_status),
         })
     }
 
@@ -837,6 +839,33 @@ impl CriDriver {
         }
         Ok(())
     }
+}
+
+/// A verbose `StatusResponse` as JSON, for the record: the `info` map's values are JSON in
+/// containerd and CRI-O (its `config`, `golang`, CNI status), kept as text where they are not.
+fn status_evidence(status: &cri::StatusResponse) -> serde_json::Value {
+    let info: serde_json::Map<String, serde_json::Value> = status
+        .info
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()))))
+        .collect();
+    let conditions: Vec<serde_json::Value> = status
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .map(|c| serde_json::json!({"type": c.r#type, "status": c.status, "reason": c.reason, "message": c.message}))
+        .collect();
+    let handlers: Vec<serde_json::Value> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| serde_json::json!({"name": h.name, "features": h.features.map(|f| serde_json::json!({"recursive_read_only_mounts": f.recursive_read_only_mounts, "user_namespaces": f.user_namespaces}))}))
+        .collect();
+    serde_json::json!({
+        "conditions": conditions,
+        "runtime_handlers": handlers,
+        "features": status.features.map(|f| serde_json::json!({"supplemental_groups_policy": f.supplemental_groups_policy})),
+        "info": info,
+    })
 }
 
 /// The first process's pid from a verbose `ContainerStatus` (`info["info"]` is JSON with `pid`).

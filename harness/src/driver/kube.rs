@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{Driver, DriverError, Member, RuntimeInfo, CONTAINER_NAME, RUN_LABEL};
-use crate::image::{ImageRecord, Payload};
+use crate::image::ImageRecord;
 use crate::observation::{self, Admission, Observations, Point, ProbeError};
 use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
 use crate::verdict::admission::{REJECTION_MESSAGE, REJECTION_REASON};
@@ -171,16 +171,14 @@ pub fn pod_manifest(req: &PodRequest<'_>) -> Pod {
         image: Some(first.image_ref.clone()),
         image_pull_policy: Some("Never".into()),
         command: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!(
-                "cd /volume && echo 'secret of {case}' > {token} && chown 0:{gid} {token} . && chmod {token_mode:04o} {token} && chmod {dir_mode:04o} .",
-                case = first.case,
-                token = crate::scenario::Volume::TOKEN_FILE,
-                gid = v.gid,
-                dir_mode = v.modes().0,
-                token_mode = v.modes().1,
-            ),
+            crate::image::PROBE_PATH.into(),
+            "prepare".into(),
+            "/volume".into(),
+            crate::scenario::Volume::TOKEN_FILE.into(),
+            format!("secret of {}", first.case),
+            v.gid.to_string(),
+            format!("{:o}", v.modes().1),
+            format!("{:o}", v.modes().0),
         ]),
         security_context: Some(SecurityContext { run_as_user: Some(0), run_as_group: Some(0), ..Default::default() }),
         volume_mounts: Some(vec![VolumeMount { name: v.name.clone(), mount_path: "/volume".into(), ..Default::default() }]),
@@ -590,7 +588,7 @@ impl KubeDriver {
         f.pod = pods.get(name).await.map_err(api(format!("reading Pod {name}")))?;
         // The stream may break as the container ends; whether it ended shows in its status: a
         // container that did not is a timeout of the containers after it.
-        if let Err(e) = self.exec(pods, name, &f.container, vec!["/bin/sh".into(), "-c".into(), "kill -TERM 1".into()]).await {
+        if let Err(e) = self.exec(pods, name, &f.container, observation::stop_command()).await {
             tracing::debug!("ending init container {} of Pod {name}: {}", f.container, crate::chain::error_chain(&e));
         }
         Ok(true)
@@ -632,8 +630,8 @@ pub struct KubePlan {
 impl KubePlan {
     /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
     /// and `kind load image-archive` loads carry the same) and names the run.
-    pub fn new(catalogue: &Catalogue, cases: &[CaseId], payload: &Payload, run_id: &str) -> anyhow::Result<KubePlan> {
-        let images = catalogue.build_images(cases, payload)?
+    pub fn new(catalogue: &Catalogue, cases: &[CaseId], run_id: &str) -> anyhow::Result<KubePlan> {
+        let images = catalogue.build_images(cases)?
             .into_iter()
             .map(|b| {
                 let reference = format!("{IMAGE_REPOSITORY}/{}:{}", b.name, b.tag());
@@ -696,6 +694,7 @@ impl KubeRun {
             // Read with each case (`Admission::node_feature`).
             feature_per_node: true,
             no_user_namespaces: driver.user_namespaces_lacking(None).await,
+            cri_status: None,
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }
@@ -717,6 +716,7 @@ impl KubeRun {
                 Some(why) => Some(why),
                 None => driver.user_namespaces_lacking(plan.node_name.as_deref()).await,
             },
+            cri_status: runtime.cri_status.clone(),
         };
         Self::with_runtime(driver, server_minor, runtime, plan).await
     }

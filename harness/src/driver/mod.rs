@@ -115,4 +115,10 @@ pub struct RuntimeInfo {
     /// kubelet refuses such a Pod otherwise) and the target gives Pods what they need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_user_namespaces: Option<String>,
+    /// CRI `Status` (verbose) as the runtime gave it, kept as evidence: its conditions, its
+    /// handlers' features and its `info` map (each value parsed where it is JSON). `None` for a
+    /// cluster (`--kube`), whose runtimes only kubelet asks; a live node sgpc starts keeps its
+    /// runtime's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_status: Option<serde_json::Value>,
 }

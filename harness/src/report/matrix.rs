@@ -283,6 +283,7 @@ mod tests {
                 supplemental_groups_policy: true,
                 feature_per_node: false,
                 no_user_namespaces: None,
+            cri_status: None,
             }),
             skipped: None,
             setup_error: Some("pulling 127.0.0.1:1/sgpc/pause: http: server gave HTTP response to HTTPS client".into()),

@@ -6,18 +6,17 @@ use std::time::{Duration, Instant};
 
 use super::{run_lifecycle, Event, SessionRun, StartError, Started};
 use crate::driver::kube::{KubePlan, KubeRun};
-use crate::image::{self, ImageRecord, Payload};
+use crate::image::{self, ImageRecord};
 use crate::scenario::{CaseId, Catalogue};
 
 /// What `sgpc run --kube` needs: where the cluster is (or the kind node image to create one
-/// from), how long a Pod may take, and the image payload.
+/// from), how long a Pod may take, and where its work directory goes.
 #[derive(Debug, Clone)]
 pub struct KubeConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Create a kind cluster from this node image, and whether to reuse (and keep) it.
     pub kind: Option<(String, bool)>,
     pub timeout: Duration,
-    pub payload: Payload,
     pub work_root: PathBuf,
 }
 
@@ -41,7 +40,7 @@ pub async fn run_kube_session(
     let cluster = match &config.kind {
         None => None,
         Some((node_image, reuse)) => {
-            let preparing = prepare_cluster(config, catalogue, node_image.clone(), *reuse, work.path().to_path_buf());
+            let preparing = prepare_cluster(catalogue, node_image.clone(), *reuse, work.path().to_path_buf());
             let mut preparing = std::pin::pin!(preparing);
             let prepared = tokio::select! {
                 prepared = &mut preparing => prepared,
@@ -79,10 +78,10 @@ pub async fn run_kube_session(
 
 /// Writes the image archives and creates (or reuses) the kind cluster with them loaded, off the
 /// async threads: kind blocks for minutes.
-async fn prepare_cluster(config: &KubeConfig, catalogue: &Catalogue, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
-    let (images, payload) = (catalogue.images.clone(), config.payload.clone());
+async fn prepare_cluster(catalogue: &Catalogue, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
+    let images = catalogue.images.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let archives = image::write_archives(&images, &payload, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
+        let archives = image::write_archives(&images, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
         let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
         crate::provision::kind::prepare(&node_image, reuse, &archives, &work)
     });

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use super::{CaseResult, Event, SessionRun, StartError};
 use crate::driver::cri::{CaseRequest, CriDriver, CriError};
 use crate::driver::{Driver, DriverError, Member, RuntimeInfo, Timeouts};
-use crate::image::{self, ImageContent, ImageRecord, Payload};
+use crate::image::{self, ImageContent, ImageRecord};
 use crate::observation::Observations;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
@@ -41,7 +41,8 @@ pub struct SessionConfig {
     /// Where the run directory (`sgpc-XXXXXX`) is created.
     pub work_root: PathBuf,
     pub timeouts: Timeouts,
-    pub payload: Payload,
+    /// The static busybox critest's image needs (sgpc's own images hold only its probe).
+    pub critest_busybox: PathBuf,
     pub registry_binary: PathBuf,
     /// OCI runtimes for a containerd sgpc starts, each a runtime handler; the first is the default.
     pub oci_runtimes: Vec<OciRuntime>,
@@ -94,7 +95,7 @@ impl SessionConfig {
             target,
             work_root: std::env::temp_dir(),
             timeouts: Timeouts::default(),
-            payload: Payload::default(),
+            critest_busybox: PathBuf::from("/bin/busybox"),
             registry_binary: PathBuf::from(registry::DEFAULT_BINARY),
             oci_runtimes: vec![OciRuntime::runc()],
             runtime_handler: String::new(),
@@ -231,8 +232,8 @@ pub struct Session {
     pub provisioned: Option<String>,
     pub images: BTreeMap<String, ImageRecord>,
     catalogue: Catalogue,
-    /// What the session's images are built from (critest's image is built on demand).
-    payload: Payload,
+    /// The busybox of critest's image, built on demand.
+    critest_busybox: PathBuf,
     critest: Option<PathBuf>,
     target: CriDriver,
     resources: Resources,
@@ -280,7 +281,7 @@ impl Session {
                 provisioned: p.provisioned,
                 images: p.images,
                 catalogue: catalogue.clone(),
-                payload: config.payload.clone(),
+                critest_busybox: config.critest_busybox.clone(),
                 critest: config.critest.clone(),
                 target: p.target,
                 resources,
@@ -370,7 +371,7 @@ impl Session {
         use crate::critest;
         let runtime = self.resources.runtime.as_ref().with_context(|| format!("critest runs only against a runtime sgpc starts: only there does {} resolve to sgpc's registry", critest::IMAGE))?;
         let recipe = self.catalogue.recipe(critest::RECIPE).with_context(|| format!("critest's image is built from the recipe {:?}, which the catalogue lacks", critest::RECIPE))?;
-        let built = image::build(&ImageContent::from_recipe(recipe, &self.payload)?)?;
+        let built = image::build(&ImageContent::from_recipe(recipe).with_busybox(&self.critest_busybox)?)?;
         let registry = self.resources.registry.as_ref().context("the session has no registry")?;
         registry.push_as(&built, critest::REPOSITORY, critest::TAG).await.context("pushing critest's image")?;
         self.target.pull(critest::IMAGE, Some(&registry.credentials)).await.with_context(|| format!("pulling {}", critest::IMAGE))?;
@@ -538,7 +539,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         TargetChoice::Cri { endpoint } => Some(connect(endpoint, config).await?),
         TargetChoice::Containerd { .. } | TargetChoice::Crio { .. } => None,
     };
-    let built = catalogue.build_images(cases, &config.payload)?;
+    let built = catalogue.build_images(cases)?;
 
     let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
     resources.record_daemon("registry", registry.pid())?;

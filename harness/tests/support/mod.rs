@@ -159,3 +159,63 @@ pub fn new_host_runtime_paths(before: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
     };
     host_runtime_paths().difference(before).filter(|p| !shared_and_empty(p)).cloned().collect()
 }
+
+/// One file of an image archive's layers: (archive, layer index, path, bytes; `None` for a
+/// directory or a link).
+pub type LayerFile = (String, usize, String, Option<Vec<u8>>);
+
+/// Every entry of every layer of each `*.oci.tar` in `dir`, bottom layer first, read through
+/// the archive's own index and manifest.
+pub fn archive_layer_files(dir: &Path) -> Vec<LayerFile> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".oci.tar")).collect();
+    names.sort();
+    for archive in names {
+        let mut blobs = std::collections::BTreeMap::new();
+        for entry in tar::Archive::new(std::fs::File::open(&archive).unwrap()).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            blobs.insert(entry.path().unwrap().to_string_lossy().into_owned(), data);
+        }
+        let blob = |digest: &serde_json::Value| blobs[&format!("blobs/sha256/{}", digest.as_str().unwrap().trim_start_matches("sha256:"))].clone();
+        let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+        let name = archive.file_name().unwrap().to_string_lossy().trim_end_matches(".oci.tar").to_string();
+        for (layer, descriptor) in manifest["layers"].as_array().unwrap().iter().enumerate() {
+            let tar = flate2::read::GzDecoder::new(std::io::Cursor::new(blob(&descriptor["digest"])));
+            for entry in tar::Archive::new(tar).entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let data = entry.header().entry_type().is_file().then(|| {
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data).unwrap();
+                    data
+                });
+                out.push((name.clone(), layer, path, data));
+            }
+        }
+    }
+    out
+}
+
+/// Lists every layer file of the archives in `dir` and asserts that none came from the host:
+/// each regular file is a program sgpc compiled (probe, pause, escalation) or a planted `/etc`
+/// file or whiteout, and none is byte-equal to the host's busybox.
+pub fn assert_archives_hold_no_host_file(dir: &Path) {
+    let host_busybox = std::fs::read("/bin/busybox").ok();
+    let own = [("probe", sgpc::image::PROBE_PROGRAM), ("pause", sgpc::image::PAUSE_PROGRAM), ("escalate", sgpc::escalation::PROGRAM_BYTES)];
+    let files = archive_layer_files(dir);
+    assert!(files.iter().any(|(image, ..)| image == "kep-blog"), "the archives hold the catalogue's images");
+    for (image, layer, path, data) in &files {
+        let Some(data) = data else {
+            eprintln!("{image} layer {layer}: {path} (directory or link)");
+            continue;
+        };
+        let what = own.iter().find(|(_, bytes)| bytes == data).map(|(name, _)| *name);
+        eprintln!("{image} layer {layer}: {path} ({} bytes, {})", data.len(), what.unwrap_or("planted"));
+        assert!(what.is_some() || path.starts_with("etc/"), "{image} layer {layer}: {path} is neither a program sgpc built nor a planted /etc file");
+        assert!(host_busybox.as_deref() != Some(data.as_slice()), "{image} layer {layer}: {path} is the host's busybox");
+    }
+}
