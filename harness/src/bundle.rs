@@ -139,6 +139,11 @@ pub struct Verification {
     pub judged: usize,
     /// Cases that ran into sgpc's own ERROR before anything was observed: nothing to judge.
     pub not_judged: usize,
+    /// The runtime the bundle judged (CRI `Version`: name and version), if it answered.
+    pub runtime: Option<String>,
+    /// Strict cases the runtime did not hold to (FAIL, or UNSUPPORTED with a leak): what a
+    /// fleet's merged result names per node.
+    pub strict_not_held: Vec<CaseId>,
 }
 
 /// The part of the JSON report a verdict is judged again from.
@@ -179,6 +184,13 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     let catalogue = bundled_catalogue(&files).map_err(|e| malformed(CATALOGUE, e.to_string()))?;
     verification.findings.extend(selection_findings(&catalogue, &recorded));
     verification.findings.extend(junit_findings(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default(), &recorded.cases));
+    verification.runtime = recorded.runtime.as_ref().map(|r| format!("{} {}", r.runtime_name, r.runtime_version));
+    verification.strict_not_held = recorded
+        .cases
+        .iter()
+        .filter(|c| c.id.policy == crate::scenario::Policy::Strict && matches!(c.verdict, Verdict::Fail | Verdict::Unsupported { leak: true }))
+        .map(|c| c.id.clone())
+        .collect();
     let Some(runtime) = &recorded.runtime else {
         // The run never started: every case is sgpc's ERROR, nothing was judged.
         verification.not_judged = recorded.cases.len();

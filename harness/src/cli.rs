@@ -46,8 +46,30 @@ pub enum Command {
     /// case judged again from its recorded observations by this sgpc. Exit 0: intact and every
     /// verdict the same; 1: a file changed or a verdict moved (each named); 2: unreadable.
     Verify {
-        /// The bundle (`.tar.gz`).
-        bundle: PathBuf,
+        /// The bundles (`.tar.gz`), e.g. one per node from the plugin; with several, a summary
+        /// names each one's runtime and the Strict cases it did not hold to.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+    },
+    /// Write the per-node plugin: its image, built from this binary (`sgpc-plugin.oci.tar`), and
+    /// the sonobuoy plugin definition that runs it on every node (`sgpc-plugin.yaml`).
+    Plugin {
+        /// Directory for the two files.
+        #[arg(long, default_value = "target/sgpc/plugin")]
+        out: PathBuf,
+        /// The image's repository, as the nodes will find it (`<repository>/sgpc-plugin:<tag>`).
+        #[arg(long, default_value = sgpc::driver::kube::IMAGE_REPOSITORY)]
+        repository: String,
+        /// The runtime's CRI socket on every node.
+        #[arg(long, default_value = "/run/containerd/containerd.sock")]
+        socket: PathBuf,
+        /// A directory of sgpc's alone on every node, mounted at the same path in its Pod (the
+        /// runtime mounts case volumes and writes container logs there).
+        #[arg(long, default_value = "/var/lib/sgpc-plugin")]
+        work_root: PathBuf,
+        /// The registry binary the image carries (Debian's docker-registry).
+        #[arg(long, default_value = sgpc::provision::registry::DEFAULT_BINARY)]
+        registry: PathBuf,
     },
     /// Remove what runs killed before they could clean up left behind (processes, mounts,
     /// directories, sandboxes and images in a --cri runtime). `sgpc run` does this first too.
@@ -300,6 +322,10 @@ pub struct RunArgs {
     /// observations and a SHA-256 manifest) that `sgpc verify` checks.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
+    /// As a sonobuoy plugin (`sgpc plugin`): after the bundle (default `DIR/sgpc.tar.gz`), write
+    /// `DIR/done` naming it, then wait for SIGTERM (a DaemonSet restarts a container that exits).
+    #[arg(long, value_name = "DIR")]
+    pub sonobuoy_results: Option<PathBuf>,
     /// Cases in flight at once (at least 1).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,

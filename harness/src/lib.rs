@@ -22,6 +22,7 @@ pub mod input;
 pub mod matrix;
 pub mod observation;
 pub mod oracle;
+pub mod plugin;
 pub mod pod;
 pub mod provision;
 pub mod proxy;

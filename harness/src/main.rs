@@ -49,7 +49,20 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit_code::PASS)
         }
         Command::Run(args) => block_on(run_catalogue(*args)),
-        Command::Verify { bundle } => verify(&bundle),
+        Command::Verify { bundles } => verify(&bundles),
+        Command::Plugin { out, repository, socket, work_root, registry } => {
+            let paths = sgpc::plugin::NodePaths { socket, work_root };
+            let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
+            let built = sgpc::image::build(&sgpc::plugin::image(&sgpc, &registry)?)?;
+            fs_err::create_dir_all(&out)?;
+            let archive = out.join("sgpc-plugin.oci.tar");
+            built.write_archive(&archive, &repository)?;
+            let reference = format!("{repository}/{}:{}", built.name, built.tag());
+            let definition = out.join("sgpc-plugin.yaml");
+            fs_err::write(&definition, serde_saphyr::to_string(&sgpc::plugin::sonobuoy_definition(&reference, &paths))?)?;
+            println!("{reference} {}\n{}\n{}", built.manifest.digest, archive.display(), definition.display());
+            Ok(exit_code::PASS)
+        }
         Command::Matrix(args) => block_on(run_matrix(args)),
         Command::Discover(args) => block_on(run_discover(args)),
         Command::Clean { dry_run } => block_on(async move {
@@ -104,8 +117,9 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let style = terminal::Style { color: std::io::stdout().is_terminal(), verbose: args.verbose };
     let filter = args.filter.as_ref().map(|f| f.as_str().to_string());
     let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?.with_filter(filter);
+    let bundle = args.bundle.clone().or_else(|| args.sonobuoy_results.as_ref().map(|dir| dir.join("sgpc.tar.gz")));
     // Before anything runs: a bundle with nowhere to go is bad input.
-    if let Some(path) = &args.bundle {
+    if let Some(path) = &bundle {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         anyhow::ensure!(!path.is_dir(), "--bundle {}: is a directory; expected a file name", path.display());
         tempfile::NamedTempFile::new_in(parent).with_context(|| format!("--bundle {}: cannot write a file in {}", path.display(), parent.display()))?;
@@ -130,7 +144,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         run::run_session(&config, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     };
     reporters.finish()?;
-    if let Some(path) = &args.bundle {
+    if let Some(path) = &bundle {
         let mut report = run.report.clone();
         report.selection.filter = args.filter.as_ref().map(|f| f.as_str().to_string());
         let files = sgpc::bundle::CatalogueFiles { scenarios: &loaded.scenario_files, images: &loaded.image_files };
@@ -138,23 +152,42 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         let sha256 = sgpc::bundle::sha256_of(path)?;
         eprintln!("bundle: {} sha256 {sha256} (record the digest where the bundle's holder cannot write; `sgpc verify {}` checks it)", path.display(), path.display());
     }
+    if let (Some(dir), Some(path)) = (&args.sonobuoy_results, &bundle) {
+        fs_err::write(dir.join("done"), path.to_string_lossy().as_bytes())?;
+        eprintln!("sonobuoy: {} names the bundle; waiting for SIGTERM", dir.join("done").display());
+        let signal = shutdown_signal().await;
+        eprintln!("sonobuoy: {signal}, exiting");
+    }
     Ok(run.report.exit_code())
 }
 
-/// `sgpc verify`: what changed in a bundle, and which verdicts move.
-fn verify(path: &std::path::Path) -> anyhow::Result<i32> {
-    let verification = sgpc::bundle::verify(path)?;
-    for finding in &verification.findings {
-        println!("{}", sgpc::input::escape_unprintable(&finding.to_string()));
+/// `sgpc verify`: what changed in each bundle, and which verdicts move; with several bundles
+/// (a fleet's nodes), which runtime each judged and the Strict cases it did not hold to.
+fn verify(paths: &[std::path::PathBuf]) -> anyhow::Result<i32> {
+    let mut summary = Vec::new();
+    for path in paths {
+        let verification = sgpc::bundle::verify(path)?;
+        for finding in &verification.findings {
+            println!("{}", sgpc::input::escape_unprintable(&finding.to_string()));
+        }
+        println!(
+            "{}: {} findings; {} cases judged again, {} without observations (sgpc's ERROR)",
+            path.display(),
+            verification.findings.len(),
+            verification.judged,
+            verification.not_judged
+        );
+        summary.push((path, verification));
     }
-    println!(
-        "{}: {} findings; {} cases judged again, {} without observations (sgpc's ERROR)",
-        path.display(),
-        verification.findings.len(),
-        verification.judged,
-        verification.not_judged
-    );
-    Ok(if verification.findings.is_empty() { exit_code::PASS } else { exit_code::FAIL })
+    if paths.len() > 1 {
+        println!("\nStrict held, per bundle:");
+        for (path, v) in &summary {
+            let runtime = v.runtime.as_deref().map_or_else(|| "runtime unreachable".to_string(), sgpc::input::escape_unprintable);
+            let held = if v.strict_not_held.is_empty() { "yes".to_string() } else { format!("NO: {}", v.strict_not_held.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) };
+            println!("  {} ({runtime}): {held}", path.display());
+        }
+    }
+    Ok(if summary.iter().all(|(_, v)| v.findings.is_empty()) { exit_code::PASS } else { exit_code::FAIL })
 }
 
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {

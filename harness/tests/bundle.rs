@@ -28,23 +28,28 @@ fn runtime() -> RuntimeInfo {
         supplemental_groups_policy: true,
         feature_per_node: false,
         no_user_namespaces: None,
-            cri_status: None,
+        cri_status: None,
     }
 }
 
 /// kep-blog/strict as a conformant runtime shows it at every point, judged by this sgpc.
 fn report(catalogue: &Catalogue) -> RunReport {
+    report_observing(catalogue, &[3000, 4000], Verdict::Pass)
+}
+
+/// kep-blog/strict with `groups` at every point, judged by this sgpc as `verdict`.
+fn report_observing(catalogue: &Catalogue, groups: &[u32], verdict: Verdict) -> RunReport {
     let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let case = Case::resolve(catalogue, &id).unwrap();
     let image = ImageRecord { name: "kep-blog".into(), reference: "127.0.0.1:5000/sgpc/kep-blog@sha256:00".into(), manifest_digest: "sha256:00".into(), config_digest: "sha256:11".into() };
-    let identity = Identity::observed(1000, 3000, [3000, 4000]);
+    let identity = Identity::observed(1000, 3000, groups.iter().copied());
     let identities = [Point::FirstProcessId, Point::FirstProcessKernel, Point::HostKernel, Point::ExecId, Point::CriStatus]
         .into_iter()
-        .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: vec![3000, 4000], printed: String::new() })
+        .map(|point| IdentityObservation { point, identity: identity.clone(), raw_groups: groups.to_vec(), printed: String::new() })
         .collect();
     let observations = Observations { identities, ..Observations::default() };
     let (judgement, _) = judge_observed(&case, &runtime(), true, &image, &observations);
-    assert_eq!(judgement.verdict, Verdict::Pass, "{:?}", judgement.reasons);
+    assert_eq!(judgement.verdict, verdict, "{:?}", judgement.reasons);
     let mut result = error_result(&id, "", "");
     result.describe(case.scenario);
     result.image = Some(image.clone());
@@ -117,6 +122,24 @@ fn edit(files: &mut BTreeMap<String, Vec<u8>>, name: &str, from: &str, to: &str)
 
 fn subjects(path: &Path) -> Vec<String> {
     bundle::verify(path).unwrap().findings.into_iter().map(|f| f.subject).collect()
+}
+
+/// A fleet's bundles, one per node: `sgpc verify` checks each and names, per bundle, the
+/// runtime and the Strict cases it did not hold to (here the second node leaks the image's
+/// group 50000 under Strict).
+#[test]
+fn several_bundles_say_which_node_does_not_hold_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = Catalogue::open(None, None).unwrap();
+    let (holds, leaks) = (dir.path().join("sgpc-node-a.tar.gz"), dir.path().join("sgpc-node-b.tar.gz"));
+    let catalogue_files = CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") };
+    bundle::write(&holds, &report(&catalogue), &catalogue_files).unwrap();
+    bundle::write(&leaks, &report_observing(&catalogue, &[3000, 4000, 50000], Verdict::Fail), &catalogue_files).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sgpc")).arg("verify").arg(&holds).arg(&leaks).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "both bundles are intact: {stdout}");
+    assert!(stdout.contains(&format!("{} (containerd 2.1.9): yes", holds.display())), "{stdout}");
+    assert!(stdout.contains(&format!("{} (containerd 2.1.9): NO: kep-blog/strict", leaks.display())), "{stdout}");
 }
 
 #[test]

@@ -201,3 +201,74 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
     // containerd's default `k8s.io/<id>`: `clean` removes exactly those of the run's tasks.
     assert_eq!(support::new_host_runtime_paths(&host_paths_before), Vec::<std::path::PathBuf>::new(), "left in the host's runtime paths after `sgpc clean`");
 }
+
+/// The per-node plugin for real (issue #23): kubelet starts sgpc's DaemonSet Pod (the image
+/// `sgpc plugin` builds from sgpc's own binary, the Pod sonobuoy's definition describes) on the
+/// live node; inside it sgpc judges the node's own containerd over the mounted socket, writes
+/// its bundle and sonobuoy's `done` file into the results directory; the bundle comes back and
+/// `sgpc verify` accepts it, every case of the catalogue judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies() {
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let host_paths_before = support::host_runtime_paths();
+    let choice = node();
+    let mut config = containerd("sid");
+    config.node = Some(sgpc::run::NodeSettings { binaries: sgpc::run::node_binaries(&choice).await.unwrap(), timeout: choice.timeout });
+    let catalogue = support::catalogue();
+    let users: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "cri-tools").collect();
+    let session = sgpc::run::Session::start(&config, &catalogue, &users).await.expect("the live node starts");
+    let dir = tempfile::tempdir().unwrap();
+    let (work_root, results) = (dir.path().join("work"), dir.path().join("results"));
+    std::fs::create_dir(&results).unwrap();
+    let socket = session.runtime.endpoint.trim_start_matches("unix://").into();
+    let paths = sgpc::plugin::NodePaths { socket, work_root: work_root.clone() };
+    let image = sgpc::image::build(&sgpc::plugin::image(&support::sgpc_binary(), std::path::Path::new(sgpc::provision::registry::DEFAULT_BINARY)).unwrap()).unwrap();
+    let reference = session.load_image(&image).await.unwrap();
+
+    let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
+    let client = sgpc::provision::node::client(&kubeconfig).await.unwrap();
+    let namespace = "sgpc-plugin";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap()).await.unwrap();
+    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);
+    let daemonset = serde_json::from_value(sgpc::plugin::daemonset(&reference, &paths, namespace, &results)).unwrap();
+    daemonsets.create(&PostParams::default(), &daemonset).await.unwrap();
+
+    // No controller manager runs on the live node: the DaemonSet's Pod is created here as its
+    // controller would, bound to the one node.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let mut template = daemonset.spec.unwrap().template;
+    let mut spec = template.spec.take().unwrap();
+    spec.node_name = Some(node_name.clone());
+    let pod = k8s_openapi::api::core::v1::Pod { metadata: kube::api::ObjectMeta { name: Some("sgpc-plugin-0".into()), ..template.metadata.unwrap_or_default() }, spec: Some(spec), ..Default::default() };
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let done = results.join("done");
+    let finished = sgpc::provision::wait_until("the plugin's done file", Duration::from_secs(900), || std::future::ready(done.exists())).await;
+    let logs = pods.logs("sgpc-plugin-0", &Default::default()).await.unwrap_or_else(|e| format!("(no logs: {e})"));
+    let status = pods.get("sgpc-plugin-0").await.map(|p| format!("{:?}", p.status)).unwrap_or_default();
+    pods.delete("sgpc-plugin-0", &DeleteParams::default()).await.unwrap();
+    sgpc::provision::wait_until("the plugin's Pod to be gone", Duration::from_secs(60), || async { pods.list(&ListParams::default()).await.is_ok_and(|l| l.items.is_empty()) }).await.unwrap();
+    session.teardown().await.unwrap();
+    finished.unwrap_or_else(|e| panic!("{e}: {status}\n{logs}"));
+
+    let named = std::fs::read_to_string(&done).unwrap();
+    let bundle = results.join(named.strip_prefix(&format!("{}/", sgpc::plugin::RESULTS_DIR)).unwrap_or_else(|| panic!("done names {named:?}")));
+    assert_eq!(bundle.file_name().unwrap().to_string_lossy(), format!("sgpc-{node_name}.tar.gz"), "the bundle is named after its node");
+    let verified = std::process::Command::new(support::sgpc_binary()).arg("verify").arg(&bundle).output().unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(sgpc::run::exit_code::PASS), "{stdout}\n{logs}");
+    assert!(stdout.contains(" 0 findings;"), "{stdout}\n{logs}");
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    assert!(std::process::Command::new("tar").arg("-xzf").arg(&bundle).current_dir(&unpacked).status().unwrap().success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("sgpc/report.json")).unwrap()).unwrap();
+    assert_eq!(report["runtime"]["endpoint"], format!("unix://{}", sgpc::plugin::SOCKET_IN_POD), "the node's runtime, over the mounted socket");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue");
+    let errors: Vec<&serde_json::Value> = cases.iter().filter(|c| c["verdict"]["kind"] == "ERROR").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(logs.contains("waiting for SIGTERM"), "{logs}");
+    assert_eq!(support::new_host_runtime_paths(&host_paths_before), Vec::<std::path::PathBuf>::new(), "the plugin's run left these in the host's runtime paths");
+}

@@ -406,6 +406,15 @@ impl Session {
         Ok(said?)
     }
 
+    /// Pushes an image to the session's registry and pulls it into the runtime (what a node then
+    /// holds for a Pod, such as the per-node plugin's): its reference.
+    pub async fn load_image(&self, built: &image::BuiltImage) -> anyhow::Result<String> {
+        let registry = self.resources.registry.as_ref().context("the session has no registry")?;
+        let reference = registry.push(built).await.with_context(|| format!("pushing image {}", built.name))?;
+        self.target.pull(&reference, Some(&registry.credentials)).await.with_context(|| format!("pulling {reference}"))?;
+        Ok(reference)
+    }
+
     /// The CRI target, for tests that inspect the runtime directly.
     pub fn target(&self) -> &CriDriver {
         &self.target

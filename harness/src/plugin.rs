@@ -1,0 +1,236 @@
+//! The per-node plugin: sgpc as a sonobuoy DaemonSet plugin, one sgpc Pod per node judging that
+//! node's own runtime over its mounted CRI socket.
+//!
+//! `sgpc plugin --out DIR` writes two files:
+//! - `sgpc-plugin.oci.tar`, the plugin's image, built by sgpc from its own binary: the binary,
+//!   the registry binary it serves its crafted images from, and the shared objects both load
+//!   (listed by their ELF interpreter, as `ldd` lists them). Nothing is pulled.
+//! - `sgpc-plugin.yaml`, the sonobuoy plugin definition (`sonobuoy-config` with `driver:
+//!   DaemonSet`, a container `spec`, `extra-volumes`, `podSpec`; sonobuoy's
+//!   `pkg/plugin/manifest` types): the container runs `sgpc run --cri ... --sonobuoy-results`,
+//!   which writes the node's evidence bundle into sonobuoy's results directory, then the `done`
+//!   file naming it, and waits to be stopped (a DaemonSet's Pod restarts whatever exits).
+//!
+//! The Pod needs the host's pid namespace (sgpc reads `/proc/<pid>/status` of each case's first
+//! process by its host pid, as the CRI reports it), the host's network (the runtime pulls sgpc's
+//! images from the registry sgpc serves on 127.0.0.1), the runtime's socket, and a work root
+//! mounted at the same path inside and outside: the runtime, on the host, bind-mounts the case
+//! volumes and writes the container logs sgpc creates and reads there.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::image::{ImageContent, LayerEntry};
+
+/// Where the plugin's container has the node's runtime socket.
+pub const SOCKET_IN_POD: &str = "/run/sgpc/cri.sock";
+/// sonobuoy's results directory in a plugin's container (its `ResultsDir` default).
+pub const RESULTS_DIR: &str = "/tmp/sonobuoy/results";
+/// The plugin's image name (the archive's `<repository>/sgpc-plugin:<tag>`).
+pub const IMAGE_NAME: &str = "sgpc-plugin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Elf { path: PathBuf, why: String },
+    #[error("listing the shared objects of {path} with its interpreter {interpreter}: {why}")]
+    List { path: PathBuf, interpreter: PathBuf, why: String },
+}
+
+/// The plugin's image: `/sgpc` (the given binary), the registry binary at its own path, and
+/// every shared object either loads, at its path.
+pub fn image(sgpc: &Path, registry: &Path) -> Result<ImageContent, PluginError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_path_buf(), source });
+    let mut files: Vec<(String, Vec<u8>)> = vec![("sgpc".into(), read(sgpc)?), (relative(registry), read(registry)?)];
+    let mut objects = shared_objects(sgpc)?;
+    objects.extend(shared_objects(registry)?);
+    objects.sort();
+    objects.dedup();
+    for object in objects {
+        files.push((relative(&object), read(&object)?));
+    }
+    let mut layer = vec![LayerEntry::Dir { path: "tmp".into() }];
+    let mut dirs: Vec<String> = files.iter().flat_map(|(path, _)| parents(path)).collect();
+    dirs.sort();
+    dirs.dedup();
+    layer.extend(dirs.into_iter().map(|path| LayerEntry::Dir { path }));
+    layer.extend(files.into_iter().map(|(path, data)| LayerEntry::File { path, mode: 0o755, data }));
+    Ok(ImageContent { name: IMAGE_NAME.into(), layers: vec![layer], user: None, entrypoint: vec!["/sgpc".into()] })
+}
+
+fn relative(path: &Path) -> String {
+    path.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+/// `a/b/c` -> `a`, `a/b`.
+fn parents(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (1..parts.len()).map(|n| parts[..n].join("/")).collect()
+}
+
+/// The shared objects a dynamically linked executable loads, as its own ELF interpreter lists
+/// them (`ld.so --list`, what `ldd` runs), the interpreter included; none for a static one.
+pub fn shared_objects(executable: &Path) -> Result<Vec<PathBuf>, PluginError> {
+    let bytes = std::fs::read(executable).map_err(|source| PluginError::Read { path: executable.to_path_buf(), source })?;
+    let Some(interpreter) = elf_interpreter(&bytes).map_err(|why| PluginError::Elf { path: executable.to_path_buf(), why })? else {
+        return Ok(Vec::new());
+    };
+    let fail = |why: String| PluginError::List { path: executable.to_path_buf(), interpreter: interpreter.clone(), why };
+    let output = std::process::Command::new(&interpreter).arg("--list").arg(executable).output().map_err(|e| fail(e.to_string()))?;
+    if !output.status.success() {
+        return Err(fail(format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    let mut objects = vec![interpreter.clone()];
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", "\t/lib64/ld-linux-x86-64.so.2 (0x...)",
+        // "\tlinux-vdso.so.1 (0x...)" (the kernel's, no file).
+        let target = line.split_once("=>").map_or(line, |(_, t)| t).trim();
+        let path = target.split(" (").next().unwrap_or_default().trim();
+        if path == "not found" {
+            return Err(fail(format!("a shared object is missing: {}", line.trim())));
+        }
+        if path.starts_with('/') && !objects.iter().any(|o| o == Path::new(path)) {
+            objects.push(PathBuf::from(path));
+        }
+    }
+    Ok(objects)
+}
+
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file (System V ABI, "Program Header").
+fn elf_interpreter(bytes: &[u8]) -> Result<Option<PathBuf>, String> {
+    const PT_INTERP: u32 = 3;
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let number = |offset: usize, len: usize| -> Result<usize, String> {
+        let field = bytes.get(offset..offset + len).ok_or("the ELF header is cut short")?;
+        Ok(field.iter().rev().fold(0usize, |n, b| n << 8 | usize::from(*b)))
+    };
+    let (phoff, phentsize, phnum) = (number(0x20, 8)?, number(0x36, 2)?, number(0x38, 2)?);
+    for index in 0..phnum {
+        let header = phoff + index * phentsize;
+        if number(header, 4)? != PT_INTERP as usize {
+            continue;
+        }
+        let (offset, size) = (number(header + 8, 8)?, number(header + 32, 8)?);
+        let text = bytes.get(offset..offset + size).ok_or("PT_INTERP points outside the file")?;
+        let text = std::str::from_utf8(text).map_err(|_| "PT_INTERP is not text")?;
+        return Ok(Some(PathBuf::from(text.trim_end_matches('\0'))));
+    }
+    Ok(None)
+}
+
+/// Where the plugin's Pods find the node: the runtime's socket on the node, and a work root
+/// that is sgpc's alone on every node.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    pub socket: PathBuf,
+    pub work_root: PathBuf,
+}
+
+/// The sonobuoy plugin definition for the image `image` (a reference the nodes can pull or
+/// already hold).
+pub fn sonobuoy_definition(image: &str, paths: &NodePaths) -> serde_json::Value {
+    let pod = pod_parts(image, paths);
+    json!({
+        "sonobuoy-config": {"driver": "DaemonSet", "plugin-name": "sgpc", "result-format": "junit", "description": "sgpc: supplementalGroupsPolicy conformance of each node's container runtime"},
+        "spec": pod.container,
+        "extra-volumes": pod.volumes,
+        "podSpec": {"hostPID": true, "hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet", "restartPolicy": "Always", "tolerations": [{"operator": "Exists"}]},
+    })
+}
+
+/// The same Pod as a DaemonSet of its own, for a cluster without sonobuoy: sonobuoy's results
+/// directory is then a host directory (`results`) sgpc collects the bundles from.
+pub fn daemonset(image: &str, paths: &NodePaths, namespace: &str, results: &Path) -> serde_json::Value {
+    let pod = pod_parts(image, paths);
+    let mut volumes = pod.volumes;
+    volumes.push(json!({"name": "results", "hostPath": {"path": results, "type": "Directory"}}));
+    let labels = json!({"app.kubernetes.io/name": "sgpc-plugin"});
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "sgpc-plugin", "namespace": namespace, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"hostPID": true, "hostNetwork": true, "tolerations": [{"operator": "Exists"}], "containers": [pod.container], "volumes": volumes},
+            },
+        },
+    })
+}
+
+struct PodParts {
+    container: serde_json::Value,
+    volumes: Vec<serde_json::Value>,
+}
+
+fn pod_parts(image: &str, paths: &NodePaths) -> PodParts {
+    let work_root = paths.work_root.to_string_lossy();
+    let container = json!({
+        "name": "sgpc",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/sgpc"],
+        "args": [
+            "run", "--cri", format!("unix://{SOCKET_IN_POD}"), "--work-root", work_root, "--registry", crate::provision::registry::DEFAULT_BINARY,
+            "--sonobuoy-results", RESULTS_DIR, "--bundle", format!("{RESULTS_DIR}/sgpc-$(NODE_NAME).tar.gz"),
+        ],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "SGPC_STATE_DIR", "value": format!("{work_root}/state")},
+        ],
+        "securityContext": {"privileged": true},
+        "volumeMounts": [
+            {"name": "cri-socket", "mountPath": SOCKET_IN_POD},
+            {"name": "work-root", "mountPath": work_root},
+            {"name": "results", "mountPath": RESULTS_DIR},
+        ],
+    });
+    let volumes = vec![
+        json!({"name": "cri-socket", "hostPath": {"path": paths.socket, "type": "Socket"}}),
+        json!({"name": "work-root", "hostPath": {"path": paths.work_root, "type": "DirectoryOrCreate"}}),
+    ];
+    PodParts { container, volumes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interpreter_is_read_from_the_program_headers() {
+        let sgpc = std::env::current_exe().unwrap();
+        let interpreter = elf_interpreter(&std::fs::read(&sgpc).unwrap()).unwrap().expect("a test binary is dynamically linked");
+        assert!(interpreter.is_absolute() && interpreter.exists(), "{interpreter:?}");
+        assert_eq!(elf_interpreter(crate::image::PROBE_PROGRAM).unwrap(), None, "the probe is static");
+        assert!(elf_interpreter(b"#!/bin/sh\n").is_err());
+        assert!(elf_interpreter(b"\x7fELF\x02\x01").is_err(), "cut short");
+    }
+
+    #[test]
+    fn shared_objects_are_those_the_loader_lists() {
+        let objects = shared_objects(&std::env::current_exe().unwrap()).unwrap();
+        assert!(objects.iter().any(|o| o.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libc.so"))), "{objects:?}");
+        assert!(objects.iter().all(|o| o.is_absolute() && o.exists()), "{objects:?}");
+    }
+
+    #[test]
+    fn the_plugin_pod_mounts_the_work_root_at_its_own_path() {
+        let paths = NodePaths { socket: "/run/containerd/containerd.sock".into(), work_root: "/var/lib/sgpc-plugin".into() };
+        let definition = sonobuoy_definition("sgpc/sgpc-plugin:x", &paths);
+        assert_eq!(definition["sonobuoy-config"]["driver"], "DaemonSet");
+        let mounts = definition["spec"]["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().any(|m| m["name"] == "work-root" && m["mountPath"] == "/var/lib/sgpc-plugin"));
+        assert!(definition["extra-volumes"].as_array().unwrap().iter().any(|v| v["hostPath"]["path"] == "/var/lib/sgpc-plugin"));
+        assert_eq!(definition["podSpec"]["hostPID"], true);
+    }
+}
