@@ -3,7 +3,7 @@
 
 CACHE          ?= $(CURDIR)/.cache
 CONTAINERD_DIR ?= $(CACHE)/debs/sid/containerd/usr/bin
-# busybox-static: the image payload (the pause program is sgpc's own); docker-registry: the local
+# busybox-static: critest's image (sgpc's own images hold only its probe); docker-registry: the local
 # registry; runc: the OCI runtime; crun: a runtime that refuses the spec (tested); skopeo:
 # tests that the archives load; protobuf-compiler: CRI; containernetworking-plugins: the
 # loopback plugin of a live node's network; libseccomp-dev: runc and CRI-O built from their Go
