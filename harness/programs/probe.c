@@ -34,9 +34,9 @@
 static const char *const ESCALATION_PROGRAMS[] = {"/bin/sgpc-setgid", "/bin/sgpc-capsetgid"};
 static const char *const STATUS_KEYS[] = {"Uid:", "Gid:", "Groups:", "NoNewPrivs:", "CapPrm:", "CapEff:", "CapBnd:"};
 static gid_t groups[NGROUPS_MAX];
-static char line[4096];
 
-/* The name of `id` in a passwd (field 2 = uid) or group (field 2 = gid) file, or NULL. */
+/* The name of `id` in a passwd (field 3 = uid) or group (field 3 = gid) file, or NULL. Lines
+ * are read whole: a long member list must not split into lines of their own. */
 static const char *name_of(const char *file, unsigned id) {
     static char name[256];
     FILE *f = fopen(file, "r");
@@ -44,21 +44,24 @@ static const char *name_of(const char *file, unsigned id) {
         return NULL;
     }
     const char *found = NULL;
-    while (!found && fgets(line, sizeof line, f)) {
-        char *first = strchr(line, ':');
+    char *text = NULL;
+    size_t size = 0;
+    while (!found && getline(&text, &size, f) > 0) {
+        char *first = strchr(text, ':');
         char *second = first ? strchr(first + 1, ':') : NULL;
-        if (!second || (size_t)(first - line) >= sizeof name) {
+        if (!second || (size_t)(first - text) >= sizeof name) {
             continue;
         }
         char *end;
         errno = 0;
         unsigned long value = strtoul(second + 1, &end, 10);
         if (errno == 0 && end != second + 1 && *end == ':' && value == id) {
-            memcpy(name, line, (size_t)(first - line));
-            name[first - line] = '\0';
+            memcpy(name, text, (size_t)(first - text));
+            name[first - text] = '\0';
             found = name;
         }
     }
+    free(text);
     fclose(f);
     return found;
 }
@@ -103,18 +106,29 @@ static void probe_uid_map(void) {
     }
 }
 
+/* Whole lines, however long: a Groups: line of hundreds of groups must not be cut. */
 static void probe_status(void) {
     FILE *f = fopen("/proc/self/status", "r");
-    while (f && fgets(line, sizeof line, f)) {
+    char *text = NULL;
+    size_t size = 0;
+    while (f && getline(&text, &size, f) > 0) {
         for (size_t i = 0; i < sizeof STATUS_KEYS / sizeof *STATUS_KEYS; i++) {
-            if (strncmp(line, STATUS_KEYS[i], strlen(STATUS_KEYS[i])) == 0) {
-                printf("sgpc-status-%s", line);
+            if (strncmp(text, STATUS_KEYS[i], strlen(STATUS_KEYS[i])) == 0) {
+                printf("sgpc-status-%s", text);
             }
         }
     }
+    free(text);
     if (f) {
         fclose(f);
     }
+}
+
+/* As busybox `[ -x ]` decides for root and the owner alike here: a regular file with an
+ * execute bit. (faccessat2, which glibc uses for AT_EACCESS, may be refused by seccomp.) */
+static int executable(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH));
 }
 
 /* Reads a file to its end, as `cat` would; NULL, or the failed call and its error. */
@@ -162,11 +176,17 @@ static void probe(void) {
     probe_id();
     probe_uid_map();
     probe_status();
-    /* The paths, split on blanks; files[0] is left for a program's name (run). */
-    char *list = strdup(getenv("SGPC_PROBE_FILES") ? getenv("SGPC_PROBE_FILES") : "");
-    char *files[64] = {NULL};
+    /* The paths, split on blanks; files[0] is left for a program's name (run), and a NULL
+     * ends the list (at most one path per two bytes of the list, plus both). */
+    const char *given = getenv("SGPC_PROBE_FILES");
+    char *list = strdup(given ? given : "");
+    char **files = calloc(strlen(list) / 2 + 3, sizeof *files);
+    if (!list || !files) {
+        puts("sgpc-error=out of memory");
+        return;
+    }
     int count = 1;
-    for (char *path = strtok(list, " \t\n"); path && count < 63; path = strtok(NULL, " \t\n")) {
+    for (char *path = strtok(list, " \t\n"); path; path = strtok(NULL, " \t\n")) {
         files[count++] = path;
     }
     for (int i = 1; i < count; i++) {
@@ -179,7 +199,7 @@ static void probe(void) {
     }
     for (size_t i = 0; i < sizeof ESCALATION_PROGRAMS / sizeof *ESCALATION_PROGRAMS; i++) {
         const char *program = ESCALATION_PROGRAMS[i];
-        if (faccessat(AT_FDCWD, program, X_OK, AT_EACCESS) == 0) {
+        if (executable(program)) {
             int status = run(program, files);
             if (status != 0) {
                 printf("sgpc-escalate=%s not-executed %d\n", strrchr(program, '/') + 1, status);
@@ -188,6 +208,7 @@ static void probe(void) {
     }
     puts("sgpc-end");
     fflush(stdout);
+    free(files);
     free(list);
 }
 
@@ -202,11 +223,17 @@ static void reap(int sig) {
     }
 }
 
-/* PID 1 has no default signal actions: without the handlers SIGTERM would be ignored. */
-static int wait_forever(void) {
+/* PID 1 has no default signal actions: without the handlers SIGTERM would be ignored. They
+ * are installed before the probe runs, so that a SIGTERM during it is not lost; the reaper
+ * only after, so that it cannot take the escalation programs' statuses from run(). */
+static int probe_then_wait(void) {
     struct sigaction on_stop = {.sa_handler = stop};
     struct sigaction on_child = {.sa_handler = reap, .sa_flags = SA_NOCLDSTOP | SA_RESTART};
-    if (sigaction(SIGINT, &on_stop, NULL) < 0 || sigaction(SIGTERM, &on_stop, NULL) < 0 || sigaction(SIGCHLD, &on_child, NULL) < 0) {
+    if (sigaction(SIGINT, &on_stop, NULL) < 0 || sigaction(SIGTERM, &on_stop, NULL) < 0) {
+        return 1;
+    }
+    probe();
+    if (sigaction(SIGCHLD, &on_child, NULL) < 0) {
         return 1;
     }
     for (;;) {
@@ -234,8 +261,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "wait") == 0) {
-        probe();
-        return wait_forever();
+        return probe_then_wait();
     }
     if (argc == 2 && strcmp(argv[1], "stop") == 0) {
         return kill(1, SIGTERM) == 0 ? 0 : 1;

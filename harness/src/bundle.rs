@@ -141,9 +141,46 @@ pub struct Verification {
     pub not_judged: usize,
     /// The runtime the bundle judged (CRI `Version`: name and version), if it answered.
     pub runtime: Option<String>,
-    /// Strict cases the runtime did not hold to (FAIL, or UNSUPPORTED with a leak): what a
-    /// fleet's merged result names per node.
-    pub strict_not_held: Vec<CaseId>,
+    /// Whether the runtime held Strict: what a fleet's merged result says per node.
+    pub strict: StrictHeld,
+}
+
+/// Whether a bundle's runtime held Strict, from its recorded Strict verdicts (a verdict that
+/// moved when judged again is a finding of its own).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum StrictHeld {
+    /// Every Strict case that ran passed (or was rejected as the KEP asks); some may not have run.
+    Held { not_run: usize },
+    /// The Strict cases that FAIL, leak (UNSUPPORTED with a leak) or were REFUSED, with verdicts.
+    NotHeld(Vec<(CaseId, Verdict)>),
+    /// Nothing can be said: the runtime was unreachable, a Strict case is sgpc's ERROR, or none ran.
+    #[default]
+    NotJudged,
+}
+
+impl std::fmt::Display for StrictHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StrictHeld::Held { not_run: 0 } => write!(f, "yes"),
+            StrictHeld::Held { not_run } => write!(f, "yes ({not_run} Strict cases not run)"),
+            StrictHeld::NotHeld(cases) => write!(f, "NO: {}", cases.iter().map(|(id, v)| format!("{id} {v}")).collect::<Vec<_>>().join(", ")),
+            StrictHeld::NotJudged => write!(f, "not judged (runtime unreachable, a Strict case ERROR, or none ran)"),
+        }
+    }
+}
+
+fn strict_held(recorded: &Recorded) -> StrictHeld {
+    let strict: Vec<&RecordedCase> = recorded.cases.iter().filter(|c| c.id.policy == crate::scenario::Policy::Strict).collect();
+    let not_run = strict.iter().filter(|c| c.verdict == Verdict::NotRun).count();
+    if recorded.runtime.is_none() || not_run == strict.len() || strict.iter().any(|c| c.verdict == Verdict::Error) {
+        return StrictHeld::NotJudged;
+    }
+    let failed: Vec<(CaseId, Verdict)> = strict
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Refused | Verdict::Unsupported { leak: true }))
+        .map(|c| (c.id.clone(), c.verdict))
+        .collect();
+    if failed.is_empty() { StrictHeld::Held { not_run } } else { StrictHeld::NotHeld(failed) }
 }
 
 /// The part of the JSON report a verdict is judged again from.
@@ -185,12 +222,7 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     verification.findings.extend(selection_findings(&catalogue, &recorded));
     verification.findings.extend(junit_findings(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default(), &recorded.cases));
     verification.runtime = recorded.runtime.as_ref().map(|r| format!("{} {}", r.runtime_name, r.runtime_version));
-    verification.strict_not_held = recorded
-        .cases
-        .iter()
-        .filter(|c| c.id.policy == crate::scenario::Policy::Strict && matches!(c.verdict, Verdict::Fail | Verdict::Unsupported { leak: true }))
-        .map(|c| c.id.clone())
-        .collect();
+    verification.strict = strict_held(&recorded);
     let Some(runtime) = &recorded.runtime else {
         // The run never started: every case is sgpc's ERROR, nothing was judged.
         verification.not_judged = recorded.cases.len();

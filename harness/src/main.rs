@@ -165,8 +165,16 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
 /// (a fleet's nodes), which runtime each judged and the Strict cases it did not hold to.
 fn verify(paths: &[std::path::PathBuf]) -> anyhow::Result<i32> {
     let mut summary = Vec::new();
+    let mut unreadable = false;
     for path in paths {
-        let verification = sgpc::bundle::verify(path)?;
+        let verification = match sgpc::bundle::verify(path) {
+            Ok(verification) => verification,
+            Err(e) => {
+                println!("{}: unreadable: {}", path.display(), sgpc::input::escape_unprintable(&format!("{:#}", anyhow::Error::new(e))));
+                unreadable = true;
+                continue;
+            }
+        };
         for finding in &verification.findings {
             println!("{}", sgpc::input::escape_unprintable(&finding.to_string()));
         }
@@ -183,11 +191,14 @@ fn verify(paths: &[std::path::PathBuf]) -> anyhow::Result<i32> {
         println!("\nStrict held, per bundle:");
         for (path, v) in &summary {
             let runtime = v.runtime.as_deref().map_or_else(|| "runtime unreachable".to_string(), sgpc::input::escape_unprintable);
-            let held = if v.strict_not_held.is_empty() { "yes".to_string() } else { format!("NO: {}", v.strict_not_held.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) };
-            println!("  {} ({runtime}): {held}", path.display());
+            println!("  {} ({runtime}): {}", path.display(), v.strict);
         }
     }
-    Ok(if summary.iter().all(|(_, v)| v.findings.is_empty()) { exit_code::PASS } else { exit_code::FAIL })
+    Ok(match (unreadable, summary.iter().all(|(_, v)| v.findings.is_empty())) {
+        (true, _) => exit_code::ERROR,
+        (false, true) => exit_code::PASS,
+        (false, false) => exit_code::FAIL,
+    })
 }
 
 async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::image::{ImageContent, LayerEntry};
+use crate::provision::registry;
 
 /// Where the plugin's container has the node's runtime socket.
 pub const SOCKET_IN_POD: &str = "/run/sgpc/cri.sock";
@@ -44,11 +45,12 @@ pub enum PluginError {
     List { path: PathBuf, interpreter: PathBuf, why: String },
 }
 
-/// The plugin's image: `/sgpc` (the given binary), the registry binary at its own path, and
-/// every shared object either loads, at its path.
+/// The plugin's image: `/sgpc` (the given binary), the registry binary where the Pod's `sgpc
+/// run --registry` looks ([`registry::DEFAULT_BINARY`], wherever it came from), and every shared
+/// object either loads, at its path.
 pub fn image(sgpc: &Path, registry: &Path) -> Result<ImageContent, PluginError> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_path_buf(), source });
-    let mut files: Vec<(String, Vec<u8>)> = vec![("sgpc".into(), read(sgpc)?), (relative(registry), read(registry)?)];
+    let mut files: Vec<(String, Vec<u8>)> = vec![("sgpc".into(), read(sgpc)?), (relative(Path::new(registry::DEFAULT_BINARY)), read(registry)?)];
     let mut objects = shared_objects(sgpc)?;
     objects.extend(shared_objects(registry)?);
     objects.sort();
@@ -79,9 +81,13 @@ fn parents(path: &str) -> Vec<String> {
 /// them (`ld.so --list`, what `ldd` runs), the interpreter included; none for a static one.
 pub fn shared_objects(executable: &Path) -> Result<Vec<PathBuf>, PluginError> {
     let bytes = std::fs::read(executable).map_err(|source| PluginError::Read { path: executable.to_path_buf(), source })?;
-    let Some(interpreter) = elf_interpreter(&bytes).map_err(|why| PluginError::Elf { path: executable.to_path_buf(), why })? else {
+    let elf = |why: String| PluginError::Elf { path: executable.to_path_buf(), why };
+    let Some(interpreter) = elf_interpreter(&bytes).map_err(elf)? else {
         return Ok(Vec::new());
     };
+    if !interpreter.is_absolute() {
+        return Err(elf(format!("its interpreter {} is not an absolute path", interpreter.display())));
+    }
     let fail = |why: String| PluginError::List { path: executable.to_path_buf(), interpreter: interpreter.clone(), why };
     let output = std::process::Command::new(&interpreter).arg("--list").arg(executable).output().map_err(|e| fail(e.to_string()))?;
     if !output.status.success() {
@@ -109,18 +115,20 @@ fn elf_interpreter(bytes: &[u8]) -> Result<Option<PathBuf>, String> {
     if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
         return Err("not a 64-bit little-endian ELF file".into());
     }
+    let outside = || "a header points outside the file".to_string();
+    let range = |offset: usize, len: usize| offset.checked_add(len).and_then(|end| bytes.get(offset..end)).ok_or_else(outside);
     let number = |offset: usize, len: usize| -> Result<usize, String> {
-        let field = bytes.get(offset..offset + len).ok_or("the ELF header is cut short")?;
-        Ok(field.iter().rev().fold(0usize, |n, b| n << 8 | usize::from(*b)))
+        let value = range(offset, len)?.iter().rev().fold(0u64, |n, b| n << 8 | u64::from(*b));
+        usize::try_from(value).map_err(|_| outside())
     };
     let (phoff, phentsize, phnum) = (number(0x20, 8)?, number(0x36, 2)?, number(0x38, 2)?);
     for index in 0..phnum {
-        let header = phoff + index * phentsize;
+        let header = index.checked_mul(phentsize).and_then(|at| at.checked_add(phoff)).ok_or_else(outside)?;
         if number(header, 4)? != PT_INTERP as usize {
             continue;
         }
-        let (offset, size) = (number(header + 8, 8)?, number(header + 32, 8)?);
-        let text = bytes.get(offset..offset + size).ok_or("PT_INTERP points outside the file")?;
+        let field = |at: usize| header.checked_add(at).ok_or_else(outside).and_then(|at| number(at, 8));
+        let text = range(field(8)?, field(32)?)?;
         let text = std::str::from_utf8(text).map_err(|_| "PT_INTERP is not text")?;
         return Ok(Some(PathBuf::from(text.trim_end_matches('\0'))));
     }
@@ -214,6 +222,13 @@ mod tests {
         assert_eq!(elf_interpreter(crate::image::PROBE_PROGRAM).unwrap(), None, "the probe is static");
         assert!(elf_interpreter(b"#!/bin/sh\n").is_err());
         assert!(elf_interpreter(b"\x7fELF\x02\x01").is_err(), "cut short");
+        // A program header table at the end of the address space: no overflow, an error.
+        let mut hostile = vec![0u8; 64];
+        hostile[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        hostile[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        hostile[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        hostile[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        assert!(elf_interpreter(&hostile).is_err());
     }
 
     #[test]

@@ -135,11 +135,26 @@ fn several_bundles_say_which_node_does_not_hold_strict() {
     let catalogue_files = CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") };
     bundle::write(&holds, &report(&catalogue), &catalogue_files).unwrap();
     bundle::write(&leaks, &report_observing(&catalogue, &[3000, 4000, 50000], Verdict::Fail), &catalogue_files).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sgpc")).arg("verify").arg(&holds).arg(&leaks).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "both bundles are intact: {stdout}");
-    assert!(stdout.contains(&format!("{} (containerd 2.1.9): yes", holds.display())), "{stdout}");
-    assert!(stdout.contains(&format!("{} (containerd 2.1.9): NO: kep-blog/strict", leaks.display())), "{stdout}");
+    let mut unreachable = report(&catalogue);
+    unreachable.runtime = None;
+    unreachable.cases[0] = error_result(&unreachable.cases[0].id, "", "cannot connect");
+    let unjudged = dir.path().join("sgpc-node-c.tar.gz");
+    bundle::write(&unjudged, &unreachable, &catalogue_files).unwrap();
+    let verify = |paths: &[&Path]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sgpc")).arg("verify").args(paths).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, stdout) = verify(&[&holds, &leaks, &unjudged]);
+    assert_eq!(code, Some(sgpc::run::exit_code::PASS), "every bundle is intact: {stdout}");
+    assert!(stdout.contains(&format!("{} (containerd 2.1.9): yes\n", holds.display())), "{stdout}");
+    assert!(stdout.contains(&format!("{} (containerd 2.1.9): NO: kep-blog/strict FAIL", leaks.display())), "{stdout}");
+    assert!(stdout.contains(&format!("{} (runtime unreachable): not judged", unjudged.display())), "an unreachable runtime held nothing: {stdout}");
+
+    let garbage = dir.path().join("garbage.tar.gz");
+    std::fs::write(&garbage, "not a bundle").unwrap();
+    let (code, stdout) = verify(&[&garbage, &holds]);
+    assert_eq!(code, Some(sgpc::run::exit_code::ERROR), "{stdout}");
+    assert!(stdout.contains(&format!("{}: unreadable", garbage.display())) && stdout.contains(&format!("{}: 0 findings", holds.display())), "one unreadable bundle does not hide the others: {stdout}");
 }
 
 #[test]
@@ -253,6 +268,7 @@ fn an_error_before_a_case_ran_is_nothing_to_judge() {
     let verification = bundle::verify(&path).unwrap();
     assert!(verification.findings.is_empty(), "{:?}", verification.findings);
     assert_eq!((verification.judged, verification.not_judged), (1, 1));
+    assert_eq!(verification.strict, bundle::StrictHeld::NotJudged, "a Strict case that is sgpc's ERROR says nothing of Strict");
 
     let mut files = unpack(&path);
     edit(&mut files, "plugins/sgpc/results/global/junit.xml", "name=\"userns-kep-blog/strict\"", "name=\"kep-blog/strict\"");

@@ -162,6 +162,15 @@ fn the_probe_prints_what_the_kernel_gave_it() {
     assert_eq!((file.gid(), file.mode() & 0o7777, dir_meta.gid(), dir_meta.mode() & 0o7777), (50000, 0o640, 50000, 0o2770));
     let usage = Command::new(&probe).arg("nonsense").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
+
+    // 800 groups: a `Groups:` line of 5600 bytes is read whole, not cut into a wrong list.
+    let many: Vec<String> = (100_000..100_800).map(|g| g.to_string()).collect();
+    let output = Command::new("setpriv").args(["--reuid", "1000", "--regid", "3000", "--groups", &many.join(","), "--"]).arg(&probe).env("SGPC_CASE", "c").output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parsed = sgpc::observation::parse_probe(&text, "c").unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(parsed.kernel.1.len(), 800);
+    assert_eq!(parsed.id.1, parsed.kernel.1);
+    assert_eq!(parsed.no_new_privs, Some(false), "the line after Groups: is a line of its own");
 }
 
 /// The probe runs exactly the escalation programs sgpc plants (`programs/probe.c` names them).

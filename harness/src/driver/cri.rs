@@ -843,11 +843,16 @@ impl CriDriver {
 
 /// A verbose `StatusResponse` as JSON, for the record: the `info` map's values are JSON in
 /// containerd and CRI-O (its `config`, `golang`, CNI status), kept as text where they are not.
+/// Bundles are shared: every credential in the runtime's config is redacted ([`redact`]).
 fn status_evidence(status: &cri::StatusResponse) -> serde_json::Value {
     let info: serde_json::Map<String, serde_json::Value> = status
         .info
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()))))
+        .map(|(k, v)| {
+            let mut value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+            redact(&mut value);
+            (k.clone(), value)
+        })
         .collect();
     let conditions: Vec<serde_json::Value> = status
         .status
@@ -868,6 +873,28 @@ fn status_evidence(status: &cri::StatusResponse) -> serde_json::Value {
     })
 }
 
+/// Keys whose values are credentials in containerd's registry `auth` (`username`, `password`,
+/// `auth`, `identitytoken`) and CRI-O's, compared without case, `_` or `-`.
+const SECRET_KEYS: &[&str] = &["auth", "username", "password", "identitytoken", "registrytoken", "token", "secret"];
+
+/// Replaces every value under a credential key, at any depth, by `"(redacted)"`.
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                let key: String = key.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+                if SECRET_KEYS.contains(&key.as_str()) && !inner.is_null() {
+                    *inner = serde_json::Value::String("(redacted)".into());
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
 /// The first process's pid from a verbose `ContainerStatus` (`info["info"]` is JSON with `pid`).
 fn verbose_pid(info: &HashMap<String, String>) -> Option<u32> {
     let value: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
@@ -877,6 +904,17 @@ fn verbose_pid(info: &HashMap<String, String>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_runtime_config_are_redacted() {
+        let config = r#"{"registry": {"configs": {"r.example": {"auth": {"username": "u", "password": "p", "identitytoken": "t"}, "tls": {"insecure_skip_verify": true}}}}, "Identity_Token": "x", "list": [{"Password": "q"}], "sandboxImage": "pause"}"#;
+        let status = cri::StatusResponse { info: [("config".to_string(), config.to_string())].into(), ..Default::default() };
+        let evidence = status_evidence(&status).to_string();
+        for secret in ["\"u\"", "\"p\"", "\"t\"", "\"x\"", "\"q\""] {
+            assert!(!evidence.contains(secret), "{secret} is in {evidence}");
+        }
+        assert!(evidence.contains("insecure_skip_verify") && evidence.contains("\"pause\""), "the rest is kept: {evidence}");
+    }
 
     #[test]
     fn cri_log_joins_partial_lines() {
