@@ -271,8 +271,14 @@ pub struct RunArgs {
     /// With --kubernetes: seconds each node component may take to become ready.
     #[arg(long, default_value_t = 180, requires = "kubernetes")]
     pub node_timeout: u64,
-    /// With --kube: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config).
-    #[arg(long, requires = "kube")]
+    /// With --cri: the runtime is this node's, whose kubelet would kill sandboxes it did not
+    /// make; run the catalogue as Pods through that kubelet (pinned to the node), the images
+    /// pulled over the CRI first. The cluster is --kubeconfig's, else the in-cluster one.
+    #[arg(long, value_name = "NAME", requires = "cri")]
+    pub node: Option<String>,
+    /// With --kube or --node: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or
+    /// the Pod's service account).
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// With --kube: print the exact manifests that would be applied, and touch nothing.
     #[arg(long, requires = "kube")]

@@ -51,7 +51,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Verify { bundles } => verify(&bundles),
         Command::Plugin { out, repository, socket, work_root, registry } => {
-            let paths = sgpc::plugin::NodePaths { socket, work_root };
+            let paths = sgpc::plugin::NodePaths { socket, work_root, kubeconfig: None };
             let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
             let built = sgpc::image::build(&sgpc::plugin::image(&sgpc, &registry)?)?;
             fs_err::create_dir_all(&out)?;
@@ -118,12 +118,14 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     let filter = args.filter.as_ref().map(|f| f.as_str().to_string());
     let mut reporters = RunReporters::new(style, args.junit.as_deref(), args.json.as_deref())?.with_filter(filter);
     let bundle = args.bundle.clone().or_else(|| args.sonobuoy_results.as_ref().map(|dir| dir.join("sgpc.tar.gz")));
-    // Before anything runs: a bundle with nowhere to go is bad input.
     if let Some(path) = &bundle {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        anyhow::ensure!(!path.is_dir(), "--bundle {}: is a directory; expected a file name", path.display());
-        tempfile::NamedTempFile::new_in(parent).with_context(|| format!("--bundle {}: cannot write a file in {}", path.display(), parent.display()))?;
+        let mut bundle = report::bundle::BundleReport::new(path, &loaded.scenario_files, &loaded.image_files)?;
+        if let Some(dir) = &args.sonobuoy_results {
+            bundle = bundle.with_sonobuoy_done(dir);
+        }
+        reporters = reporters.with(bundle);
     }
+    anyhow::ensure!(args.kubeconfig.is_none() || args.kube || args.node.is_some(), "--kubeconfig goes with --kube or --node");
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
@@ -134,6 +136,11 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(exit_code::PASS);
         }
         run::run_kube_session(&config, plan, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
+    } else if let Some(name) = &args.node {
+        let config = args.session_config()?;
+        clean(false, &mut std::io::stderr().lock()).await?;
+        let node = run::ExistingNode { name: name.clone(), kubeconfig: args.kubeconfig.clone() };
+        run::run_attached_session(&config, &node, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     } else if let Some(node) = args.node_choice()? {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;
@@ -144,17 +151,8 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         run::run_session(&config, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     };
     reporters.finish()?;
-    if let Some(path) = &bundle {
-        let mut report = run.report.clone();
-        report.selection.filter = args.filter.as_ref().map(|f| f.as_str().to_string());
-        let files = sgpc::bundle::CatalogueFiles { scenarios: &loaded.scenario_files, images: &loaded.image_files };
-        sgpc::bundle::write(path, &report, &files)?;
-        let sha256 = sgpc::bundle::sha256_of(path)?;
-        eprintln!("bundle: {} sha256 {sha256} (record the digest where the bundle's holder cannot write; `sgpc verify {}` checks it)", path.display(), path.display());
-    }
-    if let (Some(dir), Some(path)) = (&args.sonobuoy_results, &bundle) {
-        fs_err::write(dir.join("done"), path.to_string_lossy().as_bytes())?;
-        eprintln!("sonobuoy: {} names the bundle; waiting for SIGTERM", dir.join("done").display());
+    if args.sonobuoy_results.is_some() {
+        eprintln!("sonobuoy: waiting for SIGTERM (a DaemonSet restarts a container that exits)");
         let signal = shutdown_signal().await;
         eprintln!("sonobuoy: {signal}, exiting");
     }

@@ -31,6 +31,15 @@ pub const RESULTS_DIR: &str = "/tmp/sonobuoy/results";
 /// The plugin's image name (the archive's `<repository>/sgpc-plugin:<tag>`).
 pub const IMAGE_NAME: &str = "sgpc-plugin";
 
+/// Where the system's CA certificates are looked for first (openssl-probe's list).
+const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+/// The plugin image's only CA certificate. sgpc talks plain HTTP to its own registry on
+/// 127.0.0.1 and needs none, but its registry client (oci-client 0.18: `Client::try_from` also
+/// builds a default reqwest client, `..Default::default()`) panics where the system has no CA
+/// certificate at all. This one was made for the purpose with its private key discarded: it
+/// can sign nothing, so the image trusts no server.
+const UNUSED_TLS_ROOT: &[u8] = include_bytes!("../assets/unused-tls-root.pem");
+
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("reading {path}")]
@@ -58,6 +67,7 @@ pub fn image(sgpc: &Path, registry: &Path) -> Result<ImageContent, PluginError> 
     for object in objects {
         files.push((relative(&object), read(&object)?));
     }
+    files.push((CA_BUNDLE.into(), UNUSED_TLS_ROOT.to_vec()));
     let mut layer = vec![LayerEntry::Dir { path: "tmp".into() }];
     let mut dirs: Vec<String> = files.iter().flat_map(|(path, _)| parents(path)).collect();
     dirs.sort();
@@ -135,12 +145,14 @@ fn elf_interpreter(bytes: &[u8]) -> Result<Option<PathBuf>, String> {
     Ok(None)
 }
 
-/// Where the plugin's Pods find the node: the runtime's socket on the node, and a work root
-/// that is sgpc's alone on every node.
+/// Where the plugin's Pods find the node: the runtime's socket on the node, a work root that is
+/// sgpc's alone on every node, and the kubeconfig that reaches the cluster (none: the Pod's
+/// service account; sonobuoy's may create Pods, which sgpc needs).
 #[derive(Debug, Clone)]
 pub struct NodePaths {
     pub socket: PathBuf,
     pub work_root: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The sonobuoy plugin definition for the image `image` (a reference the nodes can pull or
@@ -181,32 +193,46 @@ struct PodParts {
     volumes: Vec<serde_json::Value>,
 }
 
+/// The plugin's container and volumes. The node's kubelet would kill every sandbox it did not
+/// make (its pod cleanup lists them all), so the cases run as Pods through that kubelet
+/// (`--node`), their images pulled over the mounted socket first.
 fn pod_parts(image: &str, paths: &NodePaths) -> PodParts {
     let work_root = paths.work_root.to_string_lossy();
+    let mut args: Vec<String> = [
+        "run", "--cri", &format!("unix://{SOCKET_IN_POD}"), "--node", "$(NODE_NAME)", "--work-root", &work_root, "--registry", registry::DEFAULT_BINARY,
+        "--sonobuoy-results", RESULTS_DIR, "--bundle", &format!("{RESULTS_DIR}/sgpc-$(NODE_NAME).tar.gz"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut mounts = vec![
+        json!({"name": "cri-socket", "mountPath": SOCKET_IN_POD}),
+        json!({"name": "work-root", "mountPath": work_root}),
+        json!({"name": "results", "mountPath": RESULTS_DIR}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "cri-socket", "hostPath": {"path": paths.socket, "type": "Socket"}}),
+        json!({"name": "work-root", "hostPath": {"path": paths.work_root, "type": "DirectoryOrCreate"}}),
+    ];
+    // The kubeconfig's directory at the same path: it may name its CA file by path.
+    if let Some(kubeconfig) = &paths.kubeconfig {
+        let dir = kubeconfig.parent().unwrap_or(Path::new("/"));
+        args.extend(["--kubeconfig".to_string(), kubeconfig.to_string_lossy().into_owned()]);
+        mounts.push(json!({"name": "kubeconfig", "mountPath": dir, "readOnly": true}));
+        volumes.push(json!({"name": "kubeconfig", "hostPath": {"path": dir, "type": "Directory"}}));
+    }
     let container = json!({
         "name": "sgpc",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["/sgpc"],
-        "args": [
-            "run", "--cri", format!("unix://{SOCKET_IN_POD}"), "--work-root", work_root, "--registry", crate::provision::registry::DEFAULT_BINARY,
-            "--sonobuoy-results", RESULTS_DIR, "--bundle", format!("{RESULTS_DIR}/sgpc-$(NODE_NAME).tar.gz"),
-        ],
+        "args": args,
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "SGPC_STATE_DIR", "value": format!("{work_root}/state")},
         ],
         "securityContext": {"privileged": true},
-        "volumeMounts": [
-            {"name": "cri-socket", "mountPath": SOCKET_IN_POD},
-            {"name": "work-root", "mountPath": work_root},
-            {"name": "results", "mountPath": RESULTS_DIR},
-        ],
+        "volumeMounts": mounts,
     });
-    let volumes = vec![
-        json!({"name": "cri-socket", "hostPath": {"path": paths.socket, "type": "Socket"}}),
-        json!({"name": "work-root", "hostPath": {"path": paths.work_root, "type": "DirectoryOrCreate"}}),
-    ];
     PodParts { container, volumes }
 }
 
@@ -240,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_plugin_pod_mounts_the_work_root_at_its_own_path() {
-        let paths = NodePaths { socket: "/run/containerd/containerd.sock".into(), work_root: "/var/lib/sgpc-plugin".into() };
+        let paths = NodePaths { socket: "/run/containerd/containerd.sock".into(), work_root: "/var/lib/sgpc-plugin".into(), kubeconfig: None };
         let definition = sonobuoy_definition("sgpc/sgpc-plugin:x", &paths);
         assert_eq!(definition["sonobuoy-config"]["driver"], "DaemonSet");
         let mounts = definition["spec"]["volumeMounts"].as_array().unwrap();

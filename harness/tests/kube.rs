@@ -66,9 +66,11 @@ fn every_manifest_carries_the_scenario_field_by_field() {
         assert_eq!(spec.volumes.as_ref().map(Vec::len).unwrap_or(0), s.volumes.len(), "{name}");
         for v in &s.volumes {
             let init = spec.init_containers.as_ref().unwrap().iter().find(|c| c.name == format!("prepare-{}", v.name)).unwrap();
-            let script = &init.command.as_ref().unwrap()[2];
-            let (dir_mode, token_mode) = if v.negative_group_permission { ("0755", "0604") } else { ("0070", "0040") };
-            assert!(script.contains(&format!("chown 0:{}", v.gid)) && script.contains(&format!("chmod {token_mode} token")) && script.contains(&format!("chmod {dir_mode} .")), "{script}");
+            // `sgpc-probe prepare DIR FILE TEXT GID FILE_MODE DIR_MODE`: no shell.
+            let command = init.command.as_ref().unwrap();
+            let (dir_mode, token_mode) = if v.negative_group_permission { ("755", "604") } else { ("70", "40") };
+            assert_eq!(command[..4], [sgpc::image::PROBE_PATH, "prepare", "/volume", "token"], "{command:?}");
+            assert_eq!(command[5..], [v.gid.to_string(), token_mode.to_string(), dir_mode.to_string()], "{command:?}");
             assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
             assert!(probe.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == v.mount_path && m.read_only == Some(true)));
         }

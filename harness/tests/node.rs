@@ -204,9 +204,11 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
 
 /// The per-node plugin for real (issue #23): kubelet starts sgpc's DaemonSet Pod (the image
 /// `sgpc plugin` builds from sgpc's own binary, the Pod sonobuoy's definition describes) on the
-/// live node; inside it sgpc judges the node's own containerd over the mounted socket, writes
-/// its bundle and sonobuoy's `done` file into the results directory; the bundle comes back and
-/// `sgpc verify` accepts it, every case of the catalogue judged.
+/// live node; inside it sgpc pulls its images into the node's own containerd over the mounted
+/// socket and runs the catalogue as Pods through the node's kubelet (at the CRI level the
+/// kubelet killed every sandbox sgpc made: "cannot exec in a stopped state"), writes its bundle
+/// and sonobuoy's `done` file into the results directory; the bundle comes back and `sgpc
+/// verify` accepts it, every case of the catalogue judged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies() {
     use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -222,11 +224,13 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let (work_root, results) = (dir.path().join("work"), dir.path().join("results"));
     std::fs::create_dir(&results).unwrap();
     let socket = session.runtime.endpoint.trim_start_matches("unix://").into();
-    let paths = sgpc::plugin::NodePaths { socket, work_root: work_root.clone() };
+    let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
+    // The live node's apiserver runs without the ServiceAccount admission: the plugin reaches
+    // it with the node's kubeconfig instead of a service account token.
+    let paths = sgpc::plugin::NodePaths { socket, work_root: work_root.clone(), kubeconfig: Some(kubeconfig.clone()) };
     let image = sgpc::image::build(&sgpc::plugin::image(&support::sgpc_binary(), std::path::Path::new(sgpc::provision::registry::DEFAULT_BINARY)).unwrap()).unwrap();
     let reference = session.load_image(&image).await.unwrap();
 
-    let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
     let client = sgpc::provision::node::client(&kubeconfig).await.unwrap();
     let namespace = "sgpc-plugin";
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
@@ -264,7 +268,8 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     std::fs::create_dir(&unpacked).unwrap();
     assert!(std::process::Command::new("tar").arg("-xzf").arg(&bundle).current_dir(&unpacked).status().unwrap().success());
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("sgpc/report.json")).unwrap()).unwrap();
-    assert_eq!(report["runtime"]["endpoint"], format!("unix://{}", sgpc::plugin::SOCKET_IN_POD), "the node's runtime, over the mounted socket");
+    let endpoint = report["runtime"]["endpoint"].as_str().unwrap_or_else(|| panic!("{}\n{logs}", report["setup_error"]));
+    assert!(endpoint.contains(&node_name) && endpoint.ends_with(&format!("over unix://{}", sgpc::plugin::SOCKET_IN_POD)), "through the node's kubelet, over its runtime's mounted socket: {endpoint}");
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue");
     let errors: Vec<&serde_json::Value> = cases.iter().filter(|c| c["verdict"]["kind"] == "ERROR").collect();

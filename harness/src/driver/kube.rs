@@ -701,8 +701,8 @@ impl KubeRun {
 
     /// On a node sgpc started over a runtime it knows: the run is named after that runtime
     /// (kubelet `version` over `runtime`), so that its known bugs are named as at the CRI level.
-    pub async fn on_node(kubeconfig: &std::path::Path, kubelet_version: &str, runtime: &RuntimeInfo, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
-        let driver = KubeDriver::connect(Some(kubeconfig), timeout).await?;
+    pub async fn on_node(kubeconfig: Option<&std::path::Path>, kubelet_version: &str, runtime: &RuntimeInfo, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
+        let driver = KubeDriver::connect(kubeconfig, timeout).await?;
         let server_minor = driver.server_minor().await?;
         let runtime = RuntimeInfo {
             endpoint: format!("kubelet {kubelet_version} node {} over {}", plan.node_name.as_deref().unwrap_or_default(), runtime.endpoint),

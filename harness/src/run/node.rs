@@ -22,6 +22,14 @@ pub struct NodeRun {
     provisioned: String,
 }
 
+/// A node of an existing cluster: its name, and the kubeconfig that reaches the cluster (none:
+/// `KUBECONFIG`, `~/.kube/config` or the Pod's service account).
+#[derive(Debug, Clone)]
+pub struct ExistingNode {
+    pub name: String,
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
 /// Which node to start: the Kubernetes and etcd releases, built from the Go module proxy
 /// into the cache when it lacks them, and how long the node may take to be Ready.
 #[derive(Debug, Clone)]
@@ -59,9 +67,24 @@ impl NodeRun {
         let timeout = config.timeouts.probe + config.timeouts.pull;
         let version = node.version.to_string();
         let provisioned = format!("kubelet, kube-apiserver {version} and etcd (node {}, up in {:.1}s) over {}", node.node_name, node.startup.as_secs_f64(), session.provisioned.as_deref().unwrap_or("the runtime"));
-        match KubeRun::on_node(&node.kubeconfig, &version, &session.runtime, timeout, plan).await {
+        match KubeRun::on_node(Some(&node.kubeconfig), &version, &session.runtime, timeout, plan).await {
             Ok(kube) => Ok(NodeRun { session, kube, provisioned }),
             Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the node's API server")).await),
+        }
+    }
+
+    /// An existing node of a cluster over its runtime (`sgpc run --cri ENDPOINT --node NAME`):
+    /// the session pushes sgpc's images and pulls them over the CRI, then the catalogue runs as
+    /// Pods pinned to the node through its own kubelet. (At the CRI level beside a kubelet, the
+    /// kubelet kills every sandbox it did not make: its pod cleanup lists all of them.)
+    pub async fn attach(config: &SessionConfig, node: &ExistingNode, catalogue: &Catalogue, cases: &[CaseId]) -> Result<NodeRun, StartError> {
+        let session = Session::start(config, catalogue, cases).await?;
+        let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.name);
+        let timeout = config.timeouts.probe + config.timeouts.pull;
+        let provisioned = format!("node {} of the cluster (its kubelet), over {}", node.name, session.runtime.endpoint);
+        match KubeRun::on_node(node.kubeconfig.as_deref(), "of the node", &session.runtime, timeout, plan).await {
+            Ok(kube) => Ok(NodeRun { session, kube, provisioned }),
+            Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the cluster's API server")).await),
         }
     }
 
@@ -140,4 +163,17 @@ pub async fn run_node_session(
     on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
     super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
+}
+
+/// The lifecycle ([`super::run_lifecycle`]) of an existing node over its runtime.
+pub async fn run_attached_session(
+    config: &SessionConfig,
+    node: &ExistingNode,
+    catalogue: &Catalogue,
+    cases: &[CaseId],
+    jobs: usize,
+    interrupted: impl std::future::Future<Output = String>,
+    on_event: impl FnMut(Event<'_>),
+) -> SessionRun {
+    super::run_lifecycle(NodeRun::attach(config, node, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
 }
