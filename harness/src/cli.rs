@@ -274,7 +274,7 @@ pub struct RunArgs {
     /// With --cri: the runtime is this node's, whose kubelet would kill sandboxes it did not
     /// make; run the catalogue as Pods through that kubelet (pinned to the node), the images
     /// pulled over the CRI first. The cluster is --kubeconfig's, else the in-cluster one.
-    #[arg(long, value_name = "NAME", requires = "cri")]
+    #[arg(long, value_name = "NAME", requires = "cri", conflicts_with_all = ["kubernetes", "faults", "fault_pods", "runtime_handler", "one_sandbox_per_case"])]
     pub node: Option<String>,
     /// With --kube or --node: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or
     /// the Pod's service account).

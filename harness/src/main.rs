@@ -107,6 +107,7 @@ async fn shutdown_signal() -> String {
 }
 
 async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(args.kubeconfig.is_none() || args.kube || args.node.is_some(), "--kubeconfig goes with --kube or --node");
     let loaded = load_catalogue(&args.input)?;
     let catalogue = &loaded.catalogue;
     let cases = run::select_cases(catalogue, args.filter.as_ref());
@@ -125,7 +126,6 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         }
         reporters = reporters.with(bundle);
     }
-    anyhow::ensure!(args.kubeconfig.is_none() || args.kube || args.node.is_some(), "--kubeconfig goes with --kube or --node");
     check_work_root(&args.work_root)?;
     let on_event = |event: run::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
@@ -150,12 +150,18 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         clean(false, &mut std::io::stderr().lock()).await?;
         run::run_session(&config, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     };
-    reporters.finish()?;
+    let written = reporters.finish();
     if args.sonobuoy_results.is_some() {
+        // Exiting would make the DaemonSet run everything again over the bundle sonobuoy's
+        // worker may be uploading: a report that could not be written is said, then the wait.
+        if let Err(e) = &written {
+            eprintln!("error: {e:#}");
+        }
         eprintln!("sonobuoy: waiting for SIGTERM (a DaemonSet restarts a container that exits)");
         let signal = shutdown_signal().await;
         eprintln!("sonobuoy: {signal}, exiting");
     }
+    written?;
     Ok(run.report.exit_code())
 }
 

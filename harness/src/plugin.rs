@@ -11,11 +11,12 @@
 //!   which writes the node's evidence bundle into sonobuoy's results directory, then the `done`
 //!   file naming it, and waits to be stopped (a DaemonSet's Pod restarts whatever exits).
 //!
-//! The Pod needs the host's pid namespace (sgpc reads `/proc/<pid>/status` of each case's first
-//! process by its host pid, as the CRI reports it), the host's network (the runtime pulls sgpc's
-//! images from the registry sgpc serves on 127.0.0.1), the runtime's socket, and a work root
-//! mounted at the same path inside and outside: the runtime, on the host, bind-mounts the case
-//! volumes and writes the container logs sgpc creates and reads there.
+//! The node's kubelet would kill every sandbox sgpc made at the CRI level (its pod clean-up
+//! lists them all), so the Pod runs the cases as Pods through that kubelet (`sgpc run --cri ...
+//! --node`), after pulling their images over the node's runtime socket. It needs the host's
+//! network (the runtime pulls sgpc's images from the registry sgpc serves on 127.0.0.1), the
+//! runtime's socket, a work root of sgpc's alone on the node, and permission to create a
+//! Namespace and Pods (sonobuoy's service account).
 
 use std::path::{Path, PathBuf};
 
@@ -163,7 +164,9 @@ pub fn sonobuoy_definition(image: &str, paths: &NodePaths) -> serde_json::Value 
         "sonobuoy-config": {"driver": "DaemonSet", "plugin-name": "sgpc", "result-format": "junit", "description": "sgpc: supplementalGroupsPolicy conformance of each node's container runtime"},
         "spec": pod.container,
         "extra-volumes": pod.volumes,
-        "podSpec": {"hostPID": true, "hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet", "restartPolicy": "Always", "tolerations": [{"operator": "Exists"}]},
+        // sonobuoy uses a plugin's podSpec as given: its service account (the aggregator's
+        // permissions, which may create Namespaces and Pods) must be named here.
+        "podSpec": {"serviceAccountName": "sonobuoy-serviceaccount", "hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet", "restartPolicy": "Always", "tolerations": [{"operator": "Exists"}]},
     })
 }
 
@@ -182,7 +185,7 @@ pub fn daemonset(image: &str, paths: &NodePaths, namespace: &str, results: &Path
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"hostPID": true, "hostNetwork": true, "tolerations": [{"operator": "Exists"}], "containers": [pod.container], "volumes": volumes},
+                "spec": {"hostNetwork": true, "tolerations": [{"operator": "Exists"}], "containers": [pod.container], "volumes": volumes},
             },
         },
     })
@@ -230,7 +233,7 @@ fn pod_parts(image: &str, paths: &NodePaths) -> PodParts {
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "SGPC_STATE_DIR", "value": format!("{work_root}/state")},
         ],
-        "securityContext": {"privileged": true},
+        "securityContext": {"runAsUser": 0},
         "volumeMounts": mounts,
     });
     PodParts { container, volumes }
@@ -272,6 +275,6 @@ mod tests {
         let mounts = definition["spec"]["volumeMounts"].as_array().unwrap();
         assert!(mounts.iter().any(|m| m["name"] == "work-root" && m["mountPath"] == "/var/lib/sgpc-plugin"));
         assert!(definition["extra-volumes"].as_array().unwrap().iter().any(|v| v["hostPath"]["path"] == "/var/lib/sgpc-plugin"));
-        assert_eq!(definition["podSpec"]["hostPID"], true);
+        assert_eq!(definition["podSpec"]["serviceAccountName"], "sonobuoy-serviceaccount", "sonobuoy takes a plugin's podSpec as given");
     }
 }

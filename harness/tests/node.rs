@@ -251,11 +251,23 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let done = results.join("done");
     let finished = sgpc::provision::wait_until("the plugin's done file", Duration::from_secs(900), || std::future::ready(done.exists())).await;
     let logs = pods.logs("sgpc-plugin-0", &Default::default()).await.unwrap_or_else(|e| format!("(no logs: {e})"));
+    // The run's own namespace was deleted at its end (no namespace controller runs here to
+    // finish the deletion: it stays Terminating).
+    let left: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|n| n.metadata.name.as_deref().is_some_and(|name| name.starts_with("sgpc-") && name != namespace) && n.metadata.deletion_timestamp.is_none())
+        .filter_map(|n| n.metadata.name)
+        .collect();
     let status = pods.get("sgpc-plugin-0").await.map(|p| format!("{:?}", p.status)).unwrap_or_default();
     pods.delete("sgpc-plugin-0", &DeleteParams::default()).await.unwrap();
     sgpc::provision::wait_until("the plugin's Pod to be gone", Duration::from_secs(60), || async { pods.list(&ListParams::default()).await.is_ok_and(|l| l.items.is_empty()) }).await.unwrap();
     session.teardown().await.unwrap();
     finished.unwrap_or_else(|e| panic!("{e}: {status}\n{logs}"));
+    assert!(left.is_empty(), "the plugin's run left its namespace: {left:?}\n{logs}");
 
     let named = std::fs::read_to_string(&done).unwrap();
     let bundle = results.join(named.strip_prefix(&format!("{}/", sgpc::plugin::RESULTS_DIR)).unwrap_or_else(|| panic!("done names {named:?}")));
@@ -270,10 +282,22 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("sgpc/report.json")).unwrap()).unwrap();
     let endpoint = report["runtime"]["endpoint"].as_str().unwrap_or_else(|| panic!("{}\n{logs}", report["setup_error"]));
     assert!(endpoint.contains(&node_name) && endpoint.ends_with(&format!("over unix://{}", sgpc::plugin::SOCKET_IN_POD)), "through the node's kubelet, over its runtime's mounted socket: {endpoint}");
+    assert!(report["setup_error"].is_null(), "{}", report["setup_error"]);
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue");
-    let errors: Vec<&serde_json::Value> = cases.iter().filter(|c| c["verdict"]["kind"] == "ERROR").collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    // As at the CRI level on this containerd: its known findings, no hostUsers: false Pods.
+    for case in cases {
+        let id = format!("{}/{}", case["id"]["scenario"].as_str().unwrap(), case["id"]["policy"].as_str().unwrap());
+        let verdict = case["verdict"]["kind"].as_str().unwrap();
+        let known = support::CONTAINERD_KNOWN_FINDINGS.iter().any(|(k, _, _)| *k == id);
+        let userns = catalogue.scenario(case["id"]["scenario"].as_str().unwrap()).unwrap().pod.user_namespace();
+        let allowed = match (known, userns) {
+            (true, _) => verdict == "FAIL" || verdict == "REFUSED",
+            (false, true) => verdict == "NOT_RUN",
+            (false, false) => verdict == "PASS",
+        };
+        assert!(allowed, "{id}: {verdict} {}\n{logs}", case["reasons"]);
+    }
     assert!(logs.contains("waiting for SIGTERM"), "{logs}");
     assert_eq!(support::new_host_runtime_paths(&host_paths_before), Vec::<std::path::PathBuf>::new(), "the plugin's run left these in the host's runtime paths");
 }

@@ -20,6 +20,8 @@ pub struct NodeRun {
     session: Session,
     kube: KubeRun,
     provisioned: String,
+    /// A node of an existing cluster (`--node`): its run's namespace must be deleted at the end.
+    attached: bool,
 }
 
 /// A node of an existing cluster: its name, and the kubeconfig that reaches the cluster (none:
@@ -68,7 +70,7 @@ impl NodeRun {
         let version = node.version.to_string();
         let provisioned = format!("kubelet, kube-apiserver {version} and etcd (node {}, up in {:.1}s) over {}", node.node_name, node.startup.as_secs_f64(), session.provisioned.as_deref().unwrap_or("the runtime"));
         match KubeRun::on_node(Some(&node.kubeconfig), &version, &session.runtime, timeout, plan).await {
-            Ok(kube) => Ok(NodeRun { session, kube, provisioned }),
+            Ok(kube) => Ok(NodeRun { session, kube, provisioned, attached: false }),
             Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the node's API server")).await),
         }
     }
@@ -83,7 +85,7 @@ impl NodeRun {
         let timeout = config.timeouts.probe + config.timeouts.pull;
         let provisioned = format!("node {} of the cluster (its kubelet), over {}", node.name, session.runtime.endpoint);
         match KubeRun::on_node(node.kubeconfig.as_deref(), "of the node", &session.runtime, timeout, plan).await {
-            Ok(kube) => Ok(NodeRun { session, kube, provisioned }),
+            Ok(kube) => Ok(NodeRun { session, kube, provisioned, attached: true }),
             Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the cluster's API server")).await),
         }
     }
@@ -145,10 +147,17 @@ impl Started for NodeRun {
         Some(self.provisioned.clone())
     }
 
-    /// The node's etcd goes with the run directory: no namespace controller runs to empty the
-    /// run's namespace, and nothing of it outlives the node.
+    /// A node sgpc started: its etcd goes with the run directory (no namespace controller runs
+    /// to empty the run's namespace, and nothing of it outlives the node). A node of an existing
+    /// cluster: the run's namespace is deleted first (each Pod already is, whatever happened).
     async fn teardown(self) -> anyhow::Result<()> {
-        self.session.teardown().await
+        let namespace = if self.attached { self.kube.finish().await.map_err(|e| anyhow::anyhow!(super::error_chain(&e))) } else { Ok(()) };
+        let session = self.session.teardown().await;
+        match (namespace, session) {
+            (Ok(()), session) => session,
+            (Err(e), Ok(())) => Err(e.context("deleting the run's namespace")),
+            (Err(e), Err(session)) => Err(session.context(format!("deleting the run's namespace failed too: {e:#}"))),
+        }
     }
 }
 
