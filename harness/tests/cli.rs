@@ -491,3 +491,22 @@ fn a_kind_setup_failure_writes_every_report_and_exits_2() {
     assert_eq!(junit.matches("<error").count(), 3, "{junit}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "only the reports and the PATH directory are left");
 }
+
+/// `--node` (an existing node's kubelet over `--cri`) refuses the flags it would silently
+/// ignore, and a stray `--kubeconfig` is refused before any report file is created.
+#[test]
+fn node_flags_that_would_be_ignored_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sgpc = |args: &[&str]| Command::new(support::sgpc_binary()).current_dir(dir.path()).args(args).output().unwrap();
+    for conflicting in [&["--kubernetes", "v1.37.2"][..], &["--fault", "strict-to-merge"], &["--runtime-handler", "runc"], &["--one-sandbox-per-case"]] {
+        let output = sgpc(&[&["run", "--cri", "unix:///nonexistent.sock", "--node", "n"][..], conflicting].concat());
+        assert_eq!(output.status.code(), Some(2), "{conflicting:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used with"), "{conflicting:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let output = sgpc(&["run", "--containerd", "/nonexistent", "--node", "n"]);
+    assert_eq!(output.status.code(), Some(2), "--node goes with --cri");
+    let output = sgpc(&["run", "--cri", "unix:///nonexistent.sock", "--kubeconfig", "k", "--junit", "junit.xml"]);
+    assert_eq!(output.status.code(), Some(exit_code::ERROR));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--kubeconfig goes with --kube or --node"));
+    assert!(!dir.path().join("junit.xml").exists(), "refused before the report file is opened");
+}
