@@ -281,7 +281,8 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     assert!(std::process::Command::new("tar").arg("-xzf").arg(&bundle).current_dir(&unpacked).status().unwrap().success());
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(unpacked.join("sgpc/report.json")).unwrap()).unwrap();
     let endpoint = report["runtime"]["endpoint"].as_str().unwrap_or_else(|| panic!("{}\n{logs}", report["setup_error"]));
-    assert!(endpoint.contains(&node_name) && endpoint.ends_with(&format!("over unix://{}", sgpc::plugin::SOCKET_IN_POD)), "through the node's kubelet, over its runtime's mounted socket: {endpoint}");
+    let expected = format!("kubelet {} node {node_name} over unix://{}", node().kubernetes, sgpc::plugin::SOCKET_IN_POD);
+    assert_eq!(endpoint, expected, "through the node's kubelet (the version it reports), over its runtime's mounted socket");
     assert!(report["setup_error"].is_null(), "{}", report["setup_error"]);
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue");

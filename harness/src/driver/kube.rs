@@ -428,6 +428,12 @@ impl KubeDriver {
         }
     }
 
+    /// The kubelet version a node reports (`status.nodeInfo.kubeletVersion`), if it can be read.
+    pub async fn kubelet_version(&self, node: &str) -> Option<String> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        nodes.get(node).await.ok()?.status?.node_info.map(|info| info.kubelet_version)
+    }
+
     /// The API server's minor version.
     pub async fn server_minor(&self) -> Result<u32, KubeError> {
         let info = self.client.apiserver_version().await.map_err(api("asking the API server for its version"))?;
@@ -701,8 +707,14 @@ impl KubeRun {
 
     /// On a node sgpc started over a runtime it knows: the run is named after that runtime
     /// (kubelet `version` over `runtime`), so that its known bugs are named as at the CRI level.
+    /// `kubelet_version` empty: the version the Node reports.
     pub async fn on_node(kubeconfig: Option<&std::path::Path>, kubelet_version: &str, runtime: &RuntimeInfo, timeout: Duration, plan: KubePlan) -> Result<KubeRun, KubeError> {
         let driver = KubeDriver::connect(kubeconfig, timeout).await?;
+        let reported = match (kubelet_version, plan.node_name.as_deref()) {
+            ("", Some(node)) => driver.kubelet_version(node).await,
+            _ => None,
+        };
+        let kubelet_version = reported.as_deref().unwrap_or(if kubelet_version.is_empty() { "(version unknown)" } else { kubelet_version });
         let server_minor = driver.server_minor().await?;
         let runtime = RuntimeInfo {
             endpoint: format!("kubelet {kubelet_version} node {} over {}", plan.node_name.as_deref().unwrap_or_default(), runtime.endpoint),

@@ -84,7 +84,7 @@ impl NodeRun {
         let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.name);
         let timeout = config.timeouts.probe + config.timeouts.pull;
         let provisioned = format!("node {} of the cluster (its kubelet), over {}", node.name, session.runtime.endpoint);
-        match KubeRun::on_node(node.kubeconfig.as_deref(), "of the node", &session.runtime, timeout, plan).await {
+        match KubeRun::on_node(node.kubeconfig.as_deref(), "", &session.runtime, timeout, plan).await {
             Ok(kube) => Ok(NodeRun { session, kube, provisioned, attached: true }),
             Err(e) => Err(fail_after(session, anyhow::anyhow!(super::error_chain(&e)).context("connecting to the cluster's API server")).await),
         }
