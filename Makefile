@@ -25,6 +25,9 @@ RUNC_MODULE    ?= v1.4.4
 CRIO_MODULE    ?= v1.36.3
 # critest (sigs.k8s.io/cri-tools), run beside sgpc: `--critest`, tests/matrix.rs, make bench.
 CRITEST        ?= v1.37.0
+# The sonobuoy CLI (github.com/vmware-tanzu/sonobuoy): tests/bundle.rs reads a bundle with
+# `sonobuoy results`. Keep equal to gomodule::SONOBUOY_VERSION.
+SONOBUOY       ?= v0.57.5
 # Its path, for a recipe (sgpc build prints the cached directory; builds it if it is missing).
 CRITEST_BIN    = $$($(SGPC) build critest $(CRITEST))/critest
 REPORT_DIR     ?= target/sgpc
@@ -53,6 +56,7 @@ setup:
 	@$(SGPC) build runc $(RUNC_MODULE) >/dev/null
 	@$(SGPC) build crio $(CRIO_MODULE) >/dev/null
 	@$(SGPC) build critest $(CRITEST) >/dev/null
+	@$(SGPC) build sonobuoy $(SONOBUOY) >/dev/null
 	@test -x $(SGPC_CHECK_JSONSCHEMA) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet 'check-jsonschema==0.39.0'; }
 
 conformance: setup

@@ -6,11 +6,13 @@
 //! rewrites a file can rewrite it too, so authenticity rests on the bundle's SHA-256, which the
 //! run prints, recorded somewhere the bundle's holder cannot write.
 //!
-//! Layout (sonobuoy's results layout for a JUnit plugin named `sgpc`, so that its results
-//! tooling reads the JUnit file where it looks for one):
+//! Layout (sonobuoy's results layout for a JUnit plugin named `sgpc`: `sonobuoy results
+//! FILE.tar.gz` reads a bundle as it reads sonobuoy's own archive, tests/bundle.rs runs it):
 //!
 //! ```text
 //! MANIFEST.sha256                          sha256sum format: every other file, once
+//! meta/info.json                           sonobuoy's run info: the plugins, `["sgpc"]`
+//! plugins/sgpc/sonobuoy_results.yaml       sonobuoy's item tree of the JUnit report
 //! plugins/sgpc/results/global/junit.xml    the JUnit report
 //! sgpc/report.json                         the JSON report: every case's observations, the images'
 //!                                          digests, CRI `Version` and verbose `Status` (`runtime`)
@@ -30,6 +32,7 @@ use crate::case::Case;
 use crate::driver::RuntimeInfo;
 use crate::image::ImageRecord;
 use crate::observation::Observations;
+use crate::report::sonobuoy;
 use crate::run::RunReport;
 use crate::scenario::{CaseId, Catalogue};
 use crate::verdict::Verdict;
@@ -74,6 +77,8 @@ pub fn write(path: &Path, report: &RunReport, catalogue: &CatalogueFiles<'_>) ->
     let mut junit = Vec::new();
     crate::report::junit::write(&mut junit, report).map_err(|e| BundleError::Report("JUnit report", e))?;
     files.insert(JUNIT.into(), junit);
+    files.insert(sonobuoy::RESULTS_FILE.into(), sonobuoy::write(report).map_err(|e| BundleError::Report("sonobuoy results", e))?);
+    files.insert(sonobuoy::INFO_FILE.into(), br#"{"plugins":["sgpc"]}"#.to_vec());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let environment = serde_json::json!({"sgpc_version": env!("CARGO_PKG_VERSION"), "kernel": kernel.trim()});
     files.insert(ENVIRONMENT.into(), serde_json::to_vec_pretty(&environment).map_err(|e| BundleError::Report("environment", e.into()))?);
@@ -220,7 +225,10 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     let recorded: Recorded = serde_json::from_slice(report).map_err(|e| malformed(REPORT, e.to_string()))?;
     let catalogue = bundled_catalogue(&files).map_err(|e| malformed(CATALOGUE, e.to_string()))?;
     verification.findings.extend(selection_findings(&catalogue, &recorded));
-    verification.findings.extend(junit_findings(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default(), &recorded.cases));
+    let junit = junit_statuses(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default());
+    verification.findings.extend(listing_findings(JUNIT, junit, &recorded.cases, junit_status));
+    let items = sonobuoy_statuses(files.get(sonobuoy::RESULTS_FILE).map(Vec::as_slice).unwrap_or_default());
+    verification.findings.extend(listing_findings(sonobuoy::RESULTS_FILE, items, &recorded.cases, sonobuoy::status));
     verification.runtime = recorded.runtime.as_ref().map(|r| format!("{} {}", r.runtime_name, r.runtime_version));
     verification.strict = strict_held(&recorded);
     let Some(runtime) = &recorded.runtime else {
@@ -297,15 +305,16 @@ fn selection_findings(catalogue: &Catalogue, recorded: &Recorded) -> Vec<Finding
     findings
 }
 
-/// The JUnit file against the JSON report: each case once, with the status its verdict calls
-/// for (the file CI and sonobuoy read must say what was judged).
-fn junit_findings(junit: &[u8], cases: &[RecordedCase]) -> Vec<Finding> {
-    let finding = |problem: String| Finding { subject: JUNIT.to_string(), problem };
-    let statuses = match junit_statuses(junit) {
+/// A file listing every case with a status (the JUnit file, sonobuoy's items) against the JSON
+/// report: each case once, with the status its verdict calls for (the files CI and sonobuoy
+/// read must say what was judged).
+fn listing_findings(file: &str, listed: Result<Vec<(String, String)>, String>, cases: &[RecordedCase], status: fn(Verdict) -> &'static str) -> Vec<Finding> {
+    let finding = |problem: String| Finding { subject: file.to_string(), problem };
+    let statuses = match listed {
         Ok(statuses) => statuses,
         Err(why) => return vec![finding(why)],
     };
-    let mut want: BTreeMap<String, &str> = cases.iter().map(|c| (c.id.to_string(), junit_status(c.verdict))).collect();
+    let mut want: BTreeMap<String, &str> = cases.iter().map(|c| (c.id.to_string(), status(c.verdict))).collect();
     let mut findings = Vec::new();
     for (name, status) in &statuses {
         match want.remove(name) {
@@ -328,19 +337,26 @@ fn junit_status(verdict: Verdict) -> &'static str {
     }
 }
 
+/// Each case item's name and status in sonobuoy's item tree.
+fn sonobuoy_statuses(yaml: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let text = std::str::from_utf8(yaml).map_err(|e| format!("is no UTF-8: {e}"))?;
+    let tree: sonobuoy::Item = serde_saphyr::from_str(text).map_err(|e| format!("is no sonobuoy item tree: {e}"))?;
+    Ok(sonobuoy::case_statuses(&tree))
+}
+
 /// Each `<testcase>`'s name and status (`success`, or its first `failure`, `error`, `skipped`).
-fn junit_statuses(junit: &[u8]) -> Result<Vec<(String, &'static str)>, String> {
+fn junit_statuses(junit: &[u8]) -> Result<Vec<(String, String)>, String> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(junit);
     let mut buffer = Vec::new();
-    let mut statuses: Vec<(String, &'static str)> = Vec::new();
+    let mut statuses: Vec<(String, String)> = Vec::new();
     let mut in_case = false;
     loop {
         let event = reader.read_event_into(&mut buffer).map_err(|e| format!("is no XML: {e}"))?;
         match &event {
             Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testcase" => {
                 let name = e.try_get_attribute("name").ok().flatten().and_then(|a| a.normalized_value(quick_xml::XmlVersion::Explicit1_0).ok()).map(|v| v.into_owned()).ok_or("a <testcase> has no name")?;
-                statuses.push((name, "success"));
+                statuses.push((name, "success".to_string()));
                 in_case = matches!(event, Event::Start(_));
             }
             Event::Start(e) | Event::Empty(e) if in_case => {
@@ -351,7 +367,7 @@ fn junit_statuses(junit: &[u8]) -> Result<Vec<(String, &'static str)>, String> {
                     _ => continue,
                 };
                 if let Some(last) = statuses.last_mut().filter(|last| last.1 == "success") {
-                    last.1 = status;
+                    last.1 = status.to_string();
                 }
             }
             Event::End(e) if e.name().as_ref() == b"testcase" => in_case = false,

@@ -110,6 +110,7 @@ pub enum GoProgram {
     Runc,
     Crio,
     Critest,
+    Sonobuoy,
 }
 
 impl From<GoProgram> for sgpc::provision::gomodule::Program {
@@ -121,6 +122,7 @@ impl From<GoProgram> for sgpc::provision::gomodule::Program {
             GoProgram::Runc => sgpc::provision::gomodule::Program::Runc,
             GoProgram::Crio => sgpc::provision::gomodule::Program::Crio,
             GoProgram::Critest => sgpc::provision::gomodule::Program::Critest,
+            GoProgram::Sonobuoy => sgpc::provision::gomodule::Program::Sonobuoy,
         }
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+mod support;
+
 use sgpc::bundle::{self, CatalogueFiles, MANIFEST};
 use sgpc::case::Case;
 use sgpc::driver::RuntimeInfo;
@@ -193,7 +195,17 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     remanifest(&mut files);
     pack(&path, &files);
     let found = subjects(&path);
-    assert!(found.contains(&"plugins/sgpc/results/global/junit.xml".to_string()) && found.contains(&"kep-blog/strict".to_string()), "{found:?}");
+    for named in ["plugins/sgpc/results/global/junit.xml", "plugins/sgpc/sonobuoy_results.yaml", "kep-blog/strict"] {
+        assert!(found.contains(&named.to_string()), "{named} not named: {found:?}");
+    }
+    // sonobuoy's item tree saying a case failed that passed, under a rewritten manifest.
+    let mut files = original.clone();
+    let yaml = String::from_utf8(files["plugins/sgpc/sonobuoy_results.yaml"].clone()).unwrap();
+    assert_eq!(yaml.matches("status: passed").count(), 4, "summary, file, suite, case:\n{yaml}");
+    files.insert("plugins/sgpc/sonobuoy_results.yaml".into(), yaml.replace("status: passed", "status: failed").into_bytes());
+    remanifest(&mut files);
+    pack(&path, &files);
+    assert_eq!(subjects(&path), ["plugins/sgpc/sonobuoy_results.yaml"]);
     let mut files = original.clone();
     let mut report: serde_json::Value = serde_json::from_slice(&files["sgpc/report.json"]).unwrap();
     report["cases"] = serde_json::json!([]);
@@ -224,6 +236,52 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     remanifest(&mut files);
     pack(&path, &files);
     assert_eq!(subjects(&path), ["sgpc/catalogue", "kep-blog/strict"], "the catalogue is not the report's, and the case moves under it");
+}
+
+/// sonobuoy's own CLI, built from its Go module, reads a bundle as one of its results archives:
+/// its summary counts what sgpc's verdicts are in sonobuoy's terms (FAIL and ERROR failed, NOT
+/// RUN skipped) and names the failed cases; its detailed mode lists every case once.
+#[test]
+fn sonobuoy_results_reads_a_bundle_as_its_own_archive() {
+    let sonobuoy = support::sonobuoy();
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = Catalogue::open(None, None).unwrap();
+    let mut report = report_observing(&catalogue, &[3000, 4000, 50000], Verdict::Fail);
+    let merge = CaseId { scenario: "kep-blog".into(), policy: Policy::Merge };
+    report.cases.push(error_result(&merge, "", "the sandbox did not start"));
+    let mut not_run = error_result(&CaseId { scenario: "kep-blog".into(), policy: Policy::Default }, "", "");
+    not_run.judgement = sgpc::verdict::Judgement::not_run("the runtime reports no such feature");
+    report.cases.push(not_run);
+    let mut passed = report_observing(&catalogue, &[3000, 4000], Verdict::Pass).cases.remove(0);
+    passed.id.scenario = "kep-blog-again".into();
+    report.cases.push(passed);
+    let path = dir.path().join("sgpc-node-a.tar.gz");
+    bundle::write(&path, &report, &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
+
+    let results = |args: &[&str]| {
+        let output = std::process::Command::new(&sonobuoy).arg("results").arg(&path).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "sonobuoy results {args:?}: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let summary = results(&["--plugin", "sgpc"]);
+    for line in ["Plugin: sgpc", "Status: failed", "Total: 4", "Passed: 1", "Failed: 2", "Skipped: 1"] {
+        assert!(summary.lines().any(|l| l == line), "no {line:?} in sonobuoy's summary:\n{summary}");
+    }
+    let failed: Vec<&str> = summary.split_once("Failed tests:\n").map(|(_, rest)| rest.lines().filter(|l| !l.is_empty()).collect()).unwrap_or_default();
+    assert_eq!(failed, ["kep-blog/strict", "kep-blog/merge"], "{summary}");
+
+    let detailed = results(&["--plugin", "sgpc", "--mode", "detailed"]);
+    let mut listed: Vec<(String, String)> = detailed
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .map(|item| (item["name"].as_str().unwrap().to_string(), item["status"].as_str().unwrap().to_string()))
+        .collect();
+    listed.sort();
+    let want = [("kep-blog-again/strict", "passed"), ("kep-blog/default", "skipped"), ("kep-blog/merge", "failed"), ("kep-blog/strict", "failed")];
+    assert_eq!(listed, want.map(|(n, s)| (n.to_string(), s.to_string())), "{detailed}");
+    // Without --plugin, sonobuoy reads the plugin list from the bundle's meta/info.json.
+    assert!(results(&[]).contains("Plugin: sgpc"));
 }
 
 #[test]

@@ -36,10 +36,16 @@ pub enum Program {
     Crio,
     /// `sigs.k8s.io/cri-tools`: `critest`, a Ginkgo test binary (`go test -c`, as its Makefile).
     Critest,
+    /// `github.com/vmware-tanzu/sonobuoy`: the sonobuoy CLI, whose `sonobuoy results` reads an
+    /// evidence bundle as it reads a sonobuoy results archive (tests/bundle.rs).
+    Sonobuoy,
 }
 
 /// The etcd a live node runs: a v3.6 release, which kube-apiserver 1.34 to 1.37 support.
 pub const ETCD_VERSION: &str = "v3.6.16";
+
+/// The sonobuoy whose `sonobuoy results` tests/bundle.rs runs on a bundle (the Makefile's `SONOBUOY`).
+pub const SONOBUOY_VERSION: &str = "v0.57.5";
 
 impl Program {
     pub fn module(self) -> &'static str {
@@ -50,6 +56,7 @@ impl Program {
             Program::Runc => "github.com/opencontainers/runc",
             Program::Crio => "github.com/cri-o/cri-o",
             Program::Critest => "sigs.k8s.io/cri-tools",
+            Program::Sonobuoy => "github.com/vmware-tanzu/sonobuoy",
         }
     }
 
@@ -62,6 +69,7 @@ impl Program {
             Program::Runc => &["runc"],
             Program::Crio => &["crio", "pinns"],
             Program::Critest => &["critest"],
+            Program::Sonobuoy => &["sonobuoy"],
         }
     }
 
@@ -69,7 +77,7 @@ impl Program {
     fn packages(self) -> &'static [&'static str] {
         match self {
             Program::Kubernetes => &["cmd/kubelet", "cmd/kube-apiserver"],
-            Program::Etcd | Program::Runc => &[""],
+            Program::Etcd | Program::Runc | Program::Sonobuoy => &[""],
             Program::Containerd => &["cmd/containerd", "cmd/containerd-shim-runc-v2"],
             Program::Crio => &["cmd/crio"],
             Program::Critest => &["cmd/critest"],
@@ -84,6 +92,7 @@ impl Program {
             Program::Runc => "runc",
             Program::Crio => "crio",
             Program::Critest => "critest",
+            Program::Sonobuoy => "sonobuoy",
         }
     }
 
@@ -92,7 +101,7 @@ impl Program {
         match self {
             // k8s.io/api and the other staging modules: v0.37.2 for v1.37.2.
             Program::Kubernetes => format!("v0.{}.{}", version.minor, version.patch),
-            Program::Etcd | Program::Containerd | Program::Runc | Program::Crio | Program::Critest => version.to_string(),
+            Program::Etcd | Program::Containerd | Program::Runc | Program::Crio | Program::Critest | Program::Sonobuoy => version.to_string(),
         }
     }
 
@@ -106,7 +115,7 @@ impl Program {
             // The tags CRI-O's Makefile gives a build with seccomp and sqlite but no gpgme and no
             // btrfs (`BUILDTAGS`); needs libseccomp-dev and libsqlite3-dev.
             Program::Crio => "containers_image_openpgp seccomp libsqlite3 exclude_graphdriver_btrfs",
-            Program::Kubernetes | Program::Etcd | Program::Critest => "",
+            Program::Kubernetes | Program::Etcd | Program::Critest | Program::Sonobuoy => "",
         }
     }
 
@@ -114,7 +123,7 @@ impl Program {
     fn cgo(self) -> &'static str {
         match self {
             Program::Runc | Program::Crio => "1",
-            Program::Kubernetes | Program::Etcd | Program::Containerd | Program::Critest => "0",
+            Program::Kubernetes | Program::Etcd | Program::Containerd | Program::Critest | Program::Sonobuoy => "0",
         }
     }
 
@@ -127,6 +136,10 @@ impl Program {
         if self == Program::Critest {
             // What `critest -version` reports (cri-tools' Makefile GO_LDFLAGS).
             flags.push_str(&format!(" -X sigs.k8s.io/cri-tools/pkg/version.Version={version}"));
+        }
+        if self == Program::Sonobuoy {
+            // What `sonobuoy version` reports (its .goreleaser.yml).
+            flags.push_str(&format!(" -X github.com/vmware-tanzu/sonobuoy/pkg/buildinfo.Version={version}"));
         }
         if self == Program::Containerd {
             // What `containerd --version` and CRI `Version` report.

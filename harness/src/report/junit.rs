@@ -13,13 +13,18 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 use crate::run::RunReport;
 use crate::verdict::Verdict;
 
-pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
+/// The one suite's name: the runtime judged.
+pub fn suite_name(report: &RunReport) -> String {
     let runtime = report
         .runtime
         .as_ref()
         .map(|r| format!("{} {}", r.runtime_name, r.runtime_version))
         .unwrap_or_else(|| "unreachable runtime".into());
-    let mut suite = TestSuite::new(format!("sgpc on {runtime}"));
+    format!("sgpc on {runtime}")
+}
+
+pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
+    let mut suite = TestSuite::new(suite_name(report));
     suite.set_time(report.duration);
     let selection = &report.selection;
     suite.add_property(Property::new("catalogue-digest", selection.catalogue_digest.as_str()));

@@ -8,6 +8,7 @@ pub mod json;
 pub mod junit;
 pub mod matrix;
 pub mod output;
+pub mod sonobuoy;
 pub mod terminal;
 
 use std::io::Write;

@@ -46,6 +46,14 @@ pub fn critest() -> PathBuf {
     dir.unwrap_or_else(|| panic!("critest {version} is not built: run `make setup` (sgpc build critest {version})")).join("critest")
 }
 
+/// The sonobuoy CLI, which `make setup` builds (`sgpc build sonobuoy v0.57.5`); a test that
+/// needs it fails naming the command when it is missing.
+pub fn sonobuoy() -> PathBuf {
+    let version = sgpc::provision::gomodule::SONOBUOY_VERSION.parse().unwrap();
+    let dir = sgpc::provision::gomodule::built(sgpc::provision::gomodule::Program::Sonobuoy, &version);
+    dir.unwrap_or_else(|| panic!("sonobuoy {version} is not built: run `make setup` (sgpc build sonobuoy {version})")).join("sonobuoy")
+}
+
 /// CRI-O binaries (crio, conmon, pinns, runc or crun) from `SGPC_CRIO_DIR`, or why there are
 /// none: CRI-O is not packaged for Debian, so these tests run where someone built or
 /// installed it.
