@@ -32,15 +32,6 @@ pub const RESULTS_DIR: &str = "/tmp/sonobuoy/results";
 /// The plugin's image name (the archive's `<repository>/sgpc-plugin:<tag>`).
 pub const IMAGE_NAME: &str = "sgpc-plugin";
 
-/// Where the system's CA certificates are looked for first (openssl-probe's list).
-const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
-/// The plugin image's only CA certificate. sgpc talks plain HTTP to its own registry on
-/// 127.0.0.1 and needs none, but its registry client (oci-client 0.18: `Client::try_from` also
-/// builds a default reqwest client, `..Default::default()`) panics where the system has no CA
-/// certificate at all. This one was made for the purpose with its private key discarded: it
-/// can sign nothing, so the image trusts no server.
-const UNUSED_TLS_ROOT: &[u8] = include_bytes!("../assets/unused-tls-root.pem");
-
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("reading {path}")]
@@ -68,7 +59,6 @@ pub fn image(sgpc: &Path, registry: &Path) -> Result<ImageContent, PluginError> 
     for object in objects {
         files.push((relative(&object), read(&object)?));
     }
-    files.push((CA_BUNDLE.into(), UNUSED_TLS_ROOT.to_vec()));
     let mut layer = vec![LayerEntry::Dir { path: "tmp".into() }];
     let mut dirs: Vec<String> = files.iter().flat_map(|(path, _)| parents(path)).collect();
     dirs.sort();

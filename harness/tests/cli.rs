@@ -85,7 +85,8 @@ fn the_binary_alone_carries_the_catalogue() {
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no *.yaml files found"), "a directory given is used, never the built-in one behind it");
 }
 
-/// The binary alone, in an empty directory with nothing on `PATH`, judges the whole catalogue
+/// The binary alone, in an empty directory with nothing on `PATH` and no CA certificate (its
+/// registry client once panicked without one), judges the whole catalogue
 /// on a containerd it did not start (`--cri`): every case is judged (no ERROR), and only
 /// containerd's known findings and the Pods it cannot run (hostUsers: false) are not PASS. The
 /// images it ran (the report's digests, built again by the same binary) hold no host file.
@@ -101,6 +102,9 @@ async fn the_binary_alone_judges_a_runtime_it_did_not_start() {
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", "/nonexistent")
+        // Where rustls looks for CA certificates when these are set: nothing.
+        .env("SSL_CERT_FILE", dir.path().join("no-ca-certificates.pem"))
+        .env("SSL_CERT_DIR", dir.path().join("no-ca-certificates"))
         .env("SGPC_STATE_DIR", dir.path().join("state"))
         .args(["run", "--cri", &runtime.runtime.endpoint, "--json", "report.json"])
         .output()

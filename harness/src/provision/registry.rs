@@ -12,14 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::{free_port, log_tail, spawn_daemon, stop_child, wait_until};
-use crate::image::BuiltImage;
+use crate::image::{Blob, BuiltImage};
 
 pub const DEFAULT_BINARY: &str = "/usr/bin/docker-registry";
 
@@ -42,10 +39,6 @@ impl Credentials {
         let mut bytes = [0u8; 32];
         std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).context("reading /dev/urandom")?;
         Ok(Credentials { username: format!("sgpc-{}", hex::encode(&bytes[..16])), password: hex::encode(&bytes[16..]) })
-    }
-
-    fn auth(&self) -> RegistryAuth {
-        RegistryAuth::Basic(self.username.clone(), self.password.clone())
     }
 }
 
@@ -107,25 +100,52 @@ impl Registry {
         Ok(format!("{}/sgpc/{}@{}", self.host, image.name, image.manifest.digest))
     }
 
-    /// Pushes an image as `repository:tag`.
+    /// Pushes an image as `repository:tag`: each blob, then the manifest.
     pub async fn push_as(&self, image: &BuiltImage, repository: &str, tag: &str) -> anyhow::Result<()> {
-        let tagged = format!("{}/{repository}:{tag}", self.host);
-        let parsed: Reference = tagged.parse().with_context(|| format!("parsing {tagged}"))?;
-        // oci-client is built without a TLS provider (its default one clashes with kube's);
-        // it insists on one even for plain HTTP. Installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::try_from(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() })
-            .context("building the registry client")?;
-        client.auth(&parsed, &self.credentials.auth(), RegistryOperation::Push).await.context("registry auth")?;
         for blob in image.layers.iter().chain([&image.config]) {
-            client.push_blob(&parsed, blob.data.clone(), &blob.digest).await.with_context(|| format!("pushing blob {} of {tagged}", blob.digest))?;
+            self.push_blob(repository, blob).await.with_context(|| format!("pushing blob {} of {}/{repository}:{tag}", blob.digest, self.host))?;
         }
-        let content_type = http::HeaderValue::from_static(crate::image::MEDIA_MANIFEST);
-        client
-            .push_manifest_raw(&parsed, image.manifest.data.clone(), content_type)
+        let path = format!("/v2/{repository}/manifests/{tag}");
+        self.send(http::Method::PUT, &path, Some(crate::image::MEDIA_MANIFEST), image.manifest.data.clone(), http::StatusCode::CREATED)
             .await
-            .with_context(|| format!("pushing the manifest of {tagged}"))?;
+            .with_context(|| format!("pushing the manifest of {}/{repository}:{tag}", self.host))?;
         Ok(())
+    }
+
+    /// A monolithic blob upload (OCI distribution-spec, "Pushing a blob monolithically": `POST`
+    /// an upload, then `PUT` its location with `?digest=`).
+    async fn push_blob(&self, repository: &str, blob: &Blob) -> anyhow::Result<()> {
+        let started = self.send(http::Method::POST, &format!("/v2/{repository}/blobs/uploads/"), None, Vec::new(), http::StatusCode::ACCEPTED).await?;
+        let location = started.headers().get(http::header::LOCATION).and_then(|l| l.to_str().ok()).context("the upload has no Location")?;
+        // distribution answers with an absolute URL; only one on this registry is followed.
+        let path = location.strip_prefix(&format!("http://{}", self.host)).unwrap_or(location);
+        anyhow::ensure!(path.starts_with('/'), "the upload's Location {location:?} is not on {}", self.host);
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let digest = blob.digest.replace(':', "%3A");
+        self.send(http::Method::PUT, &format!("{path}{separator}digest={digest}"), Some("application/octet-stream"), blob.data.clone(), http::StatusCode::CREATED).await?;
+        Ok(())
+    }
+
+    /// One request over a connection of its own, plain HTTP/1.1 with the run's credentials; any
+    /// status but `expected` is an error carrying the registry's answer.
+    async fn send(&self, method: http::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
+        use base64::Engine as _;
+        use http_body_util::BodyExt as _;
+        let stream = tokio::net::TcpStream::connect(&self.host).await.with_context(|| format!("connecting to {}", self.host))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.context("HTTP handshake")?;
+        let driver = tokio::spawn(connection);
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.credentials.username, self.credentials.password));
+        let mut request = http::Request::builder().method(method.clone()).uri(path).header(http::header::HOST, &self.host).header(http::header::AUTHORIZATION, format!("Basic {credentials}"));
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).with_context(|| format!("building {method} {path}"))?;
+        let response = sender.send_request(request).await.with_context(|| format!("{method} {path}"))?;
+        let (head, body) = response.into_parts();
+        let said = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        driver.abort();
+        anyhow::ensure!(head.status == expected, "{method} {path}: {} (expected {expected}): {}", head.status, String::from_utf8_lossy(&said[..said.len().min(512)]));
+        Ok(http::Response::from_parts(head, ()))
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
