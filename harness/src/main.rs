@@ -51,7 +51,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Verify { bundles } => verify(&bundles),
         Command::Plugin { out, repository, socket, work_root, registry } => {
-            let paths = sgpc::plugin::NodePaths { socket, work_root, kubeconfig: None };
+            let paths = sgpc::plugin::NodePaths::new(socket, work_root, None)?;
             let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
             let built = sgpc::image::build(&sgpc::plugin::image(&sgpc, &registry)?)?;
             fs_err::create_dir_all(&out)?;

@@ -44,6 +44,8 @@ pub enum PluginError {
     Elf { path: PathBuf, why: String },
     #[error("listing the shared objects of {path} with its interpreter {interpreter}: {why}")]
     List { path: PathBuf, interpreter: PathBuf, why: String },
+    #[error("{flag} {path}: {why}")]
+    Path { flag: &'static str, path: PathBuf, why: String },
 }
 
 /// The plugin's image: `/sgpc` (the given binary), the registry binary where the Pod's `sgpc
@@ -141,9 +143,53 @@ fn elf_interpreter(bytes: &[u8]) -> Result<Option<PathBuf>, String> {
 /// service account; sonobuoy's may create Pods, which sgpc needs).
 #[derive(Debug, Clone)]
 pub struct NodePaths {
-    pub socket: PathBuf,
-    pub work_root: PathBuf,
-    pub kubeconfig: Option<PathBuf>,
+    socket: PathBuf,
+    work_root: PathBuf,
+    kubeconfig: Option<PathBuf>,
+}
+
+/// Paths in the plugin's container that a host directory mounted at the same path must neither
+/// hide nor sit in: the image's files, the socket's and results' mount points, the kernel's.
+const POD_PATHS: &[&str] = &["/sgpc", "/usr", "/lib", "/lib64", "/run/sgpc", "/tmp/sonobuoy", "/proc", "/sys", "/dev"];
+/// Host directories a node's runtime or kubelet keeps state in: the work root is written to,
+/// so it may be none of these, inside one, or hold one.
+const NODE_STATE: &[&str] = &["/var/lib/containerd", "/run/containerd", "/var/lib/containers", "/run/containers", "/run/crio", "/var/run", "/var/lib/kubelet", "/etc"];
+
+impl NodePaths {
+    /// Checks the paths before they reach a definition: absolute, without `..`, the work root
+    /// clear of every node state directory, and neither mounted directory overlapping the
+    /// other or a path the container needs.
+    pub fn new(socket: PathBuf, work_root: PathBuf, kubeconfig: Option<PathBuf>) -> Result<NodePaths, PluginError> {
+        let bad = |flag: &'static str, path: &Path, why: String| PluginError::Path { flag, path: path.to_path_buf(), why };
+        for (flag, path) in [("--socket", Some(&socket)), ("--work-root", Some(&work_root)), ("--kubeconfig", kubeconfig.as_ref())] {
+            let Some(path) = path else { continue };
+            if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) || path.parent().is_none() {
+                return Err(bad(flag, path, "expected an absolute path below / without `..`".into()));
+            }
+        }
+        let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        if let Some(state) = NODE_STATE.iter().find(|s| overlaps(&work_root, Path::new(s))) {
+            return Err(bad("--work-root", &work_root, format!("overlaps {state}, where a node's runtime or kubelet keeps its state")));
+        }
+        let kubeconfig_dir = kubeconfig.as_deref().and_then(Path::parent).filter(|d| d.parent().is_some());
+        if let (Some(kubeconfig), None) = (&kubeconfig, kubeconfig_dir) {
+            return Err(bad("--kubeconfig", kubeconfig, "expected a file below a directory other than / (its directory is mounted)".into()));
+        }
+        let socket_dir = socket.parent().unwrap_or(Path::new("/"));
+        for (flag, dir) in [("--work-root", Some(work_root.as_path())), ("--kubeconfig", kubeconfig_dir)] {
+            let Some(dir) = dir else { continue };
+            if let Some(taken) = POD_PATHS.iter().find(|p| overlaps(dir, Path::new(p))) {
+                return Err(bad(flag, dir, format!("overlaps {taken} in the plugin's container")));
+            }
+            if overlaps(dir, socket_dir) {
+                return Err(bad(flag, dir, format!("overlaps the socket's directory {}", socket_dir.display())));
+            }
+        }
+        if let Some(dir) = kubeconfig_dir.filter(|d| overlaps(d, &work_root)) {
+            return Err(bad("--kubeconfig", dir, format!("overlaps the work root {}", work_root.display())));
+        }
+        Ok(NodePaths { socket, work_root, kubeconfig })
+    }
 }
 
 /// The sonobuoy plugin definition for the image `image` (a reference the nodes can pull or
@@ -259,12 +305,36 @@ mod tests {
 
     #[test]
     fn the_plugin_pod_mounts_the_work_root_at_its_own_path() {
-        let paths = NodePaths { socket: "/run/containerd/containerd.sock".into(), work_root: "/var/lib/sgpc-plugin".into(), kubeconfig: None };
+        let paths = NodePaths::new("/run/containerd/containerd.sock".into(), "/var/lib/sgpc-plugin".into(), None).unwrap();
         let definition = sonobuoy_definition("sgpc/sgpc-plugin:x", &paths);
         assert_eq!(definition["sonobuoy-config"]["driver"], "DaemonSet");
         let mounts = definition["spec"]["volumeMounts"].as_array().unwrap();
         assert!(mounts.iter().any(|m| m["name"] == "work-root" && m["mountPath"] == "/var/lib/sgpc-plugin"));
         assert!(definition["extra-volumes"].as_array().unwrap().iter().any(|v| v["hostPath"]["path"] == "/var/lib/sgpc-plugin"));
         assert_eq!(definition["podSpec"]["serviceAccountName"], "sonobuoy-serviceaccount", "sonobuoy takes a plugin's podSpec as given");
+    }
+
+    #[test]
+    fn node_paths_refuse_what_would_hide_or_write_into_something_else() {
+        let socket = PathBuf::from("/run/containerd/containerd.sock");
+        let ok = |work: &str, kubeconfig: Option<&str>| NodePaths::new(socket.clone(), work.into(), kubeconfig.map(PathBuf::from));
+        assert!(ok("/var/lib/sgpc-plugin", Some("/etc/kubernetes/admin.conf")).is_ok());
+        for (work, kubeconfig, flag) in [
+            ("var/lib/sgpc-plugin", None, "--work-root"),
+            ("/var/lib/sgpc/../containerd", None, "--work-root"),
+            ("/", None, "--work-root"),
+            ("/var/lib/containerd/sgpc", None, "--work-root"),
+            ("/var/lib", None, "--work-root"),
+            ("/usr/local/sgpc", None, "--work-root"),
+            ("/tmp/sonobuoy/work", None, "--work-root"),
+            ("/var/lib/sgpc-plugin", Some("admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/usr/lib/admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/run/containerd/admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/var/lib/sgpc-plugin/admin.conf"), "--kubeconfig"),
+        ] {
+            let error = ok(work, kubeconfig).expect_err(&format!("{work} {kubeconfig:?}")).to_string();
+            assert!(error.starts_with(flag), "{work} {kubeconfig:?}: {error}");
+        }
     }
 }

@@ -227,7 +227,7 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
     // The live node's apiserver runs without the ServiceAccount admission: the plugin reaches
     // it with the node's kubeconfig instead of a service account token.
-    let paths = sgpc::plugin::NodePaths { socket, work_root: work_root.clone(), kubeconfig: Some(kubeconfig.clone()) };
+    let paths = sgpc::plugin::NodePaths::new(socket, work_root.clone(), Some(kubeconfig.clone())).unwrap();
     let image = sgpc::image::build(&sgpc::plugin::image(&support::sgpc_binary(), std::path::Path::new(sgpc::provision::registry::DEFAULT_BINARY)).unwrap()).unwrap();
     let reference = session.load_image(&image).await.unwrap();
 
