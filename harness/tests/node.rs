@@ -223,7 +223,19 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let dir = tempfile::tempdir().unwrap();
     let (work_root, results) = (dir.path().join("work"), dir.path().join("results"));
     std::fs::create_dir(&results).unwrap();
-    let socket = session.runtime.endpoint.trim_start_matches("unix://").into();
+    // Between the plugin and the runtime, a proxy holds a sandbox named `preflight` for an
+    // hour: beside a kubelet, sgpc makes no sandbox of its own at the CRI level (the kubelet's
+    // pod clean-up would kill it), so a run that made its preflight sandbox ends in an ERROR.
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let socket = proxy_dir.path().join("cri.sock");
+    let mut proxy = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgpc-cri-proxy"))
+        .arg("--listen")
+        .arg(&socket)
+        .args(["--upstream", session.runtime.endpoint.trim_start_matches("unix://"), "--fault", "slow", "--pods", "^preflight$", "--delay-ms", "3600000"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    sgpc::provision::wait_until("the proxy's socket", Duration::from_secs(10), || std::future::ready(socket.exists())).await.unwrap();
     let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
     // The live node's apiserver runs without the ServiceAccount admission: the plugin reaches
     // it with the node's kubeconfig instead of a service account token.
@@ -265,6 +277,7 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let status = pods.get("sgpc-plugin-0").await.map(|p| format!("{:?}", p.status)).unwrap_or_default();
     pods.delete("sgpc-plugin-0", &DeleteParams::default()).await.unwrap();
     sgpc::provision::wait_until("the plugin's Pod to be gone", Duration::from_secs(60), || async { pods.list(&ListParams::default()).await.is_ok_and(|l| l.items.is_empty()) }).await.unwrap();
+    proxy.kill().await.unwrap();
     session.teardown().await.unwrap();
     finished.unwrap_or_else(|e| panic!("{e}: {status}\n{logs}"));
     assert!(left.is_empty(), "the plugin's run left its namespace: {left:?}\n{logs}");
