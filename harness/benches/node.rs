@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sgpc::provision::gomodule::ETCD_VERSION;
-use sgpc::run::{run_node_session, run_session, NodeChoice, SessionConfig, SessionRun, TargetChoice};
+use sgpc::run::{run_session, Level, NodeChoice, SessionConfig, SessionRun, TargetChoice};
 use sgpc::scenario::Catalogue;
 
 const JOBS: usize = 2;
@@ -33,8 +33,8 @@ async fn main() {
     let kubernetes = std::env::var("SGPC_KUBERNETES_VERSION").unwrap_or_else(|_| "v1.37.2".into());
     let node = NodeChoice { kubernetes: kubernetes.parse().expect("a release"), etcd: ETCD_VERSION.parse().expect("a release"), timeout: Duration::from_secs(180) };
 
-    let cri = run_session(&config, &catalogue, &cases, JOBS, std::future::pending(), |_| {}).await;
-    let kube = run_node_session(&config, &node, &catalogue, &cases, JOBS, std::future::pending(), |_| {}).await;
+    let cri = run_session(&config, Level::Cri, &catalogue, &cases, JOBS, std::future::pending(), |_| {}).await;
+    let kube = run_session(&config, Level::LiveNode(&node), &catalogue, &cases, JOBS, std::future::pending(), |_| {}).await;
     for (level, run) in [("CRI", &cri), ("kube", &kube)] {
         assert!(run.report.setup_error.is_none(), "{level}: {:?}", run.report.setup_error);
     }

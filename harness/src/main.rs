@@ -136,19 +136,17 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(exit_code::PASS);
         }
         run::run_kube_session(&config, plan, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
-    } else if let Some(name) = &args.node {
-        let config = args.session_config()?;
-        clean(false, &mut std::io::stderr().lock()).await?;
-        let node = run::ExistingNode { name: name.clone(), kubeconfig: args.kubeconfig.clone() };
-        run::run_attached_session(&config, &node, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
-    } else if let Some(node) = args.node_choice()? {
-        let config = args.session_config()?;
-        clean(false, &mut std::io::stderr().lock()).await?;
-        run::run_node_session(&config, &node, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     } else {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;
-        run::run_session(&config, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
+        let existing = args.node.as_ref().map(|name| run::ExistingNode { name: name.clone(), kubeconfig: args.kubeconfig.clone() });
+        let choice = args.node_choice()?;
+        let level = match (&existing, &choice) {
+            (Some(node), _) => run::Level::ExistingNode(node),
+            (None, Some(choice)) => run::Level::LiveNode(choice),
+            (None, None) => run::Level::Cri,
+        };
+        run::run_session(&config, level, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await
     };
     let written = reporters.finish();
     if args.sonobuoy_results.is_some() {

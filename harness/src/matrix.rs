@@ -454,10 +454,8 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         }
     };
     let on_event = |event: Event<'_>| progress(&entry.name, event);
-    let run = match &entry.node {
-        None => run::run_session(&session_config, catalogue, cases, config.jobs, std::future::pending(), on_event).await,
-        Some(node) => run::run_node_session(&session_config, node, catalogue, cases, config.jobs, std::future::pending(), on_event).await,
-    };
+    let level = entry.node.as_ref().map_or(run::Level::Cri, run::Level::LiveNode);
+    let run = run::run_session(&session_config, level, catalogue, cases, config.jobs, std::future::pending(), on_event).await;
     column.startup = run.startup;
     column.runtime = run.report.runtime;
     column.setup_error = run.report.setup_error;

@@ -113,20 +113,7 @@ async fn the_binary_alone_judges_a_runtime_it_did_not_start() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(exit_code::FAIL), "containerd/containerd#11937 is a FAIL: {stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
-    let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), catalogue.cases().len(), "the full catalogue");
-    for case in cases {
-        let id = format!("{}/{}", case["id"]["scenario"].as_str().unwrap(), case["id"]["policy"].as_str().unwrap());
-        let verdict = case["verdict"]["kind"].as_str().unwrap();
-        let known = support::CONTAINERD_KNOWN_FINDINGS.iter().any(|(k, _, _)| *k == id);
-        let userns = catalogue.scenario(case["id"]["scenario"].as_str().unwrap()).unwrap().pod.user_namespace();
-        let allowed = match (known, userns) {
-            (true, _) => verdict == "FAIL" || verdict == "REFUSED",
-            (false, true) => verdict == "NOT_RUN",
-            (false, false) => verdict == "PASS",
-        };
-        assert!(allowed, "{id}: {verdict} {}", case["reasons"]);
-    }
+    support::assert_containerd_2_judged_everything(&report, &catalogue, &stdout);
     let built = Command::new(&binary).current_dir(dir.path()).env_clear().env("PATH", "/nonexistent").args(["images", "build", "--out", "archives"]).output().unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let listing = String::from_utf8_lossy(&built.stdout);

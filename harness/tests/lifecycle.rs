@@ -94,7 +94,7 @@ async fn reporters_hear_every_case_once_then_the_end_of_the_run() {
     let catalogue = support::catalogue();
     let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }, CaseId { scenario: "kep-blog".into(), policy: Policy::Merge }];
     let mut names = Vec::new();
-    let run = sgpc::run::run_session(&support::containerd_config(), &catalogue, &cases, 2, std::future::pending(), |e| names.push(event_name(e))).await;
+    let run = sgpc::run::run_session(&support::containerd_config(), sgpc::run::Level::Cri, &catalogue, &cases, 2, std::future::pending(), |e| names.push(event_name(e))).await;
     assert!(run.not_run.is_empty(), "{:?}", run.report.setup_error);
     assert_eq!(names.first().map(String::as_str), Some("started 2"), "{names:?}");
     assert_eq!(names.last().map(String::as_str), Some("run finished 2"), "{names:?}");
@@ -111,7 +111,7 @@ async fn a_failed_start_tells_the_reporters_which_cases_did_not_run() {
     config.target = sgpc::run::TargetChoice::Containerd { bin_dir: empty.path().to_path_buf() };
     let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }];
     let mut names = Vec::new();
-    let run = sgpc::run::run_session(&config, &catalogue, &cases, 1, std::future::pending(), |e| names.push(event_name(e))).await;
+    let run = sgpc::run::run_session(&config, sgpc::run::Level::Cri, &catalogue, &cases, 1, std::future::pending(), |e| names.push(event_name(e))).await;
     assert_eq!(run.report.exit_code(), sgpc::run::exit_code::ERROR);
     assert_eq!(names, ["not run 1", "run finished 1"]);
 }

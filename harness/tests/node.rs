@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sgpc::provision::gomodule::{Version, ETCD_VERSION};
-use sgpc::run::{run_node_session, run_session, NodeChoice, SessionConfig, SessionRun, TargetChoice};
+use sgpc::run::{run_session, Level, NodeChoice, SessionConfig, SessionRun, TargetChoice};
 use sgpc::scenario::{CaseId, Policy};
 use sgpc::verdict::Verdict;
 
@@ -44,8 +44,8 @@ async fn both_levels(config: &SessionConfig) -> (SessionRun, SessionRun) {
     let catalogue = support::catalogue();
     let cases = catalogue.cases();
     let before = support::host_runtime_paths();
-    let cri = run_session(config, &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
-    let kube = run_node_session(config, &node(), &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
+    let cri = run_session(config, Level::Cri, &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
+    let kube = run_session(config, Level::LiveNode(&node()), &catalogue, &cases, 4, std::future::pending(), |_| {}).await;
     assert_eq!(support::new_host_runtime_paths(&before), Vec::<std::path::PathBuf>::new(), "finished runs left these in the host's runtime paths");
     (cri, kube)
 }
@@ -109,7 +109,7 @@ async fn failed_node_setup(choice: NodeChoice, error_has: &[&str]) {
     config.state_dir = sgpc::provision::state::StateDir { path: state.path().join("state") };
     config.work_root = work.path().to_path_buf();
     let before = sgpc::provision::node::read_sysctls();
-    let run = run_node_session(&config, &choice, &catalogue, &cases, 2, std::future::pending(), |_| {}).await;
+    let run = run_session(&config, Level::LiveNode(&choice), &catalogue, &cases, 2, std::future::pending(), |_| {}).await;
     let error = run.report.setup_error.clone().expect("the set-up fails");
     for part in error_has {
         assert!(error.contains(part), "{part:?} is not in: {error}");
@@ -297,21 +297,8 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let expected = format!("kubelet {} node {node_name} over unix://{}", node().kubernetes, sgpc::plugin::SOCKET_IN_POD);
     assert_eq!(endpoint, expected, "through the node's kubelet (the version it reports), over its runtime's mounted socket");
     assert!(report["setup_error"].is_null(), "{}", report["setup_error"]);
-    let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue");
     // As at the CRI level on this containerd: its known findings, no hostUsers: false Pods.
-    for case in cases {
-        let id = format!("{}/{}", case["id"]["scenario"].as_str().unwrap(), case["id"]["policy"].as_str().unwrap());
-        let verdict = case["verdict"]["kind"].as_str().unwrap();
-        let known = support::CONTAINERD_KNOWN_FINDINGS.iter().any(|(k, _, _)| *k == id);
-        let userns = catalogue.scenario(case["id"]["scenario"].as_str().unwrap()).unwrap().pod.user_namespace();
-        let allowed = match (known, userns) {
-            (true, _) => verdict == "FAIL" || verdict == "REFUSED",
-            (false, true) => verdict == "NOT_RUN",
-            (false, false) => verdict == "PASS",
-        };
-        assert!(allowed, "{id}: {verdict} {}\n{logs}", case["reasons"]);
-    }
+    support::assert_containerd_2_judged_everything(&report, &catalogue, &logs);
     assert!(logs.contains("waiting for SIGTERM"), "{logs}");
     assert_eq!(support::new_host_runtime_paths(&host_paths_before), Vec::<std::path::PathBuf>::new(), "the plugin's run left these in the host's runtime paths");
 }

@@ -24,8 +24,8 @@ use crate::verdict::{self, Judgement, Verdict};
 
 pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KubeConfig};
-pub use node::{node_binaries, run_attached_session, run_node_session, ExistingNode, NodeChoice, NodeRun};
-pub use session::{run_session, NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
+pub use node::{node_binaries, run_session, ExistingNode, Level, NodeChoice, NodeRun};
+pub use session::{NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
 
 /// Named process exit codes of `sgpc run`.
 pub mod exit_code {

@@ -162,28 +162,32 @@ impl Started for NodeRun {
     }
 }
 
-/// The lifecycle ([`super::run_lifecycle`]) of a live node.
-pub async fn run_node_session(
-    config: &SessionConfig,
-    choice: &NodeChoice,
-    catalogue: &Catalogue,
-    cases: &[CaseId],
-    jobs: usize,
-    interrupted: impl std::future::Future<Output = String>,
-    on_event: impl FnMut(Event<'_>),
-) -> SessionRun {
-    super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
+/// Where a session's cases run over its runtime.
+#[derive(Debug, Clone, Copy)]
+pub enum Level<'a> {
+    /// Straight at the runtime's CRI.
+    Cri,
+    /// As Pods through a live node sgpc starts on the runtime (`--kubernetes`).
+    LiveNode(&'a NodeChoice),
+    /// As Pods through an existing node's kubelet over its runtime (`--cri ... --node`).
+    ExistingNode(&'a ExistingNode),
 }
 
-/// The lifecycle ([`super::run_lifecycle`]) of an existing node over its runtime.
-pub async fn run_attached_session(
+/// The lifecycle ([`super::run_lifecycle`]) of a session at a level: `sgpc run` and each
+/// matrix column.
+pub async fn run_session(
     config: &SessionConfig,
-    node: &ExistingNode,
+    level: Level<'_>,
     catalogue: &Catalogue,
     cases: &[CaseId],
     jobs: usize,
     interrupted: impl std::future::Future<Output = String>,
     on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
-    super::run_lifecycle(NodeRun::attach(config, node, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
+    let started = std::time::Instant::now();
+    match level {
+        Level::Cri => super::run_lifecycle(Session::start(config, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
+        Level::LiveNode(choice) => super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
+        Level::ExistingNode(node) => super::run_lifecycle(NodeRun::attach(config, node, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
+    }
 }

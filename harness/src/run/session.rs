@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 
-use super::{CaseResult, Event, SessionRun, StartError};
+use super::{CaseResult, StartError};
 use crate::driver::cri::{CaseRequest, CriDriver, CriError};
 use crate::driver::{Driver, DriverError, Member, RuntimeInfo, Timeouts};
 use crate::image::{self, ImageContent, ImageRecord};
@@ -688,19 +688,6 @@ async fn pull_checked(target: &CriDriver, record: &ImageRecord, credentials: &re
         anyhow::bail!("pulling {} gave image {pulled:?}, not the bytes sgpc built (manifest {}, config {})", record.reference, record.manifest_digest, record.config_digest);
     }
     Ok(())
-}
-
-/// The lifecycle ([`super::run_lifecycle`]) of a CRI session, for `sgpc run` and each matrix
-/// column.
-pub async fn run_session(
-    config: &SessionConfig,
-    catalogue: &Catalogue,
-    cases: &[CaseId],
-    jobs: usize,
-    interrupted: impl std::future::Future<Output = String>,
-    on_event: impl FnMut(Event<'_>),
-) -> SessionRun {
-    super::run_lifecycle(Session::start(config, catalogue, cases), std::time::Instant::now(), catalogue, cases, jobs, interrupted, on_event).await
 }
 
 impl super::Started for Session {

@@ -104,6 +104,27 @@ pub fn crio_dirs() -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
+/// A JSON run report of the whole catalogue on the containerd 2.x of `make setup` (at the CRI or
+/// the Kubernetes level): every case there, and none other than its known findings (FAIL or
+/// REFUSED) and the `hostUsers: false` Pods (NOT RUN: no Pod network) not PASS. `context` is
+/// printed with a failure (a Pod's logs, say).
+pub fn assert_containerd_2_judged_everything(report: &serde_json::Value, catalogue: &sgpc::scenario::Catalogue, context: &str) {
+    let cases = report["cases"].as_array().unwrap_or_else(|| panic!("no cases: {}\n{context}", report["setup_error"]));
+    assert_eq!(cases.len(), catalogue.cases().len(), "the whole catalogue\n{context}");
+    for case in cases {
+        let id = format!("{}/{}", case["id"]["scenario"].as_str().unwrap(), case["id"]["policy"].as_str().unwrap());
+        let verdict = case["verdict"]["kind"].as_str().unwrap();
+        let known = CONTAINERD_KNOWN_FINDINGS.iter().any(|(k, _, _)| *k == id);
+        let userns = catalogue.scenario(case["id"]["scenario"].as_str().unwrap()).unwrap().pod.user_namespace();
+        let allowed = match (known, userns) {
+            (true, _) => verdict == "FAIL" || verdict == "REFUSED",
+            (false, true) => verdict == "NOT_RUN",
+            (false, false) => verdict == "PASS",
+        };
+        assert!(allowed, "{id}: {verdict} {}\n{context}", case["reasons"]);
+    }
+}
+
 /// What the containerd 2.x of `make setup` (2.1 with runc) shows where it does not PASS: each
 /// case with its verdict and a text its first reason must contain. Pinned so that a change
 /// (the bug fixed, another failure) fails the tests; the verdicts stay what they are.
