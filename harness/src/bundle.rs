@@ -78,7 +78,7 @@ pub fn write(path: &Path, report: &RunReport, catalogue: &CatalogueFiles<'_>) ->
     crate::report::junit::write(&mut junit, report).map_err(|e| BundleError::Report("JUnit report", e))?;
     files.insert(JUNIT.into(), junit);
     files.insert(sonobuoy::RESULTS_FILE.into(), sonobuoy::write(report).map_err(|e| BundleError::Report("sonobuoy results", e))?);
-    files.insert(sonobuoy::INFO_FILE.into(), br#"{"plugins":["sgpc"]}"#.to_vec());
+    files.insert(sonobuoy::INFO_FILE.into(), sonobuoy::info());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let environment = serde_json::json!({"sgpc_version": env!("CARGO_PKG_VERSION"), "kernel": kernel.trim()});
     files.insert(ENVIRONMENT.into(), serde_json::to_vec_pretty(&environment).map_err(|e| BundleError::Report("environment", e.into()))?);
@@ -227,8 +227,11 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     verification.findings.extend(selection_findings(&catalogue, &recorded));
     let junit = junit_statuses(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default());
     verification.findings.extend(listing_findings(JUNIT, junit, &recorded.cases, junit_status));
-    let items = sonobuoy_statuses(files.get(sonobuoy::RESULTS_FILE).map(Vec::as_slice).unwrap_or_default());
+    let items = files.get(sonobuoy::RESULTS_FILE).map_or_else(|| Err("missing".to_string()), |yaml| sonobuoy_statuses(yaml));
     verification.findings.extend(listing_findings(sonobuoy::RESULTS_FILE, items, &recorded.cases, sonobuoy::status));
+    if files.get(sonobuoy::INFO_FILE) != Some(&sonobuoy::info()) {
+        verification.findings.push(Finding { subject: sonobuoy::INFO_FILE.into(), problem: "missing, or lists other plugins than sgpc".into() });
+    }
     verification.runtime = recorded.runtime.as_ref().map(|r| format!("{} {}", r.runtime_name, r.runtime_version));
     verification.strict = strict_held(&recorded);
     let Some(runtime) = &recorded.runtime else {
@@ -341,7 +344,7 @@ fn junit_status(verdict: Verdict) -> &'static str {
 fn sonobuoy_statuses(yaml: &[u8]) -> Result<Vec<(String, String)>, String> {
     let text = std::str::from_utf8(yaml).map_err(|e| format!("is no UTF-8: {e}"))?;
     let tree: sonobuoy::Item = serde_saphyr::from_str(text).map_err(|e| format!("is no sonobuoy item tree: {e}"))?;
-    Ok(sonobuoy::case_statuses(&tree))
+    sonobuoy::case_statuses(&tree)
 }
 
 /// Each `<testcase>`'s name and status (`success`, or its first `failure`, `error`, `skipped`).

@@ -407,6 +407,15 @@ pub enum LayerEntry {
     Symlink { path: String, target: String },
 }
 
+impl LayerEntry {
+    /// Where the entry sits in the image, relative to its root.
+    pub fn path(&self) -> &str {
+        match self {
+            LayerEntry::Dir { path } | LayerEntry::File { path, .. } | LayerEntry::OwnedFile { path, .. } | LayerEntry::Symlink { path, .. } => path,
+        }
+    }
+}
+
 /// What goes into an image, before it is serialised.
 #[derive(Debug, Clone)]
 pub struct ImageContent {

@@ -51,9 +51,10 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Verify { bundles } => verify(&bundles),
         Command::Plugin { out, repository, socket, work_root, registry } => {
-            let paths = sgpc::plugin::NodePaths::new(socket, work_root, None)?;
             let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
-            let built = sgpc::image::build(&sgpc::plugin::image(&sgpc, &registry)?)?;
+            let content = sgpc::plugin::image(&sgpc, &registry)?;
+            let paths = sgpc::plugin::NodePaths::new(socket, work_root, None, &content)?;
+            let built = sgpc::image::build(&content)?;
             fs_err::create_dir_all(&out)?;
             let archive = out.join("sgpc-plugin.oci.tar");
             built.write_archive(&archive, &repository)?;

@@ -149,17 +149,24 @@ pub struct NodePaths {
 }
 
 /// Paths in the plugin's container that a host directory mounted at the same path must neither
-/// hide nor sit in: the image's files, the socket's and results' mount points, the kernel's.
-const POD_PATHS: &[&str] = &["/sgpc", "/usr", "/lib", "/lib64", "/run/sgpc", "/tmp/sonobuoy", "/proc", "/sys", "/dev"];
-/// Host directories a node's runtime or kubelet keeps state in: the work root is written to,
-/// so it may be none of these, inside one, or hold one.
-const NODE_STATE: &[&str] = &["/var/lib/containerd", "/run/containerd", "/var/lib/containers", "/run/containers", "/run/crio", "/var/run", "/var/lib/kubelet", "/etc"];
+/// hide nor sit in, beside the image's own files: the socket's and results' mount points, the
+/// kernel's.
+const POD_PATHS: &[&str] = &["/run/sgpc", "/tmp/sonobuoy", "/proc", "/sys", "/dev"];
+/// Host directories a node's runtime, kubelet, CNI or etcd keeps state or logs in: the work root
+/// is written to, so it may be none of these, inside one, or hold one.
+const NODE_STATE: &[&str] = &[
+    "/var/lib/containerd", "/run/containerd", "/var/lib/containers", "/run/containers", "/run/crio", "/var/run",
+    "/var/lib/docker", "/var/lib/rancher", "/run/k3s", "/var/lib/kubelet", "/var/log/pods", "/var/log/containers",
+    "/var/lib/cni", "/opt/cni", "/var/lib/etcd", "/etc",
+];
 
 impl NodePaths {
     /// Checks the paths before they reach a definition: absolute, without `..`, the work root
-    /// clear of every node state directory, and neither mounted directory overlapping the
-    /// other or a path the container needs.
-    pub fn new(socket: PathBuf, work_root: PathBuf, kubeconfig: Option<PathBuf>) -> Result<NodePaths, PluginError> {
+    /// clear of every node state directory and of the socket, and neither mounted directory
+    /// overlapping the other, a file of the plugin's `image` or a path the container needs.
+    /// Paths are compared as written: a symlink on the node (a runtime's state directory
+    /// behind another name) is beyond what `sgpc plugin` can see.
+    pub fn new(socket: PathBuf, work_root: PathBuf, kubeconfig: Option<PathBuf>, image: &ImageContent) -> Result<NodePaths, PluginError> {
         let bad = |flag: &'static str, path: &Path, why: String| PluginError::Path { flag, path: path.to_path_buf(), why };
         for (flag, path) in [("--socket", Some(&socket)), ("--work-root", Some(&work_root)), ("--kubeconfig", kubeconfig.as_ref())] {
             let Some(path) = path else { continue };
@@ -175,14 +182,18 @@ impl NodePaths {
         if let (Some(kubeconfig), None) = (&kubeconfig, kubeconfig_dir) {
             return Err(bad("--kubeconfig", kubeconfig, "expected a file below a directory other than / (its directory is mounted)".into()));
         }
-        let socket_dir = socket.parent().unwrap_or(Path::new("/"));
+        // A mount below an image's directory is harmless; one at or above an image's file hides it.
+        let image_files: Vec<PathBuf> = image.layers.iter().flatten().filter(|e| !matches!(e, LayerEntry::Dir { .. })).map(|e| Path::new("/").join(e.path())).collect();
         for (flag, dir) in [("--work-root", Some(work_root.as_path())), ("--kubeconfig", kubeconfig_dir)] {
             let Some(dir) = dir else { continue };
-            if let Some(taken) = POD_PATHS.iter().find(|p| overlaps(dir, Path::new(p))) {
-                return Err(bad(flag, dir, format!("overlaps {taken} in the plugin's container")));
+            if let Some(taken) = POD_PATHS.iter().map(Path::new).find(|p| overlaps(dir, p)) {
+                return Err(bad(flag, dir, format!("overlaps {} in the plugin's container", taken.display())));
             }
-            if overlaps(dir, socket_dir) {
-                return Err(bad(flag, dir, format!("overlaps the socket's directory {}", socket_dir.display())));
+            if let Some(hidden) = image_files.iter().find(|f| f.starts_with(dir)) {
+                return Err(bad(flag, dir, format!("would hide {} of the plugin's image", hidden.display())));
+            }
+            if overlaps(dir, &socket) {
+                return Err(bad(flag, dir, format!("overlaps the runtime's socket {}", socket.display())));
             }
         }
         if let Some(dir) = kubeconfig_dir.filter(|d| overlaps(d, &work_root)) {
@@ -305,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_plugin_pod_mounts_the_work_root_at_its_own_path() {
-        let paths = NodePaths::new("/run/containerd/containerd.sock".into(), "/var/lib/sgpc-plugin".into(), None).unwrap();
+        let paths = NodePaths::new("/run/containerd/containerd.sock".into(), "/var/lib/sgpc-plugin".into(), None, &test_image()).unwrap();
         let definition = sonobuoy_definition("sgpc/sgpc-plugin:x", &paths);
         assert_eq!(definition["sonobuoy-config"]["driver"], "DaemonSet");
         let mounts = definition["spec"]["volumeMounts"].as_array().unwrap();
@@ -314,27 +325,44 @@ mod tests {
         assert_eq!(definition["podSpec"]["serviceAccountName"], "sonobuoy-serviceaccount", "sonobuoy takes a plugin's podSpec as given");
     }
 
+    /// The image's files as `image` lays them out, a shared object under a build host's own prefix among them.
+    fn test_image() -> ImageContent {
+        let file = |path: &str| LayerEntry::File { path: path.into(), mode: 0o755, data: Vec::new() };
+        let dir = |path: &str| LayerEntry::Dir { path: path.into() };
+        let layer = vec![dir("tmp"), dir("usr"), dir("usr/bin"), file("sgpc"), file("usr/bin/docker-registry"), file("nix/store/abc-glibc/lib/libc.so.6")];
+        ImageContent { name: IMAGE_NAME.into(), layers: vec![layer], user: None, entrypoint: Vec::new() }
+    }
+
     #[test]
     fn node_paths_refuse_what_would_hide_or_write_into_something_else() {
         let socket = PathBuf::from("/run/containerd/containerd.sock");
-        let ok = |work: &str, kubeconfig: Option<&str>| NodePaths::new(socket.clone(), work.into(), kubeconfig.map(PathBuf::from));
+        let image = test_image();
+        let ok = |work: &str, kubeconfig: Option<&str>| NodePaths::new(socket.clone(), work.into(), kubeconfig.map(PathBuf::from), &image);
         assert!(ok("/var/lib/sgpc-plugin", Some("/etc/kubernetes/admin.conf")).is_ok());
+        assert!(ok("/usr/local/sgpc", Some("/tmp/k/admin.conf")).is_ok(), "below an image's directory, hiding none of its files");
         for (work, kubeconfig, flag) in [
             ("var/lib/sgpc-plugin", None, "--work-root"),
             ("/var/lib/sgpc/../containerd", None, "--work-root"),
             ("/", None, "--work-root"),
             ("/var/lib/containerd/sgpc", None, "--work-root"),
             ("/var/lib", None, "--work-root"),
-            ("/usr/local/sgpc", None, "--work-root"),
+            ("/usr", None, "--work-root"),
             ("/tmp/sonobuoy/work", None, "--work-root"),
             ("/var/lib/sgpc-plugin", Some("admin.conf"), "--kubeconfig"),
             ("/var/lib/sgpc-plugin", Some("/admin.conf"), "--kubeconfig"),
-            ("/var/lib/sgpc-plugin", Some("/usr/lib/admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/usr/bin/admin.conf"), "--kubeconfig"),
+            ("/var/lib/sgpc-plugin", Some("/nix/store/admin.conf"), "--kubeconfig"),
+            ("/var/log", None, "--work-root"),
             ("/var/lib/sgpc-plugin", Some("/run/containerd/admin.conf"), "--kubeconfig"),
             ("/var/lib/sgpc-plugin", Some("/var/lib/sgpc-plugin/admin.conf"), "--kubeconfig"),
         ] {
             let error = ok(work, kubeconfig).expect_err(&format!("{work} {kubeconfig:?}")).to_string();
             assert!(error.starts_with(flag), "{work} {kubeconfig:?}: {error}");
         }
+        // Only the socket itself is mounted: a socket at / is no reason to refuse anything, a
+        // work root holding the socket is.
+        assert!(NodePaths::new("/cri.sock".into(), "/var/lib/sgpc-plugin".into(), Some("/etc/kubernetes/admin.conf".into()), &image).is_ok());
+        let error = NodePaths::new("/srv/sgpc/cri.sock".into(), "/srv/sgpc".into(), None, &image).unwrap_err().to_string();
+        assert!(error.starts_with("--work-root") && error.contains("socket"), "{error}");
     }
 }

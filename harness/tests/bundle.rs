@@ -198,14 +198,24 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     for named in ["plugins/sgpc/results/global/junit.xml", "plugins/sgpc/sonobuoy_results.yaml", "kep-blog/strict"] {
         assert!(found.contains(&named.to_string()), "{named} not named: {found:?}");
     }
-    // sonobuoy's item tree saying a case failed that passed, under a rewritten manifest.
-    let mut files = original.clone();
-    let yaml = String::from_utf8(files["plugins/sgpc/sonobuoy_results.yaml"].clone()).unwrap();
+    // sonobuoy's item tree rewritten under a rewritten manifest: every status, the case's
+    // alone, the summary's alone (what `sonobuoy results` prints as the plugin's Status).
+    let yaml = String::from_utf8(original["plugins/sgpc/sonobuoy_results.yaml"].clone()).unwrap();
     assert_eq!(yaml.matches("status: passed").count(), 4, "summary, file, suite, case:\n{yaml}");
-    files.insert("plugins/sgpc/sonobuoy_results.yaml".into(), yaml.replace("status: passed", "status: failed").into_bytes());
+    let last = yaml.rfind("status: passed").unwrap();
+    let case_only = format!("{}status: failed{}", &yaml[..last], &yaml[last + "status: passed".len()..]);
+    for rewritten in [yaml.replace("status: passed", "status: failed"), case_only, yaml.replacen("status: passed", "status: failed", 1)] {
+        let mut files = original.clone();
+        files.insert("plugins/sgpc/sonobuoy_results.yaml".into(), rewritten.into_bytes());
+        remanifest(&mut files);
+        pack(&path, &files);
+        assert_eq!(subjects(&path), ["plugins/sgpc/sonobuoy_results.yaml"]);
+    }
+    let mut files = original.clone();
+    edit(&mut files, "meta/info.json", "\"sgpc\"", "\"e2e\"");
     remanifest(&mut files);
     pack(&path, &files);
-    assert_eq!(subjects(&path), ["plugins/sgpc/sonobuoy_results.yaml"]);
+    assert_eq!(subjects(&path), ["meta/info.json"]);
     let mut files = original.clone();
     let mut report: serde_json::Value = serde_json::from_slice(&files["sgpc/report.json"]).unwrap();
     report["cases"] = serde_json::json!([]);

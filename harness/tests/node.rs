@@ -226,6 +226,8 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     // Between the plugin and the runtime, a proxy holds a sandbox named `preflight` for an
     // hour: beside a kubelet, sgpc makes no sandbox of its own at the CRI level (the kubelet's
     // pod clean-up would kill it), so a run that made its preflight sandbox ends in an ERROR.
+    // (The proxy holds the call after the runtime made the sandbox: on the old code that
+    // sandbox stayed until the kubelet removed it.)
     let proxy_dir = tempfile::tempdir().unwrap();
     let socket = proxy_dir.path().join("cri.sock");
     let mut proxy = tokio::process::Command::new(env!("CARGO_BIN_EXE_sgpc-cri-proxy"))
@@ -239,8 +241,9 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let (kubeconfig, node_name) = session.node().map(|n| (n.kubeconfig.clone(), n.node_name.clone())).unwrap();
     // The live node's apiserver runs without the ServiceAccount admission: the plugin reaches
     // it with the node's kubeconfig instead of a service account token.
-    let paths = sgpc::plugin::NodePaths::new(socket, work_root.clone(), Some(kubeconfig.clone())).unwrap();
-    let image = sgpc::image::build(&sgpc::plugin::image(&support::sgpc_binary(), std::path::Path::new(sgpc::provision::registry::DEFAULT_BINARY)).unwrap()).unwrap();
+    let content = sgpc::plugin::image(&support::sgpc_binary(), std::path::Path::new(sgpc::provision::registry::DEFAULT_BINARY)).unwrap();
+    let paths = sgpc::plugin::NodePaths::new(socket, work_root.clone(), Some(kubeconfig.clone()), &content).unwrap();
+    let image = sgpc::image::build(&content).unwrap();
     let reference = session.load_image(&image).await.unwrap();
 
     let client = sgpc::provision::node::client(&kubeconfig).await.unwrap();

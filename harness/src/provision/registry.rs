@@ -20,6 +20,9 @@ use crate::image::{Blob, BuiltImage};
 
 pub const DEFAULT_BINARY: &str = "/usr/bin/docker-registry";
 
+/// One request to the registry, a layer upload included (they are small, and local).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The account a registry accepts: made for one run, never written outside its directory.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -119,16 +122,25 @@ impl Registry {
         let location = started.headers().get(http::header::LOCATION).and_then(|l| l.to_str().ok()).context("the upload has no Location")?;
         // distribution answers with an absolute URL; only one on this registry is followed.
         let path = location.strip_prefix(&format!("http://{}", self.host)).unwrap_or(location);
-        anyhow::ensure!(path.starts_with('/'), "the upload's Location {location:?} is not on {}", self.host);
+        anyhow::ensure!(path.starts_with('/') && !path.starts_with("//"), "the upload's Location {location:?} is not on {}", self.host);
         let separator = if path.contains('?') { '&' } else { '?' };
         let digest = blob.digest.replace(':', "%3A");
-        self.send(http::Method::PUT, &format!("{path}{separator}digest={digest}"), Some("application/octet-stream"), blob.data.clone(), http::StatusCode::CREATED).await?;
+        let stored = self.send(http::Method::PUT, &format!("{path}{separator}digest={digest}"), Some("application/octet-stream"), blob.data.clone(), http::StatusCode::CREATED).await?;
+        // distribution names what it stored; absent, the 201 stands.
+        let named = stored.headers().get("docker-content-digest").map(|d| d.to_str().unwrap_or("(not text)"));
+        anyhow::ensure!(named.is_none_or(|d| d == blob.digest), "the registry stored {} as {named:?}", blob.digest);
         Ok(())
     }
 
-    /// One request over a connection of its own, plain HTTP/1.1 with the run's credentials; any
-    /// status but `expected` is an error carrying the registry's answer.
+    /// One request over a connection of its own, plain HTTP/1.1 with the run's credentials,
+    /// within [`REQUEST_TIMEOUT`]; any status but `expected` is an error carrying the start of
+    /// the registry's answer.
     async fn send(&self, method: http::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
+        let what = format!("{method} {path}");
+        tokio::time::timeout(REQUEST_TIMEOUT, self.send_now(method, path, content_type, body, expected)).await.map_err(|_| anyhow::anyhow!("{what}: no answer within {REQUEST_TIMEOUT:?}"))?
+    }
+
+    async fn send_now(&self, method: http::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
         use base64::Engine as _;
         use http_body_util::BodyExt as _;
         let stream = tokio::net::TcpStream::connect(&self.host).await.with_context(|| format!("connecting to {}", self.host))?;
@@ -142,7 +154,8 @@ impl Registry {
         let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).with_context(|| format!("building {method} {path}"))?;
         let response = sender.send_request(request).await.with_context(|| format!("{method} {path}"))?;
         let (head, body) = response.into_parts();
-        let said = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        // Only an error's answer is read, and only its start.
+        let said = if head.status == expected { bytes::Bytes::new() } else { http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default() };
         driver.abort();
         anyhow::ensure!(head.status == expected, "{method} {path}: {} (expected {expected}): {}", head.status, String::from_utf8_lossy(&said[..said.len().min(512)]));
         Ok(http::Response::from_parts(head, ()))

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::run::RunReport;
+use crate::run::{CaseResult, RunReport};
 use crate::verdict::Verdict;
 
 /// The one suite's name: the runtime judged.
@@ -41,7 +41,7 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         suite.add_property(Property::new("critest", says.line()));
     }
     for case in &report.cases {
-        let message = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.judgement.reasons.iter().cloned()).collect::<Vec<_>>().join("\n");
+        let message = message(case);
         let status = match case.judgement.verdict {
             Verdict::Pass | Verdict::Rejected => TestCaseStatus::success(),
             Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => {
@@ -62,12 +62,8 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
         };
         let mut test = TestCase::new(case.id.to_string(), status);
         test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);
-        let deviation = case.passed_by_deviation.then(|| case.expected.as_ref().and_then(|e| e.deviation.as_deref())).flatten();
-        let described = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.references.iter().map(|r| format!("reference: {r}")));
-        let described = deviation.map(|reason| format!("passed-by-deviation: {reason}")).into_iter().chain(described);
-        let out: Vec<String> = described.chain(case.judgement.notes.iter().map(|n| format!("note: {n}"))).collect();
-        if !out.is_empty() {
-            test.set_system_out(out.join("\n"));
+        if let Some(out) = system_out(case) {
+            test.set_system_out(out);
         }
         suite.add_test_case(test);
     }
@@ -76,6 +72,20 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     let xml = junit.to_string()?;
     writeln!(out, "{}", without_testsuites_skipped(&xml))?;
     Ok(())
+}
+
+/// A case's `<failure>`, `<error>` or `<skipped>` message: its spec lines, then its reasons.
+pub fn message(case: &CaseResult) -> String {
+    case.spec.iter().map(|s| format!("spec: {s}")).chain(case.judgement.reasons.iter().cloned()).collect::<Vec<_>>().join("\n")
+}
+
+/// A case's `<system-out>`: a pass by deviation and why, its spec lines, references and notes.
+pub fn system_out(case: &CaseResult) -> Option<String> {
+    let deviation = case.passed_by_deviation.then(|| case.expected.as_ref().and_then(|e| e.deviation.as_deref())).flatten();
+    let described = case.spec.iter().map(|s| format!("spec: {s}")).chain(case.references.iter().map(|r| format!("reference: {r}")));
+    let described = deviation.map(|reason| format!("passed-by-deviation: {reason}")).into_iter().chain(described);
+    let out: Vec<String> = described.chain(case.judgement.notes.iter().map(|n| format!("note: {n}"))).collect();
+    (!out.is_empty()).then(|| out.join("\n"))
 }
 
 /// quick-junit writes `skipped` on `<testsuites>`, which `junit-10.xsd` does not allow there

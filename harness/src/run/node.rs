@@ -80,7 +80,7 @@ impl NodeRun {
     /// Pods pinned to the node through its own kubelet. (At the CRI level beside a kubelet, the
     /// kubelet kills every sandbox it did not make: its pod cleanup lists all of them.)
     pub async fn attach(config: &SessionConfig, node: &ExistingNode, catalogue: &Catalogue, cases: &[CaseId]) -> Result<NodeRun, StartError> {
-        let config = SessionConfig { kubelet_beside: true, ..config.clone() };
+        let config = SessionConfig { external_kubelet: true, ..config.clone() };
         let session = Session::start(&config, catalogue, cases).await?;
         let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.name);
         let timeout = config.timeouts.probe + config.timeouts.pull;

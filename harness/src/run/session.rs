@@ -63,7 +63,7 @@ pub struct SessionConfig {
     /// A kubelet runs beside the runtime (`--node`): sgpc makes no sandbox at the CRI level,
     /// which the kubelet's pod clean-up kills as one no Pod of its own owns; the Pods it runs
     /// through that kubelet prove that the runtime starts sandboxes.
-    pub kubelet_beside: bool,
+    pub external_kubelet: bool,
 }
 
 /// A live node over the session's runtime: its binaries, and how long it may take to be Ready.
@@ -108,7 +108,7 @@ impl SessionConfig {
             node: None,
             critest: None,
             share_sandboxes: true,
-            kubelet_beside: false,
+            external_kubelet: false,
         }
     }
 }
@@ -631,7 +631,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         pull(resources, &target, &record, &credentials).await?;
         images.insert(record.name.clone(), record);
     }
-    if let (TargetChoice::Cri { endpoint }, false) = (&config.target, config.kubelet_beside) {
+    if let (TargetChoice::Cri { endpoint }, false) = (&config.target, config.external_kubelet) {
         // One sandbox before the catalogue: a runtime that cannot start any (its own sandbox
         // image cannot be pulled offline, say) is one clear error, not one per case.
         target.preflight_sandbox(run_id, &config.runtime_handler, &resources.dir.join("preflight")).await.map_err(|e| anyhow::anyhow!(sandbox_hint(endpoint, &e.to_string())))?;
