@@ -32,8 +32,8 @@ use crate::case::Case;
 use crate::driver::RuntimeInfo;
 use crate::image::ImageRecord;
 use crate::observation::Observations;
+use crate::outcome::RunReport;
 use crate::report::sonobuoy;
-use crate::run::RunReport;
 use crate::scenario::{CaseId, Catalogue};
 use crate::verdict::Verdict;
 
@@ -292,7 +292,7 @@ fn selection_findings(catalogue: &Catalogue, recorded: &Recorded) -> Vec<Finding
         Ok(filter) => filter,
         Err(e) => return vec![finding(REPORT, format!("selection.filter is no regular expression: {e}"))],
     };
-    let chosen = crate::run::select_cases(catalogue, filter.as_ref());
+    let chosen = crate::outcome::select_cases(catalogue, filter.as_ref());
     let mut seen: BTreeMap<&CaseId, usize> = BTreeMap::new();
     for case in &recorded.cases {
         *seen.entry(&case.id).or_default() += 1;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::identity::Identity;
 use crate::observation::{Observations, Point};
-use crate::run::CaseResult;
+use crate::outcome::CaseResult;
 use crate::scenario::{Access, CaseId};
 use crate::verdict::{matched_outcome, Matched, Verdict};
 
@@ -189,7 +189,7 @@ pub fn of_case(case: &CaseId, results: &[(&str, &CaseResult)]) -> Option<Diverge
 pub(crate) mod tests {
     use super::*;
     use crate::observation::IdentityObservation;
-    use crate::run::error_result;
+    use crate::outcome::error_result;
     use crate::scenario::{Expectation, Policy};
     use std::collections::BTreeMap;
     use crate::verdict::Judgement;

@@ -21,6 +21,7 @@ pub mod image;
 pub mod input;
 pub mod matrix;
 pub mod observation;
+pub mod outcome;
 pub mod oracle;
 pub mod plugin;
 pub mod pod;

@@ -10,9 +10,10 @@ mod cli;
 
 use cli::{check_work_root, Cli, Command, DiscoverArgs, ImagesCommand, MatrixArgs, RunArgs};
 use sgpc::driver::Timeouts;
+use sgpc::outcome::{self, exit_code};
 use sgpc::provision::state::StateDir;
 use sgpc::report::{self, terminal, Output, RunReporters};
-use sgpc::run::{self, exit_code};
+use sgpc::run;
 
 fn main() {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("SGPC_LOG")).with_writer(std::io::stderr).init();
@@ -35,7 +36,7 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::List { input, filter, explain } => {
             let catalogue = load_catalogue(&input)?.catalogue;
-            terminal::write_list(&mut std::io::stdout().lock(), &catalogue, &run::select_cases(&catalogue, filter.as_ref()), explain)?;
+            terminal::write_list(&mut std::io::stdout().lock(), &catalogue, &outcome::select_cases(&catalogue, filter.as_ref()), explain)?;
             Ok(exit_code::PASS)
         }
         Command::Fetch { suite, package, cache } => {
@@ -111,7 +112,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.kubeconfig.is_none() || args.kube || args.node.is_some(), "--kubeconfig goes with --kube or --node");
     let loaded = load_catalogue(&args.input)?;
     let catalogue = &loaded.catalogue;
-    let cases = run::select_cases(catalogue, args.filter.as_ref());
+    let cases = outcome::select_cases(catalogue, args.filter.as_ref());
     anyhow::ensure!(!cases.is_empty(), "no case matches the filter; `sgpc list` shows the case ids");
     if args.no_deviations {
         catalogue.refuse_deviations(&cases)?;
@@ -128,7 +129,7 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         reporters = reporters.with(bundle);
     }
     check_work_root(&args.work_root)?;
-    let on_event = |event: run::Event<'_>| reporters.on_event(event);
+    let on_event = |event: outcome::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
         let config = args.kube_config();
         let plan = sgpc::driver::kube::KubePlan::new(catalogue, &cases, &format!("sgpc-{}", std::process::id()))?;
@@ -210,10 +211,10 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let [markdown, html, json] = Output::open_all(&args.out, ["matrix.md", "matrix.html", "matrix.json"])?;
     check_work_root(&args.work_root)?;
     clean(false, &mut std::io::stderr().lock()).await?;
-    let cases = run::select_cases(&catalogue, args.filter.as_ref());
+    let cases = outcome::select_cases(&catalogue, args.filter.as_ref());
     println!("Running {} cases on {} runtimes: {}", cases.len(), entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
     let config = args.config();
-    let progress = |column: &str, event: run::Event<'_>| drop(report::matrix::write_progress(&mut std::io::stdout().lock(), column, &event));
+    let progress = |column: &str, event: outcome::Event<'_>| drop(report::matrix::write_progress(&mut std::io::stdout().lock(), column, &event));
     let report = tokio::select! {
         report = sgpc::matrix::run_matrix_with_progress(&entries, &catalogue, &cases, &config, &progress) => report,
         signal = shutdown_signal() => anyhow::bail!("interrupted by {signal}; every runtime was stopped"),

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::divergence::{self, Divergence};
+use crate::driver::RuntimeInfo;
 use crate::input::{self, InputError};
 use crate::oracle;
+use crate::outcome::{self, CaseResult, Event};
 use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
-use crate::run::{self, CaseResult, Event, SessionConfig, TargetChoice};
+use crate::run::{self, SessionConfig, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
-use crate::driver::RuntimeInfo;
 use crate::verdict::Verdict;
 
 #[derive(Debug, Deserialize)]
@@ -93,7 +94,7 @@ pub enum Outcome {
     Conformant,
     /// No Strict support: default and Merge PASS; Strict UNSUPPORTED, with LEAK exactly where
     /// the image's `/etc/group`, read as leniently as runtimes read it, lists the user in a
-    /// group the Pod did not declare ([`oracle::lenient_leak`]).
+    /// group the Pod did not declare.
     NoStrict,
 }
 
@@ -299,7 +300,7 @@ pub struct Column {
     /// Set-up time: image build, registry, runtime start, pulls.
     #[serde(serialize_with = "serialize_opt_millis", rename = "startup_ms")]
     pub startup: Option<Duration>,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
     #[serde(skip)]
     pub results: Vec<CaseResult>,
@@ -317,7 +318,7 @@ pub struct MatrixReport {
     /// Differences between runtimes that are no divergence: the names `id` prints for the same
     /// numbers, the order of `status.user`.
     pub notes: Vec<String>,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
 }
 
@@ -341,7 +342,7 @@ pub struct Cell {
 
 fn serialize_opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => crate::run::serialize_millis(d, s),
+        Some(d) => crate::outcome::serialize_millis(d, s),
         None => s.serialize_none(),
     }
 }
@@ -495,7 +496,7 @@ pub fn summarize(column: &Column) -> String {
     if let Some(why) = &column.skipped {
         return format!("not run on this machine: {why}");
     }
-    let run::Totals { fail, refused, error, unsupported, leak, rejected, not_run, .. } = run::Totals::of(&column.results);
+    let outcome::Totals { fail, refused, error, unsupported, leak, rejected, not_run, .. } = outcome::Totals::of(&column.results);
     let mut parts = Vec::new();
     if fail > 0 {
         parts.push(format!("non-conformant: {fail} failures"));
@@ -611,9 +612,9 @@ impl MatrixReport {
     /// `sgpc run` over the entries without a declared outcome, and 1 for any deviation.
     pub fn exit_code(&self) -> i32 {
         if self.columns.iter().any(|c| !c.deviations.is_empty()) {
-            return run::exit_code::FAIL;
+            return outcome::exit_code::FAIL;
         }
         let undeclared = self.columns.iter().filter(|c| c.expect.is_none() && c.skipped.is_none()).flat_map(|c| &c.results);
-        run::exit_code::of(undeclared.map(|r| r.judgement.verdict))
+        outcome::exit_code::of(undeclared.map(|r| r.judgement.verdict))
     }
 }

@@ -17,7 +17,8 @@ use sgpc::driver::RuntimeInfo;
 use sgpc::identity::Identity;
 use sgpc::image::ImageRecord;
 use sgpc::observation::{IdentityObservation, Observations, Point};
-use sgpc::run::{error_result, judge_observed, RunReport};
+use sgpc::outcome::{error_result, RunReport};
+use sgpc::run::judge_observed;
 use sgpc::scenario::{CaseId, Catalogue, Policy};
 use sgpc::verdict::Verdict;
 
@@ -63,7 +64,7 @@ fn report_observing(catalogue: &Catalogue, groups: &[u32], verdict: Verdict) -> 
         provisioned: None,
         runtime: Some(runtime()),
         images: vec![image],
-        selection: sgpc::run::Selection::of(catalogue, std::slice::from_ref(&id), Some(&regex::Regex::new("^kep-blog/strict$").unwrap())),
+        selection: sgpc::outcome::Selection::of(catalogue, std::slice::from_ref(&id), Some(&regex::Regex::new("^kep-blog/strict$").unwrap())),
         cases: vec![result],
         setup_error: None,
         critest: None,
@@ -147,7 +148,7 @@ fn several_bundles_say_which_node_does_not_hold_strict() {
         (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
     };
     let (code, stdout) = verify(&[&holds, &leaks, &unjudged]);
-    assert_eq!(code, Some(sgpc::run::exit_code::PASS), "every bundle is intact: {stdout}");
+    assert_eq!(code, Some(sgpc::outcome::exit_code::PASS), "every bundle is intact: {stdout}");
     assert!(stdout.contains(&format!("{} (containerd 2.1.9): yes\n", holds.display())), "{stdout}");
     assert!(stdout.contains(&format!("{} (containerd 2.1.9): NO: kep-blog/strict FAIL", leaks.display())), "{stdout}");
     assert!(stdout.contains(&format!("{} (runtime unreachable): not judged", unjudged.display())), "an unreachable runtime held nothing: {stdout}");
@@ -155,7 +156,7 @@ fn several_bundles_say_which_node_does_not_hold_strict() {
     let garbage = dir.path().join("garbage.tar.gz");
     std::fs::write(&garbage, "not a bundle").unwrap();
     let (code, stdout) = verify(&[&garbage, &holds]);
-    assert_eq!(code, Some(sgpc::run::exit_code::ERROR), "{stdout}");
+    assert_eq!(code, Some(sgpc::outcome::exit_code::ERROR), "{stdout}");
     assert!(stdout.contains(&format!("{}: unreadable", garbage.display())) && stdout.contains(&format!("{}: 0 findings", holds.display())), "one unreadable bundle does not hide the others: {stdout}");
 }
 
@@ -330,7 +331,7 @@ fn an_error_before_a_case_ran_is_nothing_to_judge() {
     report.cases.push(error_result(&userns, "", "interrupted by SIGTERM"));
     report.runtime.as_mut().unwrap().no_user_namespaces = Some("no Pod network".into());
     let chosen = [report.cases[0].id.clone(), userns];
-    report.selection = sgpc::run::Selection::of(&catalogue, &chosen, Some(&regex::Regex::new("^(kep-blog|userns-kep-blog)/strict$").unwrap()));
+    report.selection = sgpc::outcome::Selection::of(&catalogue, &chosen, Some(&regex::Regex::new("^(kep-blog|userns-kep-blog)/strict$").unwrap()));
     let path = dir.path().join("bundle.tar.gz");
     bundle::write(&path, &report, &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
     let verification = bundle::verify(&path).unwrap();

@@ -5,7 +5,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sgpc::run::exit_code;
+use sgpc::outcome::exit_code;
 
 #[test]
 fn unreachable_cri_endpoint_is_a_quick_error() {
@@ -471,7 +471,7 @@ fn a_kind_setup_failure_writes_every_report_and_exits_2() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::ERROR), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["setup_error"].as_str().unwrap().contains("`kind` is not on PATH"), "{}", report["setup_error"]);
     let cases = report["cases"].as_array().unwrap();

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use sgpc::run::{CaseResult, Session, SessionConfig};
+use sgpc::outcome::CaseResult;
+use sgpc::run::{Session, SessionConfig};
 use sgpc::scenario::{Catalogue, CaseId};
 use sgpc::verdict::Verdict;
 
@@ -61,7 +62,7 @@ impl Shared {
         let key = format!("{runtime}:{}", pod[0]);
         let once = self.pods.lock().expect("not poisoned").entry(key).or_default().clone();
         let results = once.get_or_init(|| self.tokio.block_on(session.judge_pod(&pod)));
-        results.iter().find(|r| r.id == *case).cloned().unwrap_or_else(|| sgpc::run::error_result(case, "", "its Pod gave no result for it"))
+        results.iter().find(|r| r.id == *case).cloned().unwrap_or_else(|| sgpc::outcome::error_result(case, "", "its Pod gave no result for it"))
     }
 
     fn run(&self, runtime: usize, case: &CaseId) -> Result<(), Failed> {

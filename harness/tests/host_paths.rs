@@ -8,8 +8,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sgpc::outcome::exit_code;
 use sgpc::provision::{mounts_under, processes_under};
-use sgpc::run::exit_code;
 
 fn sgpc(state: &Path, work_root: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(support::sgpc_binary());

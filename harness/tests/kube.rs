@@ -10,10 +10,10 @@ use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::json;
-use sgpc::provision::kind::{self, ClusterSpec};
-use sgpc::driver::kube::{observations, pod_manifest, KubeFacts, KubePlan};
 use sgpc::driver::{Driver, DriverError, Member, RuntimeInfo};
+use sgpc::driver::kube::{observations, pod_manifest, KubeFacts, KubePlan};
 use sgpc::observation::Observations;
+use sgpc::provision::kind::{self, ClusterSpec};
 use sgpc::scenario::{CaseId, Policy};
 use sgpc::verdict::admission::{REJECTION_MESSAGE, REJECTION_REASON};
 use sgpc::verdict::Verdict;
@@ -345,7 +345,7 @@ fn kind_flag_without_kind_fails_at_once_naming_it() {
         .unwrap();
     // A set-up failure like any other: the terminal names it and every case is ERROR.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::ERROR), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("ERROR `kind` is not on PATH"), "{stdout}");
     let cases = support::catalogue().cases().len();
     assert!(stdout.contains(&format!("0 passed, 0 failed, 0 unsupported (0 leak), {cases} errors")), "{stdout}");
@@ -371,7 +371,7 @@ fn an_unreadable_kubeconfig_is_a_failed_set_up_with_its_reason_once() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR), "{stdout}");
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::ERROR), "{stdout}");
     assert_eq!(stdout.matches("No such file or directory").count(), 1, "{stdout}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["setup_error"].as_str().unwrap().starts_with("reading kubeconfig /nonexistent/kubeconfig"), "{report}");

@@ -80,12 +80,12 @@ async fn a_failed_start_removes_what_it_started() {
 }
 
 /// An event a run gives its reporters, as a name: what the terminal, JUnit and JSON consume.
-fn event_name(event: sgpc::run::Event<'_>) -> String {
+fn event_name(event: sgpc::outcome::Event<'_>) -> String {
     match event {
-        sgpc::run::Event::RunStarted { total, .. } => format!("started {total}"),
-        sgpc::run::Event::CaseFinished { result, .. } => format!("finished {}", result.id),
-        sgpc::run::Event::CasesNotRun { cases, .. } => format!("not run {}", cases.len()),
-        sgpc::run::Event::RunFinished { report } => format!("run finished {}", report.cases.len()),
+        sgpc::outcome::Event::RunStarted { total, .. } => format!("started {total}"),
+        sgpc::outcome::Event::CaseFinished { result, .. } => format!("finished {}", result.id),
+        sgpc::outcome::Event::CasesNotRun { cases, .. } => format!("not run {}", cases.len()),
+        sgpc::outcome::Event::RunFinished { report } => format!("run finished {}", report.cases.len()),
     }
 }
 
@@ -112,7 +112,7 @@ async fn a_failed_start_tells_the_reporters_which_cases_did_not_run() {
     let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }];
     let mut names = Vec::new();
     let run = sgpc::run::run_session(&config, sgpc::run::Level::Cri, &catalogue, &cases, 1, std::future::pending(), |e| names.push(event_name(e))).await;
-    assert_eq!(run.report.exit_code(), sgpc::run::exit_code::ERROR);
+    assert_eq!(run.report.exit_code(), sgpc::outcome::exit_code::ERROR);
     assert_eq!(names, ["not run 1", "run finished 1"]);
 }
 
@@ -169,13 +169,13 @@ async fn many_cases_in_flight_keep_their_observations_apart() {
     let session = Session::start(&support::containerd_config(), &catalogue, &cases).await.unwrap();
     let results = sgpc::run::run_cases(&session, session.catalogue(), &session.images, &cases, 12, &mut |_| {}).await;
     session.teardown().await.unwrap();
-    let known_bug = |r: &sgpc::run::CaseResult| {
+    let known_bug = |r: &sgpc::outcome::CaseResult| {
         support::CONTAINERD_KNOWN_FINDINGS
             .iter()
             .any(|(id, verdict, text)| *id == r.id.to_string() && r.judgement.verdict == *verdict && r.judgement.reasons.iter().any(|reason| reason.contains(text)))
     };
     // A Pod with hostUsers: false is NOT RUN on this containerd, with its reason.
-    let userns_not_run = |r: &sgpc::run::CaseResult| {
+    let userns_not_run = |r: &sgpc::outcome::CaseResult| {
         let needs_userns = catalogue.scenario(&r.id.scenario).is_some_and(|s| s.pod.user_namespace());
         let why = support::userns_not_run("containerd").unwrap_or_default();
         needs_userns && r.judgement.verdict == Verdict::NotRun && r.judgement.reasons.iter().any(|reason| reason.contains(why))
@@ -255,7 +255,7 @@ fn run_dirs(work_root: &Path) -> Vec<std::path::PathBuf> {
 fn clean(state: &Path) -> String {
     let output = sgpc(state).arg("clean").stdout(std::process::Stdio::piped()).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "{text}");
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::PASS), "{text}");
     text
 }
 
@@ -300,7 +300,7 @@ async fn cri_runs_leave_no_sandbox_or_image_even_after_sigkill() {
     let state = tempfile::tempdir().unwrap();
     let work_root = tempfile::tempdir().unwrap();
     let status = sgpc(state.path()).args(["run", "--filter", "^kep-blog/", "--cri", &endpoint, "--work-root"]).arg(work_root.path()).status().unwrap();
-    assert_eq!(status.code(), Some(sgpc::run::exit_code::PASS));
+    assert_eq!(status.code(), Some(sgpc::outcome::exit_code::PASS));
     assert_eq!(sorted(users.target().image_references().await.unwrap()), images_before, "a --cri run leaves no image of its own");
 
     // A run killed with a sandbox running leaves it, its registry and its images, until `sgpc clean`.

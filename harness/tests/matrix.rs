@@ -136,7 +136,7 @@ fn containerd_flag_fails_at_once_naming_the_missing_binary() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--containerd"]).arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR));
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::ERROR));
     assert!(stderr.contains(&format!("{} is missing", dir.path().join("containerd").display())), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&output.stdout));
 }
@@ -146,7 +146,7 @@ fn crio_flag_fails_at_once_naming_the_missing_binary() {
     let dir = fake_crio_dir(&[]);
     let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(["run", "--crio"]).arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::ERROR));
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::ERROR));
     assert!(stderr.contains(&format!("missing {}", dir.path().join("crio").display())), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing ran");
 }

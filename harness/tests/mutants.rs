@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Trial};
 
+use sgpc::outcome::CaseResult;
 use sgpc::proxy::Fault;
-use sgpc::run::{run_cases, CaseResult, ProxySettings, Session};
+use sgpc::run::{run_cases, ProxySettings, Session};
 use sgpc::scenario::{Catalogue, CaseId, Policy};
 use sgpc::verdict::Verdict;
 

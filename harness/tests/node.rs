@@ -116,7 +116,7 @@ async fn failed_node_setup(choice: NodeChoice, error_has: &[&str]) {
     }
     assert_eq!(run.not_run, cases);
     assert!(run.report.cases.iter().all(|c| c.judgement.verdict == Verdict::Error));
-    assert_eq!(run.report.exit_code(), sgpc::run::exit_code::ERROR);
+    assert_eq!(run.report.exit_code(), sgpc::outcome::exit_code::ERROR);
     assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back");
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "the run directory is gone");
     assert!(config.state_dir.records().is_empty(), "the run's record is gone");
@@ -186,7 +186,7 @@ async fn sigkill_with_a_live_node_then_clean_leaves_nothing_and_writes_the_tunab
 
     let output = sgpc(state.path()).arg("clean").output().unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(sgpc::run::exit_code::PASS), "{printed}");
+    assert_eq!(output.status.code(), Some(sgpc::outcome::exit_code::PASS), "{printed}");
     for daemon in ["kill kubelet", "kill kube-apiserver", "kill etcd", "kill containerd"] {
         assert!(printed.contains(daemon), "{daemon:?} is not in: {printed}");
     }
@@ -290,7 +290,7 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     assert_eq!(bundle.file_name().unwrap().to_string_lossy(), format!("sgpc-{node_name}.tar.gz"), "the bundle is named after its node");
     let verified = std::process::Command::new(support::sgpc_binary()).arg("verify").arg(&bundle).output().unwrap();
     let stdout = String::from_utf8_lossy(&verified.stdout);
-    assert_eq!(verified.status.code(), Some(sgpc::run::exit_code::PASS), "{stdout}\n{logs}");
+    assert_eq!(verified.status.code(), Some(sgpc::outcome::exit_code::PASS), "{stdout}\n{logs}");
     assert!(stdout.contains(" 0 findings;"), "{stdout}\n{logs}");
     let unpacked = dir.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use sgpc::report::{json, junit, terminal};
-use sgpc::run::{error_result, exit_code, CaseResult, RunReport};
-use sgpc::scenario::{CaseId, Policy};
 use sgpc::driver::RuntimeInfo;
+use sgpc::outcome::{error_result, exit_code, CaseResult, RunReport};
+use sgpc::report::{json, junit, terminal};
+use sgpc::scenario::{CaseId, Policy};
 use sgpc::verdict::{Judgement, Verdict};
 
 fn case(scenario: &str, verdict: Verdict, reason: &str) -> CaseResult {

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sgpc::outcome::exit_code;
 use sgpc::provision::{mounts_under, processes_under};
-use sgpc::run::exit_code;
 
 /// Starts sgpc with `args`, its run directories under `work_root`, stdout and stderr piped.
 fn spawn(command: &mut Command, work_root: &std::path::Path) -> (std::process::Child, BufReader<std::process::ChildStdout>) {

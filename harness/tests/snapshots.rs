@@ -9,11 +9,11 @@ use std::time::Duration;
 use sgpc::divergence::{Behaviour, Divergence, Rule};
 use sgpc::driver::RuntimeInfo;
 use sgpc::identity::Identity;
+use sgpc::image::ImageRecord;
 use sgpc::matrix::{Cell, Column, Expected, MatrixReport, Outcome, Row, Source};
 use sgpc::observation::{AccessObservation, IdentityObservation, Observations, Point, Prober};
+use sgpc::outcome::{error_result, CaseResult, RunReport, Selection};
 use sgpc::report::{json, junit, matrix as matrix_report, terminal};
-use sgpc::image::ImageRecord;
-use sgpc::run::{error_result, CaseResult, RunReport, Selection};
 use sgpc::scenario::{Access, CaseId, Expectation, Policy};
 use sgpc::verdict::{Judgement, Verdict};
 

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sgpc::image::{self, ImageContent, Recipe};
-use sgpc::run::{exit_code, Session};
+use sgpc::outcome::exit_code;
+use sgpc::run::Session;
 use sgpc::scenario::{CaseId, Policy};
 
 const NOBODY: u32 = 65534;
@@ -288,7 +289,7 @@ fn a_state_directory_another_user_can_write_is_never_acted_on() {
 fn a_runtime_cannot_paint_the_terminal() {
     let id = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let painted = "runc: \u{1b}[1A\u{1b}[2K\r            PASS [   0.500s] (1/1) kep-blog/strict\nsecond line";
-    let mut result = sgpc::run::error_result(&id, "", painted);
+    let mut result = sgpc::outcome::error_result(&id, "", painted);
     result.judgement.verdict = sgpc::verdict::Verdict::Refused;
     result.judgement.notes.push(format!("note from the runtime: {painted}"));
     let mut out = Vec::new();

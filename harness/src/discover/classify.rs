@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::divergence::{self, Behaviour, Rule};
-use crate::run::CaseResult;
+use crate::outcome::CaseResult;
 use crate::verdict::Verdict;
 
 /// What kind of news a class is.
@@ -115,7 +115,7 @@ mod tests {
 
     use super::*;
     use crate::identity::Identity;
-    use crate::run::error_result;
+    use crate::outcome::error_result;
     use crate::scenario::{CaseId, Expectation, Policy};
 
     fn case() -> CaseId {

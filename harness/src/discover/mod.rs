@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::divergence::Behaviour;
+use crate::driver::RuntimeInfo;
 use crate::image::{self, ImageContent};
 use crate::matrix::{self, Entry};
-use crate::run::{self, CaseResult, Session, SessionConfig};
+use crate::outcome::{self, CaseResult};
+use crate::run::{self, Session, SessionConfig};
 use crate::scenario::{Catalogue, CaseId, Policy};
-use crate::driver::RuntimeInfo;
 use crate::verdict::Verdict;
 
 use classify::ClassKey;
@@ -109,25 +110,25 @@ pub struct Class {
     pub shrink_errors: usize,
     /// From the start of shrinking until this class's shrinking ended (classes shrink side by
     /// side, so these overlap).
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "shrink_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "shrink_ms")]
     pub shrink_time: Duration,
 }
 
 /// Where the time went.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "startup_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "startup_ms")]
     pub startup: Duration,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "build_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "build_ms")]
     pub build: Duration,
     /// Pushing to the registries and pulling into the runtimes.
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "provision_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "provision_ms")]
     pub provision: Duration,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "run_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "run_ms")]
     pub run: Duration,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "shrink_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "shrink_ms")]
     pub shrink: Duration,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "teardown_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "teardown_ms")]
     pub teardown: Duration,
 }
 
@@ -145,7 +146,7 @@ pub struct DiscoveryReport {
     /// Cases some runtime could not run, with the reason (at most 20 listed).
     pub errors: Vec<String>,
     pub timings: Timings,
-    #[serde(serialize_with = "crate::run::serialize_millis", rename = "duration_ms")]
+    #[serde(serialize_with = "crate::outcome::serialize_millis", rename = "duration_ms")]
     pub duration: Duration,
 }
 
@@ -156,13 +157,13 @@ impl DiscoveryReport {
     pub fn exit_code(&self) -> i32 {
         let ran = self.runtimes.iter().any(|r| r.not_run.is_none() && r.cases_run > r.errors);
         if !ran {
-            return run::exit_code::ERROR;
+            return outcome::exit_code::ERROR;
         }
         let news = self.classes.iter().any(|c| matches!(c.key.kind, classify::Kind::Divergence | classify::Kind::ModelFailure | classify::Kind::ReportFailure));
         if news {
-            run::exit_code::FAIL
+            outcome::exit_code::FAIL
         } else {
-            run::exit_code::PASS
+            outcome::exit_code::PASS
         }
     }
 }
@@ -369,8 +370,8 @@ async fn run_batch(running: &mut [Running], work: &Batch<'_>, timings: &mut Timi
     timings.provision += providing.elapsed();
     let running_now = Instant::now();
     let ran = futures::future::join_all(running.iter().filter(|r| chosen(&r.name) && !failed.contains_key(&r.name)).map(|r| async move {
-        let mut on_event = |event: run::Event<'_>| {
-            if let run::Event::CaseFinished { .. } = event {
+        let mut on_event = |event: outcome::Event<'_>| {
+            if let outcome::Event::CaseFinished { .. } = event {
                 on_case(&r.name);
             }
         };
@@ -384,7 +385,7 @@ async fn run_batch(running: &mut [Running], work: &Batch<'_>, timings: &mut Timi
         out.extend(results.into_iter().map(|r| (name.clone(), r)));
     }
     for (name, why) in failed {
-        out.extend(ids.iter().map(|id| (name.clone(), run::error_result(id, "", &why))));
+        out.extend(ids.iter().map(|id| (name.clone(), outcome::error_result(id, "", &why))));
     }
     out
 }

@@ -97,7 +97,7 @@ fn containerd_task_roots(dir: &Path) -> Vec<PathBuf> {
     instances.into_iter().filter(|i| real_dir(&i.join("state"))).map(|i| i.join("state/io.containerd.runtime.v2.task")).filter(|root| real_dir(root)).collect()
 }
 
-/// The tasks of every containerd instance under `dir` ([`containerd_task_roots`]).
+/// The tasks of every containerd instance under `dir` (`containerd_task_roots`).
 pub fn containerd_tasks(dir: &Path) -> Vec<Task> {
     let mut tasks = Vec::new();
     for task_root in containerd_task_roots(dir) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Reporter;
-use crate::run::Event;
+use crate::outcome::Event;
 
 pub struct BundleReport {
     path: PathBuf,

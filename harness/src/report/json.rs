@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::run::{RunReport, Totals};
+use crate::outcome::{RunReport, Totals};
 
 /// The report with its counts, so that a reader needs no verdict logic of its own.
 #[derive(Serialize)]

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::run::{CaseResult, RunReport};
+use crate::outcome::{CaseResult, RunReport};
 use crate::verdict::Verdict;
 
 /// The one suite's name: the runtime judged.

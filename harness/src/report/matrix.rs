@@ -30,8 +30,8 @@ fn expectation_line(c: &Column) -> String {
 }
 
 /// One line per finished case of a column, prefixed by its name, and one when it starts.
-pub fn write_progress(out: &mut dyn Write, column: &str, event: &crate::run::Event<'_>) -> std::io::Result<()> {
-    use crate::run::Event;
+pub fn write_progress(out: &mut dyn Write, column: &str, event: &crate::outcome::Event<'_>) -> std::io::Result<()> {
+    use crate::outcome::Event;
     match *event {
         Event::RunStarted { total, runtime } => writeln!(out, "{column:<24} started: {} {}, {total} cases", runtime.runtime_name, runtime.runtime_version),
         Event::CaseFinished { result, done, total } => writeln!(out, "{column:<24} {:>16} ({done:>3}/{total}) {}", result.label(), result.id),

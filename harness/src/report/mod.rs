@@ -1,4 +1,4 @@
-//! Reporters: each takes a finished [`RunReport`](crate::run::RunReport) (or a runner event)
+//! Reporters: each takes a finished [`RunReport`](crate::outcome::RunReport) (or a runner event)
 //! and any `io::Write`. They never run anything, read the clock or the environment.
 //! [`RunReporters`] wires them to a run: the terminal on stdout, the files asked for.
 
@@ -14,7 +14,7 @@ pub mod terminal;
 use std::io::Write;
 use std::path::Path;
 
-use crate::run::Event;
+use crate::outcome::Event;
 pub use output::Output;
 
 /// One consumer of a run's events (after cargo-nextest's reporter). A new report format is a
@@ -44,7 +44,7 @@ impl Reporter for Terminal {
 /// the run finishes.
 struct FileReport {
     output: Option<Output>,
-    write: fn(&mut dyn Write, &crate::run::RunReport) -> anyhow::Result<()>,
+    write: fn(&mut dyn Write, &crate::outcome::RunReport) -> anyhow::Result<()>,
 }
 
 impl Reporter for FileReport {
@@ -71,7 +71,7 @@ pub struct RunReporters {
 impl RunReporters {
     pub fn new(style: terminal::Style, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<RunReporters> {
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Terminal { style })];
-        for (path, write) in [(junit, junit::write as fn(&mut dyn Write, &crate::run::RunReport) -> anyhow::Result<()>), (json, json::write)] {
+        for (path, write) in [(junit, junit::write as fn(&mut dyn Write, &crate::outcome::RunReport) -> anyhow::Result<()>), (json, json::write)] {
             if let Some(path) = path {
                 reporters.push(Box::new(FileReport { output: Some(Output::open(path)?), write }));
             }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::{CaseResult, RunReport};
+use crate::outcome::{CaseResult, RunReport};
 use crate::verdict::Verdict;
 
 /// Where sonobuoy looks for a plugin's item tree, and the plugin list of its `meta/info.json`.

@@ -8,9 +8,10 @@
 
 use std::io::{self, Write};
 
-use crate::run::{CaseResult, Cleaned, Event, RunReport};
-use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
 use crate::driver::RuntimeInfo;
+use crate::outcome::{CaseResult, Event, RunReport};
+use crate::run::Cleaned;
+use crate::scenario::{CaseId, Catalogue, Policy, Scenario};
 use crate::verdict::Verdict;
 
 /// Formatting options; colour only when the caller decided the output is a terminal.
@@ -178,7 +179,7 @@ pub fn write_summary(out: &mut dyn Write, style: Style, report: &RunReport) -> i
 }
 
 /// A partial selection is said, so that a green is never taken for the whole catalogue.
-fn write_selection(out: &mut dyn Write, style: Style, selection: &crate::run::Selection) -> io::Result<()> {
+fn write_selection(out: &mut dyn Write, style: Style, selection: &crate::outcome::Selection) -> io::Result<()> {
     if !selection.is_partial() {
         return Ok(());
     }

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{run_lifecycle, Event, SessionRun, StartError, Started};
+use super::{run_lifecycle, SessionRun, StartError, Started};
 use crate::driver::kube::{KubePlan, KubeRun};
 use crate::image::{self, ImageRecord};
+use crate::outcome::Event;
 use crate::scenario::{CaseId, Catalogue};
 
 /// What `sgpc run --kube` needs: where the cluster is (or the kind node image to create one

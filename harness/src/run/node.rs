@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Event, NodeSettings, SessionConfig, SessionRun, StartError, Started};
-use crate::driver::kube::{KubePlan, KubeRun};
+use super::{NodeSettings, SessionConfig, SessionRun, StartError, Started};
 use crate::driver::{Driver, DriverError, Member, RuntimeInfo};
+use crate::driver::kube::{KubePlan, KubeRun};
 use crate::image::ImageRecord;
 use crate::observation::Observations;
+use crate::outcome::Event;
 use crate::provision::gomodule::{self, Program, Version};
 use crate::provision::node::NodeBinaries;
 use crate::run::Session;

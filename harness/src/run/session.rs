@@ -9,17 +9,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 
-use super::{CaseResult, StartError};
+use super::StartError;
 use crate::driver::cri::{CaseRequest, CriDriver, CriError};
 use crate::driver::{Driver, DriverError, Member, RuntimeInfo, Timeouts};
 use crate::image::{self, ImageContent, ImageRecord};
 use crate::observation::Observations;
+use crate::outcome::CaseResult;
 use crate::provision::containerd::{Containerd, ContainerdOptions, OciRuntime};
 use crate::provision::crio::{Crio, CrioOptions};
 use crate::provision::node::{LiveNode, NodeBinaries, NodeOptions};
 use crate::provision::registry::{self, Registry};
-use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
 use crate::provision::RuntimeDaemon;
+use crate::provision::state::{CriRecord, ProcessRecord, RunRecord, StateDir};
 use crate::proxy::Fault;
 use crate::scenario::{CaseId, Catalogue};
 
