@@ -186,9 +186,10 @@ pub async fn run_session(
     on_event: impl FnMut(Event<'_>),
 ) -> SessionRun {
     let started = std::time::Instant::now();
+    // Boxed: the three lifecycles are large futures, and a caller's stack holds the largest.
     match level {
-        Level::Cri => super::run_lifecycle(Session::start(config, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
-        Level::LiveNode(choice) => super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
-        Level::ExistingNode(node) => super::run_lifecycle(NodeRun::attach(config, node, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event).await,
+        Level::Cri => Box::pin(super::run_lifecycle(Session::start(config, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event)).await,
+        Level::LiveNode(choice) => Box::pin(super::run_lifecycle(NodeRun::start(config, choice, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event)).await,
+        Level::ExistingNode(node) => Box::pin(super::run_lifecycle(NodeRun::attach(config, node, catalogue, cases), started, catalogue, cases, jobs, interrupted, on_event)).await,
     }
 }
