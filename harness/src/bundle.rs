@@ -45,7 +45,12 @@ const CATALOGUE: &str = "sgpc/catalogue";
 
 /// The limits a bundle read by `sgpc verify` is held to: it is input like any other.
 const MAX_FILES: usize = 4096;
-const MAX_BYTES: u64 = 256 << 20;
+/// A whole catalogue's bundle is a few hundred KiB; what is read is held in memory several
+/// times over while it is parsed.
+const MAX_BYTES: u64 = 32 << 20;
+/// `selection.filter` is a regular expression compiled from the bundle: its text and compiled
+/// size are held small.
+const MAX_FILTER_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -148,6 +153,9 @@ pub struct Verification {
     pub runtime: Option<String>,
     /// Whether the runtime held Strict: what a fleet's merged result says per node.
     pub strict: StrictHeld,
+    /// Whether the bundled catalogue is the one this sgpc carries: if not, the rules the cases
+    /// were judged again by are the bundle's own (a `--scenarios` run, or a forger's).
+    pub builtin_catalogue: bool,
 }
 
 /// Whether a bundle's runtime held Strict, from its recorded Strict verdicts (a verdict that
@@ -225,6 +233,7 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     let recorded: Recorded = serde_json::from_slice(report).map_err(|e| malformed(REPORT, e.to_string()))?;
     let catalogue = bundled_catalogue(&files).map_err(|e| malformed(CATALOGUE, e.to_string()))?;
     verification.findings.extend(selection_findings(&catalogue, &recorded));
+    verification.builtin_catalogue = Catalogue::open(None, None).is_ok_and(|builtin| builtin.digest() == catalogue.digest());
     let junit = junit_statuses(files.get(JUNIT).map(Vec::as_slice).unwrap_or_default());
     verification.findings.extend(listing_findings(JUNIT, junit, &recorded.cases, junit_status));
     let items = files.get(sonobuoy::RESULTS_FILE).map_or_else(|| Err("missing".to_string()), |yaml| sonobuoy_statuses(yaml));
@@ -235,8 +244,11 @@ pub fn verify(path: &Path) -> Result<Verification, BundleError> {
     verification.runtime = recorded.runtime.as_ref().map(|r| format!("{} {}", r.runtime_name, r.runtime_version));
     verification.strict = strict_held(&recorded);
     let Some(runtime) = &recorded.runtime else {
-        // The run never started: every case is sgpc's ERROR, nothing was judged.
+        // The run never started: every case is sgpc's ERROR without observations, nothing was judged.
         verification.not_judged = recorded.cases.len();
+        for case in recorded.cases.iter().filter(|c| c.verdict != Verdict::Error || c.observations.is_some()) {
+            verification.findings.push(Finding { subject: case.id.to_string(), problem: format!("recorded {}, but the runtime never answered: only an ERROR without observations can be", case.verdict) });
+        }
         return Ok(verification);
     };
     for case in &recorded.cases {
@@ -265,6 +277,7 @@ fn judge_again(catalogue: &Catalogue, runtime: &RuntimeInfo, recorded: &Recorded
             (Some(_), Some(_), _) => (crate::verdict::Judgement::error("observations are recorded for a case the runtime could not run"), false),
             (Some(not_run), None, _) => (not_run, false),
             (None, Some(observations), Some(image)) => crate::run::judge_observed(&case, runtime, !runtime.feature_per_node, image, observations),
+            (None, Some(_), None) => (crate::verdict::Judgement::error("observations are recorded without the image they were made on"), false),
             (None, _, _) if recorded.verdict == Verdict::Error => return None,
             (None, _, _) => (crate::verdict::Judgement::error("the bundle records no observations for a case that was judged"), false),
         },
@@ -288,7 +301,11 @@ fn selection_findings(catalogue: &Catalogue, recorded: &Recorded) -> Vec<Finding
     if catalogue.digest() != recorded.selection.catalogue_digest {
         findings.push(finding(CATALOGUE, "is not the catalogue the report names (selection.catalogue_digest)".into()));
     }
-    let filter = match recorded.selection.filter.as_deref().map(regex::Regex::new).transpose() {
+    let compile = |text: &str| {
+        anyhow::ensure!(text.len() <= MAX_FILTER_BYTES, "longer than {MAX_FILTER_BYTES} bytes");
+        Ok(regex::RegexBuilder::new(text).size_limit(1 << 20).build()?)
+    };
+    let filter = match recorded.selection.filter.as_deref().map(compile).transpose() {
         Ok(filter) => filter,
         Err(e) => return vec![finding(REPORT, format!("selection.filter is no regular expression: {e}"))],
     };
@@ -347,34 +364,39 @@ fn sonobuoy_statuses(yaml: &[u8]) -> Result<Vec<(String, String)>, String> {
     sonobuoy::case_statuses(&tree)
 }
 
-/// Each `<testcase>`'s name and status (`success`, or its first `failure`, `error`, `skipped`).
+/// Each `<testcase>`'s name and status (`success`, or its first `failure`, `error` or
+/// `skipped` child: what JUnit readers take; the same word nested deeper is text to them).
 fn junit_statuses(junit: &[u8]) -> Result<Vec<(String, String)>, String> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(junit);
     let mut buffer = Vec::new();
     let mut statuses: Vec<(String, String)> = Vec::new();
-    let mut in_case = false;
+    // Elements open inside the current `<testcase>`, when one is open.
+    let mut inside: Option<usize> = None;
     loop {
         let event = reader.read_event_into(&mut buffer).map_err(|e| format!("is no XML: {e}"))?;
-        match &event {
-            Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testcase" => {
+        match (&event, inside) {
+            (Event::Start(e) | Event::Empty(e), None) if e.name().as_ref() == b"testcase" => {
                 let name = e.try_get_attribute("name").ok().flatten().and_then(|a| a.normalized_value(quick_xml::XmlVersion::Explicit1_0).ok()).map(|v| v.into_owned()).ok_or("a <testcase> has no name")?;
                 statuses.push((name, "success".to_string()));
-                in_case = matches!(event, Event::Start(_));
+                inside = matches!(event, Event::Start(_)).then_some(0);
             }
-            Event::Start(e) | Event::Empty(e) if in_case => {
+            (Event::Start(e) | Event::Empty(e), Some(depth)) => {
                 let status = match e.name().as_ref() {
-                    b"failure" => "failure",
-                    b"error" => "error",
-                    b"skipped" => "skipped",
-                    _ => continue,
+                    b"failure" => Some("failure"),
+                    b"error" => Some("error"),
+                    b"skipped" => Some("skipped"),
+                    _ => None,
                 };
-                if let Some(last) = statuses.last_mut().filter(|last| last.1 == "success") {
+                if let (0, Some(status), Some(last)) = (depth, status, statuses.last_mut().filter(|last| last.1 == "success")) {
                     last.1 = status.to_string();
                 }
+                if matches!(event, Event::Start(_)) {
+                    inside = Some(depth + 1);
+                }
             }
-            Event::End(e) if e.name().as_ref() == b"testcase" => in_case = false,
-            Event::Eof => break,
+            (Event::End(_), Some(depth)) => inside = depth.checked_sub(1),
+            (Event::Eof, _) => break,
             _ => {}
         }
         buffer.clear();
@@ -419,7 +441,8 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
     let io = |what| move |source| BundleError::Io { path: path.to_path_buf(), what, source };
     let malformed = |why: String| BundleError::Malformed { path: path.to_path_buf(), why };
     let file = std::fs::File::open(path).map_err(io("opening the bundle"))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file).take(MAX_BYTES + 1));
+    // Every gzip member (another tool reads them all), and nothing after the archive's end.
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file).take(MAX_BYTES + 1));
     let too_large = || malformed(format!("more than {MAX_FILES} files or {MAX_BYTES} bytes"));
     let mut files = BTreeMap::new();
     let mut total = 0u64;
@@ -444,8 +467,17 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
         }
     }
     // The limit ends the stream where it falls: what was cut is too large, not changed.
-    if archive.into_inner().limit() == 0 {
+    let mut rest = archive.into_inner();
+    if rest.limit() == 0 {
         return Err(too_large());
+    }
+    let mut trailing = Vec::new();
+    rest.read_to_end(&mut trailing).map_err(io("reading the bundle's end"))?;
+    if rest.limit() == 0 {
+        return Err(too_large());
+    }
+    if trailing.iter().any(|b| *b != 0) {
+        return Err(malformed(format!("{} bytes follow the archive's end", trailing.len())));
     }
     Ok(files)
 }

@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long, default_value = "target/sgpc/plugin")]
         out: PathBuf,
         /// The image's repository, as the nodes will find it (`<repository>/sgpc-plugin:<tag>`).
-        #[arg(long, default_value = sgpc::driver::kube::IMAGE_REPOSITORY)]
+        #[arg(long, default_value = sgpc::driver::kube::IMAGE_REPOSITORY, value_parser = repository_name)]
         repository: String,
         /// The runtime's CRI socket on every node.
         #[arg(long, default_value = "/run/containerd/containerd.sock")]
@@ -203,6 +203,18 @@ pub struct MatrixArgs {
 }
 
 /// A path that names a regular file (checked before anything runs).
+/// An image repository as a reference names it (distribution's reference grammar: an optional
+/// registry host and port, then lower-case path components).
+fn repository_name(text: &str) -> Result<String, String> {
+    const COMPONENT: &str = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    let grammar = regex::Regex::new(&format!(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{COMPONENT}(?:/{COMPONENT})*$")).map_err(|e| e.to_string())?;
+    if text.len() <= 255 && grammar.is_match(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected an image repository: lower-case path components, optionally after a registry host[:port]/".into())
+    }
+}
+
 fn existing_file(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
     match std::fs::metadata(&path) {

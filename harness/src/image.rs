@@ -601,11 +601,19 @@ impl BuiltImage {
         ];
         entries.extend(files.into_iter().map(|(path, data)| LayerEntry::File { path, mode: 0o644, data }));
         let tar = write_tar(&entries)?;
-        let mut file = std::fs::File::create(path)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-        file.write_all(&tar)?;
-        Ok(())
+        write_replacing(path, &tar)
     }
+}
+
+/// Writes `bytes` to a new file beside `path`, then renames it over `path`: a symlink planted
+/// there is replaced, never followed, and a failure leaves no partial file.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut partial = tempfile::NamedTempFile::new_in(parent).map_err(|e| anyhow::anyhow!("cannot create a file in {}: {e}", parent.display()))?;
+    partial.write_all(bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    partial.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    partial.persist(path).map_err(|e| anyhow::anyhow!("cannot create {}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 /// Builds the pause image and every recipe and writes each as `<out>/<name>.oci.tar`, tagged

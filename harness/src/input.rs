@@ -140,8 +140,19 @@ pub fn escape_unprintable(text: &str) -> String {
     text.chars().map(|c| if c != '\n' && c != '\t' && is_unprintable(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
+/// The same on one line: a line break or tab from outside is escaped too, so that it cannot
+/// print a line of its own (a forged "0 findings", say).
+pub fn one_line(text: &str) -> String {
+    text.chars().map(|c| if is_unprintable(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_line_escapes_line_breaks_too() {
+        assert_eq!(super::one_line("a\nb: 0 findings\u{1b}]0;t\u{7}"), "a\\u{a}b: 0 findings\\u{1b}]0;t\\u{7}");
+    }
+
     #[test]
     fn escapes_keep_lines_and_tabs_and_defuse_the_rest() {
         assert_eq!(super::escape_unprintable("a\tb\nc\u{1b}[2Kd\u{202e}"), "a\tb\nc\\u{1b}[2Kd\\u{202e}");

@@ -52,16 +52,16 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Verify { bundles } => verify(&bundles),
         Command::Plugin { out, repository, socket, work_root, registry } => {
+            fs_err::create_dir_all(&out)?;
             let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
             let content = sgpc::plugin::image(&sgpc, &registry)?;
             let paths = sgpc::plugin::NodePaths::new(socket, work_root, None, &content)?;
             let built = sgpc::image::build(&content)?;
-            fs_err::create_dir_all(&out)?;
             let archive = out.join("sgpc-plugin.oci.tar");
             built.write_archive(&archive, &repository)?;
             let reference = format!("{repository}/{}:{}", built.name, built.tag());
             let definition = out.join("sgpc-plugin.yaml");
-            fs_err::write(&definition, serde_saphyr::to_string(&sgpc::plugin::sonobuoy_definition(&reference, &paths))?)?;
+            sgpc::image::write_replacing(&definition, serde_saphyr::to_string(&sgpc::plugin::sonobuoy_definition(&reference, &paths))?.as_bytes())?;
             println!("{reference} {}\n{}\n{}", built.manifest.digest, archive.display(), definition.display());
             Ok(exit_code::PASS)
         }
@@ -174,28 +174,29 @@ fn verify(paths: &[std::path::PathBuf]) -> anyhow::Result<i32> {
         let verification = match sgpc::bundle::verify(path) {
             Ok(verification) => verification,
             Err(e) => {
-                println!("{}: unreadable: {}", path.display(), sgpc::input::escape_unprintable(&format!("{:#}", anyhow::Error::new(e))));
+                println!("{}: unreadable: {}", path.display(), sgpc::input::one_line(&format!("{:#}", anyhow::Error::new(e))));
                 unreadable = true;
                 continue;
             }
         };
         for finding in &verification.findings {
-            println!("{}", sgpc::input::escape_unprintable(&finding.to_string()));
+            println!("{}", sgpc::input::one_line(&finding.to_string()));
         }
         println!(
-            "{}: {} findings; {} cases judged again, {} without observations (sgpc's ERROR)",
+            "{}: {} findings; {} cases judged again, {} without observations (sgpc's ERROR); {}",
             path.display(),
             verification.findings.len(),
             verification.judged,
-            verification.not_judged
+            verification.not_judged,
+            if verification.builtin_catalogue { "the built-in catalogue" } else { "NOT the built-in catalogue: judged by the bundle's own rules" }
         );
         summary.push((path, verification));
     }
     if paths.len() > 1 {
         println!("\nStrict held, per bundle:");
         for (path, v) in &summary {
-            let runtime = v.runtime.as_deref().map_or_else(|| "runtime unreachable".to_string(), sgpc::input::escape_unprintable);
-            println!("  {} ({runtime}): {}", path.display(), v.strict);
+            let runtime = v.runtime.as_deref().map_or_else(|| "runtime unreachable".to_string(), sgpc::input::one_line);
+            println!("  {} ({runtime}): {}", path.display(), sgpc::input::one_line(&v.strict.to_string()));
         }
     }
     Ok(match (unreadable, summary.iter().all(|(_, v)| v.findings.is_empty())) {

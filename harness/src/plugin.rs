@@ -152,12 +152,14 @@ pub struct NodePaths {
 /// hide nor sit in, beside the image's own files: the socket's and results' mount points, the
 /// kernel's.
 const POD_PATHS: &[&str] = &["/run/sgpc", "/tmp/sonobuoy", "/proc", "/sys", "/dev"];
-/// Host directories a node's runtime, kubelet, CNI or etcd keeps state or logs in: the work root
-/// is written to, so it may be none of these, inside one, or hold one.
+/// Host directories a node's runtime, kubelet, CNI or etcd keeps state or logs in, and its
+/// system's own: the work root is written to, so it may be none of these, inside one, or hold
+/// one. (A list is never complete: the work root must also be named `sgpc...`.)
 const NODE_STATE: &[&str] = &[
     "/var/lib/containerd", "/run/containerd", "/var/lib/containers", "/run/containers", "/run/crio", "/var/run",
-    "/var/lib/docker", "/var/lib/rancher", "/run/k3s", "/var/lib/kubelet", "/var/log/pods", "/var/log/containers",
-    "/var/lib/cni", "/opt/cni", "/var/lib/etcd", "/etc",
+    "/var/lib/docker", "/var/lib/rancher", "/run/k3s", "/var/lib/k0s", "/var/snap", "/var/lib/kubelet",
+    "/var/log/pods", "/var/log/containers", "/var/lib/cni", "/opt/cni", "/var/lib/calico", "/var/lib/etcd", "/etc",
+    "/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/boot", "/proc", "/sys", "/dev",
 ];
 
 impl NodePaths {
@@ -173,6 +175,13 @@ impl NodePaths {
             if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) || path.parent().is_none() {
                 return Err(bad(flag, path, "expected an absolute path below / without `..`".into()));
             }
+            // Kubernetes expands `$(VAR)` in a container's arguments, not in its mounts.
+            if path.to_str().is_none_or(|text| text.contains("$(") || text.chars().any(char::is_control)) {
+                return Err(bad(flag, path, "expected UTF-8 without `$(` or control characters".into()));
+            }
+        }
+        if !work_root.file_name().is_some_and(|name| name.to_string_lossy().starts_with("sgpc")) {
+            return Err(bad("--work-root", &work_root, "expected a directory of sgpc's own, named sgpc...".into()));
         }
         let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
         if let Some(state) = NODE_STATE.iter().find(|s| overlaps(&work_root, Path::new(s))) {
@@ -335,6 +344,7 @@ mod tests {
 
     #[test]
     fn node_paths_refuse_what_would_hide_or_write_into_something_else() {
+        use std::os::unix::ffi::OsStrExt;
         let socket = PathBuf::from("/run/containerd/containerd.sock");
         let image = test_image();
         let ok = |work: &str, kubeconfig: Option<&str>| NodePaths::new(socket.clone(), work.into(), kubeconfig.map(PathBuf::from), &image);
@@ -347,6 +357,7 @@ mod tests {
             ("/var/lib/containerd/sgpc", None, "--work-root"),
             ("/var/lib", None, "--work-root"),
             ("/usr", None, "--work-root"),
+            ("/usr/bin/sgpc", None, "--work-root"),
             ("/tmp/sonobuoy/work", None, "--work-root"),
             ("/var/lib/sgpc-plugin", Some("admin.conf"), "--kubeconfig"),
             ("/var/lib/sgpc-plugin", Some("/admin.conf"), "--kubeconfig"),
@@ -355,6 +366,9 @@ mod tests {
             ("/var/log", None, "--work-root"),
             ("/var/lib/sgpc-plugin", Some("/run/containerd/admin.conf"), "--kubeconfig"),
             ("/var/lib/sgpc-plugin", Some("/var/lib/sgpc-plugin/admin.conf"), "--kubeconfig"),
+            ("/var/lib/work", None, "--work-root"),
+            ("/mnt/$(NODE_NAME)/sgpc", None, "--work-root"),
+            ("/srv/sgpc\nx", None, "--work-root"),
         ] {
             let error = ok(work, kubeconfig).expect_err(&format!("{work} {kubeconfig:?}")).to_string();
             assert!(error.starts_with(flag), "{work} {kubeconfig:?}: {error}");
@@ -362,6 +376,8 @@ mod tests {
         // Only the socket itself is mounted: a socket at / is no reason to refuse anything, a
         // work root holding the socket is.
         assert!(NodePaths::new("/cri.sock".into(), "/var/lib/sgpc-plugin".into(), Some("/etc/kubernetes/admin.conf".into()), &image).is_ok());
+        let non_utf8 = PathBuf::from(std::ffi::OsStr::from_bytes(b"/srv/sgpc-\xff"));
+        assert!(NodePaths::new(socket.clone(), non_utf8, None, &image).unwrap_err().to_string().starts_with("--work-root"));
         let error = NodePaths::new("/srv/sgpc/cri.sock".into(), "/srv/sgpc".into(), None, &image).unwrap_err().to_string();
         assert!(error.starts_with("--work-root") && error.contains("socket"), "{error}");
     }

@@ -167,6 +167,7 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     let verification = bundle::verify(&path).unwrap();
     assert!(verification.findings.is_empty(), "{:?}", verification.findings);
     assert_eq!((verification.judged, verification.not_judged), (1, 0));
+    assert!(verification.builtin_catalogue);
     let original = unpack(&path);
     assert!(original.contains_key("plugins/sgpc/results/global/junit.xml"), "sonobuoy's layout for a JUnit plugin");
 
@@ -175,6 +176,20 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     edit(&mut files, "sgpc/report.json", "\"harness_version\": \"0.0.0\"", "\"harness_version\": \"0.0.1\"");
     pack(&path, &files);
     assert_eq!(subjects(&path), ["sgpc/report.json"]);
+    // A status word nested below a passing case's output is text to JUnit readers, not its status.
+    let mut files = original.clone();
+    let junit = String::from_utf8(files["plugins/sgpc/results/global/junit.xml"].clone()).unwrap();
+    let case = junit.find("<testcase").unwrap();
+    let close = case + junit[case..].find('>').unwrap();
+    let nested = if junit[..close].ends_with('/') {
+        format!("{}><system-out><error/></system-out></testcase>{}", &junit[..close - 1], &junit[close + 1..])
+    } else {
+        format!("{}><system-out><error/></system-out>{}", &junit[..close], &junit[close + 1..])
+    };
+    files.insert("plugins/sgpc/results/global/junit.xml".into(), nested.into_bytes());
+    remanifest(&mut files);
+    pack(&path, &files);
+    assert_eq!(subjects(&path), Vec::<String>::new(), "a nested <error/> is no status");
     let mut files = original.clone();
     edit(&mut files, "plugins/sgpc/results/global/junit.xml", "tests=\"1\"", "tests=\"2\"");
     pack(&path, &files);
@@ -247,6 +262,7 @@ fn a_fresh_bundle_verifies_and_every_change_is_named() {
     remanifest(&mut files);
     pack(&path, &files);
     assert_eq!(subjects(&path), ["sgpc/catalogue", "kep-blog/strict"], "the catalogue is not the report's, and the case moves under it");
+    assert!(!bundle::verify(&path).unwrap().builtin_catalogue, "its rules are not sgpc's own");
 }
 
 /// sonobuoy's own CLI, built from its Go module, reads a bundle as one of its results archives:
@@ -316,6 +332,47 @@ fn a_bundle_is_input_like_any_other() {
     assert!(err.contains("clean relative path"), "{err}");
     std::fs::write(&path, b"not a gzip stream").unwrap();
     assert!(bundle::verify(&path).is_err());
+
+    // A second gzip member after an intact bundle: `tar` and sonobuoy read it, so verify does.
+    let honest = fresh(dir.path());
+    let mut appended = std::fs::read(&honest).unwrap();
+    let mut forged = BTreeMap::new();
+    forged.insert("sgpc/report.json".to_string(), b"{}".to_vec());
+    let second = dir.path().join("second.tar.gz");
+    pack(&second, &forged);
+    appended.extend(std::fs::read(&second).unwrap());
+    std::fs::write(&path, appended).unwrap();
+    let err = bundle::verify(&path).unwrap_err().to_string();
+    assert!(err.contains("appears twice") || err.contains("follow the archive's end"), "{err}");
+
+    // A filter that would take gigabytes to compile is refused as a finding, not compiled.
+    let mut files = unpack(&honest);
+    let mut report: serde_json::Value = serde_json::from_slice(&files["sgpc/report.json"]).unwrap();
+    report["selection"]["filter"] = serde_json::json!("(a)".repeat(100_000));
+    files.insert("sgpc/report.json".into(), serde_json::to_vec(&report).unwrap());
+    remanifest(&mut files);
+    pack(&path, &files);
+    let findings = bundle::verify(&path).unwrap().findings;
+    assert!(findings.iter().any(|f| f.problem.contains("selection.filter")), "{findings:?}");
+}
+
+/// A run whose runtime never answered can only hold ERRORs without observations: a forger who
+/// turns them into PASS, in every file and the manifest, is caught.
+#[test]
+fn a_bundle_without_a_runtime_holds_only_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = Catalogue::open(None, None).unwrap();
+    let mut unreachable = report(&catalogue);
+    unreachable.runtime = None;
+    unreachable.cases[0] = error_result(&unreachable.cases[0].id, "", "cannot connect");
+    let path = dir.path().join("bundle.tar.gz");
+    bundle::write(&path, &unreachable, &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
+    assert_eq!(subjects(&path), Vec::<String>::new());
+    let mut forged = report(&catalogue);
+    forged.runtime = None;
+    bundle::write(&path, &forged, &CatalogueFiles { scenarios: &files("scenarios"), images: &files("images") }).unwrap();
+    let findings = bundle::verify(&path).unwrap().findings;
+    assert!(findings.iter().any(|f| f.subject == "kep-blog/strict" && f.problem.contains("never answered")), "{findings:?}");
 }
 
 /// A genuine bundle of a run that stopped before a `hostUsers: false` case ran (set-up failed

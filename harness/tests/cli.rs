@@ -85,6 +85,30 @@ fn the_binary_alone_carries_the_catalogue() {
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no *.yaml files found"), "a directory given is used, never the built-in one behind it");
 }
 
+/// `sgpc plugin` replaces what lies at its output paths, a planted symlink included, and never
+/// writes through one; a repository no reference could name is refused before anything is built.
+#[test]
+fn the_plugin_files_replace_a_planted_symlink_and_a_bad_repository_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plugin");
+    std::fs::create_dir(&out).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("sgpc-plugin.yaml")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("dangling"), out.join("sgpc-plugin.oci.tar")).unwrap();
+    let plugin = |args: &[&str]| Command::new(support::sgpc_binary()).arg("plugin").arg("--out").arg(&out).args(args).output().unwrap();
+    let output = plugin(&["--repository", "UPPER case/\u{1b}[31mred"]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected an image repository"));
+    let output = plugin(&[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(!dir.path().join("dangling").exists(), "nothing was written through the dangling link");
+    for name in ["sgpc-plugin.yaml", "sgpc-plugin.oci.tar"] {
+        assert!(std::fs::symlink_metadata(out.join(name)).unwrap().is_file(), "{name} is a file of its own");
+    }
+}
+
 /// The binary alone, in an empty directory with nothing on `PATH` and no CA certificate (its
 /// registry client once panicked without one), judges the whole catalogue
 /// on a containerd it did not start (`--cri`): every case is judged (no ERROR), and only
@@ -146,6 +170,7 @@ fn a_live_runs_bundle_verifies() {
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(exit_code::PASS), "{stdout}");
     assert!(stdout.contains("0 findings; 6 cases judged again"), "{stdout}");
+    assert!(stdout.contains("; the built-in catalogue"), "{stdout}");
 
     // What the runtime said of itself: CRI `Status` with its conditions and `info` map.
     let unpacked = dir.path().join("unpacked");

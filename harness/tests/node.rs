@@ -221,7 +221,7 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let users: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "cri-tools").collect();
     let session = sgpc::run::Session::start(&config, &catalogue, &users).await.expect("the live node starts");
     let dir = tempfile::tempdir().unwrap();
-    let (work_root, results) = (dir.path().join("work"), dir.path().join("results"));
+    let (work_root, results) = (dir.path().join("sgpc-work"), dir.path().join("results"));
     std::fs::create_dir(&results).unwrap();
     // Between the plugin and the runtime, a proxy holds a sandbox named `preflight` for an
     // hour: beside a kubelet, sgpc makes no sandbox of its own at the CRI level (the kubelet's
@@ -291,7 +291,7 @@ async fn the_plugin_daemonset_judges_the_nodes_runtime_and_its_bundle_verifies()
     let verified = std::process::Command::new(support::sgpc_binary()).arg("verify").arg(&bundle).output().unwrap();
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(sgpc::outcome::exit_code::PASS), "{stdout}\n{logs}");
-    assert!(stdout.contains(" 0 findings;"), "{stdout}\n{logs}");
+    assert!(stdout.contains(" 0 findings;") && stdout.contains("; the built-in catalogue"), "{stdout}\n{logs}");
     let unpacked = dir.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     assert!(std::process::Command::new("tar").arg("-xzf").arg(&bundle).current_dir(&unpacked).status().unwrap().success());
