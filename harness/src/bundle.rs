@@ -48,9 +48,6 @@ const MAX_FILES: usize = 4096;
 /// A whole catalogue's bundle is a few hundred KiB; what is read is held in memory several
 /// times over while it is parsed.
 const MAX_BYTES: u64 = 32 << 20;
-/// `selection.filter` is a regular expression compiled from the bundle: its text and compiled
-/// size are held small.
-const MAX_FILTER_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -301,11 +298,7 @@ fn selection_findings(catalogue: &Catalogue, recorded: &Recorded) -> Vec<Finding
     if catalogue.digest() != recorded.selection.catalogue_digest {
         findings.push(finding(CATALOGUE, "is not the catalogue the report names (selection.catalogue_digest)".into()));
     }
-    let compile = |text: &str| {
-        anyhow::ensure!(text.len() <= MAX_FILTER_BYTES, "longer than {MAX_FILTER_BYTES} bytes");
-        Ok(regex::RegexBuilder::new(text).size_limit(1 << 20).build()?)
-    };
-    let filter = match recorded.selection.filter.as_deref().map(compile).transpose() {
+    let filter = match recorded.selection.filter.as_deref().map(crate::outcome::compile_filter).transpose() {
         Ok(filter) => filter,
         Err(e) => return vec![finding(REPORT, format!("selection.filter is no regular expression: {e}"))],
     };

@@ -29,7 +29,7 @@ pub enum Command {
         #[command(flatten)]
         input: InputArgs,
         /// Only cases whose id (scenario/policy) matches this regular expression.
-        #[arg(long)]
+        #[arg(long, value_parser = sgpc::outcome::compile_filter)]
         filter: Option<regex::Regex>,
         /// Print how the KEP model derives each case's expected identity, rule by rule.
         #[arg(long)]
@@ -190,7 +190,7 @@ pub struct MatrixArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
     /// Only cases whose id (scenario/policy) matches this regular expression.
-    #[arg(long)]
+    #[arg(long, value_parser = sgpc::outcome::compile_filter)]
     pub filter: Option<regex::Regex>,
     /// Where run directories are created (removed at the end).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
@@ -208,7 +208,8 @@ pub struct MatrixArgs {
 fn repository_name(text: &str) -> Result<String, String> {
     const COMPONENT: &str = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
     let grammar = regex::Regex::new(&format!(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{COMPONENT}(?:/{COMPONENT})*$")).map_err(|e| e.to_string())?;
-    if text.len() <= 255 && grammar.is_match(text) {
+    // The whole name, `<repository>/sgpc-plugin`, stays within distribution's 255 bytes.
+    if text.len() <= 240 && grammar.is_match(text) {
         Ok(text.to_string())
     } else {
         Err("expected an image repository: lower-case path components, optionally after a registry host[:port]/".into())
@@ -326,7 +327,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "/bin/busybox")]
     pub busybox: PathBuf,
     /// Only cases whose id (scenario/policy) matches this regular expression.
-    #[arg(long)]
+    #[arg(long, value_parser = sgpc::outcome::compile_filter)]
     pub filter: Option<regex::Regex>,
     /// Certification: refuse, before anything runs, a selected case whose expectation departs
     /// from the KEP model (a scenario's `deviation:`).

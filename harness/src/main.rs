@@ -52,10 +52,11 @@ fn run_command(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => block_on(run_catalogue(*args)),
         Command::Verify { bundles } => verify(&bundles),
         Command::Plugin { out, repository, socket, work_root, registry } => {
-            fs_err::create_dir_all(&out)?;
             let sgpc = std::env::current_exe().context("finding sgpc's own binary")?;
             let content = sgpc::plugin::image(&sgpc, &registry)?;
             let paths = sgpc::plugin::NodePaths::new(socket, work_root, None, &content)?;
+            // Before the build: an --out that cannot be a directory fails in a moment.
+            fs_err::create_dir_all(&out)?;
             let built = sgpc::image::build(&content)?;
             let archive = out.join("sgpc-plugin.oci.tar");
             built.write_archive(&archive, &repository)?;

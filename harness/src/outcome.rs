@@ -249,6 +249,18 @@ impl Selection {
     }
 }
 
+/// The longest case filter a run takes and a bundle may record (a bundle's is compiled from
+/// hostile input, so its text and compiled size are held small).
+pub const MAX_FILTER_BYTES: usize = 4096;
+
+/// Compiles a case filter, the same for `--filter` and a bundle's recorded one.
+pub fn compile_filter(text: &str) -> Result<regex::Regex, String> {
+    if text.len() > MAX_FILTER_BYTES {
+        return Err(format!("longer than the limit of {MAX_FILTER_BYTES} bytes"));
+    }
+    regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|e| e.to_string())
+}
+
 /// Selects cases whose id (`scenario/policy`) matches `filter`.
 pub fn select_cases(catalogue: &Catalogue, filter: Option<&regex::Regex>) -> Vec<CaseId> {
     catalogue.cases().into_iter().filter(|c| filter.is_none_or(|f| f.is_match(&c.to_string()))).collect()

@@ -184,6 +184,16 @@ fn a_live_runs_bundle_verifies() {
     assert_eq!(status["features"]["supplemental_groups_policy"], true);
 }
 
+/// A filter longer than a bundle may record is refused where it is given, not only when its
+/// bundle is verified.
+#[test]
+fn a_filter_longer_than_a_bundle_may_record_is_refused() {
+    let long = "a".repeat(sgpc::outcome::MAX_FILTER_BYTES + 1);
+    let output = Command::new(support::sgpc_binary()).args(["list", "--filter", &long]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("longer than the limit"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 #[test]
 fn an_oci_runtime_that_refuses_the_spec_is_a_refusal_with_its_hint() {
     // Debian 12's crun 1.8.1 (installed by `make setup`) refuses containerd 2.x's runtime spec.
