@@ -1,7 +1,8 @@
 //! `make bench` (third part): `sgpc discover` on the runtimes of `matrix.yaml` this machine runs.
 //!
 //! Discoveries with the same seed: 100 cases with shrinking as before 2026-12-03 (one sandbox
-//! per case) and as today (shared sandboxes), then 300 cases without. Printed:
+//! per case, every round's candidates on every class's representatives) and as today (shared
+//! sandboxes, each candidate on its own class's representatives), then 300 cases without. Printed:
 //! cases per minute, where the time went (image builds, pushes and pulls, running cases), the
 //! 300/100 ratio of the generation time (linear growth is 3.0), and shrinking time per class.
 //! Targets: 300 cases on four runtimes in under 10 minutes; with shrinking, at least 2x the
@@ -56,11 +57,14 @@ async fn main() {
         config.max_shrink_rounds = shrink;
         config
     };
-    // Before: one sandbox per case (until 2026-12-03); after: today's default, shared
-    // sandboxes. Sharing changes no verdict, so both must end with the same minimal cases.
+    // Before (until 2026-12-03): one sandbox per case, and every shrinking round's candidates
+    // run on the representatives of every class in the round. After: today's defaults, shared
+    // sandboxes and each candidate only on its own class's representatives. Neither changes a
+    // verdict or the greedy order, so both must end with the same minimal cases.
     // (16 candidates a round instead of 4 was measured too, on 2026-12-03: 0.62x, slower.)
     let mut before = config(100, 40);
     before.base.share_sandboxes = false;
+    before.candidates_everywhere = true;
     let old = discover::discover(&entries, &before, &|_| {}).await;
     print("100 cases, before (one sandbox per case)", &old);
     let small = discover::discover(&entries, &config(100, 40), &|_| {}).await;

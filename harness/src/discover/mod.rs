@@ -3,7 +3,7 @@
 //!
 //! One session per runtime lives for the whole discovery; images are built once per batch and
 //! pushed to every session's registry; the runtimes run each batch concurrently. Shrinking runs
-//! candidates only on the runtimes a class involves, every class's candidates in the same round.
+//! every class's candidates in the same round, each only on its own class's representatives.
 
 pub mod classify;
 pub mod generate;
@@ -46,11 +46,15 @@ pub struct DiscoverConfig {
     pub shrink_window: usize,
     /// Cases in flight at once, per runtime, while shrinking (few runtimes run each round).
     pub shrink_jobs: usize,
+    /// Run every shrinking round's candidates on the representatives of every class in the
+    /// round, not only on their own class's: the way before 2026-12-03, kept as `make bench`'s
+    /// baseline. The same minimal cases either way; only the time differs.
+    pub candidates_everywhere: bool,
 }
 
 impl DiscoverConfig {
     pub fn new(base: SessionConfig, seed: u64, cases: usize) -> DiscoverConfig {
-        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4 }
+        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4, candidates_everywhere: false }
     }
 }
 
@@ -203,7 +207,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
                 progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
             }
         };
-        let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, only: None, jobs: config.jobs }, &mut timings, &on_case).await;
+        let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, runs_on: None, jobs: config.jobs }, &mut timings, &on_case).await;
         for (runtime, result) in batch_results {
             results.entry(result.id.clone()).or_default().push((runtime, result));
         }
@@ -267,11 +271,16 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
     timings.shrink = shrinking.elapsed();
 
     let tearing = Instant::now();
-    for Running { name, session } in running {
-        if let Err(e) = session.teardown().await {
-            if let Some(run) = runtimes.iter_mut().find(|r| r.name == name) {
-                run.teardown_error = Some(format!("{e:#}"));
-            }
+    // Side by side, as they started: each stops its own runtime and registry.
+    let stopped = futures::future::join_all(running.into_iter().map(|Running { name, session }| async move {
+        let tearing = Instant::now();
+        let outcome = session.teardown().await;
+        tracing::info!(runtime = name, ms = tearing.elapsed().as_millis() as u64, "teardown");
+        (name, outcome)
+    })).await;
+    for (name, outcome) in stopped {
+        if let (Err(e), Some(run)) = (outcome, runtimes.iter_mut().find(|r| r.name == name)) {
+            run.teardown_error = Some(format!("{e:#}"));
         }
     }
     timings.teardown = tearing.elapsed();
@@ -348,55 +357,68 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
     running
 }
 
-/// Builds a batch's images once, adds them to every session (or only `only`), runs `ids` on
-/// each concurrently. Results are `(runtime, result)`; a session that could not take the batch
-/// gives ERROR results for it.
+/// Builds a batch's images once, adds to each session the images of the scenarios it runs,
+/// runs those scenarios' cases on each concurrently. Results are `(runtime, result)`; a session
+/// that could not take its part of the batch gives ERROR results for it.
 async fn run_batch(running: &mut [Running], work: &Batch<'_>, timings: &mut Timings, on_case: &dyn Fn(&str)) -> Vec<(String, CaseResult)> {
-    let Batch { cases: batch, ids, only, jobs } = *work;
-    let chosen = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let Batch { cases: batch, ids, runs_on, jobs } = *work;
+    // Per runtime, the indices in `batch` of the scenarios it runs.
+    let part_of = |name: &str| -> Vec<usize> { (0..batch.len()).filter(|&i| runs_on.is_none_or(|on| on[i].iter().any(|n| n == name))).collect() };
+    let parts: Vec<(usize, Vec<usize>)> = running.iter().enumerate().map(|(r, run)| (r, part_of(&run.name))).filter(|(_, part)| !part.is_empty()).collect();
+    let ids_of = |part: &[usize]| -> Vec<CaseId> { ids.iter().filter(|id| part.iter().any(|&i| batch[i].name == id.scenario)).cloned().collect() };
     let building = Instant::now();
     let built = build_batch(batch).await;
     let providing = Instant::now();
     timings.build += providing - building;
-    // Runtime -> why it cannot run the batch.
+    // Runtime -> why it cannot run its part of the batch.
     let failed: BTreeMap<String, String> = match &built {
-        Err(e) => running.iter().filter(|r| chosen(&r.name)).map(|r| (r.name.clone(), format!("building the batch's images: {e:#}"))).collect(),
-        Ok((catalogue, built)) => futures::future::join_all(running.iter_mut().filter(|r| chosen(&r.name)).map(|r| async move { (r.name.clone(), r.session.add(catalogue, built).await) }))
-            .await
-            .into_iter()
-            .filter_map(|(name, outcome)| outcome.err().map(|e| (name, format!("adding the batch's images: {e:#}"))))
-            .collect(),
+        Err(e) => parts.iter().map(|(r, _)| (running[*r].name.clone(), format!("building the batch's images: {e:#}"))).collect(),
+        Ok((catalogue, built)) => {
+            let adds = running.iter_mut().enumerate().filter_map(|(r, run)| parts.iter().find(|(p, _)| *p == r).map(|(_, part)| (run, part))).map(|(run, part)| async move {
+                // generate::catalogue gives scenario i and recipe i for case i.
+                let mine = Catalogue { scenarios: part.iter().map(|&i| catalogue.scenarios[i].clone()).collect(), images: part.iter().map(|&i| catalogue.images[i].clone()).collect() };
+                let images: Vec<&image::BuiltImage> = built.iter().filter(|b| mine.recipe(&b.name).is_some()).collect();
+                (run.name.clone(), run.session.add(&mine, &images).await)
+            });
+            futures::future::join_all(adds).await.into_iter().filter_map(|(name, outcome)| outcome.err().map(|e| (name, format!("adding the batch's images: {e:#}")))).collect()
+        }
     };
     timings.provision += providing.elapsed();
     let running_now = Instant::now();
-    let ran = futures::future::join_all(running.iter().filter(|r| chosen(&r.name) && !failed.contains_key(&r.name)).map(|r| async move {
+    let running = &*running;
+    let ran = futures::future::join_all(parts.iter().filter(|(r, _)| !failed.contains_key(&running[*r].name)).map(|(r, part)| async move {
+        let r = &running[*r];
         let mut on_event = |event: outcome::Event<'_>| {
             if let outcome::Event::CaseFinished { .. } = event {
                 on_case(&r.name);
             }
         };
-        (r.name.clone(), run::run_cases(&r.session, r.session.catalogue(), &r.session.images, ids, jobs, &mut on_event).await)
+        (r.name.clone(), run::run_cases(&r.session, r.session.catalogue(), &r.session.images, &ids_of(part), jobs, &mut on_event).await)
     }))
     .await;
     timings.run += running_now.elapsed();
-    tracing::info!(images = batch.len(), cases = ids.len(), build_ms = (providing - building).as_millis() as u64, provision_ms = (running_now - providing).as_millis() as u64, run_ms = running_now.elapsed().as_millis() as u64, "batch");
+    let case_runs: usize = parts.iter().map(|(_, part)| ids_of(part).len()).sum();
+    tracing::info!(images = batch.len(), cases = ids.len(), case_runs, build_ms = (providing - building).as_millis() as u64, provision_ms = (running_now - providing).as_millis() as u64, run_ms = running_now.elapsed().as_millis() as u64, "batch");
     let mut out = Vec::new();
     for (name, results) in ran {
         out.extend(results.into_iter().map(|r| (name.clone(), r)));
     }
-    for (name, why) in failed {
-        out.extend(ids.iter().map(|id| (name.clone(), outcome::error_result(id, "", &why))));
+    for (r, part) in &parts {
+        if let Some(why) = failed.get(&running[*r].name) {
+            out.extend(ids_of(part).iter().map(|id| (running[*r].name.clone(), outcome::error_result(id, "", why))));
+        }
     }
     out
 }
 
-/// What one batch runs: its generated scenarios, the cases of them, on which runtimes (all when
-/// `only` is `None`), how many at once per runtime.
+/// What one batch runs: its generated scenarios, the cases of them, on which runtimes, how many
+/// at once per runtime.
 #[derive(Clone, Copy)]
 struct Batch<'a> {
     cases: &'a [GenCase],
     ids: &'a [CaseId],
-    only: Option<&'a [String]>,
+    /// For each of `cases`, the runtimes that run it; `None`: every runtime runs every case.
+    runs_on: Option<&'a [Vec<String>]>,
     jobs: usize,
 }
 
@@ -455,10 +477,8 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
         if batch.is_empty() {
             break;
         }
-        let mut involved: Vec<String> = owners.iter().flat_map(|&i| classes[i].representatives.clone()).collect();
-        involved.sort();
-        involved.dedup();
-        let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, &mut timings, &|_| {}).await;
+        let runs_on = candidate_runtimes(&owners, classes, config.candidates_everywhere);
+        let results = run_batch(running, &Batch { cases: &batch, ids: &ids, runs_on: Some(&runs_on), jobs: config.shrink_jobs }, &mut timings, &|_| {}).await;
         for (i, (shrinker, class)) in shrinkers.iter_mut().zip(classes.iter_mut()).enumerate() {
             if shrinker.is_done() {
                 continue;
@@ -506,6 +526,19 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
     verify(running, classes, config, &mut timings).await;
 }
 
+/// For each candidate of a round (of the class `owners[i]`), the runtimes that run it: its own
+/// class's representatives, or with `everywhere` (the way before 2026-12-03, `make bench`'s
+/// baseline) the representatives of every class in the round.
+fn candidate_runtimes(owners: &[usize], classes: &[Class], everywhere: bool) -> Vec<Vec<String>> {
+    if everywhere {
+        let mut involved: Vec<String> = owners.iter().flat_map(|&i| classes[i].representatives.clone()).collect();
+        involved.sort();
+        involved.dedup();
+        return vec![involved; owners.len()];
+    }
+    owners.iter().map(|&i| classes[i].representatives.clone()).collect()
+}
+
 /// Generated names start `d<seed>`: `d7-0012`, `d7-c01-r003-2`.
 fn name_prefix(seed: u64) -> String {
     format!("d{seed}")
@@ -519,10 +552,8 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     }
     let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", name_prefix(config.seed), c.number), ..c.minimal.clone() }).collect();
     let ids: Vec<CaseId> = batch.iter().zip(classes.iter()).map(|(g, c)| CaseId { scenario: g.name.clone(), policy: c.cases[0].policy }).collect();
-    let mut involved: Vec<String> = classes.iter().flat_map(|c| c.key.runtimes()).collect();
-    involved.sort();
-    involved.dedup();
-    let results = run_batch(running, &Batch { cases: &batch, ids: &ids, only: Some(&involved), jobs: config.shrink_jobs }, timings, &|_| {}).await;
+    let runs_on: Vec<Vec<String>> = classes.iter().map(|c| c.key.runtimes()).collect();
+    let results = run_batch(running, &Batch { cases: &batch, ids: &ids, runs_on: Some(&runs_on), jobs: config.shrink_jobs }, timings, &|_| {}).await;
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();
         let view: Vec<(&str, &CaseResult)> = results.iter().filter(|(n, r)| r.id == *id && wanted.contains(n)).map(|(n, r)| (n.as_str(), r)).collect();

@@ -14,7 +14,7 @@ pub mod registry;
 pub mod release;
 pub mod state;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -203,6 +203,12 @@ pub fn remove_tree(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`remove_tree`] on a blocking thread: it sleeps while it waits for processes to stay gone,
+/// and several sessions tear down side by side.
+pub async fn remove_tree_async(dir: PathBuf) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || remove_tree(&dir)).await.context("removing a directory: the task failed")?
+}
+
 /// Waits until a runtime daemon sgpc started answers CRI `Version`; on failure kills it and
 /// puts the tail of its log in the error.
 pub async fn wait_for_cri(child: &mut Child, endpoint: &str, log: &Path, name: &str) -> anyhow::Result<()> {
@@ -265,7 +271,7 @@ impl Daemon {
     /// Stops the daemon and removes everything under its directory (shims, mounts, files).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         stop_child(&mut self.child).await?;
-        remove_tree(&self.dir)
+        remove_tree_async(self.dir).await
     }
 }
 

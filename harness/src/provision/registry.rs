@@ -163,7 +163,7 @@ impl Registry {
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
         stop_child(&mut self.child).await?;
-        super::remove_tree(&self.dir)
+        super::remove_tree_async(self.dir.clone()).await
     }
 
     pub fn pid(&self) -> Option<u32> {

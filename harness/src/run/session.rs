@@ -197,7 +197,7 @@ impl Resources {
                 problems.push(format!("stopping the registry: {e:#}"));
             }
         }
-        if let Err(e) = crate::provision::remove_tree(&self.dir) {
+        if let Err(e) = crate::provision::remove_tree_async(self.dir.clone()).await {
             problems.push(format!("{e:#}"));
         }
         if problems.is_empty() {
@@ -328,7 +328,7 @@ impl Session {
 
     /// Adds scenarios to a running session (discovery grows its catalogue batch by batch):
     /// pushes the images built for them that the session lacks to its registry and pulls them.
-    pub async fn add(&mut self, catalogue: &Catalogue, built: &[image::BuiltImage]) -> anyhow::Result<()> {
+    pub async fn add(&mut self, catalogue: &Catalogue, built: &[&image::BuiltImage]) -> anyhow::Result<()> {
         if let Some(scenario) = catalogue.scenarios.iter().find(|s| self.catalogue.scenario(&s.name).is_some()) {
             anyhow::bail!("scenario {:?} is already in the session", scenario.name);
         }
@@ -336,7 +336,7 @@ impl Session {
         let credentials = registry.credentials.clone();
         // Pushes and pulls four at a time: a discovery adds hundreds of small images.
         const IN_FLIGHT: usize = 4;
-        let new = built.iter().filter(|b| !self.images.contains_key(&b.name) && b.name != image::PAUSE_IMAGE);
+        let new = built.iter().copied().filter(|b| !self.images.contains_key(&b.name) && b.name != image::PAUSE_IMAGE);
         let pushed: Vec<ImageRecord> = futures::stream::iter(new)
             .map(|image| async move {
                 let reference = registry.push(image).await.with_context(|| format!("pushing image {}", image.name))?;
