@@ -340,14 +340,9 @@ fn listing_findings(file: &str, listed: Result<Vec<(String, String)>, String>, c
     findings
 }
 
-/// How the JUnit report shows a verdict ([`crate::report::junit`]).
+/// How the JUnit report shows a verdict.
 fn junit_status(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass | Verdict::Rejected => "success",
-        Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => "failure",
-        Verdict::Error => "error",
-        Verdict::NotRun => "skipped",
-    }
+    crate::report::junit::Status::of(verdict).word()
 }
 
 /// Each case item's name and status in sonobuoy's item tree.

@@ -502,12 +502,13 @@ fn etc_entries(layer: &EtcLayer) -> Vec<LayerEntry> {
 pub struct Blob {
     pub media_type: &'static str,
     pub digest: String,
-    pub data: Vec<u8>,
+    /// Shared, not copied, by every push of it.
+    pub data: bytes::Bytes,
 }
 
 impl Blob {
     fn new(media_type: &'static str, data: Vec<u8>) -> Blob {
-        Blob { media_type, digest: sha256_digest(&data), data }
+        Blob { media_type, digest: sha256_digest(&data), data: data.into() }
     }
 
     fn descriptor(&self) -> serde_json::Value {
@@ -593,7 +594,7 @@ impl BuiltImage {
             ("manifest.json".into(), serde_json::to_vec(&docker_manifest)?),
         ];
         for blob in self.layers.iter().chain([&self.config, &self.manifest]) {
-            files.push((blob.archive_path(), blob.data.clone()));
+            files.push((blob.archive_path(), blob.data.to_vec()));
         }
         let mut entries = vec![
             LayerEntry::Dir { path: "blobs".into() },

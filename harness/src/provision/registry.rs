@@ -118,7 +118,7 @@ impl Registry {
     /// A monolithic blob upload (OCI distribution-spec, "Pushing a blob monolithically": `POST`
     /// an upload, then `PUT` its location with `?digest=`).
     async fn push_blob(&self, repository: &str, blob: &Blob) -> anyhow::Result<()> {
-        let started = self.send(http::Method::POST, &format!("/v2/{repository}/blobs/uploads/"), None, Vec::new(), http::StatusCode::ACCEPTED).await?;
+        let started = self.send(http::Method::POST, &format!("/v2/{repository}/blobs/uploads/"), None, bytes::Bytes::new(), http::StatusCode::ACCEPTED).await?;
         let location = started.headers().get(http::header::LOCATION).and_then(|l| l.to_str().ok()).context("the upload has no Location")?;
         // distribution answers with an absolute URL; only one on this registry is followed.
         let path = location.strip_prefix(&format!("http://{}", self.host)).unwrap_or(location);
@@ -135,12 +135,12 @@ impl Registry {
     /// One request over a connection of its own, plain HTTP/1.1 with the run's credentials,
     /// within [`REQUEST_TIMEOUT`]; any status but `expected` is an error carrying the start of
     /// the registry's answer.
-    async fn send(&self, method: http::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
+    async fn send(&self, method: http::Method, path: &str, content_type: Option<&str>, body: bytes::Bytes, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
         let what = format!("{method} {path}");
         tokio::time::timeout(REQUEST_TIMEOUT, self.send_now(method, path, content_type, body, expected)).await.map_err(|_| anyhow::anyhow!("{what}: no answer within {REQUEST_TIMEOUT:?}"))?
     }
 
-    async fn send_now(&self, method: http::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
+    async fn send_now(&self, method: http::Method, path: &str, content_type: Option<&str>, body: bytes::Bytes, expected: http::StatusCode) -> anyhow::Result<http::Response<()>> {
         use base64::Engine as _;
         use http_body_util::BodyExt as _;
         let stream = tokio::net::TcpStream::connect(&self.host).await.with_context(|| format!("connecting to {}", self.host))?;
@@ -151,7 +151,7 @@ impl Registry {
         if let Some(content_type) = content_type {
             request = request.header(http::header::CONTENT_TYPE, content_type);
         }
-        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).with_context(|| format!("building {method} {path}"))?;
+        let request = request.body(http_body_util::Full::new(body)).with_context(|| format!("building {method} {path}"))?;
         let response = sender.send_request(request).await.with_context(|| format!("{method} {path}"))?;
         let (head, body) = response.into_parts();
         // Only an error's answer is read, and only its start.

@@ -23,6 +23,37 @@ pub fn suite_name(report: &RunReport) -> String {
     format!("sgpc on {runtime}")
 }
 
+/// What a verdict becomes in JUnit: one mapping for this writer, sonobuoy's item tree and
+/// `sgpc verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failure,
+    Error,
+    Skipped,
+}
+
+impl Status {
+    pub fn of(verdict: Verdict) -> Status {
+        match verdict {
+            Verdict::Pass | Verdict::Rejected => Status::Success,
+            Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => Status::Failure,
+            Verdict::Error => Status::Error,
+            Verdict::NotRun => Status::Skipped,
+        }
+    }
+
+    /// The element a `<testcase>` holds (`success` where it holds none).
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     let mut suite = TestSuite::new(suite_name(report));
     suite.set_time(report.duration);
@@ -42,24 +73,15 @@ pub fn write(out: &mut dyn Write, report: &RunReport) -> anyhow::Result<()> {
     }
     for case in &report.cases {
         let message = message(case);
-        let status = match case.judgement.verdict {
-            Verdict::Pass | Verdict::Rejected => TestCaseStatus::success(),
-            Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_type(case.judgement.verdict.to_string()).set_message(message);
-                s
-            }
-            Verdict::Error => {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-                s.set_type("ERROR").set_message(message);
-                s
-            }
-            Verdict::NotRun => {
-                let mut s = TestCaseStatus::skipped();
-                s.set_type("NOT RUN").set_message(message);
-                s
-            }
+        let mut status = match Status::of(case.judgement.verdict) {
+            Status::Success => TestCaseStatus::success(),
+            Status::Failure => TestCaseStatus::non_success(NonSuccessKind::Failure),
+            Status::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
+            Status::Skipped => TestCaseStatus::skipped(),
         };
+        if !matches!(status, TestCaseStatus::Success { .. }) {
+            status.set_type(case.judgement.verdict.to_string()).set_message(message);
+        }
         let mut test = TestCase::new(case.id.to_string(), status);
         test.set_classname(format!("sgpc.{}", case.id.scenario)).set_time(case.duration);
         if let Some(out) = system_out(case) {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{CaseResult, RunReport};
+use super::junit::Status;
 use crate::verdict::Verdict;
 
 /// Where sonobuoy looks for a plugin's item tree, and the plugin list of its `meta/info.json`.
@@ -34,10 +35,10 @@ pub struct Item {
 
 /// sonobuoy's status for a verdict, as its JUnit post-processor gives sgpc's JUnit status.
 pub fn status(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass | Verdict::Rejected => "passed",
-        Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } | Verdict::Error => "failed",
-        Verdict::NotRun => "skipped",
+    match Status::of(verdict) {
+        Status::Success => "passed",
+        Status::Failure | Status::Error => "failed",
+        Status::Skipped => "skipped",
     }
 }
 
@@ -54,13 +55,8 @@ const FILE_META: &str = "results/global/junit.xml";
 
 fn case_item(case: &CaseResult) -> Item {
     let mut details = BTreeMap::from([("verdict".to_string(), case.judgement.verdict.to_string())]);
-    let message_key = match case.judgement.verdict {
-        Verdict::Fail | Verdict::Refused | Verdict::Unsupported { .. } => Some("failure"),
-        Verdict::Error => Some("error"),
-        Verdict::Pass | Verdict::Rejected | Verdict::NotRun => None,
-    };
-    if let Some(key) = message_key {
-        details.insert(key.into(), super::junit::message(case));
+    if let status @ (Status::Failure | Status::Error) = Status::of(case.judgement.verdict) {
+        details.insert(status.word().into(), super::junit::message(case));
     }
     if let Some(out) = super::junit::system_out(case) {
         details.insert("system-out".into(), out);
