@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use sgpc::driver::Timeouts;
 use sgpc::provision::containerd::OciRuntime;
@@ -193,7 +194,7 @@ pub struct MatrixArgs {
     #[arg(long, value_parser = sgpc::outcome::compile_filter)]
     pub filter: Option<regex::Regex>,
     /// Where run directories are created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    #[arg(long, default_value_os_t = std::env::temp_dir(), value_parser = clap::builder::OsStringValueParser::new().try_map(work_root))]
     pub work_root: PathBuf,
     /// After the cases, run critest's SupplementalGroupsPolicy specs against the same runtime
     /// (the binary `sgpc build critest v1.37.0` prints); what it says is reported beside
@@ -254,7 +255,7 @@ pub struct DiscoverArgs {
     #[arg(long, default_value_t = 40)]
     pub shrink_steps: u16,
     /// Where run directories are created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    #[arg(long, default_value_os_t = std::env::temp_dir(), value_parser = clap::builder::OsStringValueParser::new().try_map(work_root))]
     pub work_root: PathBuf,
 }
 
@@ -363,7 +364,7 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub verbose: bool,
     /// Where the run directory is created (removed at the end).
-    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    #[arg(long, default_value_os_t = std::env::temp_dir(), value_parser = clap::builder::OsStringValueParser::new().try_map(work_root))]
     pub work_root: PathBuf,
     /// Self-test: put sgpc-cri-proxy in front of the runtime and inject this fault (repeatable).
     #[arg(long = "fault", value_enum)]
@@ -454,11 +455,15 @@ impl MatrixArgs {
     }
 }
 
-/// `--work-root` must be a directory nobody else can steer before anything runs.
-pub fn check_work_root(dir: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::ensure!(dir.is_dir(), "--work-root {} is not a directory", dir.display());
-    sgpc::provision::dirs::check_not_steerable(dir).map_err(|e| anyhow::anyhow!("--work-root {}: {e}", dir.display()))?;
-    Ok(())
+/// `--work-root` (of `run`, `matrix` and `discover`) must be a directory nobody else can steer:
+/// checked once, while the arguments are parsed, before anything runs.
+fn work_root(text: std::ffi::OsString) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(text);
+    if !dir.is_dir() {
+        return Err("not a directory".to_string());
+    }
+    sgpc::provision::dirs::check_not_steerable(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 impl DiscoverArgs {

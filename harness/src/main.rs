@@ -8,7 +8,7 @@ use clap::Parser;
 
 mod cli;
 
-use cli::{check_work_root, Cli, Command, DiscoverArgs, ImagesCommand, MatrixArgs, RunArgs};
+use cli::{Cli, Command, DiscoverArgs, ImagesCommand, MatrixArgs, RunArgs};
 use sgpc::driver::Timeouts;
 use sgpc::outcome::{self, exit_code};
 use sgpc::provision::state::StateDir;
@@ -129,7 +129,6 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         }
         reporters = reporters.with(bundle);
     }
-    check_work_root(&args.work_root)?;
     let on_event = |event: outcome::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
         let config = args.kube_config();
@@ -211,7 +210,6 @@ async fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let catalogue = load_catalogue(&args.input)?.catalogue;
     let entries = sgpc::matrix::load(&args.file, &catalogue)?;
     let [markdown, html, json] = Output::open_all(&args.out, ["matrix.md", "matrix.html", "matrix.json"])?;
-    check_work_root(&args.work_root)?;
     clean(false, &mut std::io::stderr().lock()).await?;
     let cases = outcome::select_cases(&catalogue, args.filter.as_ref());
     println!("Running {} cases on {} runtimes: {}", cases.len(), entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
@@ -233,7 +231,6 @@ async fn run_discover(args: DiscoverArgs) -> anyhow::Result<i32> {
     let catalogue = load_catalogue(&args.input)?.catalogue;
     let entries = sgpc::matrix::load(&args.matrix, &catalogue)?;
     let [markdown, json] = Output::open_all(&args.out, ["discovery.md", "discovery.json"])?;
-    check_work_root(&args.work_root)?;
     clean(false, &mut std::io::stderr().lock()).await?;
     println!("Discovering with seed {}: {} cases on {} runtimes: {}", args.seed, args.cases, entries.len(), entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "));
     let config = args.config();

@@ -391,11 +391,11 @@ async fn cri_runtime_that_cannot_start_sandboxes_is_one_clear_error() {
 fn a_missing_work_root_is_one_error_before_anything_starts() {
     let out = tempfile::tempdir().unwrap();
     let out = out.path().to_str().unwrap();
-    for command in [&["run", "--cri", "unix:///nonexistent.sock"][..], &["matrix", "--out", out][..]] {
+    for command in [&["run", "--cri", "unix:///nonexistent.sock"][..], &["matrix", "--out", out][..], &["discover", "--out", out][..]] {
         let output = Command::new(support::sgpc_binary()).current_dir(support::repo_root()).args(command).args(["--work-root", "/nonexistent/work-root"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(exit_code::ERROR), "{stderr}");
-        assert!(stderr.contains("--work-root /nonexistent/work-root is not a directory"), "{stderr}");
+        assert!(stderr.contains("invalid value '/nonexistent/work-root' for '--work-root <WORK_ROOT>': not a directory"), "{stderr}");
         assert!(output.stdout.is_empty() || !String::from_utf8_lossy(&output.stdout).contains("ERROR ["), "no case ran");
     }
 }
