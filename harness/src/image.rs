@@ -620,18 +620,24 @@ pub fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Builds the pause image and every recipe and writes each as `<out>/<name>.oci.tar`, tagged
 /// `<repository>/<name>:<tag>`.
 pub fn write_archives(recipes: &[Recipe], out: &Path, repository: &str) -> anyhow::Result<Vec<(BuiltImage, PathBuf)>> {
-    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let mut contents = vec![ImageContent::pause()];
     for recipe in recipes {
         contents.push(ImageContent::from_recipe(recipe));
     }
-    contents
+    let built = contents.iter().map(build).collect::<anyhow::Result<Vec<_>>>()?;
+    let paths = write_built_archives(&built, out, repository)?;
+    Ok(built.into_iter().zip(paths).collect())
+}
+
+/// Writes images already built as `<out>/<name>.oci.tar`, tagged under `repository`.
+pub fn write_built_archives(built: &[BuiltImage], out: &Path, repository: &str) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    built
         .iter()
-        .map(|content| {
-            let built = build(content)?;
-            let path = out.join(format!("{}.oci.tar", built.name));
-            built.write_archive(&path, repository)?;
-            Ok((built, path))
+        .map(|image| {
+            let path = out.join(format!("{}.oci.tar", image.name));
+            image.write_archive(&path, repository)?;
+            Ok(path)
         })
         .collect()
 }

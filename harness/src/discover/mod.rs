@@ -2,7 +2,7 @@
 //! divergence is shrunk to a minimal case and written in the catalogue's format.
 //!
 //! One session per runtime lives for the whole discovery; images are built once per batch and
-//! pushed to every session's registry; the runtimes run each batch concurrently. Shrinking runs
+//! pushed to the registry of every session that runs them; the runtimes run each batch concurrently. Shrinking runs
 //! every class's candidates in the same round, each only on its own class's representatives.
 
 pub mod classify;
@@ -47,8 +47,9 @@ pub struct DiscoverConfig {
     /// Cases in flight at once, per runtime, while shrinking (few runtimes run each round).
     pub shrink_jobs: usize,
     /// Run every shrinking round's candidates on the representatives of every class in the
-    /// round, not only on their own class's: the way before 2026-12-03, kept as `make bench`'s
-    /// baseline. The same minimal cases either way; only the time differs.
+    /// round, and every minimal case on the runtimes of every class, not only on their own
+    /// class's: the way before 2026-12-03, kept as `make bench`'s baseline. The same minimal
+    /// cases and verdicts either way; only the time differs.
     pub candidates_everywhere: bool,
 }
 
@@ -552,7 +553,13 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     }
     let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", name_prefix(config.seed), c.number), ..c.minimal.clone() }).collect();
     let ids: Vec<CaseId> = batch.iter().zip(classes.iter()).map(|(g, c)| CaseId { scenario: g.name.clone(), policy: c.cases[0].policy }).collect();
-    let runs_on: Vec<Vec<String>> = classes.iter().map(|c| c.key.runtimes()).collect();
+    let mut runs_on: Vec<Vec<String>> = classes.iter().map(|c| c.key.runtimes()).collect();
+    if config.candidates_everywhere {
+        let mut every: Vec<String> = runs_on.concat();
+        every.sort();
+        every.dedup();
+        runs_on = vec![every; classes.len()];
+    }
     let results = run_batch(running, &Batch { cases: &batch, ids: &ids, runs_on: Some(&runs_on), jobs: config.shrink_jobs }, timings, &|_| {}).await;
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();

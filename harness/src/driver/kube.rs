@@ -637,14 +637,20 @@ impl KubePlan {
     /// Builds the images (locally, to know their tags: the archives `sgpc images build` writes
     /// and `kind load image-archive` loads carry the same) and names the run.
     pub fn new(catalogue: &Catalogue, cases: &[CaseId], run_id: &str) -> anyhow::Result<KubePlan> {
-        let images = catalogue.build_images(cases)?
-            .into_iter()
+        Ok(KubePlan::of_built(&catalogue.build_images(cases)?, run_id))
+    }
+
+    /// The plan for images already built (`sgpc run --kube` builds them once, for the plan and
+    /// for the archives kind loads).
+    pub fn of_built(built: &[crate::image::BuiltImage], run_id: &str) -> KubePlan {
+        let images = built
+            .iter()
             .map(|b| {
                 let reference = format!("{IMAGE_REPOSITORY}/{}:{}", b.name, b.tag());
-                (b.name.clone(), ImageRecord { name: b.name, reference, manifest_digest: b.manifest.digest, config_digest: b.config.digest })
+                (b.name.clone(), ImageRecord { name: b.name.clone(), reference, manifest_digest: b.manifest.digest.clone(), config_digest: b.config.digest.clone() })
             })
             .collect();
-        Ok(KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images, node_name: None })
+        KubePlan { run_id: run_id.to_string(), namespace: run_id.to_string(), images, node_name: None }
     }
 
     /// The plan on a node sgpc started: the images its runtime pulled, Pods bound to the node.

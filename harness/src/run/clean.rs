@@ -79,7 +79,7 @@ async fn clean_run(state: &StateDir, record: RunRecord, dry_run: bool, timeouts:
         let dir = if record.dir.exists() { format!("remove {}", record.dir.display()) } else { format!("{} is gone already", record.dir.display()) };
         actions.push(format!("kill {} processes, unmount {} mounts, remove {} host paths (cgroups, shim sockets); {dir}", processes.len(), mounts.len(), host_leftovers.len()));
         if !dry_run {
-            if let Err(e) = crate::provision::remove_tree(&record.dir) {
+            if let Err(e) = crate::provision::remove_tree_async(record.dir.clone()).await {
                 problems.push(format!("{e:#}"));
             }
         }

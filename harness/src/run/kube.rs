@@ -28,6 +28,7 @@ pub struct KubeConfig {
 pub async fn run_kube_session(
     config: &KubeConfig,
     plan: KubePlan,
+    built: Vec<image::BuiltImage>,
     catalogue: &Catalogue,
     cases: &[CaseId],
     jobs: usize,
@@ -41,7 +42,7 @@ pub async fn run_kube_session(
     let cluster = match &config.kind {
         None => None,
         Some((node_image, reuse)) => {
-            let preparing = prepare_cluster(catalogue, node_image.clone(), *reuse, work.path().to_path_buf());
+            let preparing = prepare_cluster(built, node_image.clone(), *reuse, work.path().to_path_buf());
             let mut preparing = std::pin::pin!(preparing);
             let prepared = tokio::select! {
                 prepared = &mut preparing => prepared,
@@ -77,13 +78,11 @@ pub async fn run_kube_session(
     Ok(run)
 }
 
-/// Writes the image archives and creates (or reuses) the kind cluster with them loaded, off the
-/// async threads: kind blocks for minutes.
-async fn prepare_cluster(catalogue: &Catalogue, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
-    let images = catalogue.images.clone();
+/// Writes the archives of the images the plan names and creates (or reuses) the kind cluster
+/// with them loaded, off the async threads: kind blocks for minutes.
+async fn prepare_cluster(built: Vec<image::BuiltImage>, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
     let prepared = tokio::task::spawn_blocking(move || {
-        let archives = image::write_archives(&images, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
-        let archives: Vec<PathBuf> = archives.into_iter().map(|(_, path)| path).collect();
+        let archives = image::write_built_archives(&built, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
         crate::provision::kind::prepare(&node_image, reuse, &archives, &work)
     });
     prepared.await.map_err(|e| anyhow::anyhow!("preparing the kind cluster panicked: {e}"))?

@@ -129,6 +129,10 @@ struct Resources {
     /// What the runtime said about itself, once it answered.
     runtime_info: Option<RuntimeInfo>,
     provisioned: Option<String>,
+    /// Teardown already tried to remove the run directory: dropping does not try again (it
+    /// would block an async thread for as long as processes keep appearing); the record stays
+    /// for `sgpc clean`.
+    removal_tried: bool,
 }
 
 impl Resources {
@@ -197,6 +201,7 @@ impl Resources {
                 problems.push(format!("stopping the registry: {e:#}"));
             }
         }
+        self.removal_tried = true;
         if let Err(e) = crate::provision::remove_tree_async(self.dir.clone()).await {
             problems.push(format!("{e:#}"));
         }
@@ -224,7 +229,7 @@ impl Drop for Resources {
     /// record goes too, unless the run put sandboxes or images into a `--cri` runtime, which
     /// only an async clean can remove (`sgpc clean`, or the next run).
     fn drop(&mut self) {
-        if self.dir.exists() && crate::provision::remove_tree(&self.dir).is_ok() && self.record.cri.is_none() {
+        if !self.removal_tried && self.dir.exists() && crate::provision::remove_tree(&self.dir).is_ok() && self.record.cri.is_none() {
             self.state.forget(&self.record.run_id);
         }
     }
@@ -273,7 +278,7 @@ impl Session {
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display())).map_err(early)?;
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name").map_err(early)?;
         let record = RunRecord::new(&run_id, &dir);
-        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, node: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None };
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, node: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None, removal_tried: false };
         if let Err(e) = resources.state.save(&resources.record) {
             let _ = crate::provision::remove_tree(&resources.dir);
             return Err(StartError { runtime: None, provisioned: None, error: anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)") });
