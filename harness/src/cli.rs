@@ -436,10 +436,10 @@ impl RunArgs {
     }
 
     /// The Kubernetes level's plan for `sgpc run --kube`.
-    pub fn kube_config(&self) -> sgpc::run::KubeConfig {
+    pub fn kube_config(&self, images: Vec<sgpc::image::BuiltImage>) -> sgpc::run::KubeConfig {
         sgpc::run::KubeConfig {
             kubeconfig: self.kubeconfig.clone(),
-            kind: self.kind.clone().map(|image| (image, self.reuse_cluster)),
+            kind: self.kind.clone().map(|node_image| sgpc::run::KindSetup { node_image, reuse: self.reuse_cluster, images }),
             timeout: Duration::from_secs(self.probe_timeout + self.pull_timeout),
             work_root: self.work_root.clone(),
         }

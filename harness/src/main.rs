@@ -131,14 +131,14 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
     }
     let on_event = |event: outcome::Event<'_>| reporters.on_event(event);
     let run = if args.kube {
-        let config = args.kube_config();
         let built = catalogue.build_images(&cases)?;
         let plan = sgpc::driver::kube::KubePlan::of_built(&built, &format!("sgpc-{}", std::process::id()));
+        let config = args.kube_config(built);
         if args.dry_run {
             print!("{}", plan.manifests_yaml(catalogue, &cases)?);
             return Ok(exit_code::PASS);
         }
-        run::run_kube_session(&config, plan, built, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
+        run::run_kube_session(&config, plan, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
     } else {
         let config = args.session_config()?;
         clean(false, &mut std::io::stderr().lock()).await?;

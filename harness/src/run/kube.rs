@@ -15,10 +15,19 @@ use crate::scenario::{CaseId, Catalogue};
 #[derive(Debug, Clone)]
 pub struct KubeConfig {
     pub kubeconfig: Option<PathBuf>,
-    /// Create a kind cluster from this node image, and whether to reuse (and keep) it.
-    pub kind: Option<(String, bool)>,
+    /// Create a kind cluster (or reuse one) and load images into it.
+    pub kind: Option<KindSetup>,
     pub timeout: Duration,
     pub work_root: PathBuf,
+}
+
+/// A kind cluster for the run: its node image, whether to reuse (and keep) it, and the images
+/// to load, as the plan names them.
+#[derive(Debug, Clone)]
+pub struct KindSetup {
+    pub node_image: String,
+    pub reuse: bool,
+    pub images: Vec<image::BuiltImage>,
 }
 
 /// The same lifecycle on a Kubernetes cluster: (create a kind cluster and load the images,)
@@ -28,7 +37,6 @@ pub struct KubeConfig {
 pub async fn run_kube_session(
     config: &KubeConfig,
     plan: KubePlan,
-    built: Vec<image::BuiltImage>,
     catalogue: &Catalogue,
     cases: &[CaseId],
     jobs: usize,
@@ -41,8 +49,8 @@ pub async fn run_kube_session(
     let mut interrupted = std::pin::pin!(interrupted);
     let cluster = match &config.kind {
         None => None,
-        Some((node_image, reuse)) => {
-            let preparing = prepare_cluster(built, node_image.clone(), *reuse, work.path().to_path_buf());
+        Some(setup) => {
+            let preparing = prepare_cluster(setup.clone(), work.path().to_path_buf());
             let mut preparing = std::pin::pin!(preparing);
             let prepared = tokio::select! {
                 prepared = &mut preparing => prepared,
@@ -80,10 +88,10 @@ pub async fn run_kube_session(
 
 /// Writes the archives of the images the plan names and creates (or reuses) the kind cluster
 /// with them loaded, off the async threads: kind blocks for minutes.
-async fn prepare_cluster(built: Vec<image::BuiltImage>, node_image: String, reuse: bool, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
+async fn prepare_cluster(setup: KindSetup, work: PathBuf) -> anyhow::Result<crate::provision::kind::Prepared> {
     let prepared = tokio::task::spawn_blocking(move || {
-        let archives = image::write_built_archives(&built, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
-        crate::provision::kind::prepare(&node_image, reuse, &archives, &work)
+        let archives = image::write_built_archives(&setup.images, &work, crate::driver::kube::IMAGE_REPOSITORY)?;
+        crate::provision::kind::prepare(&setup.node_image, setup.reuse, &archives, &work)
     });
     prepared.await.map_err(|e| anyhow::anyhow!("preparing the kind cluster panicked: {e}"))?
 }

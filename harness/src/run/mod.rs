@@ -24,7 +24,7 @@ use crate::scenario::{Catalogue, CaseId};
 use crate::verdict::{self, Judgement, Verdict};
 
 pub use clean::{clean_stale, Cleaned};
-pub use kube::{run_kube_session, KubeConfig};
+pub use kube::{run_kube_session, KindSetup, KubeConfig};
 pub use node::{node_binaries, run_session, ExistingNode, Level, NodeChoice, NodeRun};
 pub use session::{NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
 
