@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use sgpc::discover::{self, DiscoverConfig, DiscoveryReport};
 use sgpc::matrix;
-use sgpc::run::{SessionConfig, TargetChoice};
+use sgpc::run::SessionSettings;
 use sgpc::scenario::Catalogue;
 
 const SEED: u64 = 7;
@@ -52,7 +52,7 @@ async fn main() {
     let catalogue = Catalogue::load(&root.join("scenarios"), &root.join("images")).expect("catalogue");
     let entries = matrix::load(&root.join("matrix.yaml"), &catalogue).expect("matrix.yaml");
     let config = |cases: usize, shrink: usize| {
-        let mut config = DiscoverConfig::new(SessionConfig::new(TargetChoice::Cri { endpoint: String::new() }), SEED, cases);
+        let mut config = DiscoverConfig::new(SessionSettings::default(), SEED, cases);
         config.cache = root.join(".cache");
         config.max_shrink_rounds = shrink;
         config
@@ -63,7 +63,7 @@ async fn main() {
     // verdict or the greedy order, so both must end with the same minimal cases.
     // (16 candidates a round instead of 4 was measured too, on 2026-12-03: 0.62x, slower.)
     let mut before = config(100, 40);
-    before.base.share_sandboxes = false;
+    before.settings.share_sandboxes = false;
     before.candidates_everywhere = true;
     let old = discover::discover(&entries, &before, &|_| {}).await;
     print("100 cases, before (one sandbox per case)", &old);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sgpc::matrix::{self, MatrixConfig};
-use sgpc::run::{SessionConfig, TargetChoice};
+use sgpc::run::SessionSettings;
 use sgpc::scenario::Catalogue;
 
 const JOBS: usize = 2;
@@ -20,7 +20,7 @@ async fn main() {
     let catalogue = Catalogue::load(&root.join("scenarios"), &root.join("images")).expect("catalogue");
     let entries = matrix::load(&root.join("matrix.yaml"), &catalogue).expect("matrix.yaml");
     let cases = catalogue.cases();
-    let config = MatrixConfig { base: SessionConfig::new(TargetChoice::Cri { endpoint: String::new() }), cache: root.join(".cache"), jobs: JOBS };
+    let config = MatrixConfig { settings: SessionSettings::default(), cache: root.join(".cache"), jobs: JOBS };
 
     println!("{} cases, {JOBS} in flight per runtime", cases.len());
     println!("{:<24} {:>12} {:>12}", "runtime", "start-up ms", "alone ms");

@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use sgpc::driver::Timeouts;
 use sgpc::provision::containerd::OciRuntime;
-use sgpc::run::{ProxySettings, SessionConfig, TargetChoice};
+use sgpc::run::{ProxySettings, SessionConfig, SessionSettings, TargetChoice};
 
 /// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
 #[derive(Parser)]
@@ -203,7 +203,6 @@ pub struct MatrixArgs {
     pub critest: Option<PathBuf>,
 }
 
-/// A path that names a regular file (checked before anything runs).
 /// An image repository as a reference names it (distribution's reference grammar: an optional
 /// registry host and port, then lower-case path components).
 fn repository_name(text: &str) -> Result<String, String> {
@@ -217,6 +216,7 @@ fn repository_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// A path that names a regular file (checked before anything runs).
 fn existing_file(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
     match std::fs::metadata(&path) {
@@ -402,26 +402,26 @@ impl RunArgs {
             (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
         };
         let mut config = SessionConfig::new(target);
-        config.timeouts = Timeouts {
+        config.settings.timeouts = Timeouts {
             rpc: Duration::from_secs(self.rpc_timeout),
             pull: Duration::from_secs(self.pull_timeout),
             probe: Duration::from_secs(self.probe_timeout),
         };
-        config.critest_busybox = self.busybox.clone();
-        config.registry_binary = self.registry.clone();
+        config.settings.critest_busybox = self.busybox.clone();
+        config.settings.registry_binary = self.registry.clone();
         if !self.oci_runtimes.is_empty() {
             config.oci_runtimes = self.oci_runtimes.clone();
         }
         config.runtime_handler = self.runtime_handler.clone();
-        config.critest.clone_from(&self.critest);
-        config.work_root = self.work_root.clone();
+        config.settings.critest.clone_from(&self.critest);
+        config.settings.work_root = self.work_root.clone();
         // A pod-scoped fault selects sandboxes by their case's name.
-        config.share_sandboxes = !self.one_sandbox_per_case && self.fault_pods.is_none();
+        config.settings.share_sandboxes = !self.one_sandbox_per_case && self.fault_pods.is_none();
         if !self.faults.is_empty() {
             let mut proxy = ProxySettings::beside_current_exe(self.faults.clone());
             proxy.pods = self.fault_pods.clone();
             proxy.delay = Duration::from_millis(self.fault_delay_ms);
-            config.proxy = Some(proxy);
+            config.settings.proxy = Some(proxy);
         }
         Ok(config)
     }
@@ -448,10 +448,8 @@ impl RunArgs {
 
 impl MatrixArgs {
     pub fn config(&self) -> sgpc::matrix::MatrixConfig {
-        let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
-        base.work_root = self.work_root.clone();
-        base.critest.clone_from(&self.critest);
-        sgpc::matrix::MatrixConfig { base, cache: self.cache.clone(), jobs: usize::from(self.jobs) }
+        let settings = SessionSettings { work_root: self.work_root.clone(), critest: self.critest.clone(), ..SessionSettings::default() };
+        sgpc::matrix::MatrixConfig { settings, cache: self.cache.clone(), jobs: usize::from(self.jobs) }
     }
 }
 
@@ -468,9 +466,8 @@ fn work_root(text: std::ffi::OsString) -> Result<PathBuf, String> {
 
 impl DiscoverArgs {
     pub fn config(&self) -> sgpc::discover::DiscoverConfig {
-        let mut base = SessionConfig::new(TargetChoice::Cri { endpoint: String::new() });
-        base.work_root = self.work_root.clone();
-        let mut config = sgpc::discover::DiscoverConfig::new(base, self.seed, self.cases as usize);
+        let settings = SessionSettings { work_root: self.work_root.clone(), ..SessionSettings::default() };
+        let mut config = sgpc::discover::DiscoverConfig::new(settings, self.seed, self.cases as usize);
         config.cache = self.cache.clone();
         config.jobs = usize::from(self.jobs);
         config.batch = usize::from(self.batch);

@@ -19,7 +19,7 @@ use crate::oracle;
 use crate::outcome::{self, CaseResult, Event};
 use crate::provision::containerd::OciRuntime;
 use crate::provision::debian;
-use crate::run::{self, SessionConfig, TargetChoice};
+use crate::run::{self, SessionConfig, SessionSettings, TargetChoice};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::verdict::Verdict;
 
@@ -350,7 +350,8 @@ fn serialize_opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Res
 /// What the machine needs to run entries.
 #[derive(Debug, Clone)]
 pub struct MatrixConfig {
-    pub base: SessionConfig,
+    /// What every column shares; each entry gives its own target.
+    pub settings: SessionSettings,
     pub cache: PathBuf,
     pub jobs: usize,
 }
@@ -362,7 +363,7 @@ pub struct Unavailable(String);
 
 /// Makes an entry's source runnable: fetches Debian packages and upstream releases, checks
 /// directories. Gives the entry's session config and the version its source served.
-pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
+pub fn session_config(entry: &Entry, settings: &SessionSettings, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
     let unavailable = |e: anyhow::Error| Unavailable(format!("{e:#}"));
     let runtime = runc_of(entry)?;
     let (target, version) = match &entry.source {
@@ -396,8 +397,8 @@ pub fn session_config(entry: &Entry, base: &SessionConfig, cache: &Path) -> Resu
         }
         Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),
     };
-    let mut config = base.clone();
-    config.target = target;
+    let mut config = SessionConfig::new(target);
+    config.settings = settings.clone();
     config.oci_runtimes = vec![runtime];
     if let Source::Cri { .. } | Source::CrioDir { .. } | Source::CrioModule { .. } = entry.source {
         config.runtime_handler = String::new();
@@ -413,9 +414,9 @@ fn runc_of(entry: &Entry) -> Result<OciRuntime, Unavailable> {
 }
 
 /// [`session_config`] off the async threads: fetching a package blocks.
-pub async fn session_config_blocking(entry: &Entry, base: &SessionConfig, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
-    let (entry, base, cache) = (entry.clone(), base.clone(), cache.to_path_buf());
-    tokio::task::spawn_blocking(move || session_config(&entry, &base, &cache)).await.unwrap_or_else(|e| Err(Unavailable(e.to_string())))
+pub async fn session_config_blocking(entry: &Entry, settings: &SessionSettings, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
+    let (entry, settings, cache) = (entry.clone(), settings.clone(), cache.to_path_buf());
+    tokio::task::spawn_blocking(move || session_config(&entry, &settings, &cache)).await.unwrap_or_else(|e| Err(Unavailable(e.to_string())))
 }
 
 /// What a matrix run tells its caller while it works: a column's events, by column name.
@@ -444,7 +445,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         duration: Duration::ZERO,
         results: Vec::new(),
     };
-    let session_config = match session_config_blocking(entry, &config.base, &config.cache).await {
+    let session_config = match session_config_blocking(entry, &config.settings, &config.cache).await {
         Ok((session_config, version)) => {
             column.source_version = version;
             session_config

@@ -95,7 +95,7 @@ fn crio_matrix(dirs: Vec<std::path::PathBuf>) -> Result<(), Failed> {
     for (i, dir) in dirs.into_iter().enumerate() {
         entries.push(Entry { name: format!("crio-{i}"), source: Source::CrioDir { dir }, oci_runtime: runc.clone(), oci_runtime_module: None, node: None, expect: conformant() });
     }
-    let config = MatrixConfig { base: support::containerd_config(), cache: support::repo_root().join(".cache"), jobs: 2 };
+    let config = MatrixConfig { settings: sgpc::run::SessionSettings::default(), cache: support::repo_root().join(".cache"), jobs: 2 };
     let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let report = tokio.block_on(sgpc::matrix::run_matrix(&entries, &catalogue, &cases, &config));
     let problems: Vec<String> = report.columns.iter().filter(|c| !c.deviations.is_empty() || c.setup_error.is_some()).map(|c| format!("{}: {} {:?} {:?}", c.name, c.summary, c.setup_error, c.deviations)).collect();

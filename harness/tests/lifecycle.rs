@@ -70,7 +70,7 @@ async fn a_failed_start_removes_what_it_started() {
     let empty = tempfile::tempdir().unwrap();
     config.target = sgpc::run::TargetChoice::Containerd { bin_dir: empty.path().to_path_buf() };
     let work_root = tempfile::tempdir().unwrap();
-    config.work_root = work_root.path().to_path_buf();
+    config.settings.work_root = work_root.path().to_path_buf();
     let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
     let err = Session::start(&config, &catalogue, &[case]).await.err().expect("starting without binaries fails");
     assert!(format!("{err:#}").contains("containerd is missing"), "{err:#}");
@@ -125,7 +125,7 @@ fn a_panic_while_a_session_runs_leaves_nothing() {
         tokio.block_on(async {
             let catalogue = support::catalogue();
             let mut config = support::containerd_config();
-            config.work_root = root.clone();
+            config.settings.work_root = root.clone();
             let case = CaseId { scenario: "kep-blog".into(), policy: Policy::Strict };
             let session = Session::start(&config, &catalogue, std::slice::from_ref(&case)).await.unwrap();
             let sandbox_exists = async {

@@ -225,17 +225,17 @@ async fn run_mutant(catalogue: &Catalogue, mutant: &Mutant) -> Result<(), String
     // A pod-scoped fault selects a sandbox by its case's name, and copy-first-container-identity
     // is judged per Pod as written: both run one sandbox per case. Every other mutant runs the
     // shared sandboxes `sgpc run` uses.
-    config.share_sandboxes = mutant.pods.is_none() && mutant.fault != Fault::CopyFirstContainerIdentity;
+    config.settings.share_sandboxes = mutant.pods.is_none() && mutant.fault != Fault::CopyFirstContainerIdentity;
     // Only `slow` needs a short RPC timeout (it holds one call past it); every other mutant keeps
     // the default, so that a loaded machine cannot turn an innocent case into an ERROR.
     if mutant.fault == Fault::Slow {
         proxy.delay = Duration::from_secs(20);
-        config.timeouts.rpc = Duration::from_secs(10);
+        config.settings.timeouts.rpc = Duration::from_secs(10);
     }
-    config.proxy = Some(proxy);
+    config.settings.proxy = Some(proxy);
     let _hogs = mutant.under_load.then(|| CpuHogs::start(2));
     let work_root = tempfile::tempdir().map_err(|e| e.to_string())?;
-    config.work_root = work_root.path().to_path_buf();
+    config.settings.work_root = work_root.path().to_path_buf();
 
     let host_paths_before = support::host_runtime_paths();
     let session = Session::start(&config, catalogue, &cases).await.map_err(|e| format!("ERROR: session with proxy did not start: {e:#}"))?;

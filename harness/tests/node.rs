@@ -106,8 +106,8 @@ async fn failed_node_setup(choice: NodeChoice, error_has: &[&str]) {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let mut config = containerd("sid");
-    config.state_dir = sgpc::provision::state::StateDir { path: state.path().join("state") };
-    config.work_root = work.path().to_path_buf();
+    config.settings.state_dir = sgpc::provision::state::StateDir { path: state.path().join("state") };
+    config.settings.work_root = work.path().to_path_buf();
     let before = sgpc::provision::node::read_sysctls();
     let run = run_session(&config, Level::LiveNode(&choice), &catalogue, &cases, 2, std::future::pending(), |_| {}).await;
     let error = run.report.setup_error.clone().expect("the set-up fails");
@@ -119,7 +119,7 @@ async fn failed_node_setup(choice: NodeChoice, error_has: &[&str]) {
     assert_eq!(run.report.exit_code(), sgpc::outcome::exit_code::ERROR);
     assert_eq!(sgpc::provision::node::read_sysctls(), before, "kubelet's tunables are written back");
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "the run directory is gone");
-    assert!(config.state_dir.records().is_empty(), "the run's record is gone");
+    assert!(config.settings.state_dir.records().is_empty(), "the run's record is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use crate::driver::RuntimeInfo;
 use crate::image::{self, ImageContent};
 use crate::matrix::{self, Entry};
 use crate::outcome::{self, CaseResult};
-use crate::run::{self, Session, SessionConfig};
+use crate::run::{self, Session, SessionSettings};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::verdict::Verdict;
 
@@ -30,7 +30,8 @@ use shrink::Shrinker;
 /// What a discovery needs besides the matrix entries.
 #[derive(Debug, Clone)]
 pub struct DiscoverConfig {
-    pub base: SessionConfig,
+    /// What every runtime's session shares.
+    pub settings: SessionSettings,
     /// Cache for Debian packages and releases.
     pub cache: std::path::PathBuf,
     /// Cases in flight at once, per runtime.
@@ -54,8 +55,8 @@ pub struct DiscoverConfig {
 }
 
 impl DiscoverConfig {
-    pub fn new(base: SessionConfig, seed: u64, cases: usize) -> DiscoverConfig {
-        DiscoverConfig { base, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4, candidates_everywhere: false }
+    pub fn new(settings: SessionSettings, seed: u64, cases: usize) -> DiscoverConfig {
+        DiscoverConfig { settings, cache: ".cache".into(), jobs: 2, seed, cases, batch: 50, max_shrink_rounds: 40, shrink_window: 4, shrink_jobs: 4, candidates_everywhere: false }
     }
 }
 
@@ -336,7 +337,7 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
             if let Some(node) = &entry.node {
                 return Err(format!("discovery runs at the CRI level; the live node (kubernetes {}) is not started", node.kubernetes));
             }
-            let (session_config, _) = matrix::session_config_blocking(entry, &config.base, &config.cache).await.map_err(|e| e.to_string())?;
+            let (session_config, _) = matrix::session_config_blocking(entry, &config.settings, &config.cache).await.map_err(|e| e.to_string())?;
             Session::start(&session_config, empty, &[]).await.map_err(|e| format!("set-up failed: {e}"))
         }
     });

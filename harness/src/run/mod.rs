@@ -26,7 +26,7 @@ use crate::verdict::{self, Judgement, Verdict};
 pub use clean::{clean_stale, Cleaned};
 pub use kube::{run_kube_session, KindSetup, KubeConfig};
 pub use node::{node_binaries, run_session, ExistingNode, Level, NodeChoice, NodeRun};
-pub use session::{NodeSettings, ProxySettings, Session, SessionConfig, TargetChoice};
+pub use session::{NodeSettings, ProxySettings, Session, SessionConfig, SessionSettings, TargetChoice};
 
 /// Runs cases on any driver, `jobs` Pods at a time (the cases of a Pod of several containers
 /// run together, [`Catalogue::pods`], and where the driver shares sandboxes, the cases whose

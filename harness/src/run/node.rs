@@ -67,7 +67,7 @@ impl NodeRun {
             return Err(fail_after(session, error).await);
         };
         let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.node_name);
-        let timeout = config.timeouts.probe + config.timeouts.pull;
+        let timeout = config.settings.timeouts.probe + config.settings.timeouts.pull;
         let version = node.version.to_string();
         let provisioned = format!("kubelet, kube-apiserver {version} and etcd (node {}, up in {:.1}s) over {}", node.node_name, node.startup.as_secs_f64(), session.provisioned.as_deref().unwrap_or("the runtime"));
         match KubeRun::on_node(Some(&node.kubeconfig), &version, &session.runtime, timeout, plan).await {
@@ -81,10 +81,11 @@ impl NodeRun {
     /// Pods pinned to the node through its own kubelet. (At the CRI level beside a kubelet, the
     /// kubelet kills every sandbox it did not make: its pod cleanup lists all of them.)
     pub async fn attach(config: &SessionConfig, node: &ExistingNode, catalogue: &Catalogue, cases: &[CaseId]) -> Result<NodeRun, StartError> {
-        let config = SessionConfig { external_kubelet: true, ..config.clone() };
+        let mut config = config.clone();
+        config.settings.external_kubelet = true;
         let session = Session::start(&config, catalogue, cases).await?;
         let plan = KubePlan::on_node(&session.run_id, session.images.clone(), &node.name);
-        let timeout = config.timeouts.probe + config.timeouts.pull;
+        let timeout = config.settings.timeouts.probe + config.settings.timeouts.pull;
         let provisioned = format!("node {} of the cluster (its kubelet), over {}", node.name, session.runtime.endpoint);
         match KubeRun::on_node(node.kubeconfig.as_deref(), "", &session.runtime, timeout, plan).await {
             Ok(kube) => Ok(NodeRun { session, kube, provisioned, attached: true }),

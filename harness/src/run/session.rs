@@ -36,26 +36,35 @@ pub enum TargetChoice {
     Crio { bin_dir: PathBuf, oci_runtime: Option<OciRuntime> },
 }
 
+/// What one session runs on: the runtime (resolved to binaries or an endpoint), its OCI
+/// runtimes and handler, a live node over it, and the [`SessionSettings`] every session shares.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub target: TargetChoice,
+    /// OCI runtimes for a containerd sgpc starts, each a runtime handler; the first is the default.
+    pub oci_runtimes: Vec<OciRuntime>,
+    /// The CRI runtime handler cases ask for; empty means the runtime's default.
+    pub runtime_handler: String,
+    /// Start a live Kubernetes node on the runtime (`sgpc run --kubernetes VERSION`).
+    pub node: Option<NodeSettings>,
+    pub settings: SessionSettings,
+}
+
+/// How sessions run, whatever their target: `sgpc run`'s, and the one every matrix column and
+/// discovery runtime shares.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
     /// Where the run directory (`sgpc-XXXXXX`) is created.
     pub work_root: PathBuf,
     pub timeouts: Timeouts,
     /// The static busybox critest's image needs (sgpc's own images hold only its probe).
     pub critest_busybox: PathBuf,
     pub registry_binary: PathBuf,
-    /// OCI runtimes for a containerd sgpc starts, each a runtime handler; the first is the default.
-    pub oci_runtimes: Vec<OciRuntime>,
-    /// The CRI runtime handler cases ask for; empty means the runtime's default.
-    pub runtime_handler: String,
     /// Put `sgpc-cri-proxy` between sgpc and the runtime, injecting faults.
     pub proxy: Option<ProxySettings>,
     /// Where the run records itself, so that a later run or `sgpc clean` can remove what a
     /// killed run left.
     pub state_dir: StateDir,
-    /// Start a live Kubernetes node on the runtime (`sgpc run --kubernetes VERSION`).
-    pub node: Option<NodeSettings>,
     /// After the cases, run this critest's SupplementalGroupsPolicy specs against the runtime.
     pub critest: Option<PathBuf>,
     /// Run cases whose Pod-level sandbox config is identical as containers of one sandbox
@@ -95,18 +104,21 @@ impl ProxySettings {
 }
 
 impl SessionConfig {
+    /// runc as the only OCI runtime, the runtime's default handler, no node, default settings.
     pub fn new(target: TargetChoice) -> SessionConfig {
-        SessionConfig {
-            target,
+        SessionConfig { target, oci_runtimes: vec![OciRuntime::runc()], runtime_handler: String::new(), node: None, settings: SessionSettings::default() }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
             work_root: std::env::temp_dir(),
             timeouts: Timeouts::default(),
             critest_busybox: PathBuf::from("/bin/busybox"),
             registry_binary: PathBuf::from(registry::DEFAULT_BINARY),
-            oci_runtimes: vec![OciRuntime::runc()],
-            runtime_handler: String::new(),
             proxy: None,
             state_dir: StateDir::from_env(),
-            node: None,
             critest: None,
             share_sandboxes: true,
             external_kubelet: false,
@@ -270,15 +282,15 @@ impl Session {
         let early = |error: anyhow::Error| StartError { runtime: None, provisioned: None, error };
         let dir = tempfile::Builder::new()
             .prefix("sgpc-")
-            .tempdir_in(&config.work_root)
-            .with_context(|| format!("creating a run directory in {}", config.work_root.display()))
+            .tempdir_in(&config.settings.work_root)
+            .with_context(|| format!("creating a run directory in {}", config.settings.work_root.display()))
             .map_err(early)?
             .keep();
         // Only root may look inside: credentials, sockets and fixtures live here.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display())).map_err(early)?;
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).context("the run directory has no name").map_err(early)?;
         let record = RunRecord::new(&run_id, &dir);
-        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, node: None, record, state: config.state_dir.clone(), runtime_info: None, provisioned: None, removal_tried: false };
+        let mut resources = Resources { dir, registry: None, runtime: None, proxy: None, node: None, record, state: config.settings.state_dir.clone(), runtime_info: None, provisioned: None, removal_tried: false };
         if let Err(e) = resources.state.save(&resources.record) {
             let _ = crate::provision::remove_tree(&resources.dir);
             return Err(StartError { runtime: None, provisioned: None, error: anyhow::Error::from(e).context("recording the run (set SGPC_STATE_DIR to a directory you may write)") });
@@ -292,13 +304,13 @@ impl Session {
                 provisioned: p.provisioned,
                 images: p.images,
                 catalogue: catalogue.clone(),
-                critest_busybox: config.critest_busybox.clone(),
-                critest: config.critest.clone(),
+                critest_busybox: config.settings.critest_busybox.clone(),
+                critest: config.settings.critest.clone(),
                 target: p.target,
                 resources,
                 cases_started: std::sync::atomic::AtomicUsize::new(0),
                 userns_slots,
-                share_sandboxes: config.share_sandboxes,
+                share_sandboxes: config.settings.share_sandboxes,
             }),
             Err(e) => {
                 let (runtime, provisioned) = (resources.runtime_info.take(), resources.provisioned.take());
@@ -514,7 +526,7 @@ impl Driver for Session {
 }
 
 async fn connect(endpoint: &str, config: &SessionConfig) -> anyhow::Result<(CriDriver, RuntimeInfo)> {
-    let target = CriDriver::connect(endpoint, config.timeouts).await?;
+    let target = CriDriver::connect(endpoint, config.settings.timeouts).await?;
     let runtime = target.info(&config.runtime_handler).await.context("asking the runtime for its version and status")?;
     Ok((target, runtime))
 }
@@ -561,7 +573,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     };
     let built = catalogue.build_images(cases)?;
 
-    let registry = Registry::start(&config.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
+    let registry = Registry::start(&config.settings.registry_binary, &resources.dir.join("registry")).await.context("starting the image registry")?;
     resources.record_daemon("registry", registry.pid())?;
     let (registry_host, credentials) = (registry.host.clone(), registry.credentials.clone());
     let registry = resources.registry.insert(registry);
@@ -608,7 +620,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
     let runtime = with_pod_network_limits(resources, runtime);
     resources.runtime_info = Some(runtime.clone());
     resources.provisioned.clone_from(&provisioned);
-    let (target, runtime) = match &config.proxy {
+    let (target, runtime) = match &config.settings.proxy {
         None => (target, runtime),
         Some(settings) => {
             let runtime_pid = resources.runtime.as_ref().and_then(RuntimeDaemon::pid);
@@ -637,7 +649,7 @@ async fn provision(resources: &mut Resources, config: &SessionConfig, catalogue:
         pull(resources, &target, &record, &credentials).await?;
         images.insert(record.name.clone(), record);
     }
-    if let (TargetChoice::Cri { endpoint }, false) = (&config.target, config.external_kubelet) {
+    if let (TargetChoice::Cri { endpoint }, false) = (&config.target, config.settings.external_kubelet) {
         // One sandbox before the catalogue: a runtime that cannot start any (its own sandbox
         // image cannot be pulled offline, say) is one clear error, not one per case.
         target.preflight_sandbox(run_id, &config.runtime_handler, &resources.dir.join("preflight")).await.map_err(|e| anyhow::anyhow!(sandbox_hint(endpoint, &e.to_string())))?;
