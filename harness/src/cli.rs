@@ -8,7 +8,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use sgpc::driver::Timeouts;
 use sgpc::provision::containerd::OciRuntime;
-use sgpc::run::{ProxySettings, SessionConfig, SessionSettings, TargetChoice};
+use sgpc::run::{ProxySettings, SessionConfig, SessionSettings};
+use sgpc::target::{Source, Target};
 
 /// End-to-end conformance harness for Kubernetes supplementalGroupsPolicy (KEP-3619).
 #[derive(Parser)]
@@ -383,47 +384,43 @@ pub struct RunArgs {
 
 
 impl RunArgs {
-    /// The session `sgpc run` starts for a CRI-level target.
-    pub fn session_config(&self) -> anyhow::Result<SessionConfig> {
-        let target = match (&self.cri, &self.containerd, &self.crio) {
-            (Some(endpoint), _, _) => TargetChoice::Cri { endpoint: endpoint.clone() },
-            (None, Some(dir), _) => {
-                // Fail at once, before building anything, when the directory is incomplete.
-                let runtimes = if self.oci_runtimes.is_empty() { vec![sgpc::provision::containerd::OciRuntime::runc()] } else { self.oci_runtimes.clone() };
-                sgpc::provision::containerd::check_binaries(dir, &runtimes)?;
-                TargetChoice::Containerd { bin_dir: dir.clone() }
-            }
-            (None, None, Some(dir)) => {
-                // Fail at once, before building anything, when the directory is incomplete.
-                let oci_runtime = self.oci_runtimes.first().cloned();
-                sgpc::provision::crio::find_binaries(dir, oci_runtime.as_ref())?;
-                TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime }
-            }
+    /// The runtime `sgpc run` judges, as a matrix entry would name it.
+    pub fn target(&self) -> anyhow::Result<Target> {
+        let source = match (&self.cri, &self.containerd, &self.crio) {
+            (Some(endpoint), _, _) => Source::Cri { endpoint: endpoint.clone() },
+            (None, Some(dir), _) => Source::ContainerdDir { dir: dir.clone() },
+            (None, None, Some(dir)) => Source::CrioDir { dir: dir.clone() },
             (None, None, None) => anyhow::bail!("give --cri ENDPOINT, --containerd DIR, --crio DIR or --kube"),
         };
-        let mut config = SessionConfig::new(target);
-        config.settings.timeouts = Timeouts {
-            rpc: Duration::from_secs(self.rpc_timeout),
-            pull: Duration::from_secs(self.pull_timeout),
-            probe: Duration::from_secs(self.probe_timeout),
-        };
-        config.settings.critest_busybox = self.busybox.clone();
-        config.settings.registry_binary = self.registry.clone();
-        if !self.oci_runtimes.is_empty() {
-            config.oci_runtimes = self.oci_runtimes.clone();
-        }
-        config.runtime_handler = self.runtime_handler.clone();
-        config.settings.critest.clone_from(&self.critest);
-        config.settings.work_root = self.work_root.clone();
-        // A pod-scoped fault selects sandboxes by their case's name.
-        config.settings.share_sandboxes = !self.one_sandbox_per_case && self.fault_pods.is_none();
-        if !self.faults.is_empty() {
+        Ok(Target { source, oci_runtimes: self.oci_runtimes.clone(), runc_module: None, runtime_handler: self.runtime_handler.clone(), node: self.node_choice()? })
+    }
+
+    /// The session `sgpc run` starts for `target` (and the live node over it): resolved as a
+    /// matrix column's is, which fails at once, before anything is built, when a directory is
+    /// incomplete.
+    pub fn session_config(&self, target: &Target) -> anyhow::Result<SessionConfig> {
+        let (config, _) = sgpc::target::resolve(target, &self.settings(), std::path::Path::new(".cache"))?;
+        Ok(config)
+    }
+
+    fn settings(&self) -> SessionSettings {
+        let proxy = (!self.faults.is_empty()).then(|| {
             let mut proxy = ProxySettings::beside_current_exe(self.faults.clone());
             proxy.pods = self.fault_pods.clone();
             proxy.delay = Duration::from_millis(self.fault_delay_ms);
-            config.settings.proxy = Some(proxy);
+            proxy
+        });
+        SessionSettings {
+            work_root: self.work_root.clone(),
+            timeouts: Timeouts { rpc: Duration::from_secs(self.rpc_timeout), pull: Duration::from_secs(self.pull_timeout), probe: Duration::from_secs(self.probe_timeout) },
+            critest_busybox: self.busybox.clone(),
+            registry_binary: self.registry.clone(),
+            proxy,
+            critest: self.critest.clone(),
+            // A pod-scoped fault selects sandboxes by their case's name.
+            share_sandboxes: !self.one_sandbox_per_case && self.fault_pods.is_none(),
+            ..SessionSettings::default()
         }
-        Ok(config)
     }
 }
 

@@ -1,7 +1,7 @@
 //! sgpc: an end-to-end conformance harness for Kubernetes' `supplementalGroupsPolicy` (KEP-3619).
 //!
-//! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime
-//! ([`provision`]), drives it through a [`driver`], judges each case ([`verdict`]) and hands the
+//! Start at [`run`]: it loads [`scenario`]s and [`image`] recipes, provisions a runtime (a
+//! [`target`], through [`provision`]), drives it through a [`driver`], judges each case ([`verdict`]) and hands the
 //! finished run to the [`report`]ers. `sgpc matrix` ([`matrix`]) runs many runtimes at once and
 //! lists where they differ ([`divergence`]); `sgpc discover` ([`discover`]) generates cases,
 //! runs them on a matrix and shrinks each class of divergence to a minimal case.
@@ -30,4 +30,5 @@ pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod target;
 pub mod verdict;

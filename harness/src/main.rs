@@ -140,11 +140,11 @@ async fn run_catalogue(args: RunArgs) -> anyhow::Result<i32> {
         }
         run::run_kube_session(&config, plan, catalogue, &cases, usize::from(args.jobs), shutdown_signal(), on_event).await?
     } else {
-        let config = args.session_config()?;
+        let target = args.target()?;
+        let config = args.session_config(&target)?;
         clean(false, &mut std::io::stderr().lock()).await?;
         let existing = args.node.as_ref().map(|name| run::ExistingNode { name: name.clone(), kubeconfig: args.kubeconfig.clone() });
-        let choice = args.node_choice()?;
-        let level = match (&existing, &choice) {
+        let level = match (&existing, &target.node) {
             (Some(node), _) => run::Level::ExistingNode(node),
             (None, Some(choice)) => run::Level::LiveNode(choice),
             (None, None) => run::Level::Cri,

@@ -18,8 +18,8 @@ use crate::input::{self, InputError};
 use crate::oracle;
 use crate::outcome::{self, CaseResult, Event};
 use crate::provision::containerd::OciRuntime;
-use crate::provision::debian;
-use crate::run::{self, SessionConfig, SessionSettings, TargetChoice};
+use crate::run::{self, SessionSettings};
+use crate::target::{self, Source, Target};
 use crate::scenario::{Catalogue, CaseId, Policy};
 use crate::verdict::Verdict;
 
@@ -108,21 +108,6 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Where an entry's runtime comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    ContainerdDebian { suite: String },
-    ContainerdDir { dir: PathBuf },
-    ContainerdRelease { version: String },
-    /// containerd 2.x built from `github.com/containerd/containerd/v2` at this version.
-    ContainerdModule { version: crate::provision::gomodule::Version },
-    CrioDir { dir: PathBuf },
-    /// CRI-O built from `github.com/cri-o/cri-o` at this version, with Debian's conmon.
-    CrioModule { version: crate::provision::gomodule::Version },
-    Cri { endpoint: String },
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Expected {
     pub outcome: Outcome,
@@ -144,15 +129,12 @@ fn serialize_exceptions<S: serde::Serializer>(exceptions: &BTreeMap<CaseId, Verd
     s.collect_map(exceptions.iter().map(|(case, verdict)| (case.to_string(), verdict.to_string())))
 }
 
+/// One column: its name, what it runs on (`kubernetes: {version}` makes the target's live
+/// node: the column runs as Pods), and what it is expected to show.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
-    pub source: Source,
-    pub oci_runtime: OciRuntime,
-    /// The runc release `oci_runtime` is built from (`ociRuntime: {runc: VERSION}`).
-    pub oci_runtime_module: Option<crate::provision::gomodule::Version>,
-    /// A live node over the runtime (`kubernetes: {version}`): the column runs as Pods.
-    pub node: Option<run::NodeChoice>,
+    pub target: Target,
     pub expect: Option<Expected>,
 }
 
@@ -217,7 +199,7 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
         if matches!(source, Source::CrioDir { .. }) && e.oci_runtime.is_some() {
             return Err(err("ociRuntime", "a `crio: {dir: PATH}` entry runs the directory's own runc or crun; `ociRuntime` applies to `crio: {module: VERSION}` and containerd".into()));
         }
-        let mut oci_runtime_module = None;
+        let mut runc_module = None;
         let oci_runtime = match e.oci_runtime {
             None => OciRuntime::runc(),
             Some(RawOciRuntime::Known(name)) => known_oci_runtime(&name)
@@ -226,7 +208,7 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
             Some(RawOciRuntime::Module { runc }) => {
                 let version: crate::provision::gomodule::Version = runc.parse().map_err(|e: crate::provision::gomodule::GoBuildError| err("ociRuntime.runc", e.to_string()))?;
                 let binary = crate::provision::gomodule::cache_dir(crate::provision::gomodule::Program::Runc, &version).join("runc");
-                oci_runtime_module = Some(version);
+                runc_module = Some(version);
                 OciRuntime { handler: "runc".into(), binary }
             }
         };
@@ -246,7 +228,10 @@ pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Vec<Entry>, InputError
                 Some(Expected { outcome: x.outcome, kubernetes: node.is_some(), exceptions, user_namespaces: x.user_namespaces })
             }
         };
-        entries.push(Entry { name: e.name, source, oci_runtime, oci_runtime_module, node, expect });
+        // A CRI-O directory runs its own runc or crun (checked above: no `ociRuntime` there).
+        let oci_runtimes = if matches!(source, Source::CrioDir { .. }) { Vec::new() } else { vec![oci_runtime] };
+        let target = Target { source, oci_runtimes, runc_module, runtime_handler: String::new(), node };
+        entries.push(Entry { name: e.name, target, expect });
     }
     Ok(entries)
 }
@@ -356,69 +341,6 @@ pub struct MatrixConfig {
     pub jobs: usize,
 }
 
-/// Why an entry cannot run on this machine (missing binaries, no network).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Unavailable(String);
-
-/// Makes an entry's source runnable: fetches Debian packages and upstream releases, checks
-/// directories. Gives the entry's session config and the version its source served.
-pub fn session_config(entry: &Entry, settings: &SessionSettings, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
-    let unavailable = |e: anyhow::Error| Unavailable(format!("{e:#}"));
-    let runtime = runc_of(entry)?;
-    let (target, version) = match &entry.source {
-        Source::ContainerdDebian { suite } => {
-            let unpacked = debian::fetch(cache, suite, "containerd").map_err(unavailable)?;
-            (TargetChoice::Containerd { bin_dir: unpacked.bin_dir() }, Some(unpacked.version))
-        }
-        Source::ContainerdDir { dir } => {
-            if !dir.join("containerd").is_file() {
-                return Err(Unavailable(format!("{} is missing", dir.join("containerd").display())));
-            }
-            (TargetChoice::Containerd { bin_dir: dir.clone() }, None)
-        }
-        Source::ContainerdRelease { version } => {
-            let dir = crate::provision::release::fetch(cache, version).map_err(|e| unavailable(e.into()))?;
-            (TargetChoice::Containerd { bin_dir: dir }, Some(version.clone()))
-        }
-        Source::ContainerdModule { version } => {
-            let program = crate::provision::gomodule::Program::Containerd;
-            let dir = crate::provision::gomodule::ensure(program, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
-            (TargetChoice::Containerd { bin_dir: dir }, Some(format!("{version} (Go module)")))
-        }
-        Source::CrioDir { dir } => {
-            crate::provision::crio::find_binaries(dir, None).map_err(unavailable)?;
-            (TargetChoice::Crio { bin_dir: dir.clone(), oci_runtime: None }, None)
-        }
-        Source::CrioModule { version } => {
-            let dir = crate::provision::gomodule::ensure(crate::provision::gomodule::Program::Crio, version, &mut std::io::stderr()).map_err(|e| unavailable(e.into()))?;
-            crate::provision::crio::find_binaries(&dir, Some(&runtime)).map_err(unavailable)?;
-            (TargetChoice::Crio { bin_dir: dir, oci_runtime: Some(runtime.clone()) }, Some(format!("{version} (Go module)")))
-        }
-        Source::Cri { endpoint } => (TargetChoice::Cri { endpoint: endpoint.clone() }, None),
-    };
-    let mut config = SessionConfig::new(target);
-    config.settings = settings.clone();
-    config.oci_runtimes = vec![runtime];
-    if let Source::Cri { .. } | Source::CrioDir { .. } | Source::CrioModule { .. } = entry.source {
-        config.runtime_handler = String::new();
-    }
-    Ok((config, version))
-}
-
-/// The entry's OCI runtime, built first when it is runc from its Go module.
-fn runc_of(entry: &Entry) -> Result<OciRuntime, Unavailable> {
-    let Some(version) = &entry.oci_runtime_module else { return Ok(entry.oci_runtime.clone()) };
-    let dir = crate::provision::gomodule::ensure(crate::provision::gomodule::Program::Runc, version, &mut std::io::stderr()).map_err(|e| Unavailable(format!("{:#}", anyhow::Error::from(e))))?;
-    Ok(OciRuntime { handler: entry.oci_runtime.handler.clone(), binary: dir.join("runc") })
-}
-
-/// [`session_config`] off the async threads: fetching a package blocks.
-pub async fn session_config_blocking(entry: &Entry, settings: &SessionSettings, cache: &Path) -> Result<(SessionConfig, Option<String>), Unavailable> {
-    let (entry, settings, cache) = (entry.clone(), settings.clone(), cache.to_path_buf());
-    tokio::task::spawn_blocking(move || session_config(&entry, &settings, &cache)).await.unwrap_or_else(|e| Err(Unavailable(e.to_string())))
-}
-
 /// What a matrix run tells its caller while it works: a column's events, by column name.
 pub type Progress<'p> = &'p dyn Fn(&str, Event<'_>);
 
@@ -427,13 +349,9 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
     let started = Instant::now();
     let mut column = Column {
         name: entry.name.clone(),
-        source: entry.source.clone(),
+        source: entry.target.source.clone(),
         source_version: None,
-        oci_runtime: match (&entry.source, &entry.oci_runtime_module) {
-            (Source::CrioDir { .. }, _) => "runc or crun from the directory".into(),
-            (_, Some(version)) => format!("{} {version} (Go module)", entry.oci_runtime.handler),
-            (_, None) => entry.oci_runtime.handler.clone(),
-        },
+        oci_runtime: entry.target.oci_runtime_label(),
         runtime: None,
         skipped: None,
         setup_error: None,
@@ -445,7 +363,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         duration: Duration::ZERO,
         results: Vec::new(),
     };
-    let session_config = match session_config_blocking(entry, &config.settings, &config.cache).await {
+    let session_config = match target::resolve_blocking(&entry.target, &config.settings, &config.cache).await {
         Ok((session_config, version)) => {
             column.source_version = version;
             session_config
@@ -456,7 +374,7 @@ async fn run_entry(entry: &Entry, catalogue: &Catalogue, cases: &[CaseId], confi
         }
     };
     let on_event = |event: Event<'_>| progress(&entry.name, event);
-    let level = entry.node.as_ref().map_or(run::Level::Cri, run::Level::LiveNode);
+    let level = entry.target.node.as_ref().map_or(run::Level::Cri, run::Level::LiveNode);
     let run = run::run_session(&session_config, level, catalogue, cases, config.jobs, std::future::pending(), on_event).await;
     column.startup = run.startup;
     column.runtime = run.report.runtime;

@@ -86,14 +86,15 @@ impl Shared {
 /// One matrix, every column running at once: containerd 2.x and each CRI-O directory, each
 /// with its own root, socket, registry and registries.conf; every one must be conformant.
 fn crio_matrix(dirs: Vec<std::path::PathBuf>) -> Result<(), Failed> {
-    use sgpc::matrix::{Entry, Expected, MatrixConfig, Outcome, Source};
+    use sgpc::matrix::{Entry, Expected, MatrixConfig, Outcome};
+    use sgpc::target::{Source, Target};
     let catalogue = support::catalogue();
     let cases: Vec<CaseId> = catalogue.cases().into_iter().filter(|c| c.scenario == "kep-blog" || c.scenario == "protected-file-access").collect();
     let conformant = || Some(Expected { outcome: Outcome::Conformant, kubernetes: false, exceptions: Default::default(), user_namespaces: false });
-    let runc = sgpc::provision::containerd::OciRuntime::runc();
-    let mut entries = vec![Entry { name: "containerd-2.x".into(), source: Source::ContainerdDir { dir: support::containerd_dir() }, oci_runtime_module: None, oci_runtime: runc.clone(), node: None, expect: conformant() }];
+    let target = |source: Source| Target { source, oci_runtimes: Vec::new(), runc_module: None, runtime_handler: String::new(), node: None };
+    let mut entries = vec![Entry { name: "containerd-2.x".into(), target: target(Source::ContainerdDir { dir: support::containerd_dir() }), expect: conformant() }];
     for (i, dir) in dirs.into_iter().enumerate() {
-        entries.push(Entry { name: format!("crio-{i}"), source: Source::CrioDir { dir }, oci_runtime: runc.clone(), oci_runtime_module: None, node: None, expect: conformant() });
+        entries.push(Entry { name: format!("crio-{i}"), target: target(Source::CrioDir { dir }), expect: conformant() });
     }
     let config = MatrixConfig { settings: sgpc::run::SessionSettings::default(), cache: support::repo_root().join(".cache"), jobs: 2 };
     let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -22,17 +22,17 @@ fn shipped_matrix_loads() {
     let entries = matrix::load(&support::repo_root().join("matrix.yaml"), &support::catalogue()).unwrap();
     assert!(entries.len() >= 4);
     let nodes = matrix::load(&support::repo_root().join("matrix-node.yaml"), &support::catalogue()).unwrap();
-    let versions: std::collections::BTreeSet<String> = nodes.iter().filter_map(|e| e.node.as_ref()).map(|n| n.kubernetes.to_string()).collect();
+    let versions: std::collections::BTreeSet<String> = nodes.iter().filter_map(|e| e.target.node.as_ref()).map(|n| n.kubernetes.to_string()).collect();
     assert!(versions.len() >= 2 && versions.iter().any(|v| v.starts_with("v1.34.")), "{versions:?}");
     let releases = matrix::load(&support::repo_root().join("matrix-releases.yaml"), &support::catalogue()).unwrap();
-    assert!(releases.iter().all(|e| matches!(e.source, matrix::Source::ContainerdModule { .. } | matrix::Source::CrioModule { .. })), "every release column is built from its module");
-    assert!(entries.iter().any(|e| matches!(e.source, matrix::Source::CrioModule { .. })), "make test runs a CRI-O built from its module");
+    assert!(releases.iter().all(|e| matches!(e.target.source, sgpc::target::Source::ContainerdModule { .. } | sgpc::target::Source::CrioModule { .. })), "every release column is built from its module");
+    assert!(entries.iter().any(|e| matches!(e.target.source, sgpc::target::Source::CrioModule { .. })), "make test runs a CRI-O built from its module");
 }
 
 #[test]
 fn a_live_node_column_loads_and_expects_kubelet_to_reject_strict_where_the_runtime_cannot() {
     let entries = load("entries:\n  - {name: a, containerd: {debian: trixie}, kubernetes: {version: v1.37.2}, expect: {outcome: no-strict, exceptions: {kep-blog/default: REJECTED}}}\n").unwrap();
-    let node = entries[0].node.as_ref().expect("a node column");
+    let node = entries[0].target.node.as_ref().expect("a node column");
     assert_eq!(node.kubernetes.to_string(), "v1.37.2");
     let expected = entries[0].expect.as_ref().unwrap();
     let catalogue = support::catalogue();
@@ -66,7 +66,7 @@ fn matrix_file_errors_name_the_field() {
         assert_eq!(err.field.as_deref(), Some("entries[0].containerd.module"), "{version}: {err}");
     }
     let entries = load("entries:\n  - {name: a, containerd: {module: v2.4.2}}\n").unwrap();
-    assert!(matches!(&entries[0].source, matrix::Source::ContainerdModule { version } if version.to_string() == "v2.4.2"));
+    assert!(matches!(&entries[0].target.source, sgpc::target::Source::ContainerdModule { version } if version.to_string() == "v2.4.2"));
     for version in ["v2.4.2", "1.36.3", "v1.36", "latest"] {
         let err = load(&format!("entries:\n  - {{name: a, crio: {{module: {version:?}}}}}\n")).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("entries[0].crio.module"), "{version}: {err}");
@@ -76,7 +76,7 @@ fn matrix_file_errors_name_the_field() {
     let err = load("entries:\n  - {name: a, crio: {module: v1.36.3, dir: /x}}\n").unwrap_err();
     assert_eq!(err.field.as_deref(), Some("entries[0].crio"), "{err}");
     let entries = load("entries:\n  - {name: a, crio: {module: v1.36.3}, ociRuntime: {runc: v1.4.4}}\n").unwrap();
-    assert!(matches!(&entries[0].source, matrix::Source::CrioModule { version } if version.to_string() == "v1.36.3"));
+    assert!(matches!(&entries[0].target.source, sgpc::target::Source::CrioModule { version } if version.to_string() == "v1.36.3"));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::divergence::Behaviour;
 use crate::driver::RuntimeInfo;
 use crate::image::{self, ImageContent};
-use crate::matrix::{self, Entry};
+use crate::matrix::Entry;
 use crate::outcome::{self, CaseResult};
 use crate::run::{self, Session, SessionSettings};
 use crate::scenario::{Catalogue, CaseId, Policy};
@@ -334,10 +334,10 @@ async fn start_sessions(entries: &[Entry], config: &DiscoverConfig, runtimes: &m
     let starts = entries.iter().map(|entry| {
         let empty = &empty;
         async move {
-            if let Some(node) = &entry.node {
+            if let Some(node) = &entry.target.node {
                 return Err(format!("discovery runs at the CRI level; the live node (kubernetes {}) is not started", node.kubernetes));
             }
-            let (session_config, _) = matrix::session_config_blocking(entry, &config.settings, &config.cache).await.map_err(|e| e.to_string())?;
+            let (session_config, _) = crate::target::resolve_blocking(&entry.target, &config.settings, &config.cache).await.map_err(|e| e.to_string())?;
             Session::start(&session_config, empty, &[]).await.map_err(|e| format!("set-up failed: {e}"))
         }
     });

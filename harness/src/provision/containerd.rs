@@ -50,7 +50,7 @@ pub fn check_binaries(bin_dir: &Path, oci_runtimes: &[OciRuntime]) -> anyhow::Re
     for name in BINARIES {
         let path = bin_dir.join(name);
         if !path.is_file() {
-            bail!("{} is missing: --containerd must name a directory holding {}", path.display(), BINARIES.join(" and "));
+            bail!("{} is missing: a containerd directory (--containerd DIR, or `containerd: {{dir: DIR}}` in a matrix) holds {}", path.display(), BINARIES.join(" and "));
         }
     }
     for runtime in oci_runtimes {

@@ -264,7 +264,8 @@ pub fn write_json(out: &mut dyn Write, report: &MatrixReport) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::{Column, Source};
+    use crate::matrix::Column;
+    use crate::target::Source;
     use crate::driver::RuntimeInfo;
 
     /// A column whose runtime answered, then failed to set up: every format names the runtime
