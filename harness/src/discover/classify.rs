@@ -42,11 +42,35 @@ impl Kind {
 }
 
 /// One group of a class: runtimes that did the same, the rule it matches, their verdicts.
+/// (In JSON, the rule and the verdicts as [`rule_label`] and `Verdict`'s labels write them.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Side {
     pub runtimes: Vec<String>,
-    pub rule: String,
-    pub verdicts: Vec<String>,
+    #[serde(serialize_with = "serialize_rule")]
+    pub rule: Rule,
+    /// Distinct, in the order of their labels.
+    #[serde(serialize_with = "serialize_verdicts")]
+    pub verdicts: Vec<Verdict>,
+}
+
+/// A side's rule in one phrase; which reading gave an allowed outcome is part of the news.
+pub fn rule_label(rule: &Rule) -> String {
+    match rule {
+        Rule::Allowed { reading } => format!("allowed outcome ({reading})"),
+        other => other.to_string(),
+    }
+}
+
+fn serialize_rule<S: serde::Serializer>(rule: &Rule, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rule_label(rule))
+}
+
+fn serialize_verdicts<S: serde::Serializer>(verdicts: &[Verdict], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(verdicts.iter().map(ToString::to_string))
+}
+
+fn labels(verdicts: &[Verdict]) -> String {
+    verdicts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// What makes two cases the same news.
@@ -66,7 +90,7 @@ impl ClassKey {
 
     /// One line: `runc, youki: refused (REFUSED) | 1.6, 1.7: the model's outcome (PASS)`.
     pub fn describe(&self) -> String {
-        let sides: Vec<String> = self.sides.iter().map(|s| format!("{}: {} ({})", s.runtimes.join(", "), s.rule, s.verdicts.join(", "))).collect();
+        let sides: Vec<String> = self.sides.iter().map(|s| format!("{}: {} ({})", s.runtimes.join(", "), rule_label(&s.rule), labels(&s.verdicts))).collect();
         format!("{}: {}", self.kind.describe(), sides.join(" | "))
     }
 }
@@ -98,15 +122,10 @@ pub fn classify(results: &[(&str, &CaseResult)]) -> Option<(ClassKey, Vec<Behavi
 fn side(behaviour: &Behaviour) -> Side {
     let mut runtimes = behaviour.runtimes.clone();
     runtimes.sort();
-    let mut verdicts: Vec<String> = behaviour.verdicts.iter().map(ToString::to_string).collect();
-    verdicts.sort();
+    let mut verdicts = behaviour.verdicts.clone();
+    verdicts.sort_by_key(ToString::to_string);
     verdicts.dedup();
-    let rule = match &behaviour.rule {
-        // Which reading gave an allowed outcome is part of the news.
-        Rule::Allowed { reading } => format!("allowed outcome ({reading})"),
-        other => other.to_string(),
-    };
-    Side { runtimes, rule, verdicts }
+    Side { runtimes, rule: behaviour.rule.clone(), verdicts }
 }
 
 #[cfg(test)]
@@ -148,7 +167,11 @@ mod tests {
         let (key, behaviours) = classify(&[("1.6", &model), ("2.x-runc", &refused_runc), ("1.7", &model), ("2.x-youki", &refused_youki)]).expect("news");
         assert_eq!(key.kind, Kind::Divergence);
         assert_eq!(key.sides.len(), 2);
-        assert_eq!(key.sides[0], Side { runtimes: vec!["1.6".into(), "1.7".into()], rule: "the model's outcome".into(), verdicts: vec!["PASS".into()] });
+        assert_eq!(key.sides[0], Side { runtimes: vec!["1.6".into(), "1.7".into()], rule: Rule::Model, verdicts: vec![Verdict::Pass] });
+        assert_eq!(key.sides[1].rule, Rule::Refused);
+        let json = serde_json::to_value(&key).unwrap();
+        assert_eq!(json["sides"][0]["rule"], "the model's outcome", "the JSON keeps the labels");
+        assert_eq!(json["sides"][1]["verdicts"], serde_json::json!(["REFUSED"]));
         assert_eq!(key.sides[1].runtimes, ["2.x-runc", "2.x-youki"]);
         assert_eq!(key.runtimes(), ["1.6", "1.7", "2.x-runc", "2.x-youki"]);
         assert_eq!(behaviours.len(), 2);
@@ -204,6 +227,6 @@ mod tests {
         let (pass, fail) = (ran(&[1001], Verdict::Pass, &[1001]), ran(&[1001], Verdict::Fail, &[1001]));
         let (key, _) = classify(&[("a", &pass), ("b", &fail)]).unwrap();
         assert_eq!(key.kind, Kind::ReportFailure);
-        assert_eq!(key.sides[0].verdicts, ["FAIL", "PASS"]);
+        assert_eq!(key.sides[0].verdicts, [Verdict::Fail, Verdict::Pass]);
     }
 }

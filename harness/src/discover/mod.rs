@@ -314,7 +314,7 @@ fn pinned(mut case: GenCase, policy: Policy) -> GenCase {
 /// every runtime of the class represents it.
 fn representatives(key: &ClassKey, view: &[(&str, &CaseResult)], classes: &[Class]) -> (Vec<String>, ClassKey) {
     let load = |name: &String| classes.iter().filter(|c| c.representatives.contains(name)).count();
-    let verdict_of = |name: &String| view.iter().find(|(n, _)| n == name).map(|(_, r)| r.judgement.verdict.to_string());
+    let verdict_of = |name: &String| view.iter().find(|(n, _)| n == name).map(|(_, r)| r.judgement.verdict);
     let mut chosen: Vec<String> = Vec::new();
     for side in &key.sides {
         for verdict in &side.verdicts {

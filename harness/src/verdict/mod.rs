@@ -32,7 +32,7 @@ use crate::scenario::{Access, Expectation, Policy};
 /// How `cat` reports EACCES.
 const PERMISSION_DENIED: &str = "Permission denied";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,
