@@ -163,7 +163,7 @@ pub fn behaviours(results: &[(&str, &CaseResult)]) -> Vec<Behaviour> {
                     bugs.dedup();
                     bugs
                 },
-                refusal: (*seen == Seen::Refused).then(|| members[0].1.judgement.reasons.first().cloned()).flatten(),
+                refusal: (*seen == Seen::Refused).then(|| members[0].1.observations.as_ref().and_then(|o| o.refusal.as_ref()).map(ToString::to_string)).flatten(),
             }
         })
         .collect()
@@ -242,9 +242,13 @@ pub(crate) mod tests {
         assert!(d.only_missing_feature, "only runtimes without Strict support are outside the model");
 
         let mut refused = ran(&[], Verdict::Refused);
-        refused.observations = None;
+        let refusal = crate::observation::Refusal { step: "CreateContainer".into(), message: "Unknown: gid out of range".into(), held_image: None };
+        refused.observations = Some(Observations { refusal: Some(refusal), ..Observations::default() });
+        // The runtime's own answer, from the observation, not from the judgement's wording.
+        refused.judgement.reasons = vec!["a note first".into()];
         let d = of_case(&case(), &[("2.x", &refused), ("1.7", &pass)]).expect("a refusal diverges from a run");
         assert_eq!(d.behaviours[0].attached, "refused the Pod");
+        assert_eq!(d.behaviours[0].refusal.as_deref(), Some("the runtime refused a Pod the Kubernetes API accepts: CreateContainer failed: Unknown: gid out of range"));
         assert!(!d.only_missing_feature, "a refusal is a real divergence");
     }
 

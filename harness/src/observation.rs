@@ -186,6 +186,13 @@ pub struct Refusal {
     pub held_image: Option<String>,
 }
 
+/// As the judgement's reason and the divergence report say it.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the runtime refused a Pod the Kubernetes API accepts: {} failed: {}", self.step, self.message)
+    }
+}
+
 /// What the API server and kubelet did with a case's Pod, read from the API objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {

@@ -103,9 +103,7 @@ impl Judgement {
 
     /// The runtime refused the Pod, with what a user can do about it where the cause is known.
     fn refused(refusal: &Refusal) -> Judgement {
-        let (step, message) = (&refusal.step, &refusal.message);
-        let reasons = vec![format!("the runtime refused a Pod the Kubernetes API accepts: {step} failed: {message}")];
-        Judgement { verdict: Verdict::Refused, reasons, notes: refusal_hint(message).into_iter().collect(), known_bugs: Vec::new() }
+        Judgement { verdict: Verdict::Refused, reasons: vec![refusal.to_string()], notes: refusal_hint(&refusal.message).into_iter().collect(), known_bugs: Vec::new() }
     }
 }
 
