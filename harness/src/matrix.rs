@@ -511,7 +511,7 @@ fn notes(columns: &[Column], cases: &[CaseId]) -> Vec<String> {
             if let Some(first) = obs.identities.iter().find(|o| o.point == crate::observation::Point::FirstProcessId) {
                 printed.entry(first.identity.to_string()).or_default().entry(first.printed.clone()).or_default().push(&column.name);
             }
-            if obs.identities.iter().any(|o| o.point == crate::observation::Point::CriStatus && o.raw_groups.windows(2).any(|w| w[0] >= w[1])) {
+            if obs.identities.iter().any(|o| o.point == crate::observation::Point::CriStatus && o.groups_unsorted_or_repeated()) {
                 unordered.push(&column.name);
             }
         }

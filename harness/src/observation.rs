@@ -94,6 +94,14 @@ pub struct IdentityObservation {
     pub printed: String,
 }
 
+impl IdentityObservation {
+    /// The source listed groups out of ascending order, or one twice: a note, never a failure
+    /// (POSIX leaves the order of getgroups(2) and duplicates to the implementation).
+    pub fn groups_unsorted_or_repeated(&self) -> bool {
+        self.raw_groups.windows(2).any(|w| w[0] >= w[1])
+    }
+}
+
 /// The outcome of reading one probed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessObservation {

@@ -495,7 +495,7 @@ fn escalation_guard(ctx: &Context<'_>) -> &'static str {
 fn order_notes(obs: &Observations) -> Vec<String> {
     obs.identities
         .iter()
-        .filter(|o| o.raw_groups.windows(2).any(|w| w[0] >= w[1]))
+        .filter(|o| o.groups_unsorted_or_repeated())
         .map(|o| format!("{} lists groups unsorted or repeated: {:?} (order is not a conformance property)", o.point.describe(), o.raw_groups))
         .collect()
 }
