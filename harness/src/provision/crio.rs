@@ -97,7 +97,7 @@ pub fn find_binaries_with(bin_dir: &Path, fallback_conmon: &Path, oci_runtime: O
     }
     match (conmon, runtime) {
         (Some(conmon), Some(oci_runtime)) if missing.is_empty() => Ok(CrioBinaries { crio: bin_dir.join("crio"), conmon, pinns: bin_dir.join("pinns"), oci_runtime }),
-        _ => bail!("--crio {}: missing {}; the directory must hold crio and pinns, conmon unless {} is installed, and runc or crun unless the matrix entry names its ociRuntime", bin_dir.display(), missing.join(", "), fallback_conmon.display()),
+        _ => bail!("--crio {}: missing {}; the directory must hold crio and pinns, conmon unless {} is installed, and runc or crun unless --oci-runtime (or a `crio: {{module: VERSION}}` entry's ociRuntime) names one", bin_dir.display(), missing.join(", "), fallback_conmon.display()),
     }
 }
 
