@@ -194,9 +194,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
     timings.startup = starting.elapsed();
 
     let mut results: BTreeMap<CaseId, Vec<(String, CaseResult)>> = BTreeMap::new();
-    let mut classes: Vec<Class> = Vec::new();
-    let mut class_of: BTreeMap<ClassKey, usize> = BTreeMap::new();
-    let mut unclassified = 0;
+    let mut found = Found::default();
     let mut done_per_runtime: BTreeMap<String, usize> = BTreeMap::new();
     for batch in generated.chunks(config.batch.max(1)) {
         let ids: Vec<CaseId> = all_cases.iter().filter(|c| batch.iter().any(|g| g.name == c.scenario)).cloned().collect();
@@ -206,7 +204,7 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
             let done = counts.entry(runtime.to_string()).or_default();
             *done += 1;
             if done.is_multiple_of(25) {
-                progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
+                progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: found.classes.len(), elapsed: started.elapsed() });
             }
         };
         let batch_results = run_batch(&mut running, &Batch { cases: batch, ids: &ids, runs_on: None, jobs: config.jobs }, &mut timings, &on_case).await;
@@ -214,77 +212,23 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
             results.entry(result.id.clone()).or_default().push((runtime, result));
         }
         for id in &ids {
-            let Some(per_runtime) = results.get(id) else { continue };
-            // A case some runtime could not run (ERROR: sgpc's failure) is not classified: without
-            // that runtime, the others would form a class of their own.
-            if per_runtime.iter().any(|(_, r)| r.judgement.verdict == Verdict::Error) {
-                unclassified += 1;
-                continue;
+            if let (Some(per_runtime), Some(first)) = (results.get(id), generated.iter().find(|g| g.name == id.scenario)) {
+                found.classify(id, per_runtime, first, progress);
             }
-            let view: Vec<(&str, &CaseResult)> = per_runtime.iter().map(|(n, r)| (n.as_str(), r)).collect();
-            let Some((key, behaviours)) = classify::classify(&view) else { continue };
-            if let Some(&i) = class_of.get(&key) {
-                classes[i].cases.push(id.clone());
-                continue;
-            }
-            let Some(first) = generated.iter().find(|g| g.name == id.scenario) else { continue };
-            let (representatives, representative_key) = representatives(&key, &view, &classes);
-            class_of.insert(key.clone(), classes.len());
-            progress(Progress::ClassFound { number: classes.len() + 1, key: &key, case: id });
-            classes.push(Class {
-                number: classes.len() + 1,
-                description: key.describe(),
-                key,
-                cases: vec![id.clone()],
-                cri_request: String::new(),
-                minimal: pinned(first.clone(), id.policy),
-                first: pinned(first.clone(), id.policy),
-                behaviours,
-                representatives,
-                representative_key,
-                verified: false,
-                verification_errors: Vec::new(),
-                shrink_rounds: 0,
-                candidates_run: 0,
-                shrink_errors: 0,
-                shrink_time: Duration::ZERO,
-            });
         }
     }
     for (runtime, done) in &done_per_runtime {
-        progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: classes.len(), elapsed: started.elapsed() });
+        progress(Progress::CaseDone { runtime, done: *done, total: all_cases.len(), classes: found.classes.len(), elapsed: started.elapsed() });
     }
-    let mut errors = Vec::new();
-    for run in &mut runtimes {
-        let mine = results.values().flatten().filter(|(n, _)| *n == run.name);
-        for (_, result) in mine {
-            run.cases_run += 1;
-            if result.judgement.verdict == Verdict::Error {
-                run.errors += 1;
-                if errors.len() < 20 {
-                    errors.push(format!("{} on {}: {}", result.id, run.name, result.judgement.reasons.join("; ")));
-                }
-            }
-        }
-    }
+    let errors = count_runs(&mut runtimes, &results);
+    let Found { mut classes, unclassified, .. } = found;
 
     let shrinking = Instant::now();
     shrink_classes(&mut running, &mut classes, config, progress).await;
     timings.shrink = shrinking.elapsed();
 
     let tearing = Instant::now();
-    // Side by side, as they started: each stops its own runtime and registry.
-    let stopped = futures::future::join_all(running.into_iter().map(|Running { name, session }| async move {
-        let tearing = Instant::now();
-        let outcome = session.teardown().await;
-        tracing::info!(runtime = name, ms = tearing.elapsed().as_millis() as u64, "teardown");
-        (name, outcome)
-    })).await;
-    for (name, outcome) in stopped {
-        if let (Err(e), Some(run)) = (outcome, runtimes.iter_mut().find(|r| r.name == name)) {
-            run.teardown_error = Some(format!("{e:#}"));
-        }
-    }
+    teardown_all(running, &mut runtimes).await;
     timings.teardown = tearing.elapsed();
     DiscoveryReport {
         schema_version: 1,
@@ -298,6 +242,87 @@ pub async fn discover(entries: &[Entry], config: &DiscoverConfig, progress: &dyn
         errors,
         timings,
         duration: started.elapsed(),
+    }
+}
+
+/// The classes found so far, and how many cases could not be classified.
+#[derive(Default)]
+struct Found {
+    classes: Vec<Class>,
+    class_of: BTreeMap<ClassKey, usize>,
+    unclassified: usize,
+}
+
+impl Found {
+    /// Adds one generated case's results (`first`: the scenario as generated) to its class, or
+    /// makes a new class of it.
+    fn classify(&mut self, id: &CaseId, per_runtime: &[(String, CaseResult)], first: &GenCase, progress: &dyn Fn(Progress<'_>)) {
+        // A case some runtime could not run (ERROR: sgpc's failure) is not classified: without
+        // that runtime, the others would form a class of their own.
+        if per_runtime.iter().any(|(_, r)| r.judgement.verdict == Verdict::Error) {
+            self.unclassified += 1;
+            return;
+        }
+        let view: Vec<(&str, &CaseResult)> = per_runtime.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let Some((key, behaviours)) = classify::classify(&view) else { return };
+        if let Some(&i) = self.class_of.get(&key) {
+            self.classes[i].cases.push(id.clone());
+            return;
+        }
+        let (representatives, representative_key) = representatives(&key, &view, &self.classes);
+        self.class_of.insert(key.clone(), self.classes.len());
+        progress(Progress::ClassFound { number: self.classes.len() + 1, key: &key, case: id });
+        self.classes.push(Class {
+            number: self.classes.len() + 1,
+            description: key.describe(),
+            key,
+            cases: vec![id.clone()],
+            cri_request: String::new(),
+            minimal: pinned(first.clone(), id.policy),
+            first: pinned(first.clone(), id.policy),
+            behaviours,
+            representatives,
+            representative_key,
+            verified: false,
+            verification_errors: Vec::new(),
+            shrink_rounds: 0,
+            candidates_run: 0,
+            shrink_errors: 0,
+            shrink_time: Duration::ZERO,
+        });
+    }
+}
+
+/// Counts each runtime's case runs and ERRORs; gives the first 20 ERRORs with their reasons.
+fn count_runs(runtimes: &mut [RuntimeRun], results: &BTreeMap<CaseId, Vec<(String, CaseResult)>>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for run in runtimes {
+        for (_, result) in results.values().flatten().filter(|(n, _)| *n == run.name) {
+            run.cases_run += 1;
+            if result.judgement.verdict == Verdict::Error {
+                run.errors += 1;
+                if errors.len() < 20 {
+                    errors.push(format!("{} on {}: {}", result.id, run.name, result.judgement.reasons.join("; ")));
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Stops every session side by side, as they started (each its own runtime and registry).
+async fn teardown_all(running: Vec<Running>, runtimes: &mut [RuntimeRun]) {
+    let stopped = futures::future::join_all(running.into_iter().map(|Running { name, session }| async move {
+        let tearing = Instant::now();
+        let outcome = session.teardown().await;
+        tracing::info!(runtime = name, ms = tearing.elapsed().as_millis() as u64, "teardown");
+        (name, outcome)
+    }))
+    .await;
+    for (name, outcome) in stopped {
+        if let (Err(e), Some(run)) = (outcome, runtimes.iter_mut().find(|r| r.name == name)) {
+            run.teardown_error = Some(format!("{e:#}"));
+        }
     }
 }
 
