@@ -193,8 +193,44 @@ pub enum Event<'a> {
     RunStarted { total: usize, runtime: &'a RuntimeInfo },
     CaseFinished { result: &'a CaseResult, done: usize, total: usize },
     /// Cases that got an ERROR without running (set-up failed, interrupted), for one reason.
-    CasesNotRun { cases: &'a [CaseId], reason: &'a str },
+    CasesNotRun { cases: &'a [CaseId], reason: &'a Stop },
     RunFinished { report: &'a RunReport },
+}
+
+/// Why a run did not run all its cases, or did not end cleanly (`RunReport.setup_error` holds
+/// its text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The driver could not start: its error chain.
+    SetupFailed(String),
+    /// A signal (`SIGINT`, `SIGTERM`) arrived during a phase of the run.
+    Interrupted { signal: String, during: Phase },
+    /// Teardown failed, after whatever stopped the run before it.
+    TeardownFailed { before: Option<Box<Stop>>, error: String },
+    /// Cases were left without a result although nothing stopped the run.
+    Unfinished,
+}
+
+/// Where a run was when a signal arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    SetUp,
+    Cases,
+    Critest,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::SetupFailed(error) => f.write_str(error),
+            Stop::Interrupted { signal, during: Phase::SetUp } => write!(f, "interrupted by {signal} during set-up"),
+            Stop::Interrupted { signal, during: Phase::Cases } => write!(f, "interrupted by {signal}; cases not finished are ERROR"),
+            Stop::Interrupted { signal, during: Phase::Critest } => write!(f, "interrupted by {signal} while critest ran"),
+            Stop::TeardownFailed { before: Some(before), error } => write!(f, "{before}; {error}"),
+            Stop::TeardownFailed { before: None, error } => f.write_str(error),
+            Stop::Unfinished => f.write_str("not run"),
+        }
+    }
 }
 
 /// A case that could not run, with the reason.

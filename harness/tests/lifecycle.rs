@@ -6,6 +6,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use sgpc::outcome::Stop;
 use sgpc::provision::{mounts_under, processes_under};
 use sgpc::run::Session;
 use sgpc::scenario::{CaseId, Policy};
@@ -84,7 +85,15 @@ fn event_name(event: sgpc::outcome::Event<'_>) -> String {
     match event {
         sgpc::outcome::Event::RunStarted { total, .. } => format!("started {total}"),
         sgpc::outcome::Event::CaseFinished { result, .. } => format!("finished {}", result.id),
-        sgpc::outcome::Event::CasesNotRun { cases, .. } => format!("not run {}", cases.len()),
+        sgpc::outcome::Event::CasesNotRun { cases, reason } => {
+            let why = match reason {
+                Stop::SetupFailed(_) => "set-up failed".to_string(),
+                Stop::Interrupted { signal, during } => format!("{signal} during {during:?}"),
+                Stop::TeardownFailed { .. } => "teardown failed".to_string(),
+                Stop::Unfinished => "unfinished".to_string(),
+            };
+            format!("not run {} ({why})", cases.len())
+        }
         sgpc::outcome::Event::RunFinished { report } => format!("run finished {}", report.cases.len()),
     }
 }
@@ -113,7 +122,22 @@ async fn a_failed_start_tells_the_reporters_which_cases_did_not_run() {
     let mut names = Vec::new();
     let run = sgpc::run::run_session(&config, sgpc::run::Level::Cri, &catalogue, &cases, 1, std::future::pending(), |e| names.push(event_name(e))).await;
     assert_eq!(run.report.exit_code(), sgpc::outcome::exit_code::ERROR);
-    assert_eq!(names, ["not run 1", "run finished 1"]);
+    assert_eq!(names, ["not run 1 (set-up failed)", "run finished 1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_set_up_is_told_as_such_and_leaves_nothing() {
+    let catalogue = support::catalogue();
+    let work_root = tempfile::tempdir().unwrap();
+    let mut config = support::containerd_config();
+    config.settings.work_root = work_root.path().to_path_buf();
+    let cases = [CaseId { scenario: "kep-blog".into(), policy: Policy::Strict }];
+    let mut names = Vec::new();
+    let signal = std::future::ready("SIGTERM".to_string());
+    let run = sgpc::run::run_session(&config, sgpc::run::Level::Cri, &catalogue, &cases, 1, signal, |e| names.push(event_name(e))).await;
+    assert_eq!(names, ["not run 1 (SIGTERM during SetUp)", "run finished 1"]);
+    assert_eq!(run.report.setup_error.as_deref(), Some("interrupted by SIGTERM during set-up"), "the reports' text is as before");
+    assert_eq!(std::fs::read_dir(work_root.path()).unwrap().count(), 0, "the half-started session was removed");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use crate::case::Case;
 use crate::driver::{Driver, Member, RuntimeInfo};
 use crate::image::ImageRecord;
 use crate::observation::Observations;
-use crate::outcome::{error_result, CaseResult, Event, RunReport, Selection};
+use crate::outcome::{error_result, CaseResult, Event, Phase, RunReport, Selection, Stop};
 use crate::scenario::{Catalogue, CaseId};
 use crate::verdict::{self, Judgement, Verdict};
 
@@ -192,16 +192,17 @@ pub async fn run_lifecycle<S: Started>(
     let mut report = RunReport::empty();
     report.selection = Selection::of(catalogue, cases, None);
     let mut startup = None;
+    let mut stop: Option<Stop> = None;
     let interrupted = std::pin::pin!(interrupted);
     let mut interrupted = futures::FutureExt::fuse(interrupted);
     let driver = tokio::select! {
         s = start => Some(s),
-        why = &mut interrupted => { report.setup_error = Some(format!("interrupted by {why} during set-up")); None }
+        signal = &mut interrupted => { stop = Some(Stop::Interrupted { signal, during: Phase::SetUp }); None }
     };
     match driver {
         None => {}
         Some(Err(e)) => {
-            report.setup_error = Some(e.to_string());
+            stop = Some(Stop::SetupFailed(e.to_string()));
             report.runtime = e.runtime;
             report.provisioned = e.provisioned;
         }
@@ -220,27 +221,25 @@ pub async fn run_lifecycle<S: Started>(
             };
             tokio::select! {
                 results = run_cases(&driver, catalogue, driver.images(), cases, jobs, &mut hear) => report.cases = results,
-                why = &mut interrupted => {
-                    report.setup_error = Some(format!("interrupted by {why}; cases not finished are ERROR"));
+                signal = &mut interrupted => {
+                    stop = Some(Stop::Interrupted { signal, during: Phase::Cases });
                     report.cases = finished;
                 }
             }
-            if report.setup_error.is_none() {
+            if stop.is_none() {
                 tokio::select! {
                     says = driver.peer() => report.critest = says,
-                    why = &mut interrupted => report.setup_error = Some(format!("interrupted by {why} while critest ran")),
+                    signal = &mut interrupted => stop = Some(Stop::Interrupted { signal, during: Phase::Critest }),
                 }
             }
             if let Err(e) = driver.teardown().await {
-                report.setup_error = Some(match report.setup_error.take() {
-                    Some(first) => format!("{first}; {e:#}"),
-                    None => format!("{e:#}"),
-                });
+                stop = Some(Stop::TeardownFailed { before: stop.take().map(Box::new), error: format!("{e:#}") });
             }
         }
     }
-    let reason = report.setup_error.clone().unwrap_or_else(|| "not run".into());
-    let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason);
+    report.setup_error = stop.as_ref().map(ToString::to_string);
+    let reason = stop.unwrap_or(Stop::Unfinished);
+    let not_run = fill_unfinished(&mut report.cases, cases, catalogue, &reason.to_string());
     if !not_run.is_empty() {
         on_event(Event::CasesNotRun { cases: &not_run, reason: &reason });
     }
