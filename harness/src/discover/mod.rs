@@ -2,8 +2,9 @@
 //! divergence is shrunk to a minimal case and written in the catalogue's format.
 //!
 //! One session per runtime lives for the whole discovery; images are built once per batch and
-//! pushed to the registry of every session that runs them; the runtimes run each batch concurrently. Shrinking runs
-//! every class's candidates in the same round, each only on its own class's representatives.
+//! pushed to the registry of every session that runs them; the runtimes run each batch
+//! concurrently. Shrinking runs every class's candidates in the same round, each only on its
+//! own class's representatives.
 
 pub mod classify;
 pub mod generate;
@@ -504,7 +505,7 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
         if batch.is_empty() {
             break;
         }
-        let runs_on = candidate_runtimes(&owners, classes, config.candidates_everywhere);
+        let runs_on = runs_on(owners.iter().map(|&i| classes[i].representatives.clone()).collect(), config.candidates_everywhere);
         let results = run_batch(running, &Batch { cases: &batch, ids: &ids, runs_on: Some(&runs_on), jobs: config.shrink_jobs }, &mut timings, &|_| {}).await;
         for (i, (shrinker, class)) in shrinkers.iter_mut().zip(classes.iter_mut()).enumerate() {
             if shrinker.is_done() {
@@ -553,17 +554,16 @@ async fn shrink_classes(running: &mut [Running], classes: &mut [Class], config: 
     verify(running, classes, config, &mut timings).await;
 }
 
-/// For each candidate of a round (of the class `owners[i]`), the runtimes that run it: its own
-/// class's representatives, or with `everywhere` (the way before 2026-12-03, `make bench`'s
-/// baseline) the representatives of every class in the round.
-fn candidate_runtimes(owners: &[usize], classes: &[Class], everywhere: bool) -> Vec<Vec<String>> {
-    if everywhere {
-        let mut involved: Vec<String> = owners.iter().flat_map(|&i| classes[i].representatives.clone()).collect();
-        involved.sort();
-        involved.dedup();
-        return vec![involved; owners.len()];
+/// The runtimes each case of a batch runs on: its own class's, or with `everywhere` (the way
+/// before 2026-12-03, `make bench`'s baseline) those of every class in the batch.
+fn runs_on(own: Vec<Vec<String>>, everywhere: bool) -> Vec<Vec<String>> {
+    if !everywhere {
+        return own;
     }
-    owners.iter().map(|&i| classes[i].representatives.clone()).collect()
+    let mut every: Vec<String> = own.concat();
+    every.sort();
+    every.dedup();
+    vec![every; own.len()]
 }
 
 /// Generated names start `d<seed>`: `d7-0012`, `d7-c01-r003-2`.
@@ -579,13 +579,7 @@ async fn verify(running: &mut [Running], classes: &mut [Class], config: &Discove
     }
     let batch: Vec<GenCase> = classes.iter().map(|c| GenCase { name: format!("{}-c{:02}-verify", name_prefix(config.seed), c.number), ..c.minimal.clone() }).collect();
     let ids: Vec<CaseId> = batch.iter().zip(classes.iter()).map(|(g, c)| CaseId { scenario: g.name.clone(), policy: c.cases[0].policy }).collect();
-    let mut runs_on: Vec<Vec<String>> = classes.iter().map(|c| c.key.runtimes()).collect();
-    if config.candidates_everywhere {
-        let mut every: Vec<String> = runs_on.concat();
-        every.sort();
-        every.dedup();
-        runs_on = vec![every; classes.len()];
-    }
+    let runs_on = runs_on(classes.iter().map(|c| c.key.runtimes()).collect(), config.candidates_everywhere);
     let results = run_batch(running, &Batch { cases: &batch, ids: &ids, runs_on: Some(&runs_on), jobs: config.shrink_jobs }, timings, &|_| {}).await;
     for (class, id) in classes.iter_mut().zip(&ids) {
         let wanted = class.key.runtimes();
